@@ -1,1 +1,61 @@
-/* placeholder */
+/*
+ * cmd.h: the command table (tmux's shape).  Each subcommand lives in its own
+ * src/cmd-<name>.c and exports one struct cmd_entry; cmd.c lists them and
+ * dispatches.  Commands parse their own options and hand the work to modules
+ * that know nothing of the command line.
+ */
+#ifndef CMD_H
+#define CMD_H
+
+#include <getopt.h>
+
+/* Exit statuses: only main() and the commands' exec functions choose them. */
+enum {
+	EXIT_ALL_OK = 0,       /* every target succeeded */
+	EXIT_SOME_FAILED = 1,  /* at least one target failed */
+	EXIT_USAGE = 2,        /* usage or configuration error */
+};
+
+struct cmd_entry {
+	const char *name;
+	const char *alias;
+	const char *usage;   /* arguments after the name */
+	const char *summary; /* one line for `qckpt help` */
+	int (*exec)(int argc, char **argv);
+};
+
+extern const struct cmd_entry cmd_checkpoint_entry;
+extern const struct cmd_entry cmd_qmp_entry;
+
+/* Options every command takes (PowerShell's CommonParameters). */
+enum {
+	OPT_DEBUG = 0x100,
+	OPT_REGISTRY,
+	OPT_ERROR_ACTION,
+	OPT_COMMON_LAST,
+};
+#define CMD_COMMON_SHORT "vqh"
+#define CMD_COMMON_LONG                                                \
+	{ "verbose", no_argument, NULL, 'v' },                         \
+	{ "quiet", no_argument, NULL, 'q' },                           \
+	{ "help", no_argument, NULL, 'h' },                            \
+	{ "debug", no_argument, NULL, OPT_DEBUG },                     \
+	{ "registry", required_argument, NULL, OPT_REGISTRY }
+
+/* The registry file named by --registry, or NULL for the default search. */
+extern const char *cmd_registry_path;
+
+/*
+ * Handle one of the common options.  Returns 1 when it was one, 0 when
+ * not, and -1 after printing the usage for -h (the caller exits 0).
+ */
+int cmd_common_option(const struct cmd_entry *entry, int opt,
+		      const char *arg);
+
+/* Print "usage: qckpt NAME USAGE" and return EXIT_USAGE. */
+int cmd_usage(const struct cmd_entry *entry);
+
+const struct cmd_entry *cmd_find(const char *name);
+int cmd_dispatch(int argc, char **argv);
+
+#endif

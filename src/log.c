@@ -1,1 +1,77 @@
-/* placeholder */
+/*
+ * log.c: the one place that formats messages for the user (see log.h).
+ */
+#include <stdio.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "log.h"
+
+int log_verbose;
+int log_quiet;
+int log_debug;
+
+static void vline(const char *vm, const char *kind, const char *fmt,
+		  va_list ap)
+{
+	/* One fputs of a whole line, so lines from concurrent jobs never mix. */
+	char msg[2048];
+	char line[2300];
+
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	if (vm != NULL)
+		snprintf(line, sizeof line, "qckpt: %s: %s%s\n", vm, kind, msg);
+	else
+		snprintf(line, sizeof line, "qckpt: %s%s\n", kind, msg);
+	fputs(line, stderr);
+}
+
+int error_vm(const char *vm, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vline(vm, "", fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+void warn_vm(const char *vm, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (log_quiet)
+		return;
+	va_start(ap, fmt);
+	vline(vm, "warning: ", fmt, ap);
+	va_end(ap);
+}
+
+void verbose_vm(const char *vm, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!log_verbose || log_quiet)
+		return;
+	va_start(ap, fmt);
+	vline(vm, "", fmt, ap);
+	va_end(ap);
+}
+
+void debug_qmp(const char *vm, char dir, const char *text, unsigned long len)
+{
+	struct timeval tv;
+	struct tm tm;
+	char stamp[32];
+
+	if (!log_debug)
+		return;
+	gettimeofday(&tv, NULL);
+	localtime_r(&tv.tv_sec, &tm);
+	strftime(stamp, sizeof stamp, "%H:%M:%S", &tm);
+	/* Strip QMP's trailing CRLF so each message is exactly one line. */
+	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+		len--;
+	fprintf(stderr, "%s.%06ld %s %c %.*s\n", stamp, (long)tv.tv_usec,
+		vm ? vm : "-", dir, (int)len, text);
+}

@@ -1,1 +1,31 @@
-/* placeholder */
+/*
+ * log.h: how qckpt talks to its user on stderr.  Every error a user can
+ * meet is one line that names the VM and says what to do; these helpers keep
+ * that shape in one place.  Only main() decides the exit status.
+ */
+#ifndef LOG_H
+#define LOG_H
+
+#include <stdarg.h>
+
+extern int log_verbose; /* -v: progress lines */
+extern int log_quiet;   /* -q: no warnings, only errors */
+extern int log_debug;   /* --debug: QMP traffic with timestamps */
+
+/* "qckpt: VM: message" (VM may be NULL); always returns -1 (git's idiom). */
+int error_vm(const char *vm, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+#define error(...) error_vm(NULL, __VA_ARGS__)
+
+/* "qckpt: VM: warning: ..." unless -q. */
+void warn_vm(const char *vm, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* "qckpt: VM: ..." with -v only. */
+void verbose_vm(const char *vm, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* --debug: one QMP message, "HH:MM:SS.mmmmmm VM > {...}". */
+void debug_qmp(const char *vm, char dir, const char *text, unsigned long len);
+
+#endif

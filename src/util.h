@@ -1,1 +1,56 @@
-/* placeholder */
+/*
+ * util.h: small helpers every module needs: allocation that never returns
+ * NULL, whole-file reads, crash-safe file writes, ids and timestamps.
+ */
+#ifndef UTIL_H
+#define UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+void *xmalloc(size_t size);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t size);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Read a whole file (NUL-terminated); 0 or -errno. */
+int read_whole_file(const char *path, char **text);
+
+/*
+ * Write DATA to PATH so that a crash leaves either the old file or the new
+ * one: write a temporary file beside it, fsync it, rename it over PATH,
+ * fsync the directory.  0 or -errno.
+ */
+int write_file_atomic(const char *path, const char *data, size_t len,
+		      int mode);
+
+/* mkdir -p with MODE for the directories it creates; 0 or -errno. */
+int mkdir_p(const char *path, int mode);
+
+/* fsync a directory (after creating or renaming entries in it). */
+int fsync_dir(const char *path);
+
+/* Remove a directory and the files in it (one level). */
+int remove_dir_files(const char *path);
+
+/* A random (version 4) UUID, 36 characters plus NUL. */
+void uuid_generate_str(char out[37]);
+
+/* "2026-11-25T07:43:44.123+01:00" for a wall-clock time in ms. */
+void format_iso8601(int64_t epoch_ms, char *out, size_t len);
+/* Wall clock in ms since the epoch. */
+int64_t wall_ms(void);
+/* Monotonic clock in ms. */
+uint64_t mono_ms(void);
+
+/* Absolute path of PATH (which must exist) in a new string, or NULL. */
+char *absolute_path(const char *path);
+/* The directory part of PATH, in a new string. */
+char *dir_name(const char *path);
+/* The last component of PATH without its extension, in a new string. */
+char *base_stem(const char *path);
+
+#endif

@@ -1,0 +1,61 @@
+/*
+ * registry.h: the name registry, a plain text file mapping VM names to QMP
+ * monitors and per-VM settings (format: qckpt-registry(5)).  Parsing is
+ * strict: an unknown key or a malformed line is an error naming file and
+ * line, because a typo must not pass silently.
+ */
+#ifndef REGISTRY_H
+#define REGISTRY_H
+
+#include <stddef.h>
+
+enum vm_type {
+	VM_TYPE_STANDARD,
+	VM_TYPE_PRODUCTION,
+	VM_TYPE_PRODUCTION_ONLY,
+	VM_TYPE_DISABLED,
+};
+
+struct registry_entry {
+	char *name;
+	char *monitor;     /* "unix:PATH", "/abs/path" or "tcp:HOST:PORT" */
+	char *dir;         /* catalog directory, NULL for the default */
+	char *overlay_dir; /* where new overlays go, NULL: beside the image */
+	char *agent;       /* guest agent socket, NULL if none */
+	enum vm_type type;
+	int line;
+};
+
+struct registry {
+	char *path;
+	int exists;
+	struct registry_entry *entries;
+	size_t count;
+};
+
+/*
+ * Load PATH, or when NULL the first of $QCKPT_REGISTRY,
+ * $XDG_CONFIG_HOME/qckpt/registry (~/.config), /etc/qckpt/registry.  A
+ * default file that does not exist is an empty registry; a file named
+ * explicitly must exist.  On error returns -1 with "FILE:LINE: ..." in err.
+ */
+int registry_load(const char *path, struct registry *reg, char *err,
+		  size_t errlen);
+
+/* Parse registry text (for tests and for load). */
+int registry_parse(const char *path, const char *text, struct registry *reg,
+		   char *err, size_t errlen);
+
+const struct registry_entry *registry_find(const struct registry *reg,
+					   const char *name);
+void registry_free(struct registry *reg);
+
+int registry_parse_type(const char *text, enum vm_type *type);
+const char *registry_type_name(enum vm_type type);
+
+/* A VM name: letters, digits, '.', '_', '-', not starting with '-' or '.'. */
+int registry_valid_name(const char *name);
+/* A monitor address qckpt understands. */
+int registry_valid_monitor(const char *monitor);
+
+#endif

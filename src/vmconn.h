@@ -1,0 +1,51 @@
+/*
+ * vmconn.h: one connection to one VM's QMP monitor, as every command needs
+ * it: resolve the target (a registry name or a socket), connect, negotiate,
+ * and check with query-name that the socket belongs to the VM asked for.
+ * Failures come back as one line that says what to do.
+ */
+#ifndef VMCONN_H
+#define VMCONN_H
+
+#include "qmp.h"
+#include "registry.h"
+
+struct vmconn;
+typedef void (*vmconn_ready_cb)(struct vmconn *conn, int status);
+
+struct vmconn {
+	qmp_client qmp;
+	void *data;
+	char *vm;          /* the name the user gave (for messages) */
+	char *monitor;     /* the address connected to */
+	char *expect_name; /* the -name QEMU must report, or NULL */
+	char *qemu_name;   /* what query-name said, or NULL */
+	char error[512];   /* the last failure, one line without the VM name */
+	vmconn_ready_cb on_ready;
+	void (*on_closed)(struct vmconn *conn);
+	int opened;
+};
+
+/*
+ * Resolve TARGET: a name in REG (verified with query-name), or a socket
+ * given directly ("unix:PATH", "/path", "./path", "tcp:HOST:PORT").  Fills
+ * *monitor and *expect (new strings; expect NULL for a direct socket).
+ * Returns 0, or -1 with a message in err.
+ */
+int vmconn_resolve(const struct registry *reg, const char *target,
+		   char **monitor, char **expect, char *err, size_t errlen);
+
+/* Connect; cb gets 0 or a negative code with conn->error filled. */
+int vmconn_open(uv_loop_t *loop, struct vmconn *conn, const char *vm,
+		const char *monitor, const char *expect_name,
+		unsigned timeout_ms, vmconn_ready_cb cb);
+
+/* Close and release; closed (may be NULL) runs when the memory is free
+ * to reuse.  The strings are freed here. */
+void vmconn_close(struct vmconn *conn, void (*closed)(struct vmconn *conn));
+
+/* Turn a qmp failure into advice for the user, in conn->error. */
+void vmconn_explain(struct vmconn *conn, int status,
+		    const struct qmp_error *qerr, const char *what);
+
+#endif
