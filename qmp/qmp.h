@@ -114,12 +114,16 @@ struct qmp_client {
 	int is_unix;
 	uv_connect_t connect_req;
 	uv_getaddrinfo_t gai_req;
+	int gai_active;              /* gai_req is waiting for its callback */
 	uv_timer_t connect_timer;
+	uv_timer_t command_timer;    /* armed for the earliest command deadline */
 	unsigned connect_timeout_ms;
 	unsigned timeout_ms;
 	uint64_t next_id;
 	char id_prefix[16];
 	struct qmp_pending *pending; /* list of commands in flight */
+	struct qmp_pending *pending_tail;
+	int io_open;                 /* io holds an initialised handle */
 	void *framer;                /* struct qmp_framer * */
 	qmp_connect_cb on_connect;
 	qmp_event_cb on_event;
@@ -129,7 +133,7 @@ struct qmp_client {
 	qmp_trace_cb on_trace;
 	void *on_trace_arg;
 	qmp_close_cb on_close;
-	int open_handles;
+	int open_handles;            /* handles and requests not yet finished */
 	int callback_depth;
 	int close_requested;
 };
