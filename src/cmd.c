@@ -9,6 +9,7 @@
 #include "log.h"
 
 static const struct cmd_entry *cmd_table[] = {
+	&cmd_checkpoint_entry,
 	&cmd_qmp_entry,
 	NULL,
 };

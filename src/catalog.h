@@ -1,0 +1,36 @@
+/*
+ * catalog.h: where checkpoints are recorded.  Layout:
+ *     <dir>/<vm>/<checkpoint-id>/checkpoint.json   the checkpoint object
+ *     <dir>/<vm>/<checkpoint-id>/memory.state      QEMU's migration stream
+ * A directory without checkpoint.json is an unfinished checkpoint: the
+ * record is written (atomically) only when everything it names is whole.
+ */
+#ifndef CATALOG_H
+#define CATALOG_H
+
+#include <jansson.h>
+
+#include "registry.h"
+
+/* The catalog root for a VM: the registry's dir=, else /var/lib/qckpt for
+ * root, else $XDG_DATA_HOME/qckpt (~/.local/share/qckpt).  New string. */
+char *catalog_root(const struct registry_entry *entry);
+
+/* <root>/<vm>, new string. */
+char *catalog_vm_dir(const char *root, const char *vm);
+
+/* Create <root>/<vm>/<id>/ (0700); the path in *dir. 0 or -errno. */
+int catalog_create_checkpoint_dir(const char *root, const char *vm,
+				  const char *id, char **dir);
+
+/* Write <dir>/checkpoint.json crash-safely. 0 or -errno. */
+int catalog_write_record(const char *dir, json_t *record);
+
+/* Every complete record of a VM, oldest first (a JSON array, new ref). */
+json_t *catalog_list(const char *root, const char *vm);
+
+/* The record whose disks' ActiveImage include IMAGE: the checkpoint the
+ * VM's current state grew from.  Borrowed from LIST, or NULL. */
+json_t *catalog_find_parent(json_t *list, const char *image);
+
+#endif

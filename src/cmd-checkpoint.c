@@ -1,0 +1,462 @@
+/*
+ * cmd-checkpoint.c: "qckpt checkpoint", Hyper-V's Checkpoint-VM for bare
+ * QEMU.  This file is the command line only: which VMs (arguments, -n,
+ * names or `qckpt vms --json` objects on stdin), which name, which mode,
+ * WhatIf/Confirm, then one job per VM on one loop, at most --throttle-limit
+ * at a time.  The checkpoint itself is job.c.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "catalog.h"
+#include "cmd.h"
+#include "job.h"
+#include "log.h"
+#include "output.h"
+#include "util.h"
+
+static int cmd_checkpoint_exec(int argc, char **argv);
+
+const struct cmd_entry cmd_checkpoint_entry = {
+	.name = "checkpoint",
+	.alias = "create",
+	.usage = "[options] NAME[,NAME...]|- [SNAPSHOT-NAME]",
+	.summary = "checkpoint VMs: memory and disks, consistent, many at once",
+	.exec = cmd_checkpoint_exec,
+};
+
+enum {
+	OPT_PASSTHRU = OPT_COMMON_LAST,
+	OPT_WHATIF,
+	OPT_CONFIRM,
+	OPT_THROTTLE,
+	OPT_MODE,
+	OPT_TYPE,
+	OPT_CREDENTIAL,
+	OPT_SESSION,
+	OPT_AS_JOB,
+};
+
+struct checkpoint_cmd {
+	char **names;
+	size_t nnames;
+	const char *snapshot_name;
+	int passthru, whatif, confirm, as_job;
+	int stop_on_error;
+	int throttle;
+	int type_given;
+	enum vm_type type;
+	enum ckpt_mode mode;
+	const char *computer;
+
+	/* running */
+	uv_loop_t loop;
+	uv_signal_t sigint, sigterm;
+	struct job **jobs;
+	size_t njobs, next, running;
+	int failed, stopping;
+};
+
+static void add_name(struct checkpoint_cmd *c, const char *name)
+{
+	for (size_t i = 0; i < c->nnames; i++)
+		if (strcmp(c->names[i], name) == 0)
+			return; /* the same VM twice would wait on its own monitor */
+	c->names = xrealloc(c->names, (c->nnames + 1) * sizeof *c->names);
+	c->names[c->nnames++] = xstrdup(name);
+}
+
+static void add_name_list(struct checkpoint_cmd *c, const char *list)
+{
+	char *copy = xstrdup(list), *save = NULL;
+
+	for (char *n = strtok_r(copy, ",", &save); n; n = strtok_r(NULL, ",", &save))
+		if (*n != '\0')
+			add_name(c, n);
+	free(copy);
+}
+
+/* stdin: names one per line, or VM objects as `qckpt vms --json` prints. */
+static int read_stdin_names(struct checkpoint_cmd *c)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	int lineno = 0, rc = 0;
+
+	while ((len = getline(&line, &cap, stdin)) >= 0) {
+		char *s = line + strspn(line, " \t");
+
+		lineno++;
+		s[strcspn(s, "\r\n")] = '\0';
+		if (*s == '\0')
+			continue;
+		if (*s == '{') {
+			json_t *obj = json_loads(s, 0, NULL);
+			const char *name = json_string_value(json_object_get(obj, "Name"));
+
+			if (name == NULL)
+				name = json_string_value(json_object_get(obj, "VMName"));
+			if (name == NULL)
+				rc = error("stdin:%d: a VM object needs a \"Name\" (as 'qckpt vms --json' prints)", lineno);
+			else
+				add_name(c, name);
+			json_decref(obj);
+			continue;
+		}
+		add_name(c, s);
+	}
+	free(line);
+	return rc;
+}
+
+static int is_local_computer(const char *name)
+{
+	char host[256];
+
+	if (strcmp(name, ".") == 0 || strcmp(name, "localhost") == 0)
+		return 1;
+	if (gethostname(host, sizeof host) != 0)
+		return 0;
+	host[sizeof host - 1] = '\0';
+	if (strcmp(name, host) == 0)
+		return 1;
+	/* "host" matches "host.example.org" and the other way round */
+	size_t n = strcspn(host, ".");
+	return strncmp(name, host, n) == 0 && (name[n] == '\0' || name[n] == '.');
+}
+
+static int check_computers(const char *list)
+{
+	char *copy = xstrdup(list), *save = NULL;
+	int rc = 0;
+
+	for (char *n = strtok_r(copy, ",", &save); n; n = strtok_r(NULL, ",", &save))
+		if (!is_local_computer(n))
+			rc = error("-C %s: remote hosts are not supported yet; run qckpt on %s itself", n, n);
+	free(copy);
+	return rc;
+}
+
+/* Hyper-V's -Confirm prompt, answered on the terminal, never guessed. */
+static int confirm(const char *vm, int *all)
+{
+	FILE *tty;
+	char answer[32];
+
+	if (*all)
+		return *all > 0;
+	if ((tty = fopen("/dev/tty", "r+")) == NULL) {
+		error_vm(vm, "--confirm needs a terminal to ask on; run without --confirm (or with --whatif) in scripts");
+		return -1;
+	}
+	fprintf(tty, "Confirm\nAre you sure you want to perform this action?\n"
+		"Performing the operation \"Checkpoint\" on target \"%s\".\n"
+		"[Y] Yes  [A] Yes to All  [N] No  [L] No to All  (default is \"Y\"): ", vm);
+	fflush(tty);
+	if (fgets(answer, sizeof answer, tty) == NULL)
+		answer[0] = 'n';
+	fclose(tty);
+	switch (answer[0]) {
+	case 'a': case 'A':
+		*all = 1;
+		return 1;
+	case 'l': case 'L':
+		*all = -1;
+		return 0;
+	case 'n': case 'N':
+		return 0;
+	default:
+		return 1;
+	}
+}
+
+/* ---- running the jobs ------------------------------------------------ */
+
+static void start_next(struct checkpoint_cmd *c);
+
+static void report_job(struct checkpoint_cmd *c, struct job *job)
+{
+	if (job->state != JOB_DONE) {
+		error_vm(job->spec.vm, "checkpoint failed: %s", job->error);
+		return;
+	}
+	verbose_vm(job->spec.vm, "checkpoint '%s' done: guest paused %lld ms, %llu ms in all",
+		   job->name, job->pause_ms,
+		   (unsigned long long)json_integer_value(json_object_get(job->record, "DurationMs")));
+	if (c->passthru)
+		output_json_line(job->record);
+	/* The user's own launch command still names the frozen images. */
+	for (size_t i = 0; i < job->ndisks; i++)
+		if (!log_quiet)
+			fprintf(stderr, "qckpt: %s: disk %s now writes to %s; %s is frozen, so launch the VM through 'qckpt run' or use that path\n",
+				job->spec.vm, job->disks[i].device, job->disks[i].overlay,
+				job->disks[i].image);
+}
+
+static void on_job_done(struct job *job)
+{
+	struct checkpoint_cmd *c = job->data;
+
+	c->running--;
+	report_job(c, job);
+	if (job->state != JOB_DONE) {
+		c->failed = 1;
+		if (c->stop_on_error && !c->stopping) {
+			c->stopping = 1;
+			for (size_t i = 0; i < c->njobs; i++)
+				if (c->jobs[i] != NULL && c->jobs[i] != job)
+					job_interrupt(c->jobs[i]);
+		}
+	}
+	start_next(c);
+}
+
+static void start_next(struct checkpoint_cmd *c)
+{
+	while (!c->stopping && c->running < (size_t)c->throttle && c->next < c->njobs) {
+		struct job *job = c->jobs[c->next++];
+
+		c->running++;
+		job->data = c;
+		job_start(job, &c->loop, on_job_done);
+	}
+	if (c->running == 0 && (c->stopping || c->next == c->njobs)) {
+		if (uv_is_active((uv_handle_t *)&c->sigint)) {
+			uv_close((uv_handle_t *)&c->sigint, NULL);
+			uv_close((uv_handle_t *)&c->sigterm, NULL);
+		}
+	}
+}
+
+static void on_signal(uv_signal_t *handle, int signum)
+{
+	struct checkpoint_cmd *c = handle->data;
+
+	if (c->stopping)
+		return;
+	error("interrupted: undoing the checkpoints in progress (VMs that were running keep running)");
+	c->stopping = 1;
+	c->failed = 1;
+	for (size_t i = 0; i < c->next; i++)
+		job_interrupt(c->jobs[i]);
+	start_next(c);
+}
+
+static int run_jobs(struct checkpoint_cmd *c)
+{
+	uv_loop_init(&c->loop);
+	uv_signal_init(&c->loop, &c->sigint);
+	uv_signal_init(&c->loop, &c->sigterm);
+	c->sigint.data = c->sigterm.data = c;
+	uv_signal_start(&c->sigint, on_signal, SIGINT);
+	uv_signal_start(&c->sigterm, on_signal, SIGTERM);
+	start_next(c);
+	uv_run(&c->loop, UV_RUN_DEFAULT);
+	uv_loop_close(&c->loop);
+	for (size_t i = 0; i < c->njobs; i++)
+		job_free(c->jobs[i]);
+	free(c->jobs);
+	return c->failed ? EXIT_SOME_FAILED : EXIT_ALL_OK;
+}
+
+/* ---- from names to jobs ---------------------------------------------- */
+
+static struct job *make_job(struct checkpoint_cmd *c, const struct registry *reg,
+			    const char *name)
+{
+	const struct registry_entry *e = registry_find(reg, name);
+	struct job *job = xcalloc(1, sizeof *job);
+	struct job_spec *s = &job->spec;
+	char err[512];
+	char host[256] = "localhost";
+
+	if (vmconn_resolve(reg, name, &s->monitor, &s->expect_name, err, sizeof err) < 0) {
+		error_vm(name, "%s", err);
+		free(job);
+		return NULL;
+	}
+	gethostname(host, sizeof host);
+	host[sizeof host - 1] = '\0';
+	s->vm = xstrdup(name);
+	s->catalog_root = catalog_root(e);
+	s->overlay_dir = e && e->overlay_dir ? xstrdup(e->overlay_dir) : NULL;
+	s->agent = e && e->agent ? xstrdup(e->agent) : NULL;
+	s->snapshot_name = c->snapshot_name ? xstrdup(c->snapshot_name) : NULL;
+	s->computer_name = xstrdup(host);
+	s->type = c->type_given ? c->type : (e ? e->type : VM_TYPE_STANDARD);
+	/* --type never overrides a VM whose checkpoints are disabled. */
+	if (e && e->type == VM_TYPE_DISABLED)
+		s->type = VM_TYPE_DISABLED;
+	s->mode = c->mode;
+	return job;
+}
+
+static int valid_snapshot_name(const char *name)
+{
+	if (name[0] == '\0' || strlen(name) > 200)
+		return 0;
+	for (const char *p = name; *p; p++)
+		if ((unsigned char)*p < 0x20)
+			return 0;
+	return 1;
+}
+
+static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		CMD_COMMON_LONG,
+		{ "name", required_argument, NULL, 'n' },
+		{ "vm-name", required_argument, NULL, 'n' },
+		{ "snapshot-name", required_argument, NULL, 's' },
+		{ "checkpoint-name", required_argument, NULL, 's' },
+		{ "computer-name", required_argument, NULL, 'C' },
+		{ "passthru", no_argument, NULL, OPT_PASSTHRU },
+		{ "whatif", no_argument, NULL, OPT_WHATIF },
+		{ "confirm", no_argument, NULL, OPT_CONFIRM },
+		{ "error-action", required_argument, NULL, OPT_ERROR_ACTION },
+		{ "throttle-limit", required_argument, NULL, OPT_THROTTLE },
+		{ "mode", required_argument, NULL, OPT_MODE },
+		{ "type", required_argument, NULL, OPT_TYPE },
+		{ "credential", required_argument, NULL, OPT_CREDENTIAL },
+		{ "session", required_argument, NULL, OPT_SESSION },
+		{ "as-job", no_argument, NULL, OPT_AS_JOB },
+		{ NULL, 0, NULL, 0 },
+	};
+	int opt, named = 0;
+	char *end;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, CMD_COMMON_SHORT "n:s:C:", longopts, NULL)) != -1) {
+		int common = cmd_common_option(&cmd_checkpoint_entry, opt, optarg);
+
+		if (common < 0)
+			return 1;
+		if (common > 0)
+			continue;
+		switch (opt) {
+		case 'n':
+			named = 1;
+			if (strcmp(optarg, "-") == 0 ? read_stdin_names(c) < 0 : (add_name_list(c, optarg), 0))
+				return -1;
+			break;
+		case 's':
+			c->snapshot_name = optarg;
+			break;
+		case 'C':
+			if (check_computers(optarg) < 0)
+				return -1;
+			break;
+		case OPT_PASSTHRU: c->passthru = 1; break;
+		case OPT_WHATIF: c->whatif = 1; break;
+		case OPT_CONFIRM: c->confirm = 1; break;
+		case OPT_ERROR_ACTION:
+			if (strcmp(optarg, "stop") != 0 && strcmp(optarg, "continue") != 0)
+				return error("--error-action: continue or stop, not '%s'", optarg);
+			c->stop_on_error = strcmp(optarg, "stop") == 0;
+			break;
+		case OPT_THROTTLE:
+			c->throttle = (int)strtol(optarg, &end, 10);
+			if (*end != '\0' || c->throttle < 1 || c->throttle > 1024)
+				return error("--throttle-limit: a number from 1 to 1024, not '%s'", optarg);
+			break;
+		case OPT_MODE:
+			if (job_parse_mode(optarg, &c->mode) < 0)
+				return error("--mode: auto, live, paused, background or disk-only, not '%s'", optarg);
+			break;
+		case OPT_TYPE:
+			if (registry_parse_type(optarg, &c->type) < 0 || c->type == VM_TYPE_DISABLED)
+				return error("--type: standard, production or production-only, not '%s'", optarg);
+			c->type_given = 1;
+			break;
+		case OPT_CREDENTIAL:
+		case OPT_SESSION:
+			return error("--%s: remote hosts are not supported yet; run qckpt on the VM's host",
+				     opt == OPT_CREDENTIAL ? "credential" : "session");
+		case OPT_AS_JOB:
+			return error("--as-job is not supported yet; run qckpt in the background (&, systemd-run) instead");
+		default:
+			return -1;
+		}
+	}
+	/* Positions as in Checkpoint-VM: -Name (0) then -SnapshotName (1). */
+	if (!named && optind < argc) {
+		if (strcmp(argv[optind], "-") == 0) {
+			if (read_stdin_names(c) < 0)
+				return -1;
+		} else {
+			add_name_list(c, argv[optind]);
+		}
+		optind++;
+	}
+	if (optind < argc && c->snapshot_name == NULL)
+		c->snapshot_name = argv[optind++];
+	if (optind < argc)
+		return error("unexpected argument '%s'; see 'qckpt checkpoint --help'", argv[optind]);
+	if (c->snapshot_name != NULL && !valid_snapshot_name(c->snapshot_name))
+		return error("bad checkpoint name: 1 to 200 characters, no control characters");
+	if (c->nnames == 0)
+		return error("no VM named; give NAME[,NAME...], -n NAME or - to read names from stdin");
+	return 0;
+}
+
+static int cmd_checkpoint_exec(int argc, char **argv)
+{
+	struct checkpoint_cmd c = { .throttle = 8, .mode = MODE_AUTO };
+	struct registry reg;
+	char err[512];
+	int rc, all = 0, some_unknown = 0;
+
+	rc = parse_options(&c, argc, argv);
+	if (rc != 0) {
+		for (size_t i = 0; i < c.nnames; i++)
+			free(c.names[i]);
+		free(c.names);
+		return rc > 0 ? EXIT_ALL_OK : EXIT_USAGE;
+	}
+	if (registry_load(cmd_registry_path, &reg, err, sizeof err) < 0) {
+		error("%s", err);
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	for (size_t i = 0; i < c.nnames; i++) {
+		struct job *job;
+		int yes = 1;
+
+		if (c.whatif) {
+			printf("What if: Performing operation \"Checkpoint\" on target \"%s\".\n", c.names[i]);
+			continue;
+		}
+		if (c.confirm && (yes = confirm(c.names[i], &all)) < 0) {
+			rc = EXIT_USAGE;
+			break;
+		}
+		if (!yes)
+			continue;
+		if ((job = make_job(&c, &reg, c.names[i])) == NULL) {
+			some_unknown = 1;
+			continue;
+		}
+		c.jobs = xrealloc(c.jobs, (c.njobs + 1) * sizeof *c.jobs);
+		c.jobs[c.njobs++] = job;
+	}
+	registry_free(&reg);
+	if (rc == EXIT_USAGE || (some_unknown && c.stop_on_error)) {
+		for (size_t i = 0; i < c.njobs; i++)
+			job_free(c.jobs[i]);
+		free(c.jobs);
+		rc = rc ? rc : EXIT_SOME_FAILED;
+		goto out;
+	}
+	rc = run_jobs(&c);
+	if (some_unknown)
+		rc = EXIT_SOME_FAILED;
+out:
+	for (size_t i = 0; i < c.nnames; i++)
+		free(c.names[i]);
+	free(c.names);
+	return rc;
+}

@@ -1,0 +1,912 @@
+/*
+ * job.c: one VM's checkpoint, as a state machine (see job.h for the
+ * states).  Every reply and event ends in job_step(), which reads top to
+ * bottom like the checkpoint itself:
+ *
+ *   connect -> probe -> prepare overlays while the guest runs -> set up the
+ *   migration -> [stop] -> save memory -> on MIGRATION completed send the
+ *   disk transaction and cont back to back -> put settings back -> record.
+ *
+ * Failure from any state goes through job_undo_next(), the one path that
+ * knows what to undo: cancel the migration, resume a guest that was
+ * running, detach and delete overlays that were never switched in, remove
+ * the memory file.  A record is written only when everything is whole.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "catalog.h"
+#include "job.h"
+#include "log.h"
+#include "util.h"
+
+static void job_step(struct job *job);
+static void job_enter(struct job *job, enum job_state state);
+static void job_undo_next(struct job *job);
+static void job_finish(struct job *job, enum job_state final);
+
+static const char *const mode_names[] = {
+	[MODE_AUTO] = "auto",
+	[MODE_LIVE] = "live",
+	[MODE_PAUSED] = "paused",
+	[MODE_BACKGROUND] = "background",
+	[MODE_DISK_ONLY] = "disk-only",
+};
+
+const char *job_mode_name(enum ckpt_mode mode)
+{
+	return mode_names[mode];
+}
+
+int job_parse_mode(const char *text, enum ckpt_mode *mode)
+{
+	for (size_t i = 0; i < sizeof mode_names / sizeof mode_names[0]; i++) {
+		if (strcmp(text, mode_names[i]) == 0) {
+			*mode = (enum ckpt_mode)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+void job_spec_free(struct job_spec *spec)
+{
+	free(spec->vm);
+	free(spec->monitor);
+	free(spec->expect_name);
+	free(spec->catalog_root);
+	free(spec->overlay_dir);
+	free(spec->agent);
+	free(spec->snapshot_name);
+	free(spec->computer_name);
+	memset(spec, 0, sizeof *spec);
+}
+
+/* ---- failing --------------------------------------------------------- */
+
+/* Remember the first cause only: later errors are consequences. */
+static void job_set_error(struct job *job, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void job_set_error(struct job *job, int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (job->error_status != 0)
+		return;
+	job->error_status = status ? status : -1;
+	va_start(ap, fmt);
+	vsnprintf(job->error, sizeof job->error, fmt, ap);
+	va_end(ap);
+}
+
+static int job_connected(const struct job *job)
+{
+	return job->conn.qmp.state == QMP_STATE_READY;
+}
+
+/* ---- sending commands ------------------------------------------------ */
+
+struct job_call {
+	struct job *job;
+	const char *command;
+	json_t **slot; /* where to keep the result, or NULL */
+	int optional;  /* a failure is a warning (settings put back) */
+};
+
+static void on_reply(qmp_client *client, int status, json_t *result,
+		     const struct qmp_error *qerr, void *arg)
+{
+	struct job_call *call = arg;
+	struct job *job = call->job;
+
+	if (status == 0 && call->slot != NULL) {
+		json_decref(*call->slot);
+		*call->slot = json_incref(result);
+	} else if (status != 0 && call->optional) {
+		if (status == QMP_ECOMMAND)
+			warn_vm(job->spec.vm, "%s: %s", call->command, qerr->desc);
+	} else if (status == QMP_ECOMMAND) {
+		job_set_error(job, status, "%s: %s", call->command, qerr->desc);
+	} else if (status != 0) {
+		vmconn_explain(&job->conn, status, qerr, call->command);
+		job_set_error(job, status, "%s", job->conn.error);
+	}
+	free(call);
+	if (--job->outstanding > 0)
+		return;
+	if (job->state == JOB_UNDO)
+		job_undo_next(job);
+	else
+		job_step(job);
+}
+
+static void job_send_ex(struct job *job, const char *command, json_t *args,
+			int fd, json_t **slot, int optional)
+{
+	struct job_call *call = xcalloc(1, sizeof *call);
+	int rc;
+
+	call->job = job;
+	call->command = command;
+	call->slot = slot;
+	call->optional = optional;
+	job->outstanding++;
+	rc = qmp_client_execute_ex(&job->conn.qmp, command, args, fd,
+				   QMP_DEFAULT_TIMEOUT_MS, on_reply, call);
+	if (rc < 0) {
+		job->outstanding--;
+		free(call);
+		job_set_error(job, rc, "%s: %s", command, qmp_strerror(rc));
+	}
+}
+
+static void job_send(struct job *job, const char *command, json_t *args,
+		     json_t **slot)
+{
+	job_send_ex(job, command, args, -1, slot, 0);
+}
+
+/* Enter a state whose commands were all sent: step now if none were. */
+static void job_wait(struct job *job)
+{
+	if (job->outstanding == 0 && job->formats_pending == 0 &&
+	    !(job->state == JOB_SAVE && job->migrating))
+		job_step(job);
+}
+
+/* ---- events ---------------------------------------------------------- */
+
+static double event_time(const struct qmp_timestamp *ts)
+{
+	return (double)ts->seconds + (double)ts->microseconds / 1e6;
+}
+
+static void on_migration_event(struct job *job, const char *status)
+{
+	if (!job->migrating)
+		return;
+	if (strcmp(status, "completed") == 0) {
+		job->migrating = 0;
+		verbose_vm(job->spec.vm, "memory saved");
+		if (job->state == JOB_SAVE)
+			job_wait(job);
+		else if (job->state == JOB_UNDO)
+			job_undo_next(job);
+	} else if (strcmp(status, "failed") == 0 ||
+		   strcmp(status, "cancelled") == 0) {
+		job->migrating = 0;
+		/* query-migrate carries the reason (error-desc). */
+		if (job->state == JOB_SAVE && job_connected(job)) {
+			job_set_error(job, -EIO, "saving memory %s", status);
+			job_send(job, "query-migrate", NULL, &job->migration);
+			return;
+		}
+		if (job->state == JOB_UNDO)
+			job_undo_next(job);
+	}
+}
+
+static void on_pass_event(struct job *job, json_t *data)
+{
+	json_int_t pass = json_integer_value(json_object_get(data, "pass"));
+
+	job->live_passes = (int)pass;
+	if (job->mode != MODE_LIVE || job->converge_stop_sent ||
+	    pass < MIGRATE_MAX_LIVE_PASSES || job->state != JOB_SAVE)
+		return;
+	/* The guest dirties memory faster than it can be written: stop it so
+	 * the save finishes; it resumes right after the disk snapshot. */
+	job->converge_stop_sent = 1;
+	job->stopped_by_us = 1;
+	warn_vm(job->spec.vm,
+		"memory did not converge after %d passes; pausing the guest to finish the save",
+		(int)pass);
+	job_send_ex(job, "stop", NULL, -1, NULL, 1);
+}
+
+static void on_block_job_event(struct job *job, json_t *data)
+{
+	const char *id = json_string_value(json_object_get(data, "id"));
+	const char *status = json_string_value(json_object_get(data, "status"));
+
+	if (id == NULL || status == NULL || strcmp(status, "concluded") != 0)
+		return;
+	for (size_t i = 0; i < job->ndisks; i++) {
+		struct disk *d = &job->disks[i];
+
+		if (strcmp(d->create_job, id) == 0 && !d->job_concluded) {
+			d->job_concluded = 1;
+			job->formats_pending--;
+			job_wait(job);
+			return;
+		}
+	}
+}
+
+static void on_event(qmp_client *client, const char *name, json_t *data,
+		     const struct qmp_timestamp *ts, void *arg)
+{
+	struct job *job = arg;
+
+	if (job->finished)
+		return;
+	if (strcmp(name, "STOP") == 0) {
+		job->guest_stopped = 1;
+		job->stop_time = event_time(ts);
+	} else if (strcmp(name, "RESUME") == 0) {
+		job->guest_stopped = 0;
+		job->resume_time = event_time(ts);
+	} else if (strcmp(name, "MIGRATION") == 0) {
+		const char *status = json_string_value(json_object_get(data, "status"));
+
+		if (status != NULL)
+			on_migration_event(job, status);
+	} else if (strcmp(name, "MIGRATION_PASS") == 0) {
+		on_pass_event(job, data);
+	} else if (strcmp(name, "JOB_STATUS_CHANGE") == 0) {
+		on_block_job_event(job, data);
+	}
+}
+
+static void on_disconnect(qmp_client *client, int status, void *arg)
+{
+	struct job *job = arg;
+
+	if (job->finished)
+		return;
+	/* Once the transaction and cont are through the checkpoint is whole:
+	 * a VM that exits afterwards does not undo it. */
+	if (job->state == JOB_SETTLE || job->state == JOB_RECORD)
+		return;
+	job_set_error(job, QMP_ECLOSED,
+		      "QEMU closed the monitor (did the VM exit or get killed?)");
+	/* Pending replies have already failed; a job that only waited for an
+	 * event (the migration) must move on by itself. */
+	job->migrating = 0;
+	job->formats_pending = 0;
+	if (job->outstanding > 0)
+		return;
+	if (job->state == JOB_UNDO)
+		job_undo_next(job);
+	else
+		job_step(job);
+}
+
+/* ---- the probes and the plan ----------------------------------------- */
+
+static const char *run_status(const struct job *job)
+{
+	const char *s = json_string_value(json_object_get(job->status, "status"));
+
+	return s ? s : "unknown";
+}
+
+/* Check what QEMU reported; choose the mode.  0, or -1 with the error. */
+static int job_choose_mode(struct job *job)
+{
+	const char *status = run_status(job);
+	const char *mig = json_string_value(json_object_get(job->migration, "status"));
+	enum ckpt_mode mode = job->spec.mode;
+
+	job->was_running = json_is_true(json_object_get(job->status, "running"));
+	if (job->spec.type == VM_TYPE_DISABLED)
+		return job_set_error(job, -EPERM,
+			"checkpoints are disabled for this VM (type=disabled in the registry)"), -1;
+	if (mig != NULL && (strcmp(mig, "active") == 0 || strcmp(mig, "setup") == 0 ||
+			    strcmp(mig, "pre-switchover") == 0 || strcmp(mig, "device") == 0 ||
+			    strcmp(mig, "cancelling") == 0))
+		return job_set_error(job, -EBUSY,
+			"a migration is already running on this VM (status %s); wait for it to end", mig), -1;
+	if (strcmp(status, "inmigrate") == 0 || strcmp(status, "finish-migrate") == 0 ||
+	    strcmp(status, "save-vm") == 0 || strcmp(status, "restore-vm") == 0)
+		return job_set_error(job, -EBUSY,
+			"the VM is busy (state %s); retry when it is running or paused", status), -1;
+
+	if (job->spec.type == VM_TYPE_PRODUCTION || job->spec.type == VM_TYPE_PRODUCTION_ONLY) {
+		if (job->spec.agent == NULL && job->spec.type == VM_TYPE_PRODUCTION_ONLY)
+			return job_set_error(job, -ENOTSUP,
+				"type production-only needs the guest agent: add agent=SOCKET to its registry line"), -1;
+		if (job->spec.agent == NULL) {
+			warn_vm(job->spec.vm, "no guest agent (agent= in the registry): taking a standard checkpoint instead of a production one");
+		} else {
+			return job_set_error(job, -ENOTSUP,
+				"production checkpoints through the guest agent are not supported yet; use type=production without agent= or --type standard"), -1;
+		}
+	}
+	if (mode == MODE_AUTO)
+		mode = job->was_running ? MODE_LIVE : MODE_PAUSED;
+	if (mode != MODE_DISK_ONLY && strcmp(status, "postmigrate") == 0)
+		return job_set_error(job, -EBUSY,
+			"the VM is in state postmigrate (stopped by an earlier migration) and QEMU cannot save its memory again until it runs; resume it ('qckpt qmp %s cont') or use --mode disk-only",
+			job->spec.vm), -1;
+	if ((mode == MODE_LIVE || mode == MODE_BACKGROUND) && !job->was_running) {
+		verbose_vm(job->spec.vm, "the guest is %s: saving it paused", status);
+		mode = MODE_PAUSED;
+	}
+	if (mode != MODE_DISK_ONLY && !migrate_has_cap(job->caps, "events"))
+		return job_set_error(job, -ENOTSUP,
+			"this QEMU does not offer migration events; use --mode disk-only"), -1;
+	if (mode == MODE_BACKGROUND && !migrate_has_cap(job->caps, "background-snapshot"))
+		return job_set_error(job, -ENOTSUP,
+			"this QEMU does not offer background-snapshot; use --mode live"), -1;
+	job->mode = mode;
+	snprintf(job->checkpoint_type, sizeof job->checkpoint_type, "%s",
+		 mode == MODE_DISK_ONLY ? "DiskOnly" : "Standard");
+	return 0;
+}
+
+static void default_name(struct job *job)
+{
+	char stamp[32];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	localtime_r(&now, &tm);
+	strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+	job->name = xasprintf("%s-%s", job->spec.vm, stamp);
+}
+
+/* Files first (catalog directory, memory file, empty overlays): a failure
+ * here has touched nothing in QEMU yet. */
+static int job_make_files(struct job *job)
+{
+	int rc;
+
+	rc = catalog_create_checkpoint_dir(job->spec.catalog_root, job->spec.vm,
+					   job->id, &job->dir);
+	if (rc < 0)
+		return job_set_error(job, rc, "cannot create the checkpoint directory under %s/%s: %s",
+				     job->spec.catalog_root, job->spec.vm, strerror(-rc)), -1;
+	if (job->mode != MODE_DISK_ONLY) {
+		job->memory_path = xasprintf("%s/memory.state", job->dir);
+		job->memfd = open(job->memory_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (job->memfd < 0)
+			return job_set_error(job, -errno, "cannot create %s: %s",
+					     job->memory_path, strerror(errno)), -1;
+	}
+	for (size_t i = 0; i < job->ndisks; i++) {
+		rc = blockdev_create_overlay_file(&job->disks[i]);
+		if (rc < 0)
+			return job_set_error(job, rc, "disk %s: cannot create the overlay %s: %s",
+					     job->disks[i].device, job->disks[i].overlay,
+					     strerror(-rc)), -1;
+	}
+	return 0;
+}
+
+static int job_plan(struct job *job)
+{
+	char err[512];
+	int n;
+	json_t *list;
+
+	if (job_choose_mode(job) < 0)
+		return -1;
+	n = blockdev_disks_from_query(job->block, &job->disks, err, sizeof err);
+	if (n < 0)
+		return job_set_error(job, -EINVAL, "%s", err), -1;
+	job->ndisks = (size_t)n;
+	if (job->ndisks == 0 && job->mode == MODE_DISK_ONLY)
+		return job_set_error(job, -EINVAL, "the VM has no writable disk to checkpoint"), -1;
+	uuid_generate_str(job->id);
+	if (job->spec.snapshot_name != NULL)
+		job->name = xstrdup(job->spec.snapshot_name);
+	else
+		default_name(job);
+	blockdev_plan_overlays(job->disks, job->ndisks, job->spec.overlay_dir,
+			       job->name, job->id);
+	list = catalog_list(job->spec.catalog_root, job->spec.vm);
+	if (job->ndisks > 0)
+		job->parent = json_incref(catalog_find_parent(list, job->disks[0].image));
+	json_decref(list);
+	if (job->mode != MODE_DISK_ONLY)
+		migrate_plan_init(&job->plan, job->caps, job->params,
+				  job->mode == MODE_BACKGROUND, job->id);
+	verbose_vm(job->spec.vm, "checkpoint '%s' (%s), mode %s, %zu disk(s), QEMU %s",
+		   job->name, job->id, job_mode_name(job->mode), job->ndisks,
+		   job->conn.qmp.version_string);
+	return job_make_files(job);
+}
+
+/* ---- the record ------------------------------------------------------ */
+
+static json_t *job_disks_json(const struct job *job)
+{
+	json_t *list = json_array();
+
+	for (size_t i = 0; i < job->ndisks; i++) {
+		const struct disk *d = &job->disks[i];
+
+		json_array_append_new(list, json_pack(
+			"{s:s, s:s, s:s, s:s, s:s}", "Device", d->device,
+			"NodeName", d->overlay_node, "CheckpointImage", d->image,
+			"ActiveImage", d->overlay, "Format", d->format));
+	}
+	return list;
+}
+
+static json_t *job_build_record(struct job *job)
+{
+	char when[64];
+	json_t *r;
+
+	format_iso8601(job->creation_ms, when, sizeof when);
+	r = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:O?, s:O?, s:s, s:o}",
+		      "Id", job->id, "Name", job->name, "VMName", job->spec.vm,
+		      "ComputerName", job->spec.computer_name,
+		      "CreationTime", when, "CreationEpochMs", (json_int_t)job->creation_ms,
+		      "CheckpointType", job->checkpoint_type,
+		      "ParentCheckpointId", json_object_get(job->parent, "Id"),
+		      "ParentCheckpointName", json_object_get(job->parent, "Name"),
+		      "Path", job->dir, "Disks", job_disks_json(job));
+	if (job->mode != MODE_DISK_ONLY)
+		json_object_set_new(r, "MemoryState", json_pack(
+			"{s:s, s:I, s:o, s:i}", "Path", job->memory_path,
+			"Bytes", (json_int_t)job->memory_bytes,
+			"Capabilities", migrate_record_caps(&job->plan),
+			"MultifdChannels", job->plan.mapped_ram ? MIGRATE_MULTIFD_CHANNELS : 0));
+	json_object_set_new(r, "GuestState", json_string(job->was_running ? "running" : "paused"));
+	json_object_set_new(r, "Mode", json_string(job_mode_name(job->mode)));
+	json_object_set_new(r, "QemuVersion", json_string(job->conn.qmp.version_string));
+	json_object_set_new(r, "Monitor", json_string(job->spec.monitor));
+	json_object_set_new(r, "PauseMs", json_integer(job->pause_ms));
+	json_object_set_new(r, "DurationMs", json_integer((json_int_t)(mono_ms() - job->start_ms)));
+	return r;
+}
+
+/* Thread pool: the fsyncs must not stall the other VMs' pause windows. */
+static void work_record(uv_work_t *req)
+{
+	struct job *job = req->data;
+	struct stat st;
+
+	job->work_rc = 0;
+	if (job->memfd >= 0) {
+		if (fsync(job->memfd) < 0 || fstat(job->memfd, &st) < 0) {
+			job->work_rc = -errno;
+			return;
+		}
+		job->memory_bytes = st.st_size;
+		json_object_set_new(json_object_get(job->record, "MemoryState"),
+				    "Bytes", json_integer(st.st_size));
+	}
+	job->work_rc = catalog_write_record(job->dir, job->record);
+}
+
+static void after_record(uv_work_t *req, int status)
+{
+	struct job *job = req->data;
+
+	if (status < 0)
+		job->work_rc = status;
+	if (job->work_rc < 0)
+		job_set_error(job, job->work_rc, "cannot write the checkpoint to %s: %s",
+			      job->dir, strerror(-job->work_rc));
+	job_step(job);
+}
+
+/* ---- entering states ------------------------------------------------- */
+
+static void enter_probe(struct job *job)
+{
+	job_send(job, "query-status", NULL, &job->status);
+	job_send(job, "query-block", NULL, &job->block);
+	job_send(job, "query-migrate-capabilities", NULL, &job->caps);
+	job_send(job, "query-migrate-parameters", NULL, &job->params);
+	job_send(job, "query-migrate", NULL, &job->migration);
+}
+
+static void enter_prepare(struct job *job)
+{
+	if (job_plan(job) < 0)
+		return;
+	for (size_t i = 0; i < job->ndisks; i++) {
+		job->disks[i].file_added = 1;
+		job_send(job, "blockdev-add", blockdev_add_file_args(&job->disks[i]), NULL);
+	}
+}
+
+static void enter_format(struct job *job)
+{
+	for (size_t i = 0; i < job->ndisks; i++) {
+		job->formats_pending++;
+		job_send(job, "blockdev-create", blockdev_create_args(&job->disks[i]), NULL);
+	}
+	if (job->error_status != 0)
+		job->formats_pending = 0;
+}
+
+static int job_check_create_errors(struct job *job)
+{
+	size_t i, j;
+	json_t *info;
+
+	json_array_foreach(job->jobs, i, info) {
+		const char *id = json_string_value(json_object_get(info, "id"));
+		const char *err = json_string_value(json_object_get(info, "error"));
+
+		for (j = 0; id && err && j < job->ndisks; j++)
+			if (strcmp(id, job->disks[j].create_job) == 0)
+				return job_set_error(job, -EIO, "disk %s: creating the overlay %s failed: %s",
+						     job->disks[j].device, job->disks[j].overlay, err), -1;
+	}
+	return 0;
+}
+
+static void enter_format_done(struct job *job)
+{
+	job_send(job, "query-jobs", NULL, &job->jobs);
+	for (size_t i = 0; i < job->ndisks; i++) {
+		job->disks[i].job_dismissed = 1;
+		job_send(job, "job-dismiss", json_pack("{s:s}", "id", job->disks[i].create_job), NULL);
+	}
+}
+
+static void enter_attach(struct job *job)
+{
+	if (job_check_create_errors(job) < 0)
+		return;
+	for (size_t i = 0; i < job->ndisks; i++) {
+		job->disks[i].overlay_added = 1;
+		job_send(job, "blockdev-add", blockdev_add_overlay_args(&job->disks[i]), NULL);
+	}
+}
+
+static void enter_migrate_setup(struct job *job)
+{
+	job->settings_changed = 1;
+	job_send(job, "migrate-set-capabilities", migrate_set_caps_args(&job->plan), NULL);
+	job_send(job, "migrate-set-parameters", migrate_set_params_args(&job->plan), NULL);
+	job->fd_given = 1;
+	job_send_ex(job, migrate_fd_command(&job->plan), migrate_fd_args(&job->plan),
+		    job->memfd, &job->fd_reply, 0);
+}
+
+static void enter_stop(struct job *job)
+{
+	job->stopped_by_us = 1;
+	job_send(job, "stop", NULL, NULL);
+}
+
+static void enter_save(struct job *job)
+{
+	migrate_fd_reply(&job->plan, job->fd_reply);
+	job->migrating = 1;
+	job->fd_consumed = !job->plan.mapped_ram;
+	job_send(job, "migrate", migrate_args(&job->plan), NULL);
+}
+
+/* The pause window: transaction and cont go out back to back. */
+static void enter_snapshot(struct job *job)
+{
+	job->creation_ms = wall_ms();
+	if (job->ndisks > 0) {
+		job->transaction_sent = 1;
+		job_send(job, "transaction",
+			 blockdev_transaction_args(job->disks, job->ndisks), NULL);
+	}
+	if (job->was_running && job->mode != MODE_DISK_ONLY)
+		job_send(job, "cont", NULL, NULL);
+}
+
+static void enter_settle(struct job *job)
+{
+	if (job->settings_changed) {
+		job_send_ex(job, "migrate-set-capabilities",
+			    migrate_restore_caps_args(&job->plan), -1, NULL, 1);
+		job_send_ex(job, "migrate-set-parameters",
+			    migrate_restore_params_args(&job->plan), -1, NULL, 1);
+		job->settings_changed = 0;
+	}
+	if (job->fd_given && !job->fd_consumed)
+		job_send_ex(job, migrate_release_command(&job->plan),
+			    migrate_release_args(&job->plan), -1, NULL, 1);
+	job->fd_given = 0;
+}
+
+static void enter_record(struct job *job)
+{
+	if (job->was_running && job->stop_time > 0 && job->resume_time >= job->stop_time)
+		job->pause_ms = (long long)((job->resume_time - job->stop_time) * 1000 + 0.5);
+	job->record = job_build_record(job);
+	job->work.data = job;
+	if (uv_queue_work(job->loop, &job->work, work_record, after_record) < 0) {
+		job_set_error(job, -EIO, "cannot queue the record write");
+		job_step(job);
+	}
+}
+
+/* ---- the machine ----------------------------------------------------- */
+
+/* Which state follows STATE on success. */
+static enum job_state job_next(const struct job *job, enum job_state state)
+{
+	switch (state) {
+	case JOB_CONNECT:
+		return JOB_PROBE;
+	case JOB_PROBE:
+		return JOB_PREPARE;
+	case JOB_PREPARE:
+		return job->ndisks > 0 ? JOB_FORMAT : JOB_MIGRATE_SETUP;
+	case JOB_FORMAT:
+		return JOB_FORMAT_DONE;
+	case JOB_FORMAT_DONE:
+		return JOB_ATTACH;
+	case JOB_ATTACH:
+		return job->mode == MODE_DISK_ONLY ? JOB_SNAPSHOT : JOB_MIGRATE_SETUP;
+	case JOB_MIGRATE_SETUP:
+		return job->was_running && job->mode != MODE_LIVE ? JOB_STOP : JOB_SAVE;
+	case JOB_STOP:
+		return JOB_SAVE;
+	case JOB_SAVE:
+		return JOB_SNAPSHOT;
+	case JOB_SNAPSHOT:
+		return JOB_SETTLE;
+	case JOB_SETTLE:
+		return JOB_RECORD;
+	case JOB_RECORD:
+		return JOB_DONE;
+	default:
+		return JOB_FAILED;
+	}
+}
+
+static void job_enter(struct job *job, enum job_state state)
+{
+	job->state = state;
+	switch (state) {
+	case JOB_PROBE:         enter_probe(job); break;
+	case JOB_PREPARE:       enter_prepare(job); break;
+	case JOB_FORMAT:        enter_format(job); break;
+	case JOB_FORMAT_DONE:   enter_format_done(job); break;
+	case JOB_ATTACH:        enter_attach(job); break;
+	case JOB_MIGRATE_SETUP: enter_migrate_setup(job); break;
+	case JOB_STOP:          enter_stop(job); break;
+	case JOB_SAVE:          enter_save(job); break;
+	case JOB_SNAPSHOT:      enter_snapshot(job); break;
+	case JOB_SETTLE:        enter_settle(job); break;
+	case JOB_RECORD:        enter_record(job); return;
+	case JOB_DONE:          job_finish(job, JOB_DONE); return;
+	case JOB_UNDO:          job_undo_next(job); return;
+	default:                return;
+	}
+	job_wait(job);
+}
+
+/* Called when everything a state waited for has arrived. */
+static void job_step(struct job *job)
+{
+	if (job->finished || job->state == JOB_UNDO)
+		return;
+	switch (job->state) {
+	case JOB_SNAPSHOT:
+		if (job->transaction_sent && job->error_status == 0)
+			job->transaction_done = 1;
+		for (size_t i = 0; job->transaction_done && i < job->ndisks; i++)
+			job->disks[i].switched = 1;
+		if (job->was_running && job->mode != MODE_DISK_ONLY && job->error_status == 0)
+			job->resumed = 1;
+		break;
+	case JOB_SAVE:
+		if (job->migrating)
+			return;
+		if (job->error_status == -EIO &&
+		    json_string_value(json_object_get(job->migration, "error-desc")))
+			snprintf(job->error, sizeof job->error, "saving memory failed: %s",
+				 json_string_value(json_object_get(job->migration, "error-desc")));
+		break;
+	case JOB_SETTLE:
+		/* Settings that could not be put back are warnings, not a
+		 * reason to throw a whole checkpoint away. */
+		break;
+	default:
+		break;
+	}
+	if (job->error_status == 0 && job->interrupted && job->state < JOB_SNAPSHOT)
+		job_set_error(job, -EINTR, "interrupted");
+	if (job->error_status != 0) {
+		job_enter(job, JOB_UNDO);
+		return;
+	}
+	job_enter(job, job_next(job, job->state));
+}
+
+/* ---- the one failure path -------------------------------------------- */
+
+static int disk_needs_detach(const struct disk *d, int overlay)
+{
+	return !d->switched && (overlay ? d->overlay_added : d->file_added);
+}
+
+static void undo_detach(struct job *job, int overlay)
+{
+	for (size_t i = 0; i < job->ndisks; i++) {
+		struct disk *d = &job->disks[i];
+
+		if (!disk_needs_detach(d, overlay))
+			continue;
+		job_send_ex(job, "blockdev-del", json_pack("{s:s}", "node-name",
+			    overlay ? d->overlay_node : d->file_node), -1, NULL, 1);
+		if (overlay)
+			d->overlay_added = 0;
+		else
+			d->file_added = 0;
+	}
+}
+
+static void undo_dismiss(struct job *job)
+{
+	for (size_t i = 0; i < job->ndisks; i++) {
+		struct disk *d = &job->disks[i];
+
+		if (d->job_concluded && !d->job_dismissed) {
+			d->job_dismissed = 1;
+			job_send_ex(job, "job-dismiss", json_pack("{s:s}", "id",
+				    d->create_job), -1, NULL, 1);
+		}
+	}
+}
+
+/* Local files: what was never switched in is ours to delete.  Overlays a
+ * transaction may have switched in (no reply: the connection dropped) hold
+ * guest data and are kept. */
+static void undo_files(struct job *job)
+{
+	int unknown = job->transaction_sent && !job->transaction_done &&
+		      !job_connected(job);
+
+	for (size_t i = 0; i < job->ndisks; i++) {
+		struct disk *d = &job->disks[i];
+
+		if (d->file_created && !d->switched && !unknown)
+			unlink(d->overlay);
+	}
+	if (job->memfd >= 0) {
+		close(job->memfd);
+		job->memfd = -1;
+	}
+	if (job->memory_path != NULL)
+		unlink(job->memory_path);
+	if (job->dir != NULL && !job->transaction_done)
+		remove_dir_files(job->dir);
+	if (unknown)
+		snprintf(job->error + strlen(job->error), sizeof job->error - strlen(job->error),
+			 "; the disk transaction may have happened: the overlays %s... were kept (check 'qemu-img info')",
+			 job->ndisks ? job->disks[0].overlay : "");
+}
+
+/*
+ * Each call does the next undo phase that applies, sends its commands and
+ * returns; replies (or the migration's end) call it again.
+ */
+static void job_undo_next(struct job *job)
+{
+	if (job->outstanding > 0 || job->finished)
+		return;
+	while (job_connected(job) && job->undo_phase < 6) {
+		int phase = job->undo_phase++;
+
+		switch (phase) {
+		case 0: /* a running migration must end before anything else */
+			if (job->migrating) {
+				job->undo_phase = 0;
+				if (!job->cancel_sent) {
+					job->cancel_sent = 1;
+					job_send_ex(job, "migrate_cancel", NULL, -1, NULL, 1);
+				}
+				return; /* called again by the MIGRATION event */
+			}
+			break;
+		case 1: /* a guest that was running runs again */
+			if (job->was_running && !job->resumed &&
+			    (job->stopped_by_us || job->guest_stopped)) {
+				job->resumed = 1;
+				job_send_ex(job, "cont", NULL, -1, NULL, 1);
+			}
+			break;
+		case 2:
+			undo_dismiss(job);
+			undo_detach(job, 1);
+			break;
+		case 3:
+			undo_detach(job, 0);
+			break;
+		case 4:
+			enter_settle(job);
+			break;
+		default:
+			break;
+		}
+		if (job->outstanding > 0)
+			return;
+	}
+	undo_files(job);
+	job_finish(job, JOB_FAILED);
+}
+
+static void job_finish(struct job *job, enum job_state final)
+{
+	if (job->finished)
+		return;
+	job->finished = 1;
+	job->state = final;
+	if (job->memfd >= 0) {
+		close(job->memfd);
+		job->memfd = -1;
+	}
+	/* Close now: QMP serves one client at a time, so a monitor must not
+	 * stay busy while other VMs are still being checkpointed. */
+	vmconn_close(&job->conn, NULL);
+	job->on_done(job);
+}
+
+/* ---- starting, stopping ---------------------------------------------- */
+
+static void on_ready(struct vmconn *conn, int status)
+{
+	struct job *job = conn->data;
+
+	if (status < 0) {
+		job_set_error(job, status, "%s", conn->error);
+		job_finish(job, JOB_FAILED);
+		return;
+	}
+	qmp_client_on_event(&conn->qmp, on_event, job);
+	qmp_client_on_disconnect(&conn->qmp, on_disconnect, job);
+	job_enter(job, JOB_PROBE);
+}
+
+void job_start(struct job *job, uv_loop_t *loop, job_done_cb on_done)
+{
+	job->loop = loop;
+	job->on_done = on_done;
+	job->memfd = -1;
+	job->state = JOB_CONNECT;
+	job->start_ms = mono_ms();
+	job->conn.data = job;
+	if (vmconn_open(loop, &job->conn, job->spec.vm, job->spec.monitor,
+			job->spec.expect_name, 10000, on_ready) < 0) {
+		job_set_error(job, -EINVAL, "%s", job->conn.error);
+		job_finish(job, JOB_FAILED);
+	}
+}
+
+void job_interrupt(struct job *job)
+{
+	if (job->finished || job->interrupted)
+		return;
+	job->interrupted = 1;
+	/* Past the transaction the checkpoint is as good as made: finish it.
+	 * While the memory is being saved, cancel at once; otherwise the next
+	 * step notices. */
+	if (job->state == JOB_SAVE && job->migrating && job->outstanding == 0) {
+		job_set_error(job, -EINTR, "interrupted");
+		job_enter(job, JOB_UNDO);
+	}
+}
+
+void job_free(struct job *job)
+{
+	json_decref(job->status);
+	json_decref(job->block);
+	json_decref(job->caps);
+	json_decref(job->params);
+	json_decref(job->migration);
+	json_decref(job->jobs);
+	json_decref(job->fd_reply);
+	json_decref(job->parent);
+	json_decref(job->record);
+	migrate_plan_free(&job->plan);
+	blockdev_disks_free(job->disks, job->ndisks);
+	free(job->name);
+	free(job->dir);
+	free(job->memory_path);
+	job_spec_free(&job->spec);
+	free(job);
+}

@@ -1,0 +1,135 @@
+/*
+ * job.h: one VM's checkpoint as a state machine on a libuv loop.  Many jobs
+ * share one loop (and one thread); each advances only when QEMU answers or
+ * sends an event.  The states and their order are in job.c, in one switch.
+ */
+#ifndef JOB_H
+#define JOB_H
+
+#include <uv.h>
+#include <jansson.h>
+
+#include "blockdev.h"
+#include "migrate.h"
+#include "registry.h"
+#include "vmconn.h"
+
+enum ckpt_mode {
+	MODE_AUTO,
+	MODE_LIVE,
+	MODE_PAUSED,
+	MODE_BACKGROUND,
+	MODE_DISK_ONLY,
+};
+
+const char *job_mode_name(enum ckpt_mode mode);
+int job_parse_mode(const char *text, enum ckpt_mode *mode);
+
+/* What the user asked for, for one VM. */
+struct job_spec {
+	char *vm;           /* name for messages and the catalog */
+	char *monitor;
+	char *expect_name;  /* query-name must match, or NULL */
+	char *catalog_root;
+	char *overlay_dir;
+	char *agent;
+	char *snapshot_name;
+	char *computer_name;
+	enum vm_type type;
+	enum ckpt_mode mode;
+};
+
+void job_spec_free(struct job_spec *spec);
+
+enum job_state {
+	JOB_CONNECT,       /* connect, negotiate, query-name */
+	JOB_PROBE,         /* status, disks, migration abilities */
+	JOB_PREPARE,       /* plan; overlay files; blockdev-add protocol nodes */
+	JOB_FORMAT,        /* blockdev-create qcow2 jobs, until concluded */
+	JOB_FORMAT_DONE,   /* query-jobs for errors, job-dismiss */
+	JOB_ATTACH,        /* blockdev-add the overlays (backing: null) */
+	JOB_MIGRATE_SETUP, /* capabilities, parameters, hand over the file */
+	JOB_STOP,          /* paused / background on a running guest: stop */
+	JOB_SAVE,          /* migrate, until MIGRATION completed */
+	JOB_SNAPSHOT,      /* transaction (and cont, back to back) */
+	JOB_SETTLE,        /* put the user's migration settings back */
+	JOB_RECORD,        /* fsync memory, write the record (thread pool) */
+	JOB_DONE,
+	JOB_UNDO,          /* the one failure path: see job_undo_next() */
+	JOB_FAILED,
+};
+
+struct job;
+typedef void (*job_done_cb)(struct job *job);
+
+struct job {
+	void *data;
+	struct job_spec spec;
+	uv_loop_t *loop;
+	struct vmconn conn;
+	enum job_state state;
+	job_done_cb on_done;
+
+	/* probes */
+	json_t *status, *block, *caps, *params, *migration, *jobs;
+	int was_running;
+	enum ckpt_mode mode;      /* the mode chosen */
+	char checkpoint_type[16]; /* Standard, DiskOnly, Production */
+
+	/* the checkpoint being made */
+	char id[37];
+	char *name;
+	char *dir;
+	char *memory_path;
+	int memfd;
+	struct disk *disks;
+	size_t ndisks;
+	struct migrate_plan plan;
+	json_t *fd_reply;
+	json_t *parent;
+	json_t *record;
+
+	/* what has happened, for the undo path */
+	int settings_changed;   /* migrate-set-* sent */
+	int fd_given;           /* the memory fd is in QEMU */
+	int fd_consumed;        /* migrate took it (getfd's named fd) */
+	int migrating;          /* migrate sent, no terminal event yet */
+	int stopped_by_us;      /* we sent stop */
+	int guest_stopped;      /* STOP seen, RESUME not yet */
+	int resumed;            /* cont succeeded or RESUME seen */
+	int transaction_sent;
+	int transaction_done;
+	int live_passes;
+	int converge_stop_sent;
+	int undo_phase;
+	int cancel_sent;
+	int interrupted;
+
+	/* measurements */
+	uint64_t start_ms;
+	int64_t creation_ms;
+	double stop_time, resume_time; /* QEMU's event timestamps, seconds */
+	long long pause_ms;
+	long long memory_bytes;
+
+	/* pending replies and events */
+	int outstanding;
+	int formats_pending;
+	int error_status;
+	char error[768];
+	uv_work_t work;
+	int work_rc;
+	int finished;
+};
+
+/* Start the job; on_done runs once when it is DONE or FAILED. */
+void job_start(struct job *job, uv_loop_t *loop, job_done_cb on_done);
+
+/* Ctrl-C: abandon the checkpoint, undoing what was done. */
+void job_interrupt(struct job *job);
+
+/* Release a finished job; only after the loop has run the connection's
+ * close to its end (uv_run returned). */
+void job_free(struct job *job);
+
+#endif

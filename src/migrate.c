@@ -1,0 +1,176 @@
+/*
+ * migrate.c: see migrate.h.  QEMU-NOTES-style facts behind the choices:
+ * QEMU's default max-bandwidth (128 MiB/s) throttles a save to a file, and
+ * with no cap the default 300 ms downtime-limit lets it switch over at once
+ * with a long pause; 10 ms gave pauses of a few ms.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "migrate.h"
+
+int migrate_has_cap(json_t *caps, const char *cap)
+{
+	size_t i;
+	json_t *c;
+
+	json_array_foreach(caps, i, c) {
+		const char *name = json_string_value(json_object_get(c, "capability"));
+
+		if (name != NULL && strcmp(name, cap) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static int cap_state(json_t *caps, const char *cap)
+{
+	size_t i;
+	json_t *c;
+
+	json_array_foreach(caps, i, c) {
+		const char *name = json_string_value(json_object_get(c, "capability"));
+
+		if (name != NULL && strcmp(name, cap) == 0)
+			return json_is_true(json_object_get(c, "state"));
+	}
+	return 0;
+}
+
+/* The capabilities we switch on, in the order QEMU must see them. */
+static const char *const *wanted_caps(const struct migrate_plan *plan)
+{
+	static const char *const with_ram[] = { "events", "multifd", "mapped-ram", NULL };
+	static const char *const bg[] = { "events", "background-snapshot", NULL };
+	static const char *const plain[] = { "events", NULL };
+
+	if (plan->background)
+		return bg;
+	return plan->mapped_ram ? with_ram : plain;
+}
+
+void migrate_plan_init(struct migrate_plan *plan, json_t *caps,
+		       json_t *params, int background, const char *id)
+{
+	const char *const *want;
+
+	memset(plan, 0, sizeof *plan);
+	plan->have_events = migrate_has_cap(caps, "events");
+	plan->background = background;
+	/* mapped-ram needs a seekable file: transport and background-snapshot
+	 * does not combine with multifd, so they are exclusive. */
+	plan->mapped_ram = !background && migrate_has_cap(caps, "mapped-ram") &&
+			   migrate_has_cap(caps, "multifd");
+	plan->fdset_id = -1;
+	snprintf(plan->fdname, sizeof plan->fdname, "qckpt-%.8s", id);
+	plan->saved_caps = json_array();
+	for (want = wanted_caps(plan); *want; want++)
+		json_array_append_new(plan->saved_caps, json_pack(
+			"{s:s, s:b}", "capability", *want, "state",
+			cap_state(caps, *want)));
+	plan->saved_params = json_pack("{s:O?, s:O?, s:O?}",
+		"max-bandwidth", json_object_get(params, "max-bandwidth"),
+		"downtime-limit", json_object_get(params, "downtime-limit"),
+		"multifd-channels", json_object_get(params, "multifd-channels"));
+}
+
+void migrate_plan_free(struct migrate_plan *plan)
+{
+	json_decref(plan->saved_caps);
+	json_decref(plan->saved_params);
+	plan->saved_caps = plan->saved_params = NULL;
+}
+
+json_t *migrate_set_caps_args(const struct migrate_plan *plan)
+{
+	json_t *list = json_array();
+
+	for (const char *const *c = wanted_caps(plan); *c; c++)
+		json_array_append_new(list, json_pack("{s:s, s:b}", "capability",
+						      *c, "state", 1));
+	return json_pack("{s:o}", "capabilities", list);
+}
+
+json_t *migrate_restore_caps_args(const struct migrate_plan *plan)
+{
+	/* Reverse order: QEMU checks dependencies (mapped-ram needs multifd
+	 * off-switching last is fine, but keep it symmetric). */
+	json_t *list = json_array();
+
+	for (size_t i = json_array_size(plan->saved_caps); i-- > 0;)
+		json_array_append(list, json_array_get(plan->saved_caps, i));
+	return json_pack("{s:o}", "capabilities", list);
+}
+
+json_t *migrate_set_params_args(const struct migrate_plan *plan)
+{
+	json_t *p = json_pack("{s:i, s:i}", "max-bandwidth", 0,
+			      "downtime-limit", MIGRATE_DOWNTIME_LIMIT_MS);
+
+	if (plan->mapped_ram)
+		json_object_set_new(p, "multifd-channels",
+				    json_integer(MIGRATE_MULTIFD_CHANNELS));
+	return p;
+}
+
+json_t *migrate_restore_params_args(const struct migrate_plan *plan)
+{
+	json_t *p = json_deep_copy(plan->saved_params);
+
+	if (!plan->mapped_ram)
+		json_object_del(p, "multifd-channels");
+	return p;
+}
+
+const char *migrate_fd_command(const struct migrate_plan *plan)
+{
+	return plan->mapped_ram ? "add-fd" : "getfd";
+}
+
+json_t *migrate_fd_args(const struct migrate_plan *plan)
+{
+	if (plan->mapped_ram)
+		return json_pack("{s:s}", "opaque", plan->fdname);
+	return json_pack("{s:s}", "fdname", plan->fdname);
+}
+
+void migrate_fd_reply(struct migrate_plan *plan, json_t *result)
+{
+	json_t *id = json_object_get(result, "fdset-id");
+
+	if (json_is_integer(id))
+		plan->fdset_id = (int)json_integer_value(id);
+}
+
+const char *migrate_release_command(const struct migrate_plan *plan)
+{
+	return plan->mapped_ram ? "remove-fd" : "closefd";
+}
+
+json_t *migrate_release_args(const struct migrate_plan *plan)
+{
+	if (plan->mapped_ram)
+		return json_pack("{s:i}", "fdset-id", plan->fdset_id);
+	return json_pack("{s:s}", "fdname", plan->fdname);
+}
+
+json_t *migrate_args(const struct migrate_plan *plan)
+{
+	char uri[64];
+
+	if (plan->mapped_ram)
+		snprintf(uri, sizeof uri, "file:/dev/fdset/%d", plan->fdset_id);
+	else
+		snprintf(uri, sizeof uri, "fd:%s", plan->fdname);
+	return json_pack("{s:s}", "uri", uri);
+}
+
+json_t *migrate_record_caps(const struct migrate_plan *plan)
+{
+	json_t *list = json_array();
+
+	for (const char *const *c = wanted_caps(plan); *c; c++)
+		if (strcmp(*c, "events") != 0)
+			json_array_append_new(list, json_string(*c));
+	return list;
+}

@@ -1,0 +1,58 @@
+/*
+ * migrate.h: how a memory state is saved, decided from what QEMU offers
+ * (query-migrate-capabilities), never from its version number:
+ *  - "mapped-ram" offered (QEMU >= 9): the file: transport through an fdset
+ *    (add-fd) with mapped-ram and multifd channels, the fastest measured;
+ *  - otherwise fd: through getfd (QEMU 7.2 rejects file:).
+ * Also the tuned parameters (no bandwidth cap, a small downtime-limit) and
+ * the arguments that put the user's settings back afterwards.
+ */
+#ifndef MIGRATE_H
+#define MIGRATE_H
+
+#include <jansson.h>
+
+#define MIGRATE_DOWNTIME_LIMIT_MS 10
+#define MIGRATE_MULTIFD_CHANNELS 2
+/* Iterations after which a live save that does not converge stops the
+ * guest to finish (memory dirtied faster than it can be written). */
+#define MIGRATE_MAX_LIVE_PASSES 12
+
+struct migrate_plan {
+	int have_events;
+	int mapped_ram;   /* mapped-ram + multifd over file:/dev/fdset/N */
+	int background;   /* background-snapshot */
+	int fdset_id;     /* from add-fd, -1 before */
+	char fdname[32];  /* for getfd / fd: */
+	json_t *saved_caps;   /* the user's capability states we change */
+	json_t *saved_params; /* the user's parameters we change */
+};
+
+/* Does QEMU offer CAP (from a query-migrate-capabilities reply)? */
+int migrate_has_cap(json_t *caps, const char *cap);
+
+/* Fill the plan from the probes. */
+void migrate_plan_init(struct migrate_plan *plan, json_t *caps,
+		       json_t *params, int background, const char *id);
+void migrate_plan_free(struct migrate_plan *plan);
+
+json_t *migrate_set_caps_args(const struct migrate_plan *plan);
+json_t *migrate_restore_caps_args(const struct migrate_plan *plan);
+json_t *migrate_set_params_args(const struct migrate_plan *plan);
+json_t *migrate_restore_params_args(const struct migrate_plan *plan);
+
+/* The command that hands QEMU the memory file: getfd or add-fd. */
+const char *migrate_fd_command(const struct migrate_plan *plan);
+json_t *migrate_fd_args(const struct migrate_plan *plan);
+/* Take add-fd's reply (the fdset id). */
+void migrate_fd_reply(struct migrate_plan *plan, json_t *result);
+/* The command and arguments that release it again. */
+const char *migrate_release_command(const struct migrate_plan *plan);
+json_t *migrate_release_args(const struct migrate_plan *plan);
+
+json_t *migrate_args(const struct migrate_plan *plan);
+
+/* The capabilities a restore must set, for the record. */
+json_t *migrate_record_caps(const struct migrate_plan *plan);
+
+#endif
