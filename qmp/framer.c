@@ -28,6 +28,7 @@ struct qmp_framer {
 	int in_string;
 	int escaped;      /* previous byte was a backslash inside a string */
 	int error;
+	size_t scanned;   /* bytes examined in total, to prove there are no rescans */
 };
 
 struct qmp_framer *qmp_framer_new(size_t max_message)
@@ -110,6 +111,11 @@ size_t qmp_framer_buffered(const struct qmp_framer *framer)
 	return framer->len - framer_keep_from(framer);
 }
 
+size_t qmp_framer_scanned(const struct qmp_framer *framer)
+{
+	return framer->scanned;
+}
+
 static int is_json_space(char c)
 {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
@@ -123,12 +129,14 @@ static int framer_scan_between(struct qmp_framer *framer)
 
 		if (c == '{') {
 			framer->msg_start = framer->scan++;
+			framer->scanned++;
 			framer->depth = 1;
 			return 0;
 		}
 		if (!is_json_space(c))
 			return QMP_EPROTO;
 		framer->scan++;
+		framer->scanned++;
 	}
 	return 0;
 }
@@ -154,10 +162,12 @@ static int framer_scan_object(struct qmp_framer *framer)
 		} else if (c == '{' || c == '[') {
 			framer->depth++;
 		} else if ((c == '}' || c == ']') && --framer->depth == 0) {
+			framer->scanned += i + 1 - framer->scan;
 			framer->scan = i + 1;
 			return 1;
 		}
 	}
+	framer->scanned += i - framer->scan;
 	framer->scan = i;
 	return 0;
 }

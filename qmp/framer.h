@@ -44,5 +44,7 @@ int qmp_framer_next(struct qmp_framer *framer, json_t **msg, const char **raw,
 
 /* Bytes buffered but not yet returned as messages (for tests). */
 size_t qmp_framer_buffered(const struct qmp_framer *framer);
+/* Bytes examined since creation: equal to the bytes fed, never more. */
+size_t qmp_framer_scanned(const struct qmp_framer *framer);
 
 #endif
