@@ -3,7 +3,9 @@
  * harness.h).  Sections: global state and exit cleanup, loop helpers, child
  * programs, line buffers, the observer monitor, VMs, disk images.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "harness.h"
 
 #include <errno.h>
