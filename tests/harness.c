@@ -243,6 +243,12 @@ const char *harness_qemu10(void) { return qemu10_path; }
 const char *harness_qemu(void) { return qemu_path; }
 const char *harness_qemu_img(void) { return qemu_img_path; }
 
+const char *harness_qckpt(void)
+{
+	const char *bin = getenv("QCKPT_BIN");
+	return is_executable(bin) ? bin : NULL;
+}
+
 char *harness_path(const char *name)
 {
 	return xasprintf("%s/%s", tmpdir, name);
@@ -949,7 +955,10 @@ static bool serial_match(void *arg)
 long hvm_wait_serial(struct hvm *vm, const char *substr, unsigned timeout_ms)
 {
 	struct serial_wait w = {vm, substr, -1};
+	size_t cursor = vm->line_cursor;
 	harness_run_until(serial_match, &w, timeout_ms);
+	if (w.found < 0)
+		vm->line_cursor = cursor; /* a failed wait consumes nothing */
 	return w.found;
 }
 
@@ -1070,7 +1079,10 @@ const struct hvm_event *hvm_wait_event(struct hvm *vm, const char *name,
 				       unsigned timeout_ms)
 {
 	struct event_wait w = {vm, name, NULL};
+	size_t cursor = vm->event_cursor;
 	harness_run_until(event_match, &w, timeout_ms);
+	if (!w.found)
+		vm->event_cursor = cursor;
 	return w.found;
 }
 

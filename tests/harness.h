@@ -58,6 +58,8 @@ const char *harness_qemu10(void);
 /* Default QEMU and qemu-img as found by harness_init(). */
 const char *harness_qemu(void);
 const char *harness_qemu_img(void);
+/* The qckpt program under test (env QCKPT_BIN, set by make check), or NULL. */
+const char *harness_qckpt(void);
 
 /*
  * Run the loop until cond(arg) is true (checked before each iteration) or
@@ -134,7 +136,8 @@ char *const *hvm_argv(const struct hvm *vm);
 /*
  * Serial console.  Lines are kept ("\r\n" stripped).  A wait consumes lines:
  * it looks at lines after the last one consumed by a previous wait, and
- * consumes up to and including the one it returns.
+ * consumes up to and including the one it returns; a wait that fails
+ * consumes nothing.
  *
  * hvm_wait_serial: next line containing substr; returns its index in the
  * line list, or -1 (timeout, or QEMU exited).
@@ -165,8 +168,8 @@ char *hvm_status(struct hvm *vm);
 
 /*
  * Events, in arrival order.  hvm_wait_event returns the next event named
- * name after the last one consumed by a previous wait (consuming it), or
- * NULL on timeout / QEMU exit.  hvm_event_count/hvm_event give the whole
+ * name after the last one consumed by a previous wait (consuming it and
+ * the ones before it), or NULL on timeout / QEMU exit (consuming nothing).  hvm_event_count/hvm_event give the whole
  * list (event i stays valid until hvm_free).
  */
 const struct hvm_event *hvm_wait_event(struct hvm *vm, const char *name,
