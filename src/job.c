@@ -26,6 +26,7 @@
 #include "util.h"
 
 static void job_step(struct job *job);
+static void job_wait(struct job *job);
 static void job_enter(struct job *job, enum job_state state);
 static void job_undo_next(struct job *job);
 static void job_finish(struct job *job, enum job_state final);
@@ -97,6 +98,7 @@ struct job_call {
 	const char *command;
 	json_t **slot; /* where to keep the result, or NULL */
 	int optional;  /* a failure is a warning (settings put back) */
+	struct disk *creating; /* blockdev-create for this disk */
 };
 
 static void on_reply(qmp_client *client, int status, json_t *result,
@@ -117,17 +119,23 @@ static void on_reply(qmp_client *client, int status, json_t *result,
 		vmconn_explain(&job->conn, status, qerr, call->command);
 		job_set_error(job, status, "%s", job->conn.error);
 	}
+	if (status != 0 && call->creating != NULL) {
+		/* The job was never created, so it will never conclude. */
+		call->creating->job_dismissed = 1;
+		job->formats_pending--;
+	}
 	free(call);
 	if (--job->outstanding > 0)
 		return;
 	if (job->state == JOB_UNDO)
 		job_undo_next(job);
 	else
-		job_step(job);
+		job_wait(job);
 }
 
-static void job_send_ex(struct job *job, const char *command, json_t *args,
-			int fd, json_t **slot, int optional)
+static struct job_call *job_send_call(struct job *job, const char *command,
+				      json_t *args, int fd, json_t **slot,
+				      int optional, struct disk *creating)
 {
 	struct job_call *call = xcalloc(1, sizeof *call);
 	int rc;
@@ -136,6 +144,7 @@ static void job_send_ex(struct job *job, const char *command, json_t *args,
 	call->command = command;
 	call->slot = slot;
 	call->optional = optional;
+	call->creating = creating;
 	job->outstanding++;
 	rc = qmp_client_execute_ex(&job->conn.qmp, command, args, fd,
 				   QMP_DEFAULT_TIMEOUT_MS, on_reply, call);
@@ -143,6 +152,23 @@ static void job_send_ex(struct job *job, const char *command, json_t *args,
 		job->outstanding--;
 		free(call);
 		job_set_error(job, rc, "%s: %s", command, qmp_strerror(rc));
+		return NULL;
+	}
+	return call;
+}
+
+static void job_send_ex(struct job *job, const char *command, json_t *args,
+			int fd, json_t **slot, int optional)
+{
+	job_send_call(job, command, args, fd, slot, optional, NULL);
+}
+
+static void job_send_create(struct job *job, struct disk *d)
+{
+	if (job_send_call(job, "blockdev-create", blockdev_create_args(d), -1,
+			  NULL, 0, d) == NULL) {
+		d->job_dismissed = 1;
+		job->formats_pending--;
 	}
 }
 
@@ -223,7 +249,10 @@ static void on_block_job_event(struct job *job, json_t *data)
 		if (strcmp(d->create_job, id) == 0 && !d->job_concluded) {
 			d->job_concluded = 1;
 			job->formats_pending--;
-			job_wait(job);
+			if (job->state == JOB_UNDO)
+				job_undo_next(job);
+			else
+				job_wait(job);
 			return;
 		}
 	}
@@ -516,10 +545,8 @@ static void enter_format(struct job *job)
 {
 	for (size_t i = 0; i < job->ndisks; i++) {
 		job->formats_pending++;
-		job_send(job, "blockdev-create", blockdev_create_args(&job->disks[i]), NULL);
+		job_send_create(job, &job->disks[i]);
 	}
-	if (job->error_status != 0)
-		job->formats_pending = 0;
 }
 
 static int job_check_create_errors(struct job *job)
@@ -591,12 +618,19 @@ static void enter_snapshot(struct job *job)
 		job_send(job, "transaction",
 			 blockdev_transaction_args(job->disks, job->ndisks), NULL);
 	}
-	if (job->was_running && job->mode != MODE_DISK_ONLY)
+	if (job->was_running && (job->mode == MODE_LIVE || job->mode == MODE_PAUSED))
 		job_send(job, "cont", NULL, NULL);
 }
 
 static void enter_settle(struct job *job)
 {
+	/* background: QEMU 7.2 resumes the guest itself after its setup;
+	 * newer QEMU restores the state it found (stopped by us). */
+	if (job->mode == MODE_BACKGROUND && job->was_running && job->guest_stopped &&
+	    !job->resumed) {
+		job->resumed = 1;
+		job_send(job, "cont", NULL, NULL);
+	}
 	if (job->settings_changed) {
 		job_send_ex(job, "migrate-set-capabilities",
 			    migrate_restore_caps_args(&job->plan), -1, NULL, 1);
@@ -643,11 +677,13 @@ static enum job_state job_next(const struct job *job, enum job_state state)
 	case JOB_MIGRATE_SETUP:
 		return job->was_running && job->mode != MODE_LIVE ? JOB_STOP : JOB_SAVE;
 	case JOB_STOP:
-		return JOB_SAVE;
+		/* background: disks first, while the guest is stopped; the
+		 * memory is then saved as of QEMU's own stop, the same instant. */
+		return job->mode == MODE_BACKGROUND ? JOB_SNAPSHOT : JOB_SAVE;
 	case JOB_SAVE:
-		return JOB_SNAPSHOT;
+		return job->mode == MODE_BACKGROUND ? JOB_SETTLE : JOB_SNAPSHOT;
 	case JOB_SNAPSHOT:
-		return JOB_SETTLE;
+		return job->mode == MODE_BACKGROUND ? JOB_SAVE : JOB_SETTLE;
 	case JOB_SETTLE:
 		return JOB_RECORD;
 	case JOB_RECORD:
@@ -690,7 +726,8 @@ static void job_step(struct job *job)
 			job->transaction_done = 1;
 		for (size_t i = 0; job->transaction_done && i < job->ndisks; i++)
 			job->disks[i].switched = 1;
-		if (job->was_running && job->mode != MODE_DISK_ONLY && job->error_status == 0)
+		if (job->was_running && (job->mode == MODE_LIVE || job->mode == MODE_PAUSED) &&
+		    job->error_status == 0)
 			job->resumed = 1;
 		break;
 	case JOB_SAVE:
@@ -773,12 +810,41 @@ static void undo_files(struct job *job)
 	}
 	if (job->memory_path != NULL)
 		unlink(job->memory_path);
-	if (job->dir != NULL && !job->transaction_done)
+	if (job->dir != NULL && !job->record_written)
 		remove_dir_files(job->dir);
 	if (unknown)
 		snprintf(job->error + strlen(job->error), sizeof job->error - strlen(job->error),
 			 "; the disk transaction may have happened: the overlays %s... were kept (check 'qemu-img info')",
 			 job->ndisks ? job->disks[0].overlay : "");
+}
+
+/*
+ * The disks were switched but the memory could not be had (background
+ * mode saves memory after the disk snapshot): what exists is a consistent
+ * disk-only checkpoint, so record exactly that and say so.
+ */
+static void job_record_disk_only(struct job *job)
+{
+	char *cause = xstrdup(job->error);
+	int rc;
+
+	job->mode = MODE_DISK_ONLY;
+	snprintf(job->checkpoint_type, sizeof job->checkpoint_type, "DiskOnly");
+	json_decref(job->record);
+	job->record = job_build_record(job);
+	if (job->memory_path != NULL)
+		unlink(job->memory_path);
+	rc = catalog_write_record(job->dir, job->record);
+	job->record_written = rc == 0;
+	if (rc == 0)
+		snprintf(job->error, sizeof job->error,
+			 "%s; recorded a disk-only checkpoint %s instead (memory not saved)",
+			 cause, job->id);
+	else
+		snprintf(job->error, sizeof job->error,
+			 "%s; no checkpoint recorded (%s), but the disks now write to new overlays (%s...): the images before them are unchanged",
+			 cause, strerror(-rc), job->ndisks ? job->disks[0].overlay : "");
+	free(cause);
 }
 
 /*
@@ -804,13 +870,16 @@ static void job_undo_next(struct job *job)
 			}
 			break;
 		case 1: /* a guest that was running runs again */
-			if (job->was_running && !job->resumed &&
-			    (job->stopped_by_us || job->guest_stopped)) {
+			if (job->was_running && !job->resumed && job->guest_stopped) {
 				job->resumed = 1;
 				job_send_ex(job, "cont", NULL, -1, NULL, 1);
 			}
 			break;
-		case 2:
+		case 2: /* overlay files still being formatted cannot go yet */
+			if (job->formats_pending > 0) {
+				job->undo_phase = 2;
+				return; /* called again by JOB_STATUS_CHANGE */
+			}
 			undo_dismiss(job);
 			undo_detach(job, 1);
 			break;
@@ -826,6 +895,8 @@ static void job_undo_next(struct job *job)
 		if (job->outstanding > 0)
 			return;
 	}
+	if (job->transaction_done && job->mode != MODE_DISK_ONLY)
+		job_record_disk_only(job);
 	undo_files(job);
 	job_finish(job, JOB_FAILED);
 }

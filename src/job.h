@@ -103,6 +103,7 @@ struct job {
 	int converge_stop_sent;
 	int undo_phase;
 	int cancel_sent;
+	int record_written;
 	int interrupted;
 
 	/* measurements */

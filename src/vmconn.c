@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "util.h"
@@ -43,6 +44,12 @@ int vmconn_resolve(const struct registry *reg, const char *target,
 		return 0;
 	}
 	e = registry_find(reg, target);
+	if (e == NULL && access(target, F_OK) == 0) {
+		/* Not a registered name but a socket in the current directory. */
+		*expect = NULL;
+		*monitor = absolute_path(target);
+		return *monitor ? 0 : -1;
+	}
 	if (e == NULL) {
 		snprintf(err, errlen,
 			 "not in the registry %s; register it with 'qckpt register %s MONITOR' or give its QMP socket path",

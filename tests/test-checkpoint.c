@@ -1,0 +1,864 @@
+/*
+ * test-checkpoint.c: `qckpt checkpoint` end to end against real QEMU
+ * processes running the Linux test guest.
+ *
+ * The guest counts: before printing "tick N" it writes N to sector 0 of
+ * every disk.  So a checkpoint is proven whole when a VM restored from its
+ * memory state (a fresh overlay on each frozen image, -incoming) continues
+ * from the saved counter T (no reboot) and each frozen image holds D with
+ * T-1 <= D <= T: memory and disks from one instant.  The harness's observer
+ * monitor is the independent witness for pauses and run states.  Nothing
+ * sleeps: every wait is for output or an event, with a timeout.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define BOOT_MS 90000u
+#define WAIT_MS 30000u
+
+static const char *qemu_bin; /* the QEMU of the current group */
+static int vm_serial;        /* unique VM names across groups */
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt(const char *f, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, f);
+	assert_true(vasprintf(&s, f, ap) >= 0);
+	va_end(ap);
+	return s;
+}
+
+/* Registry with one line per VM: "NAME unix:SOCKET dir=CATALOG EXTRA". */
+static char *registry_path;
+static char *catalog_dir;
+
+static void registry_reset(void)
+{
+	FILE *f = fopen(registry_path, "w");
+
+	assert_non_null(f);
+	fputs("# written by test-checkpoint\n", f);
+	fclose(f);
+}
+
+static void registry_add(const char *name, const char *socket, const char *extra)
+{
+	FILE *f = fopen(registry_path, "a");
+
+	assert_non_null(f);
+	fprintf(f, "%s unix:%s dir=%s %s\n", name, socket, catalog_dir, extra ? extra : "");
+	fclose(f);
+}
+
+struct run {
+	char *out, *err;
+	int status;
+};
+
+static void run_free(struct run *r)
+{
+	free(r->out);
+	free(r->err);
+}
+
+/* Run qckpt with the arguments (NULL-terminated) through the harness loop,
+ * so the VMs' serial output and events keep being read meanwhile. */
+static struct run qckpt(const char *first, ...)
+{
+	char *argv[64];
+	int n = 0;
+	va_list ap;
+	struct run r = { 0 };
+
+	argv[n++] = getenv("QCKPT_BIN");
+	assert_non_null(argv[0]);
+	va_start(ap, first);
+	for (const char *a = first; a != NULL && n < 62; a = va_arg(ap, const char *))
+		argv[n++] = (char *)a;
+	va_end(ap);
+	argv[n] = NULL;
+	assert_int_equal(harness_run(argv, &r.out, &r.err, &r.status), 0);
+	if (r.err && r.err[0] && getenv("QCKPT_VERBOSE"))
+		fprintf(stderr, "[qckpt stderr] %s", r.err);
+	return r;
+}
+
+static struct run shell(const char *cmd)
+{
+	char *argv[] = { "/bin/sh", "-c", (char *)cmd, NULL };
+	struct run r = { 0 };
+
+	assert_int_equal(harness_run(argv, &r.out, &r.err, &r.status), 0);
+	return r;
+}
+
+/* The JSON objects printed one per line. */
+static json_t *json_lines(const char *text)
+{
+	json_t *list = json_array();
+	const char *p = text;
+
+	while (p && *p) {
+		size_t len = strcspn(p, "\n");
+		json_t *o = json_loadb(p, len, 0, NULL);
+
+		if (o != NULL)
+			json_array_append_new(list, o);
+		p += len + (p[len] == '\n');
+	}
+	return list;
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+static struct hvm *boot(struct hvm_opts o)
+{
+	struct hvm *vm;
+	char *name = fmt("%s%d", o.name ? o.name : "vm", ++vm_serial);
+
+	o.name = name;
+	o.qemu = qemu_bin;
+	vm = hvm_start(&o);
+	free(name);
+	assert_non_null(vm);
+	assert_true(hvm_wait_tick(vm, BOOT_MS) > 0);
+	return vm;
+}
+
+/* A qckpt running in the background on the harness loop, so the test can
+ * act on what QEMU does meanwhile (kill it, interrupt qckpt). */
+struct child {
+	uv_process_t proc;
+	uv_pipe_t err;
+	char errbuf[8192];
+	size_t errlen;
+	int status;
+	bool exited, err_closed;
+};
+
+static void child_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+	struct child *c = h->data;
+
+	b->base = c->errbuf + c->errlen;
+	b->len = sizeof c->errbuf - 1 - c->errlen;
+}
+
+static void child_err_closed(uv_handle_t *h)
+{
+	((struct child *)h->data)->err_closed = true;
+}
+
+static void child_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+	struct child *c = s->data;
+
+	if (n > 0) {
+		c->errlen += (size_t)n;
+		c->errbuf[c->errlen] = '\0';
+	} else if (n < 0) {
+		uv_close((uv_handle_t *)s, child_err_closed);
+	}
+}
+
+static void child_exit(uv_process_t *p, int64_t status, int sig)
+{
+	struct child *c = p->data;
+
+	c->status = sig ? 128 + sig : (int)status;
+	c->exited = true;
+	uv_close((uv_handle_t *)p, NULL);
+}
+
+static void child_start(struct child *c, char **argv)
+{
+	uv_stdio_container_t io[3] = {
+		{ .flags = UV_IGNORE }, { .flags = UV_IGNORE },
+		{ .flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&c->err },
+	};
+	uv_process_options_t opts = { .file = argv[0], .args = argv, .exit_cb = child_exit,
+				      .stdio = io, .stdio_count = 3 };
+
+	memset(c, 0, sizeof *c);
+	uv_pipe_init(harness_loop(), &c->err, 0);
+	c->err.data = c->proc.data = c;
+	assert_int_equal(uv_spawn(harness_loop(), &c->proc, &opts), 0);
+	uv_read_start((uv_stream_t *)&c->err, child_alloc, child_read);
+}
+
+static bool child_done(void *arg)
+{
+	struct child *c = arg;
+
+	return c->exited && c->err_closed;
+}
+
+/* ---- restoring a checkpoint in a new QEMU ----------------------------- */
+
+static bool has_cap(json_t *record, const char *cap)
+{
+	json_t *caps = json_object_get(json_object_get(record, "MemoryState"), "Capabilities");
+	size_t i;
+	json_t *c;
+
+	json_array_foreach(caps, i, c)
+		if (strcmp(json_string_value(c), cap) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Start a VM like ORIG on fresh overlays of the record's frozen images,
+ * load its memory state, run it, and check the guest continued from the
+ * instant its disks hold.  Returns the first tick after the restore.
+ */
+static long restore_and_check(json_t *record, struct hvm_opts orig)
+{
+	json_t *disks = json_object_get(record, "Disks");
+	const char *mem = jstr(json_object_get(record, "MemoryState"), "Path");
+	const char *paths[8] = { NULL };
+	long counters[8];
+	size_t i, n = json_array_size(disks);
+	struct hvm *vm;
+	json_t *caps = json_array(), *res = NULL;
+	char *st;
+	long tick;
+
+	assert_non_null(mem);
+	assert_true(n < 8);
+	for (i = 0; i < n; i++) {
+		json_t *d = json_array_get(disks, i);
+		const char *img = jstr(d, "CheckpointImage");
+		char *ov = fmt("%s/restore-%d-%zu.qcow2", harness_tmpdir(), vm_serial, i);
+
+		counters[i] = disk_read_counter(img);
+		assert_true(counters[i] > 0);
+		assert_int_equal(disk_create_overlay(ov, img, jstr(d, "Format")), 0);
+		paths[i] = ov;
+	}
+	orig.disk_paths = n ? paths : NULL;
+	orig.disk_format = HVM_QCOW2;
+	orig.ndisks = (unsigned)n;
+	orig.incoming = "defer";
+	orig.name = "restored";
+	orig.qemu = qemu_bin;
+	vm = hvm_start(&orig);
+	assert_non_null(vm);
+	json_array_append_new(caps, json_pack("{s:s,s:b}", "capability", "events", 1));
+	if (has_cap(record, "mapped-ram")) {
+		json_array_append_new(caps, json_pack("{s:s,s:b}", "capability", "multifd", 1));
+		json_array_append_new(caps, json_pack("{s:s,s:b}", "capability", "mapped-ram", 1));
+	}
+	assert_int_equal(hvm_qmp(vm, "migrate-set-capabilities",
+				 json_pack("{s:o}", "capabilities", caps), NULL), 0);
+	{
+		char *uri = has_cap(record, "mapped-ram") ? fmt("file:%s", mem)
+							  : fmt("exec:cat %s", mem);
+
+		assert_int_equal(hvm_qmp(vm, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL), 0);
+		free(uri);
+	}
+	for (;;) {
+		const struct hvm_event *e = hvm_wait_event(vm, "MIGRATION", WAIT_MS);
+
+		assert_non_null(e);
+		if (strcmp(jstr(e->data, "status"), "completed") == 0)
+			break;
+		assert_string_not_equal(jstr(e->data, "status"), "failed");
+	}
+	st = hvm_status(vm);
+	assert_non_null(st);
+	if (strcmp(jstr(record, "GuestState"), "paused") == 0)
+		assert_string_not_equal(st, "running"); /* a paused guest stays paused */
+	if (strcmp(st, "running") != 0)
+		assert_int_equal(hvm_qmp(vm, "cont", NULL, &res), 0);
+	json_decref(res);
+	free(st);
+	tick = hvm_wait_tick(vm, WAIT_MS);
+	assert_true(tick > 1);
+	/* Continued, not rebooted: the guest never printed its boot line. */
+	for (i = 0; i < hvm_serial_count(vm); i++)
+		assert_null(strstr(hvm_serial_line(vm, i), "qckpt-guest: boot"));
+	for (i = 0; i < n; i++) {
+		if (counters[i] < tick - 1 || counters[i] > tick)
+			fail_msg("disk %zu holds counter %ld but memory resumed at tick %ld",
+				 i, counters[i], tick);
+		free((char *)paths[i]);
+	}
+	hvm_free(vm);
+	return tick;
+}
+
+/* ---- checkpointing ---------------------------------------------------- */
+
+/* Checkpoint VM (registered as NAME) with extra arguments; the record. */
+static json_t *checkpoint_ok(const char *name, const char *mode, const char *ckname)
+{
+	char *mode_opt = fmt("--mode=%s", mode);
+	struct run r = qckpt("checkpoint", "--passthru", mode_opt, name, ckname, NULL);
+	json_t *lines, *rec;
+
+	if (r.status != 0)
+		fail_msg("qckpt checkpoint %s failed (%d): %s", name, r.status, r.err);
+	lines = json_lines(r.out);
+	assert_int_equal(json_array_size(lines), 1);
+	rec = json_incref(json_array_get(lines, 0));
+	json_decref(lines);
+	run_free(&r);
+	free(mode_opt);
+	assert_string_equal(jstr(rec, "Name"), ckname);
+	assert_string_equal(jstr(rec, "VMName"), name);
+	return rec;
+}
+
+/* The record on disk says the same as --passthru printed. */
+static void assert_recorded(json_t *rec)
+{
+	char *path = fmt("%s/checkpoint.json", jstr(rec, "Path"));
+	json_t *disk = json_load_file(path, 0, NULL);
+
+	assert_non_null(disk);
+	assert_string_equal(jstr(disk, "Id"), jstr(rec, "Id"));
+	json_decref(disk);
+	free(path);
+}
+
+static void check_mode(const char *mode, bool two_disks, bool user_paused)
+{
+	struct hvm_opts o = { .name = "m", .ndisks = two_disks ? 2 : 1,
+			      .disk_format = HVM_QCOW2 };
+	struct hvm *vm = boot(o);
+	json_t *rec, *disks;
+	long before;
+	char *st;
+
+	registry_add(hvm_name(vm), hvm_qmp_path(vm), NULL);
+	if (user_paused)
+		assert_int_equal(hvm_qmp(vm, "stop", NULL, NULL), 0);
+	hvm_consume_events(vm);
+	before = hvm_last_tick(vm);
+	rec = checkpoint_ok(hvm_name(vm), mode, "cp1");
+	assert_recorded(rec);
+	disks = json_object_get(rec, "Disks");
+	assert_int_equal(json_array_size(disks), o.ndisks);
+	for (size_t i = 0; i < o.ndisks; i++) {
+		json_t *d = json_array_get(disks, i);
+
+		assert_string_equal(jstr(d, "CheckpointImage"), hvm_disk_path(vm, (unsigned)i));
+		assert_int_equal(access(jstr(d, "ActiveImage"), R_OK), 0);
+	}
+	st = hvm_status(vm);
+	if (user_paused) {
+		assert_string_not_equal(st, "running");
+		assert_string_equal(jstr(rec, "GuestState"), "paused");
+		assert_int_equal(json_integer_value(json_object_get(rec, "PauseMs")), 0);
+	} else {
+		/* Running before, running after, and it keeps counting. */
+		assert_string_equal(st, "running");
+		assert_string_equal(jstr(rec, "GuestState"), "running");
+		assert_true(hvm_wait_tick(vm, WAIT_MS) > before);
+	}
+	free(st);
+	/* The guest now writes to the overlay, not the frozen image. */
+	if (!user_paused) {
+		long frozen = disk_read_counter(hvm_disk_path(vm, 0));
+		long t = hvm_wait_tick(vm, WAIT_MS);
+
+		assert_true(t > frozen + 1);
+		assert_int_equal(disk_read_counter(hvm_disk_path(vm, 0)), frozen);
+	}
+	if (strcmp(mode, "disk-only") == 0) {
+		assert_null(json_object_get(rec, "MemoryState"));
+		assert_string_equal(jstr(rec, "CheckpointType"), "DiskOnly");
+	} else {
+		restore_and_check(rec, o);
+	}
+	json_decref(rec);
+	hvm_free(vm);
+}
+
+static void test_live_checkpoint_restores_to_the_same_instant(void **state)
+{
+	check_mode("live", true, false);
+}
+
+static void test_paused_mode_checkpoint_restores_to_the_same_instant(void **state)
+{
+	check_mode("paused", false, false);
+}
+
+static void test_auto_mode_on_a_paused_vm_keeps_it_paused(void **state)
+{
+	check_mode("auto", false, true);
+}
+
+static void test_background_checkpoint_restores_to_the_same_instant(void **state)
+{
+	check_mode("background", true, false);
+}
+
+static void test_disk_only_checkpoint_freezes_the_disks(void **state)
+{
+	check_mode("disk-only", false, false);
+}
+
+/* Two checkpoints in a row: the second targets the active top (the first
+ * one's overlay) and names the first as its parent. */
+static void test_second_checkpoint_chains_on_the_first(void **state)
+{
+	struct hvm_opts o = { .name = "chain", .ndisks = 1, .disk_format = HVM_RAW };
+	struct hvm *vm = boot(o);
+	json_t *a, *b;
+
+	registry_add(hvm_name(vm), hvm_qmp_path(vm), NULL);
+	a = checkpoint_ok(hvm_name(vm), "live", "first");
+	hvm_wait_tick(vm, WAIT_MS);
+	b = checkpoint_ok(hvm_name(vm), "live", "second");
+	assert_string_equal(jstr(b, "ParentCheckpointId"), jstr(a, "Id"));
+	assert_string_equal(jstr(b, "ParentCheckpointName"), "first");
+	assert_string_equal(jstr(json_array_get(json_object_get(b, "Disks"), 0), "CheckpointImage"),
+			    jstr(json_array_get(json_object_get(a, "Disks"), 0), "ActiveImage"));
+	restore_and_check(b, o);
+	json_decref(a);
+	json_decref(b);
+	hvm_free(vm);
+}
+
+/* 4 VMs in one command, on one loop: every one checkpointed, each whole. */
+static void test_four_vms_in_one_command(void **state)
+{
+	struct hvm_opts o = { .name = "multi", .ndisks = 1, .mem_mib = 128 };
+	struct hvm *vms[4];
+	char names[256] = "";
+	struct run r;
+	json_t *lines;
+
+	for (int i = 0; i < 4; i++) {
+		vms[i] = boot(o);
+		registry_add(hvm_name(vms[i]), hvm_qmp_path(vms[i]), NULL);
+		strcat(names, i ? "," : "");
+		strcat(names, hvm_name(vms[i]));
+	}
+	r = qckpt("checkpoint", "--passthru", names, "nightly", NULL);
+	if (r.status != 0)
+		fail_msg("status %d: %s", r.status, r.err);
+	lines = json_lines(r.out);
+	assert_int_equal(json_array_size(lines), 4);
+	for (int i = 0; i < 4; i++) {
+		json_t *rec = NULL;
+		size_t j;
+		json_t *x;
+		char *st = hvm_status(vms[i]);
+
+		json_array_foreach(lines, j, x)
+			if (strcmp(jstr(x, "VMName"), hvm_name(vms[i])) == 0)
+				rec = x;
+		assert_non_null(rec);
+		assert_string_equal(st, "running");
+		free(st);
+		if (i == 0 || i == 3) /* restoring all four costs too much time */
+			restore_and_check(rec, o);
+	}
+	json_decref(lines);
+	run_free(&r);
+	for (int i = 0; i < 4; i++)
+		hvm_free(vms[i]);
+}
+
+/* ---- what is skipped, what is refused --------------------------------- */
+
+/* Read-only disks, empty CD-ROMs are skipped; a raw base gets an overlay. */
+static void test_readonly_disk_and_empty_cdrom_are_skipped(void **state)
+{
+	struct hvm_opts o = { .name = "ro", .ndisks = 1, .disk_format = HVM_RAW,
+			      .readonly_disk = true, .cdrom = true, .blockdev = true };
+	struct hvm *vm = boot(o);
+	json_t *rec;
+
+	registry_add(hvm_name(vm), hvm_qmp_path(vm), NULL);
+	rec = checkpoint_ok(hvm_name(vm), "live", "ro1");
+	assert_int_equal(json_array_size(json_object_get(rec, "Disks")), 1);
+	assert_string_equal(jstr(json_array_get(json_object_get(rec, "Disks"), 0), "Format"), "raw");
+	restore_and_check(rec, o);
+	json_decref(rec);
+	hvm_free(vm);
+}
+
+static void assert_no_leftovers(struct hvm *vm)
+{
+	char *dir = fmt("%s/%s", catalog_dir, hvm_name(vm));
+	char *cmd = fmt("ls %s 2>/dev/null | wc -l", dir);
+	struct run r = shell(cmd);
+
+	/* no checkpoint directory left in the catalog */
+	assert_int_equal(atoi(r.out), 0);
+	run_free(&r);
+	free(cmd);
+	free(dir);
+}
+
+static size_t overlays_beside(struct hvm *vm)
+{
+	char *stem = fmt("%s", hvm_disk_path(vm, 0));
+	char *dot = strrchr(stem, '.');
+	size_t n;
+
+	*dot = '\0';
+	{
+		char *cmd = fmt("ls -1 %s.*.qcow2 2>/dev/null | wc -l", stem);
+		struct run r = shell(cmd);
+
+		n = (size_t)atoi(r.out);
+		run_free(&r);
+		free(cmd);
+	}
+	free(stem);
+	return n;
+}
+
+static void test_postmigrate_vm_is_refused_and_left_alone(void **state)
+{
+	struct hvm_opts o = { .name = "pm", .ndisks = 1 };
+	struct hvm *vm = boot(o);
+	struct run r;
+	char *st;
+	const struct hvm_event *e;
+
+	registry_add(hvm_name(vm), hvm_qmp_path(vm), NULL);
+	assert_int_equal(hvm_qmp(vm, "migrate-set-capabilities", json_pack("{s:[{s:s,s:b}]}",
+			 "capabilities", "capability", "events", "state", 1), NULL), 0);
+	assert_int_equal(hvm_qmp(vm, "migrate", json_pack("{s:s}", "uri", "exec:cat >/dev/null"), NULL), 0);
+	while ((e = hvm_wait_event(vm, "MIGRATION", WAIT_MS)) != NULL &&
+	       strcmp(jstr(e->data, "status"), "completed") != 0)
+		;
+	assert_non_null(e);
+	r = qckpt("checkpoint", hvm_name(vm), "x", NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "postmigrate"));
+	assert_non_null(strstr(r.err, hvm_name(vm)));
+	st = hvm_status(vm);
+	assert_string_equal(st, "postmigrate");
+	free(st);
+	assert_no_leftovers(vm);
+	assert_int_equal(overlays_beside(vm), 0);
+	run_free(&r);
+	hvm_free(vm);
+}
+
+static void test_socket_of_another_vm_is_refused(void **state)
+{
+	struct hvm_opts o = { .name = "other", .ndisks = 1 };
+	struct hvm *vm = boot(o);
+	struct run r;
+
+	registry_add("impostor", hvm_qmp_path(vm), NULL);
+	r = qckpt("checkpoint", "impostor", NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "impostor"));
+	assert_non_null(strstr(r.err, hvm_name(vm)));
+	assert_int_equal(overlays_beside(vm), 0);
+	run_free(&r);
+	hvm_free(vm);
+}
+
+/* QEMU killed while its memory is being saved: one line, nothing left. */
+struct kill_ctx {
+	struct hvm *vm;
+	bool killed;
+};
+
+static void test_qemu_killed_mid_checkpoint_leaves_nothing(void **state)
+{
+	struct hvm_opts o = { .name = "kill", .ndisks = 1, .mem_mib = 512,
+			      .append = "qckpt.dirty_mib=64" };
+	struct hvm *vm = boot(o);
+	char *argv[] = { getenv("QCKPT_BIN"), "checkpoint", (char *)hvm_name(vm), "k1", NULL };
+	struct child c;
+
+	registry_add(hvm_name(vm), hvm_qmp_path(vm), NULL);
+	/* Kill QEMU the moment the observer sees the migration start. */
+	child_start(&c, argv);
+	assert_non_null(hvm_wait_event(vm, "MIGRATION", WAIT_MS));
+	hvm_kill(vm, SIGKILL);
+	assert_true(hvm_wait_exit(vm, WAIT_MS) >= 0);
+	assert_int_equal(harness_run_until(child_done, &c, WAIT_MS), 0);
+	assert_int_equal(c.status, 1);
+	assert_non_null(strstr(c.errbuf, hvm_name(vm)));
+	assert_non_null(strstr(c.errbuf, "closed"));
+	assert_no_leftovers(vm);
+	assert_int_equal(overlays_beside(vm), 0);
+	hvm_free(vm);
+}
+
+/* Ctrl-C while the memory is saved: undone, the guest runs on. */
+static void test_interrupt_undoes_and_guest_runs(void **state)
+{
+	struct hvm_opts o = { .name = "intr", .ndisks = 1, .mem_mib = 512,
+			      .append = "qckpt.dirty_mib=64" };
+	struct hvm *vm = boot(o);
+	char *argv[] = { getenv("QCKPT_BIN"), "checkpoint", (char *)hvm_name(vm), "i1", NULL };
+	struct child c;
+	char *st;
+
+	registry_add(hvm_name(vm), hvm_qmp_path(vm), NULL);
+	child_start(&c, argv);
+	assert_non_null(hvm_wait_event(vm, "MIGRATION", WAIT_MS));
+	uv_process_kill(&c.proc, SIGINT);
+	assert_int_equal(harness_run_until(child_done, &c, WAIT_MS), 0);
+	st = hvm_status(vm);
+	assert_string_equal(st, "running");
+	free(st);
+	assert_true(hvm_wait_tick(vm, WAIT_MS) > 0);
+	if (c.status == 0) {
+		/* The save won the race with the signal: a whole checkpoint. */
+		assert_int_equal(overlays_beside(vm), 1);
+	} else {
+		assert_int_equal(c.status, 1);
+		assert_non_null(strstr(c.errbuf, "interrupted"));
+		assert_no_leftovers(vm);
+		assert_int_equal(overlays_beside(vm), 0);
+	}
+	hvm_free(vm);
+}
+
+/* A catalog on a full filesystem: the save fails, the guest runs on. */
+static void test_full_filesystem_fails_cleanly_and_guest_runs(void **state)
+{
+	struct hvm_opts o = { .name = "full", .ndisks = 1 };
+	char *small = fmt("%s/small", harness_tmpdir());
+	char *extra = fmt("dir=%s", small);
+	struct hvm *vm;
+	struct run r;
+	char *st;
+	FILE *f;
+
+	mkdir(small, 0700);
+	if (mount("qckpt-test", small, "tmpfs", 0, "size=1m") != 0) {
+		if (getenv("CI") || getenv("QCKPT_REQUIRE_QEMU"))
+			fail_msg("cannot mount a small tmpfs (%s): run the tests as root", strerror(errno));
+		skip();
+	}
+	vm = boot(o);
+	/* A registry line of its own, with the catalog on the small tmpfs. */
+	f = fopen(registry_path, "a");
+	fprintf(f, "%s unix:%s %s\n", hvm_name(vm), hvm_qmp_path(vm), extra);
+	fclose(f);
+	r = qckpt("checkpoint", hvm_name(vm), "full1", NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, hvm_name(vm)));
+	assert_non_null(strstr(r.err, "checkpoint failed"));
+	st = hvm_status(vm);
+	assert_string_equal(st, "running");
+	free(st);
+	assert_true(hvm_wait_tick(vm, WAIT_MS) > 0);
+	assert_int_equal(overlays_beside(vm), 0);
+	{
+		char *cmd = fmt("find %s -type f | wc -l", small);
+		struct run c = shell(cmd);
+
+		assert_int_equal(atoi(c.out), 0);
+		run_free(&c);
+		free(cmd);
+	}
+	run_free(&r);
+	hvm_free(vm);
+	umount(small);
+	free(small);
+	free(extra);
+}
+
+/* The command line: names from stdin, VM objects, whatif, unknown names,
+ * disabled VMs, confirm without a terminal. */
+static void test_command_line_contract(void **state)
+{
+	struct hvm_opts o = { .name = "cli", .ndisks = 1 };
+	struct hvm *a = boot(o), *b = boot(o);
+	struct run r;
+	char *cmd;
+	json_t *lines;
+
+	registry_add(hvm_name(a), hvm_qmp_path(a), NULL);
+	registry_add(hvm_name(b), hvm_qmp_path(b), NULL);
+	registry_add("off", hvm_qmp_path(a), "type=disabled");
+
+	/* -WhatIf: one line per VM, nothing done */
+	r = qckpt("checkpoint", "--whatif", hvm_name(a), NULL);
+	assert_int_equal(r.status, 0);
+	cmd = fmt("What if: Performing operation \"Checkpoint\" on target \"%s\".\n", hvm_name(a));
+	assert_string_equal(r.out, cmd);
+	free(cmd);
+	assert_int_equal(overlays_beside(a), 0);
+	run_free(&r);
+
+	/* names on stdin, default names <vm>-<YYYYMMDD-HHMMSS> */
+	cmd = fmt("printf '%s\\n%s\\n' | %s checkpoint --passthru -", hvm_name(a), hvm_name(b),
+		  getenv("QCKPT_BIN"));
+	r = shell(cmd);
+	free(cmd);
+	if (r.status != 0)
+		fail_msg("%s", r.err);
+	lines = json_lines(r.out);
+	assert_int_equal(json_array_size(lines), 2);
+	{
+		const char *n = jstr(json_array_get(lines, 0), "Name");
+		const char *vmn = jstr(json_array_get(lines, 0), "VMName");
+
+		assert_int_equal(strncmp(n, vmn, strlen(vmn)), 0);
+		assert_int_equal(strlen(n), strlen(vmn) + 16); /* -YYYYMMDD-HHMMSS */
+	}
+	json_decref(lines);
+	run_free(&r);
+
+	/* VM objects (as `qckpt vms --json` prints) on stdin, a given name */
+	cmd = fmt("printf '{\"Name\":\"%s\",\"State\":\"running\"}\\n' | %s checkpoint --passthru - nightly",
+		  hvm_name(b), getenv("QCKPT_BIN"));
+	r = shell(cmd);
+	free(cmd);
+	lines = json_lines(r.out);
+	assert_int_equal(r.status, 0);
+	assert_int_equal(json_array_size(lines), 1);
+	assert_string_equal(jstr(json_array_get(lines, 0), "Name"), "nightly");
+	json_decref(lines);
+	run_free(&r);
+
+	/* an unknown name: its own error line, the others go on, status 1 */
+	r = qckpt("checkpoint", "--passthru", "-n", "nosuchvm", "-n", hvm_name(a), "-s", "u1", NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "nosuchvm"));
+	lines = json_lines(r.out);
+	assert_int_equal(json_array_size(lines), 1);
+	json_decref(lines);
+	run_free(&r);
+
+	/* type=disabled refuses */
+	r = qckpt("checkpoint", "off", NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "disabled"));
+	run_free(&r);
+
+	/* --confirm with no terminal refuses rather than guessing */
+	cmd = fmt("setsid %s checkpoint --confirm %s </dev/null", getenv("QCKPT_BIN"), hvm_name(a));
+	r = shell(cmd);
+	free(cmd);
+	assert_int_equal(r.status, 2);
+	assert_non_null(strstr(r.err, "terminal"));
+	run_free(&r);
+
+	/* usage errors are status 2 */
+	r = qckpt("checkpoint", "--mode", "sideways", hvm_name(a), NULL);
+	assert_int_equal(r.status, 2);
+	run_free(&r);
+	r = qckpt("checkpoint", "-C", "elsewhere.example", hvm_name(a), NULL);
+	assert_int_equal(r.status, 2);
+	assert_non_null(strstr(r.err, "remote"));
+	run_free(&r);
+	hvm_free(a);
+	hvm_free(b);
+}
+
+static void test_registry_error_names_file_and_line(void **state)
+{
+	char *bad = fmt("%s/bad-registry", harness_tmpdir());
+	FILE *f = fopen(bad, "w");
+	struct run r;
+	char *want;
+
+	fputs("# ok\nvm1 /run/vm1.sock\nvm2 /run/vm2.sock colour=blue\n", f);
+	fclose(f);
+	r = qckpt("checkpoint", "--registry", bad, "vm1", NULL);
+	assert_int_equal(r.status, 2);
+	want = fmt("%s:3:", bad);
+	assert_non_null(strstr(r.err, want));
+	free(want);
+	run_free(&r);
+	free(bad);
+}
+
+/* ---- groups ----------------------------------------------------------- */
+
+static int setup_common(void)
+{
+	registry_path = harness_path("registry");
+	catalog_dir = harness_path("catalog");
+	mkdir(catalog_dir, 0700);
+	setenv("QCKPT_REGISTRY", registry_path, 1);
+	registry_reset();
+	return 0;
+}
+
+static int setup_default(void **state)
+{
+	qemu_bin = harness_qemu();
+	return setup_common();
+}
+
+static int setup_qemu10(void **state)
+{
+	qemu_bin = harness_qemu10();
+	if (qemu_bin == NULL) {
+		if (getenv("CI") || getenv("QCKPT_REQUIRE_QEMU10")) {
+			fprintf(stderr, "QEMU 10 not found (scripts/get-qemu10)\n");
+			return -1;
+		}
+		fprintf(stderr, "QEMU 10 not found: skipping its group (scripts/get-qemu10)\n");
+		return 1;
+	}
+	return setup_common();
+}
+
+#define MODE_TESTS                                                             \
+	cmocka_unit_test(test_live_checkpoint_restores_to_the_same_instant),   \
+	cmocka_unit_test(test_paused_mode_checkpoint_restores_to_the_same_instant), \
+	cmocka_unit_test(test_auto_mode_on_a_paused_vm_keeps_it_paused),       \
+	cmocka_unit_test(test_background_checkpoint_restores_to_the_same_instant), \
+	cmocka_unit_test(test_disk_only_checkpoint_freezes_the_disks),         \
+	cmocka_unit_test(test_second_checkpoint_chains_on_the_first)
+
+int main(void)
+{
+	int rc = harness_init();
+	const struct CMUnitTest tests_default[] = {
+		MODE_TESTS,
+		cmocka_unit_test(test_four_vms_in_one_command),
+		cmocka_unit_test(test_readonly_disk_and_empty_cdrom_are_skipped),
+		cmocka_unit_test(test_postmigrate_vm_is_refused_and_left_alone),
+		cmocka_unit_test(test_socket_of_another_vm_is_refused),
+		cmocka_unit_test(test_qemu_killed_mid_checkpoint_leaves_nothing),
+		cmocka_unit_test(test_interrupt_undoes_and_guest_runs),
+		cmocka_unit_test(test_full_filesystem_fails_cleanly_and_guest_runs),
+		cmocka_unit_test(test_command_line_contract),
+		cmocka_unit_test(test_registry_error_names_file_and_line),
+	};
+	const struct CMUnitTest tests_qemu10[] = { MODE_TESTS };
+	int failed;
+
+	if (rc != 0)
+		return rc;
+	failed = cmocka_run_group_tests_name("checkpoint on QEMU (default)",
+					     tests_default, setup_default, NULL);
+	failed += cmocka_run_group_tests_name("checkpoint on QEMU 10", tests_qemu10,
+					      setup_qemu10, NULL);
+	return failed ? 1 : 0;
+}

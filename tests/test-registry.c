@@ -1,0 +1,89 @@
+/*
+ * test-registry.c: the registry file format (qckpt-registry(5)) without
+ * QEMU: what parses, and that every mistake is refused with FILE:LINE.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "registry.h"
+
+static void test_entries_with_every_key_parse(void **state)
+{
+	struct registry reg;
+	char err[256];
+	const struct registry_entry *e;
+
+	assert_int_equal(registry_parse("reg",
+		"# comment\n\n  web  unix:/run/web.sock dir=/var/ck overlay-dir=/fast type=production agent=/run/web-ga.sock # trailing\n"
+		"db /run/db.sock type=disabled\r\n"
+		"ci tcp:127.0.0.1:4444\n", &reg, err, sizeof err), 0);
+	assert_int_equal(reg.count, 3);
+	e = registry_find(&reg, "web");
+	assert_non_null(e);
+	assert_string_equal(e->monitor, "unix:/run/web.sock");
+	assert_string_equal(e->dir, "/var/ck");
+	assert_string_equal(e->overlay_dir, "/fast");
+	assert_string_equal(e->agent, "/run/web-ga.sock");
+	assert_int_equal(e->type, VM_TYPE_PRODUCTION);
+	assert_int_equal(e->line, 3);
+	assert_int_equal(registry_find(&reg, "db")->type, VM_TYPE_DISABLED);
+	assert_null(registry_find(&reg, "nosuch"));
+	registry_free(&reg);
+}
+
+static void refused(const char *text, const char *want)
+{
+	struct registry reg;
+	char err[256];
+
+	assert_int_equal(registry_parse("/etc/qckpt/registry", text, &reg, err, sizeof err), -1);
+	if (strstr(err, want) == NULL)
+		fail_msg("'%s' not in '%s'", want, err);
+}
+
+static void test_mistakes_are_refused_with_file_and_line(void **state)
+{
+	refused("vm1 /a.sock\nvm2 /b.sock colour=blue\n", "/etc/qckpt/registry:2: unknown key");
+	refused("vm1\n", ":1: missing monitor");
+	refused("vm1 relative.sock\n", ":1: bad monitor");
+	refused("-vm /a.sock\n", ":1: bad VM name");
+	refused("vm1 /a.sock\nvm1 /b.sock\n", ":2: VM name registered twice");
+	refused("vm1 /a.sock type=sometimes\n", "type must be");
+	refused("vm1 /a.sock dir=relative\n", "absolute");
+	refused("vm1 /a.sock dir=/x dir=/y\n", "twice");
+	refused("vm1 /a.sock dir=\n", "empty value");
+	refused("vm1 /a.sock novalue\n", "key=value");
+}
+
+static void test_missing_default_registry_is_empty_but_named_one_is_an_error(void **state)
+{
+	struct registry reg;
+	char err[256];
+
+	setenv("XDG_CONFIG_HOME", "/nonexistent-qckpt-test", 1);
+	unsetenv("QCKPT_REGISTRY");
+	/* /etc/qckpt/registry may exist on a developer machine: only check
+	 * that an explicit missing file is refused. */
+	assert_int_equal(registry_load("/nonexistent-qckpt-test/reg", &reg, err, sizeof err), -1);
+	assert_non_null(strstr(err, "/nonexistent-qckpt-test/reg"));
+	setenv("QCKPT_REGISTRY", "/nonexistent-qckpt-test/env-reg", 1);
+	assert_int_equal(registry_load(NULL, &reg, err, sizeof err), -1);
+	assert_non_null(strstr(err, "env-reg"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_entries_with_every_key_parse),
+		cmocka_unit_test(test_mistakes_are_refused_with_file_and_line),
+		cmocka_unit_test(test_missing_default_registry_is_empty_but_named_one_is_an_error),
+	};
+
+	return cmocka_run_group_tests_name("registry", tests, NULL, NULL);
+}
