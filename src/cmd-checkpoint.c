@@ -189,6 +189,8 @@ static void report_job(struct checkpoint_cmd *c, struct job *job)
 		   (unsigned long long)json_integer_value(json_object_get(job->record, "DurationMs")));
 	if (c->passthru)
 		output_json_line(job->record);
+	if (job->resume_error[0] != '\0')
+		error_vm(job->spec.vm, "%s", job->resume_error);
 	/* The user's own launch command still names the frozen images. */
 	for (size_t i = 0; i < job->ndisks; i++)
 		if (!log_quiet)
@@ -203,7 +205,7 @@ static void on_job_done(struct job *job)
 
 	c->running--;
 	report_job(c, job);
-	if (job->state != JOB_DONE) {
+	if (job->state != JOB_DONE || job->resume_error[0] != '\0') {
 		c->failed = 1;
 		if (c->stop_on_error && !c->stopping) {
 			c->stopping = 1;

@@ -99,7 +99,11 @@ struct job_call {
 	json_t **slot; /* where to keep the result, or NULL */
 	int optional;  /* a failure is a warning (settings put back) */
 	struct disk *creating; /* blockdev-create for this disk */
+	int *done;             /* set to 1 on success */
+	int resume;            /* a cont, retried while QEMU finalizes */
 };
+
+static void job_retry_resume(struct job_call *call);
 
 static void on_reply(qmp_client *client, int status, json_t *result,
 		     const struct qmp_error *qerr, void *arg)
@@ -107,6 +111,16 @@ static void on_reply(qmp_client *client, int status, json_t *result,
 	struct job_call *call = arg;
 	struct job *job = call->job;
 
+	/* QEMU announces MIGRATION completed before it leaves finish-migrate
+	 * for postmigrate, and sends no event for that step: a cont in between
+	 * is refused.  Retry it shortly (1, 2, 4 ... ms, bounded). */
+	if (call->resume && status == QMP_ECOMMAND && job_connected(job) &&
+	    strstr(qerr->desc, "not finalized") != NULL && job->resume_retries < 12) {
+		job_retry_resume(call);
+		return;
+	}
+	if (status == 0 && call->done != NULL)
+		*call->done = 1;
 	if (status == 0 && call->slot != NULL) {
 		json_decref(*call->slot);
 		*call->slot = json_incref(result);
@@ -161,6 +175,42 @@ static void job_send_ex(struct job *job, const char *command, json_t *args,
 			int fd, json_t **slot, int optional)
 {
 	job_send_call(job, command, args, fd, slot, optional, NULL);
+}
+
+static void on_resume_retry(uv_timer_t *timer)
+{
+	struct job_call *call = timer->data;
+	struct job *job = call->job;
+	int rc;
+
+	rc = qmp_client_execute_ex(&job->conn.qmp, "cont", NULL, -1,
+				   QMP_DEFAULT_TIMEOUT_MS, on_reply, call);
+	if (rc < 0)
+		on_reply(&job->conn.qmp, rc, NULL, NULL, call);
+}
+
+static void job_retry_resume(struct job_call *call)
+{
+	struct job *job = call->job;
+
+	if (!job->retry_timer_init) {
+		uv_timer_init(job->loop, &job->retry_timer);
+		job->retry_timer_init = 1;
+	}
+	job->retry_timer.data = call;
+	uv_timer_start(&job->retry_timer, on_resume_retry, 1u << job->resume_retries++, 0);
+}
+
+/* cont, marking the guest resumed when it succeeds. */
+static void job_send_resume(struct job *job, int optional)
+{
+	struct job_call *call = job_send_call(job, "cont", NULL, -1, NULL,
+					      optional, NULL);
+
+	if (call != NULL) {
+		call->resume = 1;
+		call->done = &job->resumed;
+	}
 }
 
 static void job_send_create(struct job *job, struct disk *d)
@@ -605,7 +655,7 @@ static void enter_save(struct job *job)
 {
 	migrate_fd_reply(&job->plan, job->fd_reply);
 	job->migrating = 1;
-	job->fd_consumed = !job->plan.mapped_ram;
+	job->fd_consumed = !job->plan.use_fdset;
 	job_send(job, "migrate", migrate_args(&job->plan), NULL);
 }
 
@@ -614,12 +664,15 @@ static void enter_snapshot(struct job *job)
 {
 	job->creation_ms = wall_ms();
 	if (job->ndisks > 0) {
+		struct job_call *call = job_send_call(job, "transaction",
+			blockdev_transaction_args(job->disks, job->ndisks), -1, NULL, 0, NULL);
+
 		job->transaction_sent = 1;
-		job_send(job, "transaction",
-			 blockdev_transaction_args(job->disks, job->ndisks), NULL);
+		if (call != NULL)
+			call->done = &job->transaction_done;
 	}
 	if (job->was_running && (job->mode == MODE_LIVE || job->mode == MODE_PAUSED))
-		job_send(job, "cont", NULL, NULL);
+		job_send_resume(job, 0);
 }
 
 static void enter_settle(struct job *job)
@@ -627,10 +680,8 @@ static void enter_settle(struct job *job)
 	/* background: QEMU 7.2 resumes the guest itself after its setup;
 	 * newer QEMU restores the state it found (stopped by us). */
 	if (job->mode == MODE_BACKGROUND && job->was_running && job->guest_stopped &&
-	    !job->resumed) {
-		job->resumed = 1;
-		job_send(job, "cont", NULL, NULL);
-	}
+	    !job->resumed)
+		job_send_resume(job, 0);
 	if (job->settings_changed) {
 		job_send_ex(job, "migrate-set-capabilities",
 			    migrate_restore_caps_args(&job->plan), -1, NULL, 1);
@@ -722,13 +773,18 @@ static void job_step(struct job *job)
 		return;
 	switch (job->state) {
 	case JOB_SNAPSHOT:
-		if (job->transaction_sent && job->error_status == 0)
-			job->transaction_done = 1;
 		for (size_t i = 0; job->transaction_done && i < job->ndisks; i++)
 			job->disks[i].switched = 1;
-		if (job->was_running && (job->mode == MODE_LIVE || job->mode == MODE_PAUSED) &&
-		    job->error_status == 0)
-			job->resumed = 1;
+		/* Memory and disks are both taken: the checkpoint is whole even
+		 * if the guest would not resume; record it and say so. */
+		if (job->error_status != 0 && !job->resumed && job->mode != MODE_BACKGROUND &&
+		    (job->transaction_done || job->ndisks == 0)) {
+			snprintf(job->resume_error, sizeof job->resume_error,
+				 "the checkpoint was taken but the guest could not be resumed (%s); resume it with 'qckpt qmp %s cont'",
+				 job->error, job->spec.vm);
+			job->error_status = 0;
+			job->error[0] = '\0';
+		}
 		break;
 	case JOB_SAVE:
 		if (job->migrating)
@@ -870,10 +926,8 @@ static void job_undo_next(struct job *job)
 			}
 			break;
 		case 1: /* a guest that was running runs again */
-			if (job->was_running && !job->resumed && job->guest_stopped) {
-				job->resumed = 1;
-				job_send_ex(job, "cont", NULL, -1, NULL, 1);
-			}
+			if (job->was_running && !job->resumed && job->guest_stopped)
+				job_send_resume(job, 1);
 			break;
 		case 2: /* overlay files still being formatted cannot go yet */
 			if (job->formats_pending > 0) {
@@ -907,6 +961,8 @@ static void job_finish(struct job *job, enum job_state final)
 		return;
 	job->finished = 1;
 	job->state = final;
+	if (job->retry_timer_init)
+		uv_close((uv_handle_t *)&job->retry_timer, NULL);
 	if (job->memfd >= 0) {
 		close(job->memfd);
 		job->memfd = -1;

@@ -104,6 +104,9 @@ struct job {
 	int undo_phase;
 	int cancel_sent;
 	int record_written;
+	int resume_retries;
+	int retry_timer_init;
+	uv_timer_t retry_timer;
 	int interrupted;
 
 	/* measurements */
@@ -118,6 +121,7 @@ struct job {
 	int formats_pending;
 	int error_status;
 	char error[768];
+	char resume_error[1024]; /* a whole checkpoint, but the guest stayed stopped */
 	uv_work_t work;
 	int work_rc;
 	int finished;

@@ -59,7 +59,8 @@ void migrate_plan_init(struct migrate_plan *plan, json_t *caps,
 	plan->background = background;
 	/* mapped-ram needs a seekable file: transport and background-snapshot
 	 * does not combine with multifd, so they are exclusive. */
-	plan->mapped_ram = !background && migrate_has_cap(caps, "mapped-ram") &&
+	plan->use_fdset = migrate_has_cap(caps, "mapped-ram");
+	plan->mapped_ram = !background && plan->use_fdset &&
 			   migrate_has_cap(caps, "multifd");
 	plan->fdset_id = -1;
 	snprintf(plan->fdname, sizeof plan->fdname, "qckpt-%.8s", id);
@@ -124,12 +125,12 @@ json_t *migrate_restore_params_args(const struct migrate_plan *plan)
 
 const char *migrate_fd_command(const struct migrate_plan *plan)
 {
-	return plan->mapped_ram ? "add-fd" : "getfd";
+	return plan->use_fdset ? "add-fd" : "getfd";
 }
 
 json_t *migrate_fd_args(const struct migrate_plan *plan)
 {
-	if (plan->mapped_ram)
+	if (plan->use_fdset)
 		return json_pack("{s:s}", "opaque", plan->fdname);
 	return json_pack("{s:s}", "fdname", plan->fdname);
 }
@@ -144,12 +145,12 @@ void migrate_fd_reply(struct migrate_plan *plan, json_t *result)
 
 const char *migrate_release_command(const struct migrate_plan *plan)
 {
-	return plan->mapped_ram ? "remove-fd" : "closefd";
+	return plan->use_fdset ? "remove-fd" : "closefd";
 }
 
 json_t *migrate_release_args(const struct migrate_plan *plan)
 {
-	if (plan->mapped_ram)
+	if (plan->use_fdset)
 		return json_pack("{s:i}", "fdset-id", plan->fdset_id);
 	return json_pack("{s:s}", "fdname", plan->fdname);
 }
@@ -158,7 +159,7 @@ json_t *migrate_args(const struct migrate_plan *plan)
 {
 	char uri[64];
 
-	if (plan->mapped_ram)
+	if (plan->use_fdset)
 		snprintf(uri, sizeof uri, "file:/dev/fdset/%d", plan->fdset_id);
 	else
 		snprintf(uri, sizeof uri, "fd:%s", plan->fdname);

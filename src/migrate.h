@@ -1,9 +1,11 @@
 /*
  * migrate.h: how a memory state is saved, decided from what QEMU offers
  * (query-migrate-capabilities), never from its version number:
- *  - "mapped-ram" offered (QEMU >= 9): the file: transport through an fdset
- *    (add-fd) with mapped-ram and multifd channels, the fastest measured;
- *  - otherwise fd: through getfd (QEMU 7.2 rejects file:).
+ *  - "mapped-ram" offered (QEMU >= 9, which also has the file: transport):
+ *    file: through an fdset (add-fd), with mapped-ram and multifd channels
+ *    (the fastest measured) except for background snapshots;
+ *  - otherwise fd: through getfd (QEMU 7.2 rejects file:; QEMU 10 warns
+ *    that fd: to a file is deprecated).
  * Also the tuned parameters (no bandwidth cap, a small downtime-limit) and
  * the arguments that put the user's settings back afterwards.
  */
@@ -20,7 +22,8 @@
 
 struct migrate_plan {
 	int have_events;
-	int mapped_ram;   /* mapped-ram + multifd over file:/dev/fdset/N */
+	int use_fdset;    /* file:/dev/fdset/N through add-fd (QEMU >= 9) */
+	int mapped_ram;   /* with mapped-ram + multifd (not for background) */
 	int background;   /* background-snapshot */
 	int fdset_id;     /* from add-fd, -1 before */
 	char fdname[32];  /* for getfd / fd: */
