@@ -456,8 +456,11 @@ static void test_fd_migration_restores_guest_from_saved_tick(void **state)
 	assert_non_null(wait_lib_event(c, "MIGRATION", "completed", 60000));
 
 	long saved = hvm_last_tick(src);
+	/* QEMU sends the completed event before it leaves finish-migrate */
 	char *st = hvm_status(src);
-	assert_string_equal(st, "postmigrate");
+	assert_non_null(st);
+	if (strcmp(st, "postmigrate") != 0)
+		assert_string_equal(st, "finish-migrate");
 	free(st);
 	conn_close(c);
 	fx->conn = NULL;
