@@ -374,9 +374,6 @@ static int job_choose_mode(struct job *job)
 	enum ckpt_mode mode = job->spec.mode;
 
 	job->was_running = json_is_true(json_object_get(job->status, "running"));
-	if (job->spec.type == VM_TYPE_DISABLED)
-		return job_set_error(job, -EPERM,
-			"checkpoints are disabled for this VM (type=disabled in the registry)"), -1;
 	if (mig != NULL && (strcmp(mig, "active") == 0 || strcmp(mig, "setup") == 0 ||
 			    strcmp(mig, "pre-switchover") == 0 || strcmp(mig, "device") == 0 ||
 			    strcmp(mig, "cancelling") == 0))
@@ -997,6 +994,12 @@ void job_start(struct job *job, uv_loop_t *loop, job_done_cb on_done)
 	job->state = JOB_CONNECT;
 	job->start_ms = mono_ms();
 	job->conn.data = job;
+	if (job->spec.type == VM_TYPE_DISABLED) {
+		job_set_error(job, -EPERM,
+			      "checkpoints are disabled for this VM (type=disabled in the registry)");
+		job_finish(job, JOB_FAILED);
+		return;
+	}
 	if (vmconn_open(loop, &job->conn, job->spec.vm, job->spec.monitor,
 			job->spec.expect_name, 10000, on_ready) < 0) {
 		job_set_error(job, -EINVAL, "%s", job->conn.error);
