@@ -113,11 +113,20 @@ static void on_reply(qmp_client *client, int status, json_t *result,
 
 	/* QEMU announces MIGRATION completed before it leaves finish-migrate
 	 * for postmigrate, and sends no event for that step: a cont in between
-	 * is refused.  Retry it shortly (1, 2, 4 ... ms, bounded). */
-	if (call->resume && status == QMP_ECOMMAND && job_connected(job) &&
-	    strstr(qerr->desc, "not finalized") != NULL && job->resume_retries < 12) {
+	 * is refused ("not finalized"), or even accepted without resuming the
+	 * guest (seen on 7.2 and 10.0: no RESUME event before the reply, which
+	 * QEMU otherwise always sends first).  Retry it shortly (1, 2, 4 ...
+	 * ms, bounded). */
+	if (call->resume && job_connected(job) && job->resume_retries < 12 &&
+	    ((status == QMP_ECOMMAND && strstr(qerr->desc, "not finalized") != NULL) ||
+	     (status == 0 && job->guest_stopped))) {
 		job_retry_resume(call);
 		return;
+	}
+	if (call->resume && status == 0 && job->guest_stopped) {
+		job_set_error(job, -EAGAIN, "cont: QEMU accepted it %d times but the guest stayed stopped",
+			      job->resume_retries + 1);
+		status = -EAGAIN;
 	}
 	if (status == 0 && call->done != NULL)
 		*call->done = 1;
