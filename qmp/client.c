@@ -236,6 +236,18 @@ static void on_command_timeout(uv_timer_t *timer)
 			command_timer_arm(client, p->deadline);
 }
 
+/*
+ * The peer hanging up, however the kernel reports it, is "closed": QEMU
+ * exiting after "quit" often shows up as ECONNRESET (it leaves our
+ * trailing newline unread).
+ */
+static int closed_status(int err)
+{
+	if (err == UV_EOF || err == UV_ECONNRESET || err == UV_EPIPE)
+		return QMP_ECLOSED;
+	return err;
+}
+
 /* --- sending ---------------------------------------------------------- */
 
 static void on_fd_pipe_closed(uv_handle_t *handle)
@@ -291,7 +303,7 @@ static void on_written(uv_write_t *req, int status)
 		uv_close((uv_handle_t *)w->fd_pipe, on_fd_pipe_closed);
 	free(w);
 	if (status < 0 && status != UV_ECANCELED && client_is_live(client))
-		client_fail(client, status);
+		client_fail(client, closed_status(status));
 }
 
 static int client_write(qmp_client *client, json_t *msg, int fd)
@@ -555,7 +567,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	qmp_client *client = stream->data;
 
 	if (nread < 0) {
-		client_fail(client, nread == UV_EOF ? QMP_ECLOSED : (int)nread);
+		client_fail(client, closed_status((int)nread));
 		return;
 	}
 	qmp_framer_commit(client->framer, (size_t)nread);
