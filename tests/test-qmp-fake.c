@@ -689,6 +689,70 @@ static void test_close_completes_pending_with_eclosed_before_close_cb(void **sta
 	RUN_UNTIL(f, fakeqmp_peer_closed(f->fake));
 }
 
+static void on_disconnect_close(qmp_client *client, int status, void *arg)
+{
+	on_disconnect(client, status, arg);
+	qmp_client_close(client, on_closed);
+}
+
+static void test_close_from_inside_disconnect_callback(void **state)
+{
+	struct fixture *f = *state;
+
+	qmp_client_on_disconnect(&f->client, on_disconnect_close, f);
+	fakeqmp_negotiate(f->fake);
+	fakeqmp_hangup(f->fake);
+	assert_int_equal(connect_fake(f), 0);
+	RUN_UNTIL(f, f->close_calls > 0);
+	assert_int_equal(f->disconnect_calls, 1);
+	assert_int_equal(f->disconnect_status, QMP_ECLOSED);
+}
+
+static void on_trace_close(qmp_client *client, char dir, const char *text,
+			   size_t len, void *arg)
+{
+	struct fixture *f = arg;
+
+	/* Close while the client is sending "stop": inside execute itself. */
+	if (dir == '>' && memmem(text, len, "\"stop\"", 6) != NULL)
+		qmp_client_close(client, on_closed);
+	(void)f;
+}
+
+static void test_close_from_inside_trace_while_sending_completes_command_once(void **state)
+{
+	struct fixture *f = *state;
+	struct reply *r;
+
+	fakeqmp_negotiate(f->fake);
+	fakeqmp_expect(f->fake, "stop", "{\"return\": {}, \"id\": %ID%}");
+	assert_int_equal(connect_fake(f), 0);
+	qmp_client_on_trace(&f->client, on_trace_close, f);
+	r = execute(f, 0, "stop", NULL);
+	assert_int_equal(r->calls, 1);
+	assert_int_equal(r->status, QMP_ECLOSED);
+	RUN_UNTIL(f, f->close_calls > 0);
+	assert_int_equal(r->calls, 1);
+}
+
+static void test_bad_fd_is_rejected_without_callback(void **state)
+{
+	struct fixture *f = *state;
+
+	fakeqmp_negotiate(f->fake);
+	assert_int_equal(connect_fake(f), 0);
+	f->replies[0].f = f;
+	assert_int_equal(qmp_client_execute_fd(&f->client, "getfd", NULL, -1,
+					       on_reply, &f->replies[0]),
+			 UV_EBADF);
+	assert_int_equal(qmp_client_execute_fd(&f->client, "getfd", NULL, 999,
+					       on_reply, &f->replies[0]),
+			 UV_EBADF);
+	uv_run(&f->loop, UV_RUN_NOWAIT);
+	assert_int_equal(f->replies[0].calls, 0);
+	assert_null(f->client.pending);
+}
+
 /* --- file descriptors and tracing --------------------------------------------- */
 
 static void test_fd_is_passed_with_command_over_unix_socket(void **state)
@@ -775,6 +839,9 @@ int main(void)
 		T(test_close_from_inside_event_callback_stops_delivery),
 		T(test_close_while_connecting_reports_eclosed),
 		T(test_close_completes_pending_with_eclosed_before_close_cb),
+		T(test_close_from_inside_disconnect_callback),
+		T(test_close_from_inside_trace_while_sending_completes_command_once),
+		T(test_bad_fd_is_rejected_without_callback),
 		T(test_fd_is_passed_with_command_over_unix_socket),
 		T(test_trace_sees_every_message_both_ways),
 	};
