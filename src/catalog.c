@@ -146,3 +146,81 @@ json_t *catalog_find_parent(json_t *list, const char *image)
 	}
 	return NULL;
 }
+
+json_t *catalog_load_vm(const char *root, const char *vm)
+{
+	char *path = xasprintf("%s/%s/vm.json", root, vm);
+	json_t *state = json_load_file(path, 0, NULL);
+
+	free(path);
+	if (!json_is_object(state)) {
+		json_decref(state);
+		state = json_pack("{s:s, s:[]}", "Name", vm, "Disks");
+	}
+	if (!json_is_array(json_object_get(state, "Disks")))
+		json_object_set_new(state, "Disks", json_array());
+	return state;
+}
+
+int catalog_write_vm(const char *root, const char *vm, json_t *state)
+{
+	char *dir = catalog_vm_dir(root, vm);
+	char *path = xasprintf("%s/vm.json", dir);
+	char *text;
+	int rc = mkdir_p(dir, 0700);
+
+	text = json_dumps(state, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	if (rc == 0 && text != NULL)
+		rc = write_file_atomic(path, text, strlen(text), 0600);
+	free(text);
+	free(path);
+	free(dir);
+	return rc;
+}
+
+static json_t *find_disk(json_t *disks, const char *device, const char *frozen)
+{
+	size_t i;
+	json_t *d;
+
+	/* The same device, or the disk whose active image just froze. */
+	json_array_foreach(disks, i, d) {
+		const char *dev = json_string_value(json_object_get(d, "Device"));
+		const char *act = json_string_value(json_object_get(d, "ActiveImage"));
+
+		if ((dev && strcmp(dev, device) == 0) || (act && strcmp(act, frozen) == 0))
+			return d;
+	}
+	return NULL;
+}
+
+void catalog_vm_switch_disk(json_t *state, const char *device,
+			    const char *original, const char *frozen,
+			    const char *active, const char *format)
+{
+	json_t *disks = json_object_get(state, "Disks");
+	json_t *d = find_disk(disks, device, frozen);
+	json_t *chain;
+
+	if (d == NULL) {
+		d = json_pack("{s:s, s:s, s:s, s:[]}", "Device", device,
+			      "OriginalImage", original, "ActiveImage", frozen,
+			      "Chain");
+		/* The format is known for the image that is freezing now. */
+		if (strcmp(original, frozen) == 0)
+			json_object_set_new(d, "OriginalFormat", json_string(format));
+		else
+			json_array_append_new(json_object_get(d, "Chain"), json_string(original));
+		json_array_append_new(json_object_get(d, "Chain"), json_string(frozen));
+		json_array_append_new(disks, d);
+	}
+	chain = json_object_get(d, "Chain");
+	if (!json_is_array(chain)) {
+		chain = json_pack("[s]", frozen);
+		json_object_set_new(d, "Chain", chain);
+	}
+	json_object_set_new(d, "Device", json_string(device));
+	json_object_set_new(d, "ActiveImage", json_string(active));
+	json_object_set_new(d, "Format", json_string("qcow2"));
+	json_array_append_new(chain, json_string(active));
+}

@@ -26,6 +26,21 @@ int catalog_create_checkpoint_dir(const char *root, const char *vm,
 /* Write <dir>/checkpoint.json crash-safely. 0 or -errno. */
 int catalog_write_record(const char *dir, json_t *record);
 
+/*
+ * <root>/<vm>/vm.json: what the VM looks like now, for `qckpt run` and
+ * `qckpt disks`: {"Name", "Disks": [{"Device", "OriginalImage",
+ * "ActiveImage", "Format", "Chain": [oldest .. active]}], "CommandLine"}.
+ * The checkpoint updates it as soon as its transaction switched the disks,
+ * whether or not its record can be written.
+ */
+json_t *catalog_load_vm(const char *root, const char *vm);
+int catalog_write_vm(const char *root, const char *vm, json_t *state);
+
+/* A disk now writes to ACTIVE (on top of FROZEN, its image until now). */
+void catalog_vm_switch_disk(json_t *state, const char *device,
+			    const char *original, const char *frozen,
+			    const char *active, const char *format);
+
 /* Every complete record of a VM, oldest first (a JSON array, new ref). */
 json_t *catalog_list(const char *root, const char *vm);
 

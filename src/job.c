@@ -545,13 +545,34 @@ static json_t *job_build_record(struct job *job)
 	return r;
 }
 
+/* The disks switched: remember where each one writes now (vm.json), for
+ * `qckpt run` and `qckpt disks`, whatever happens to the record. */
+static int job_update_vm_state(struct job *job)
+{
+	json_t *state = catalog_load_vm(job->spec.catalog_root, job->spec.vm);
+	int rc;
+
+	for (size_t i = 0; i < job->ndisks; i++) {
+		const struct disk *d = &job->disks[i];
+
+		if (d->switched)
+			catalog_vm_switch_disk(state, d->device, d->base, d->image,
+					       d->overlay, d->format);
+	}
+	rc = catalog_write_vm(job->spec.catalog_root, job->spec.vm, state);
+	json_decref(state);
+	return rc;
+}
+
 /* Thread pool: the fsyncs must not stall the other VMs' pause windows. */
 static void work_record(uv_work_t *req)
 {
 	struct job *job = req->data;
 	struct stat st;
 
-	job->work_rc = 0;
+	job->work_rc = job->ndisks > 0 ? job_update_vm_state(job) : 0;
+	if (job->work_rc < 0)
+		return;
 	if (job->memfd >= 0) {
 		if (fsync(job->memfd) < 0 || fstat(job->memfd, &st) < 0) {
 			job->work_rc = -errno;
@@ -955,6 +976,8 @@ static void job_undo_next(struct job *job)
 		if (job->outstanding > 0)
 			return;
 	}
+	if (job->transaction_done)
+		job_update_vm_state(job);
 	if (job->transaction_done && job->mode != MODE_DISK_ONLY)
 		job_record_disk_only(job);
 	undo_files(job);

@@ -443,6 +443,23 @@ static void test_second_checkpoint_chains_on_the_first(void **state)
 	assert_string_equal(jstr(json_array_get(json_object_get(b, "Disks"), 0), "CheckpointImage"),
 			    jstr(json_array_get(json_object_get(a, "Disks"), 0), "ActiveImage"));
 	restore_and_check(b, o);
+	{
+		/* vm.json follows the disk: original, then both overlays. */
+		char *path = fmt("%s/%s/vm.json", catalog_dir, hvm_name(vm));
+		json_t *st = json_load_file(path, 0, NULL);
+		json_t *d = json_array_get(json_object_get(st, "Disks"), 0);
+		json_t *chain = json_object_get(d, "Chain");
+
+		assert_non_null(st);
+		assert_string_equal(jstr(d, "OriginalImage"), hvm_disk_path(vm, 0));
+		assert_string_equal(jstr(d, "OriginalFormat"), "raw");
+		assert_string_equal(jstr(d, "ActiveImage"),
+				    jstr(json_array_get(json_object_get(b, "Disks"), 0), "ActiveImage"));
+		assert_int_equal(json_array_size(chain), 3);
+		assert_string_equal(json_string_value(json_array_get(chain, 0)), hvm_disk_path(vm, 0));
+		json_decref(st);
+		free(path);
+	}
 	json_decref(a);
 	json_decref(b);
 	hvm_free(vm);
@@ -802,6 +819,8 @@ static void test_registry_error_names_file_and_line(void **state)
 
 static int setup_common(void)
 {
+	free(registry_path);
+	free(catalog_dir);
 	registry_path = harness_path("registry");
 	catalog_dir = harness_path("catalog");
 	mkdir(catalog_dir, 0700);
