@@ -5,6 +5,8 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,5 +224,177 @@ int registry_load(const char *path, struct registry *reg, char *err,
 	rc = registry_parse(file, text, reg, err, errlen);
 	free(text);
 	free(file);
+	return rc;
+}
+
+char *registry_path_for_writing(const char *path)
+{
+	const char *env = getenv("QCKPT_REGISTRY");
+	const char *xdg = getenv("XDG_CONFIG_HOME");
+	const char *home = getenv("HOME");
+
+	if (path != NULL)
+		return xstrdup(path);
+	if (env != NULL && *env != '\0')
+		return xstrdup(env);
+	if (geteuid() == 0)
+		return xstrdup("/etc/qckpt/registry");
+	if (xdg != NULL && *xdg == '/')
+		return xasprintf("%s/qckpt/registry", xdg);
+	return xasprintf("%s/.config/qckpt/registry", home ? home : "");
+}
+
+/* Lock PATH.lock (the registry itself is replaced by rename, so it cannot
+ * carry the lock).  Returns the lock fd or -errno. */
+static int registry_lock(const char *path)
+{
+	char *lock = xasprintf("%s.lock", path);
+	char *dir = dir_name(path);
+	int fd, rc = mkdir_p(dir, 0755);
+
+	fd = rc < 0 ? rc : open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0 && rc == 0)
+		fd = -errno;
+	if (fd >= 0 && flock(fd, LOCK_EX) < 0) {
+		rc = -errno;
+		close(fd);
+		fd = rc;
+	}
+	free(lock);
+	free(dir);
+	return fd;
+}
+
+/* Check NEWTEXT with the parser, then write it; 0 or -1 with err. */
+static int registry_commit(const char *path, const char *newtext, char *err,
+			   size_t errlen)
+{
+	struct registry check;
+	int rc;
+
+	if (registry_parse(path, newtext, &check, err, errlen) < 0)
+		return -1;
+	registry_free(&check);
+	rc = write_file_atomic(path, newtext, strlen(newtext), 0644);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: cannot write the registry: %s", path,
+			 strerror(-rc));
+		return -1;
+	}
+	return 0;
+}
+
+/* Read the current text ("" when the file does not exist yet). */
+static int registry_read_for_change(const char *path, char **text, char *err,
+				    size_t errlen)
+{
+	struct registry reg;
+	int rc = read_whole_file(path, text);
+
+	if (rc == -ENOENT) {
+		*text = xstrdup("");
+		return 0;
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: cannot read the registry: %s", path,
+			 strerror(-rc));
+		return -1;
+	}
+	if (registry_parse(path, *text, &reg, err, errlen) < 0) {
+		free(*text);
+		return -1;
+	}
+	registry_free(&reg);
+	return 0;
+}
+
+int registry_add(const char *path, const char *name, const char *monitor,
+		 char *const *keys, size_t nkeys, char *err, size_t errlen)
+{
+	struct registry reg;
+	char *text, *line, *newtext;
+	size_t len;
+	int lock, rc = -1;
+
+	if ((lock = registry_lock(path)) < 0) {
+		snprintf(err, errlen, "%s: cannot lock the registry: %s", path,
+			 strerror(-lock));
+		return -1;
+	}
+	if (registry_read_for_change(path, &text, err, errlen) < 0)
+		goto out;
+	registry_parse(path, text, &reg, err, errlen);
+	if (registry_find(&reg, name) != NULL) {
+		snprintf(err, errlen, "%s: '%s' is already registered (line %d); 'qckpt unregister %s' first",
+			 path, name, registry_find(&reg, name)->line, name);
+		registry_free(&reg);
+		free(text);
+		goto out;
+	}
+	registry_free(&reg);
+	line = xasprintf("%s %s", name, monitor);
+	for (size_t i = 0; i < nkeys; i++) {
+		char *longer = xasprintf("%s %s", line, keys[i]);
+
+		free(line);
+		line = longer;
+	}
+	len = strlen(text);
+	newtext = xasprintf("%s%s%s\n", text, len && text[len - 1] != '\n' ? "\n" : "", line);
+	rc = registry_commit(path, newtext, err, errlen);
+	free(newtext);
+	free(line);
+	free(text);
+out:
+	close(lock);
+	return rc;
+}
+
+/* Is LINE the entry of NAME?  (First word; comments and blanks never.) */
+static int line_names(const char *line, size_t len, const char *name)
+{
+	size_t skip = strspn(line, " \t"), n = strlen(name);
+
+	return len > skip + n && strncmp(line + skip, name, n) == 0 &&
+	       (line[skip + n] == ' ' || line[skip + n] == '\t' ||
+		line[skip + n] == '\r' || skip + n == len);
+}
+
+int registry_remove(const char *path, const char *name, char *err,
+		    size_t errlen)
+{
+	char *text, *newtext;
+	size_t outlen = 0;
+	int lock, found = 0, rc = -1;
+
+	if ((lock = registry_lock(path)) < 0) {
+		snprintf(err, errlen, "%s: cannot lock the registry: %s", path,
+			 strerror(-lock));
+		return -1;
+	}
+	if (registry_read_for_change(path, &text, err, errlen) < 0)
+		goto out;
+	newtext = xmalloc(strlen(text) + 1);
+	for (const char *p = text; *p != '\0';) {
+		size_t len = strcspn(p, "\n"), with_nl = len + (p[len] == '\n');
+
+		if (line_names(p, len, name))
+			found = 1;
+		else {
+			memcpy(newtext + outlen, p, with_nl);
+			outlen += with_nl;
+		}
+		p += with_nl;
+	}
+	newtext[outlen] = '\0';
+	if (!found)
+		snprintf(err, errlen, "%s: '%s' is not registered; see the names with 'qckpt vms'",
+			 path, name);
+	else
+		rc = registry_commit(path, newtext, err, errlen);
+	free(newtext);
+	free(text);
+out:
+	close(lock);
 	return rc;
 }

@@ -58,4 +58,24 @@ int registry_valid_name(const char *name);
 /* A monitor address qckpt understands. */
 int registry_valid_monitor(const char *monitor);
 
+/*
+ * The registry file that register/unregister change: PATH if given, else
+ * $QCKPT_REGISTRY, else /etc/qckpt/registry for root, else
+ * $XDG_CONFIG_HOME/qckpt/registry (~/.config).  New string.
+ */
+char *registry_path_for_writing(const char *path);
+
+/*
+ * Add the line "NAME MONITOR KEY=VALUE..." to the registry file at PATH
+ * (created if missing), or remove NAME's line.  Under an exclusive lock
+ * (PATH.lock), the new text is checked by the parser and written crash-safely
+ * (temporary file, fsync, rename); comments, blank lines and the order of
+ * the other lines are kept.  A duplicate name, a name not registered or bad
+ * syntax is refused: -1 with a message in err.
+ */
+int registry_add(const char *path, const char *name, const char *monitor,
+		 char *const *keys, size_t nkeys, char *err, size_t errlen);
+int registry_remove(const char *path, const char *name, char *err,
+		    size_t errlen);
+
 #endif

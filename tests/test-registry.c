@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,12 +78,70 @@ static void test_missing_default_registry_is_empty_but_named_one_is_an_error(voi
 	assert_non_null(strstr(err, "env-reg"));
 }
 
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	static char buf[4096];
+	size_t n;
+
+	assert_non_null(f);
+	n = fread(buf, 1, sizeof buf - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+static void test_add_and_remove_keep_comments_and_order(void **state)
+{
+	char dir[] = "/tmp/qckpt-registry-test.XXXXXX";
+	char path[256], err[512];
+	char *keys[] = { "dir=/srv/ck", "type=production" };
+	FILE *f;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/sub/registry", dir);
+	/* created with its directory when missing */
+	assert_int_equal(registry_add(path, "a", "/run/a.sock", NULL, 0, err, sizeof err), 0);
+	assert_string_equal(slurp(path), "a /run/a.sock\n");
+	f = fopen(path, "a");
+	fputs("# keep me\n\nb unix:/run/b.sock   # and me\n", f);
+	fclose(f);
+	assert_int_equal(registry_add(path, "c", "/run/c.sock", keys, 2, err, sizeof err), 0);
+	assert_string_equal(slurp(path),
+		"a /run/a.sock\n# keep me\n\nb unix:/run/b.sock   # and me\nc /run/c.sock dir=/srv/ck type=production\n");
+	/* duplicates and bad keys are refused, the file unchanged */
+	assert_int_equal(registry_add(path, "b", "/run/x.sock", NULL, 0, err, sizeof err), -1);
+	assert_non_null(strstr(err, "already registered"));
+	{
+		char *bad[] = { "colour=blue" };
+
+		assert_int_equal(registry_add(path, "d", "/run/d.sock", bad, 1, err, sizeof err), -1);
+		assert_non_null(strstr(err, "unknown key"));
+	}
+	assert_int_equal(registry_remove(path, "b", err, sizeof err), 0);
+	assert_string_equal(slurp(path),
+		"a /run/a.sock\n# keep me\n\nc /run/c.sock dir=/srv/ck type=production\n");
+	assert_int_equal(registry_remove(path, "b", err, sizeof err), -1);
+	assert_non_null(strstr(err, "not registered"));
+	/* a name that is a prefix of another removes only its own line */
+	assert_int_equal(registry_add(path, "cc", "/run/cc.sock", NULL, 0, err, sizeof err), 0);
+	assert_int_equal(registry_remove(path, "c", err, sizeof err), 0);
+	assert_string_equal(slurp(path), "a /run/a.sock\n# keep me\n\ncc /run/cc.sock\n");
+	{
+		char cmd[300];
+
+		snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_entries_with_every_key_parse),
 		cmocka_unit_test(test_mistakes_are_refused_with_file_and_line),
 		cmocka_unit_test(test_missing_default_registry_is_empty_but_named_one_is_an_error),
+		cmocka_unit_test(test_add_and_remove_keep_comments_and_order),
 	};
 
 	return cmocka_run_group_tests_name("registry", tests, NULL, NULL);
