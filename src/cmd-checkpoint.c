@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "asjob.h"
 #include "catalog.h"
 #include "cmd.h"
 #include "job.h"
@@ -379,7 +380,8 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 			return error("--%s: remote hosts are not supported yet; run qckpt on the VM's host",
 				     opt == OPT_CREDENTIAL ? "credential" : "session");
 		case OPT_AS_JOB:
-			return error("--as-job is not supported yet; run qckpt in the background (&, systemd-run) instead");
+			c->as_job = 1;
+			break;
 		default:
 			return -1;
 		}
@@ -453,9 +455,23 @@ static int cmd_checkpoint_exec(int argc, char **argv)
 		rc = rc ? rc : EXIT_SOME_FAILED;
 		goto out;
 	}
+	if (c.as_job && c.njobs > 0) {
+		/* Prompts and name checks are done: the rest goes on alone. */
+		int detached = asjob_detach(argc, argv);
+
+		if (detached != 0) {
+			for (size_t i = 0; i < c.njobs; i++)
+				job_free(c.jobs[i]);
+			free(c.jobs);
+			rc = detached > 0 ? EXIT_ALL_OK : EXIT_USAGE;
+			goto out;
+		}
+	}
 	rc = run_jobs(&c);
 	if (some_unknown)
 		rc = EXIT_SOME_FAILED;
+	if (c.as_job)
+		rc = asjob_finish(rc);
 out:
 	for (size_t i = 0; i < c.nnames; i++)
 		free(c.names[i]);

@@ -10,6 +10,7 @@
 
 static const struct cmd_entry *cmd_table[] = {
 	&cmd_checkpoint_entry,
+	&cmd_job_entry,
 	&cmd_list_entry,
 	&cmd_qmp_entry,
 	NULL,

@@ -25,6 +25,7 @@ struct cmd_entry {
 };
 
 extern const struct cmd_entry cmd_checkpoint_entry;
+extern const struct cmd_entry cmd_job_entry;
 extern const struct cmd_entry cmd_list_entry;
 extern const struct cmd_entry cmd_qmp_entry;
 
