@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "asjob.h"
+#include "jsondir.h"
 #include "log.h"
 #include "util.h"
 
@@ -298,31 +299,22 @@ static int by_id(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* A job directory's state, if it is one. */
+static json_t *load_job(const char *dir, const char *entry)
+{
+	json_t *state;
+
+	if (!valid_id(entry) || (state = read_state(entry)) == NULL)
+		return NULL;
+	json_decref(state);
+	return asjob_load(entry);
+}
+
 json_t *asjob_list(void)
 {
 	char *dir = asjob_dir();
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	json_t **jobs = NULL, *list = json_array();
-	size_t n = 0;
+	json_t *list = json_dir_load(dir, load_job, by_id);
 
-	while (d != NULL && (de = readdir(d)) != NULL) {
-		json_t *state;
-
-		if (!valid_id(de->d_name) || (state = read_state(de->d_name)) == NULL)
-			continue;
-		json_decref(state);
-		state = asjob_load(de->d_name);
-		jobs = xrealloc(jobs, (n + 1) * sizeof *jobs);
-		jobs[n++] = state;
-	}
-	if (d != NULL)
-		closedir(d);
-	if (n > 1)
-		qsort(jobs, n, sizeof *jobs, by_id);
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(list, jobs[i]);
-	free(jobs);
 	free(dir);
 	return list;
 }

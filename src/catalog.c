@@ -3,7 +3,6 @@
  * catalog is plain files so that scripts, backups and a human with `cat` can
  * read it; its only rule is that checkpoint.json appears last.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 #include <unistd.h>
 
 #include "catalog.h"
+#include "jsondir.h"
 #include "util.h"
 
 char *catalog_root(const struct registry_entry *entry)
@@ -101,29 +101,8 @@ static int by_creation_time(const void *a, const void *b)
 json_t *catalog_list(const char *root, const char *vm)
 {
 	char *vmdir = catalog_vm_dir(root, vm);
-	DIR *d = opendir(vmdir);
-	json_t **records = NULL;
-	size_t n = 0;
-	struct dirent *de;
-	json_t *list = json_array();
+	json_t *list = json_dir_load(vmdir, load_record, by_creation_time);
 
-	while (d != NULL && (de = readdir(d)) != NULL) {
-		json_t *record;
-
-		if (de->d_name[0] == '.')
-			continue;
-		if ((record = load_record(vmdir, de->d_name)) == NULL)
-			continue;
-		records = xrealloc(records, (n + 1) * sizeof *records);
-		records[n++] = record;
-	}
-	if (d != NULL)
-		closedir(d);
-	if (n > 1)
-		qsort(records, n, sizeof *records, by_creation_time);
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(list, records[i]);
-	free(records);
 	free(vmdir);
 	return list;
 }

@@ -308,12 +308,18 @@ static int registry_read_for_change(const char *path, char **text, char *err,
 	return 0;
 }
 
-int registry_add(const char *path, const char *name, const char *monitor,
-		 char *const *keys, size_t nkeys, char *err, size_t errlen)
+/*
+ * The one way the registry file changes: lock, read and check the current
+ * text, let CHANGE make the new text (NULL with err filled to refuse), check
+ * and write it.
+ */
+typedef char *(*registry_change_fn)(const char *path, const char *text,
+				    void *arg, char *err, size_t errlen);
+
+static int registry_change(const char *path, registry_change_fn change,
+			   void *arg, char *err, size_t errlen)
 {
-	struct registry reg;
-	char *text, *line, *newtext;
-	size_t len;
+	char *text, *newtext;
 	int lock, rc = -1;
 
 	if ((lock = registry_lock(path)) < 0) {
@@ -321,32 +327,56 @@ int registry_add(const char *path, const char *name, const char *monitor,
 			 strerror(-lock));
 		return -1;
 	}
-	if (registry_read_for_change(path, &text, err, errlen) < 0)
-		goto out;
-	registry_parse(path, text, &reg, err, errlen);
-	if (registry_find(&reg, name) != NULL) {
-		snprintf(err, errlen, "%s: '%s' is already registered (line %d); 'qckpt unregister %s' first",
-			 path, name, registry_find(&reg, name)->line, name);
-		registry_free(&reg);
+	if (registry_read_for_change(path, &text, err, errlen) == 0) {
+		newtext = change(path, text, arg, err, errlen);
+		if (newtext != NULL)
+			rc = registry_commit(path, newtext, err, errlen);
+		free(newtext);
 		free(text);
-		goto out;
 	}
-	registry_free(&reg);
-	line = xasprintf("%s %s", name, monitor);
-	for (size_t i = 0; i < nkeys; i++) {
-		char *longer = xasprintf("%s %s", line, keys[i]);
-
-		free(line);
-		line = longer;
-	}
-	len = strlen(text);
-	newtext = xasprintf("%s%s%s\n", text, len && text[len - 1] != '\n' ? "\n" : "", line);
-	rc = registry_commit(path, newtext, err, errlen);
-	free(newtext);
-	free(line);
-	free(text);
-out:
 	close(lock);
+	return rc;
+}
+
+struct add_args {
+	const char *name;
+	char *line;
+};
+
+static char *append_line(const char *path, const char *text, void *arg,
+			 char *err, size_t errlen)
+{
+	struct add_args *a = arg;
+	struct registry reg;
+	const struct registry_entry *e;
+	size_t len = strlen(text);
+	char *newtext = NULL;
+
+	registry_parse(path, text, &reg, err, errlen);
+	if ((e = registry_find(&reg, a->name)) != NULL)
+		snprintf(err, errlen, "%s: '%s' is already registered (line %d); 'qckpt unregister %s' first",
+			 path, a->name, e->line, a->name);
+	else
+		newtext = xasprintf("%s%s%s\n", text,
+				    len && text[len - 1] != '\n' ? "\n" : "", a->line);
+	registry_free(&reg);
+	return newtext;
+}
+
+int registry_add(const char *path, const char *name, const char *monitor,
+		 char *const *keys, size_t nkeys, char *err, size_t errlen)
+{
+	struct add_args a = { .name = name, .line = xasprintf("%s %s", name, monitor) };
+	int rc;
+
+	for (size_t i = 0; i < nkeys; i++) {
+		char *longer = xasprintf("%s %s", a.line, keys[i]);
+
+		free(a.line);
+		a.line = longer;
+	}
+	rc = registry_change(path, append_line, &a, err, errlen);
+	free(a.line);
 	return rc;
 }
 
@@ -360,41 +390,37 @@ static int line_names(const char *line, size_t len, const char *name)
 		line[skip + n] == '\r' || skip + n == len);
 }
 
-int registry_remove(const char *path, const char *name, char *err,
-		    size_t errlen)
+static char *drop_line(const char *path, const char *text, void *arg,
+		       char *err, size_t errlen)
 {
-	char *text, *newtext;
+	const char *name = arg;
+	char *newtext = xmalloc(strlen(text) + 1);
 	size_t outlen = 0;
-	int lock, found = 0, rc = -1;
+	int found = 0;
 
-	if ((lock = registry_lock(path)) < 0) {
-		snprintf(err, errlen, "%s: cannot lock the registry: %s", path,
-			 strerror(-lock));
-		return -1;
-	}
-	if (registry_read_for_change(path, &text, err, errlen) < 0)
-		goto out;
-	newtext = xmalloc(strlen(text) + 1);
 	for (const char *p = text; *p != '\0';) {
 		size_t len = strcspn(p, "\n"), with_nl = len + (p[len] == '\n');
 
-		if (line_names(p, len, name))
+		if (line_names(p, len, name)) {
 			found = 1;
-		else {
+		} else {
 			memcpy(newtext + outlen, p, with_nl);
 			outlen += with_nl;
 		}
 		p += with_nl;
 	}
 	newtext[outlen] = '\0';
-	if (!found)
+	if (!found) {
 		snprintf(err, errlen, "%s: '%s' is not registered; see the names with 'qckpt vms'",
 			 path, name);
-	else
-		rc = registry_commit(path, newtext, err, errlen);
-	free(newtext);
-	free(text);
-out:
-	close(lock);
-	return rc;
+		free(newtext);
+		return NULL;
+	}
+	return newtext;
+}
+
+int registry_remove(const char *path, const char *name, char *err,
+		    size_t errlen)
+{
+	return registry_change(path, drop_line, (void *)name, err, errlen);
 }
