@@ -306,8 +306,11 @@ static void on_written(uv_write_t *req, int status)
 		client_fail(client, closed_status(status));
 }
 
-static int client_write(qmp_client *client, json_t *msg, int fd)
+/* msg as one line; with sentinel, a 0xFF byte goes first (not traced). */
+static int client_write_ex(qmp_client *client, json_t *msg, int fd,
+			   int sentinel)
 {
+	size_t pre = sentinel ? 1 : 0;
 	struct qmp_write *w;
 	uv_buf_t buf;
 	char *text;
@@ -318,21 +321,23 @@ static int client_write(qmp_client *client, json_t *msg, int fd)
 	if (text == NULL)
 		return UV_ENOMEM;
 	len = strlen(text);
-	w = calloc(1, sizeof(*w) + len + 1);
+	w = calloc(1, sizeof(*w) + pre + len + 1);
 	if (w == NULL) {
 		free(text);
 		return UV_ENOMEM;
 	}
-	memcpy(w->text, text, len);
+	if (sentinel)
+		w->text[0] = (char)0xFF;
+	memcpy(w->text + pre, text, len);
 	free(text);
-	w->text[len] = '\n';
-	w->len = len;
+	w->text[pre + len] = '\n';
+	w->len = pre + len;
 	w->client = client;
 	if (fd >= 0 && (err = client_open_fd_pipe(client, fd, &w->fd_pipe))) {
 		free(w);
 		return err;
 	}
-	buf = uv_buf_init(w->text, len + 1);
+	buf = uv_buf_init(w->text, pre + len + 1);
 	err = uv_write2(&w->req, &client->io.stream, &buf, 1,
 			(uv_stream_t *)w->fd_pipe, on_written);
 	if (err) {
@@ -341,8 +346,13 @@ static int client_write(qmp_client *client, json_t *msg, int fd)
 		free(w);
 		return err;
 	}
-	client_trace(client, '>', w->text, len);
+	client_trace(client, '>', w->text + pre, len);
 	return 0;
+}
+
+static int client_write(qmp_client *client, json_t *msg, int fd)
+{
+	return client_write_ex(client, msg, fd, 0);
 }
 
 static json_t *command_message(const char *command, json_t *args,
@@ -470,6 +480,46 @@ static int client_on_greeting(qmp_client *client, json_t *msg)
 				   on_capabilities, NULL);
 }
 
+/* Guest agent: everything but the answer to our guest-sync-delimited is
+ * stale (an earlier client's replies, the error for our 0xFF) and dropped. */
+static int client_on_sync(qmp_client *client, json_t *msg)
+{
+	json_t *ret = json_object_get(msg, "return");
+
+	if (!json_is_integer(ret) || json_integer_value(ret) != client->sync_id)
+		return 0;
+	client->state = QMP_STATE_READY;
+	client_connect_done(client, 0);
+	return 0;
+}
+
+/* A fresh random id (53 bits, so any JSON reader keeps it exact). */
+static int64_t sync_id_new(void)
+{
+	uint64_t r = 0;
+
+	if (uv_random(NULL, NULL, &r, sizeof(r), 0, NULL) != 0)
+		r = (uint64_t)uv_hrtime() ^ ((uint64_t)getpid() << 32);
+	r &= (UINT64_C(1) << 53) - 1;
+	return r ? (int64_t)r : 1;
+}
+
+static int client_start_sync(qmp_client *client)
+{
+	json_t *msg;
+	int err;
+
+	client->sync_id = sync_id_new();
+	msg = json_pack("{s:s, s:{s:I}}", "execute", "guest-sync-delimited",
+			"arguments", "id", (json_int_t)client->sync_id);
+	if (msg == NULL)
+		return UV_ENOMEM;
+	qmp_framer_skip_to_sentinel(client->framer);
+	err = client_write_ex(client, msg, -1, 1);
+	json_decref(msg);
+	return err;
+}
+
 static void client_on_event(qmp_client *client, json_t *msg, const char *name)
 {
 	json_t *data = json_object_get(msg, "data");
@@ -497,8 +547,13 @@ static void client_on_reply(qmp_client *client, json_t *msg)
 	struct qmp_pending *p;
 	struct qmp_error qerr;
 
-	/* Unknown ids (e.g. replies after a timeout) were traced; drop them. */
-	if (id == NULL || (p = pending_find(client, id)) == NULL)
+	/* Unknown ids (e.g. replies after a timeout) were traced; drop them.
+	 * The agent answers in order: one without an id is the oldest's. */
+	if (id == NULL && client->agent)
+		p = client->pending;
+	else
+		p = id != NULL ? pending_find(client, id) : NULL;
+	if (p == NULL)
 		return;
 	pending_unlink(client, p);
 	if (error == NULL) {
@@ -521,6 +576,8 @@ static int client_dispatch(qmp_client *client, json_t *msg)
 
 	if (client->state == QMP_STATE_GREETING)
 		return client_on_greeting(client, msg);
+	if (client->state == QMP_STATE_SYNCING)
+		return client_on_sync(client, msg);
 	event = json_string_value(json_object_get(msg, "event"));
 	if (event != NULL)
 		client_on_event(client, msg, event);
@@ -639,8 +696,10 @@ static void on_connected(uv_connect_t *req, int status)
 		client_fail(client, status);
 		return;
 	}
-	client->state = QMP_STATE_GREETING;
+	client->state = client->agent ? QMP_STATE_SYNCING : QMP_STATE_GREETING;
 	err = uv_read_start(&client->io.stream, on_alloc, on_read);
+	if (!err && client->agent)
+		err = client_start_sync(client);
 	if (err)
 		client_fail(client, err);
 }
@@ -732,6 +791,23 @@ int qmp_client_connect(qmp_client *client, const char *address,
 	uv_timer_start(&client->connect_timer, on_connect_timeout,
 		       client->connect_timeout_ms, 0);
 	return 0;
+}
+
+int qmp_client_connect_agent(qmp_client *client, const char *address,
+			     unsigned timeout_ms, qmp_connect_cb cb)
+{
+	int err;
+
+	if (client->state != QMP_STATE_INIT)
+		return UV_EALREADY;
+	client->agent = 1;
+	qmp_framer_set_sentinel(client->framer, 1);
+	err = qmp_client_connect(client, address, timeout_ms, cb);
+	if (err) {
+		client->agent = 0;
+		qmp_framer_set_sentinel(client->framer, 0);
+	}
+	return err;
 }
 
 /* --- teardown --------------------------------------------------------- */

@@ -28,8 +28,13 @@ struct qmp_framer {
 	int in_string;
 	int escaped;      /* previous byte was a backslash inside a string */
 	int error;
+	int sentinel;     /* 0xFF resets the stream (guest agent mode) */
+	int skipping;     /* drop everything up to the next 0xFF */
 	size_t scanned;   /* bytes examined in total, to prove there are no rescans */
 };
+
+/* The guest agent's delimiter: never valid in JSON text (not UTF-8). */
+#define FRAMER_SENTINEL ((char)0xFF)
 
 struct qmp_framer *qmp_framer_new(size_t max_message)
 {
@@ -116,6 +121,32 @@ size_t qmp_framer_scanned(const struct qmp_framer *framer)
 	return framer->scanned;
 }
 
+void qmp_framer_set_sentinel(struct qmp_framer *framer, int on)
+{
+	framer->sentinel = on;
+}
+
+void qmp_framer_skip_to_sentinel(struct qmp_framer *framer)
+{
+	framer->sentinel = 1;
+	framer->skipping = 1;
+	framer->depth = 0;
+	framer->in_string = 0;
+	framer->escaped = 0;
+	framer->error = 0;
+}
+
+/* A sentinel at buf[i]: forget any partial object and start afresh after it. */
+static void framer_reset_at(struct qmp_framer *framer, size_t i)
+{
+	framer->scanned += i + 1 - framer->scan;
+	framer->scan = i + 1;
+	framer->depth = 0;
+	framer->in_string = 0;
+	framer->escaped = 0;
+	framer->skipping = 0;
+}
+
 static int is_json_space(char c)
 {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
@@ -127,6 +158,15 @@ static int framer_scan_between(struct qmp_framer *framer)
 	while (framer->scan < framer->len) {
 		char c = framer->buf[framer->scan];
 
+		if (framer->sentinel && c == FRAMER_SENTINEL) {
+			framer_reset_at(framer, framer->scan);
+			continue;
+		}
+		if (framer->skipping) {
+			framer->scan++;
+			framer->scanned++;
+			continue;
+		}
 		if (c == '{') {
 			framer->msg_start = framer->scan++;
 			framer->scanned++;
@@ -141,7 +181,8 @@ static int framer_scan_between(struct qmp_framer *framer)
 	return 0;
 }
 
-/* Inside an object: returns 1 once its closing brace has been scanned. */
+/* Inside an object: returns 1 once its closing brace has been scanned, 2
+ * when a sentinel dropped it (scanning goes on between objects). */
 static int framer_scan_object(struct qmp_framer *framer)
 {
 	const char *buf = framer->buf;
@@ -150,6 +191,10 @@ static int framer_scan_object(struct qmp_framer *framer)
 	for (i = framer->scan; i < framer->len; i++) {
 		char c = buf[i];
 
+		if (framer->sentinel && c == FRAMER_SENTINEL) {
+			framer_reset_at(framer, i);
+			return 2;
+		}
 		if (framer->in_string) {
 			if (framer->escaped)
 				framer->escaped = 0;
@@ -200,12 +245,14 @@ int qmp_framer_next(struct qmp_framer *framer, json_t **msg, const char **raw,
 	*msg = NULL;
 	if (framer->error)
 		return framer->error;
-	if (framer->depth == 0)
-		r = framer_scan_between(framer);
-	else
-		r = 0;
-	if (r == 0 && framer->depth > 0)
-		r = framer_scan_object(framer);
+	do {
+		if (framer->depth == 0)
+			r = framer_scan_between(framer);
+		else
+			r = 0;
+		if (r == 0 && framer->depth > 0)
+			r = framer_scan_object(framer);
+	} while (r == 2);
 	/* An unfinished object already over the limit can never be valid. */
 	if (r == 0 && framer->depth > 0 &&
 	    framer->scan - framer->msg_start > framer->max_message)

@@ -42,6 +42,16 @@ void qmp_framer_commit(struct qmp_framer *framer, size_t n);
 int qmp_framer_next(struct qmp_framer *framer, json_t **msg, const char **raw,
 		    size_t *raw_len);
 
+/*
+ * The guest agent's stream (qemu-ga): a 0xFF byte, which JSON text never
+ * holds, marks a fresh start: whatever partial object came before it is
+ * dropped.  set_sentinel turns that rule on (off by default, as for QMP);
+ * skip_to_sentinel also discards every byte up to the next 0xFF (for
+ * guest-sync-delimited, whose reply follows one) and clears a sticky error.
+ */
+void qmp_framer_set_sentinel(struct qmp_framer *framer, int on);
+void qmp_framer_skip_to_sentinel(struct qmp_framer *framer);
+
 /* Bytes buffered but not yet returned as messages (for tests). */
 size_t qmp_framer_buffered(const struct qmp_framer *framer);
 /* Bytes examined since creation: equal to the bytes fed, never more. */

@@ -86,6 +86,7 @@ enum qmp_client_state {
 	QMP_STATE_CONNECTING,
 	QMP_STATE_GREETING,
 	QMP_STATE_NEGOTIATING,
+	QMP_STATE_SYNCING,     /* guest agent: waiting for our guest-sync-delimited */
 	QMP_STATE_READY,
 	QMP_STATE_DISCONNECTED,
 	QMP_STATE_CLOSING,
@@ -112,6 +113,8 @@ struct qmp_client {
 		uv_tcp_t tcp;
 	} io;
 	int is_unix;
+	int agent;                   /* guest agent mode (no greeting, 0xFF resync) */
+	int64_t sync_id;             /* the id of our guest-sync-delimited */
 	uv_connect_t connect_req;
 	uv_getaddrinfo_t gai_req;
 	int gai_active;              /* gai_req is waiting for its callback */
@@ -149,6 +152,24 @@ int qmp_client_init(uv_loop_t *loop, qmp_client *client);
  */
 int qmp_client_connect(qmp_client *client, const char *address,
 		       unsigned timeout_ms, qmp_connect_cb cb);
+
+/*
+ * Connect to a QEMU guest agent (qemu-ga) at ADDRESS, as above.  The agent
+ * speaks the same JSON but sends no greeting and takes no
+ * qmp_capabilities; its stream may still hold stale bytes of an earlier
+ * client.  So the client sends a 0xFF byte (the agent drops any partial
+ * input) and guest-sync-delimited with a random id, discards everything up
+ * to the 0xFF the agent puts before its answer and every message that is
+ * not that answer, then calls cb(0).  In this mode a 0xFF byte from the
+ * agent always restarts the framing, and a reply without "id" completes
+ * the oldest command in flight (qemu-ga runs commands one at a time, in
+ * order; it copies "id" like QEMU, but an answer to unparsable input has
+ * none).  The version fields stay 0; no events are expected.  timeout_ms
+ * bounds the connect and the resync: an agent that is not running in the
+ * guest shows up as QMP_ETIMEDOUT (QEMU accepts the connection for it).
+ */
+int qmp_client_connect_agent(qmp_client *client, const char *address,
+			     unsigned timeout_ms, qmp_connect_cb cb);
 
 /* Default timeout for commands sent after this call (0: none). */
 void qmp_client_set_timeout(qmp_client *client, unsigned timeout_ms);

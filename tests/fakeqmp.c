@@ -63,6 +63,7 @@ struct fakeqmp {
 
 	int connections;
 	int peer_closed;
+	int sentinels;     /* 0xFF bytes received */
 	char error[256];
 };
 
@@ -145,14 +146,23 @@ static void fake_write(struct fakeqmp *fake, const char *text, size_t len)
 		free(w);
 }
 
-/* The template with every %ID% replaced by the command's id, plus \r\n. */
+/* A value of the command as JSON text ("null" if absent), malloc'd. */
+static char *fake_json_text(json_t *value)
+{
+	return value ? json_dumps(value, JSON_ENCODE_ANY | JSON_COMPACT)
+		     : strdup("null");
+}
+
+/* The template with every %ID% replaced by the command's id and every
+ * %SYNC% by its arguments' id (what guest-sync-delimited echoes), plus \r\n. */
 static char *fake_render_reply(const char *template, json_t *command)
 {
-	json_t *id = json_object_get(command, "id");
-	char *id_text = id ? json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT)
-			   : strdup("null");
-	size_t id_len = strlen(id_text), len = 0;
-	char *out = malloc(strlen(template) * (id_len + 1) + 3);
+	char *id_text = fake_json_text(json_object_get(command, "id"));
+	char *sync_text = fake_json_text(
+		json_object_get(json_object_get(command, "arguments"), "id"));
+	size_t id_len = strlen(id_text), sync_len = strlen(sync_text);
+	size_t most = id_len > sync_len ? id_len : sync_len, len = 0;
+	char *out = malloc(strlen(template) * (most + 1) + 3);
 	const char *p;
 
 	for (p = template; *p != '\0';) {
@@ -160,12 +170,17 @@ static char *fake_render_reply(const char *template, json_t *command)
 			memcpy(out + len, id_text, id_len);
 			len += id_len;
 			p += 4;
+		} else if (strncmp(p, "%SYNC%", 6) == 0) {
+			memcpy(out + len, sync_text, sync_len);
+			len += sync_len;
+			p += 6;
 		} else {
 			out[len++] = *p++;
 		}
 	}
 	strcpy(out + len, "\r\n");
 	free(id_text);
+	free(sync_text);
 	return out;
 }
 
@@ -402,6 +417,8 @@ static void on_fake_read(uv_stream_t *stream, ssize_t nread,
 		fake_hangup_now(fake);
 		return;
 	}
+	for (ssize_t i = 0; i < nread; i++)
+		fake->sentinels += buf->base[i] == (char)0xFF;
 	qmp_framer_commit(fake->framer, (size_t)nread);
 	fake_take_fds(fake);
 	while ((r = qmp_framer_next(fake->framer, &msg, NULL, NULL)) > 0)
@@ -472,6 +489,8 @@ struct fakeqmp *fakeqmp_new(uv_loop_t *loop, const char *address)
 	fake->loop = loop;
 	fake->commands = json_array();
 	fake->framer = qmp_framer_new(0);
+	/* Like qemu-ga: a 0xFF from the client drops its partial input. */
+	qmp_framer_set_sentinel(fake->framer, 1);
 	fake->is_unix = strncmp(address, "tcp:", 4) != 0;
 	uv_check_init(loop, &fake->check);
 	fake->check.data = fake;
@@ -525,6 +544,11 @@ const char *fakeqmp_error(const struct fakeqmp *fake)
 int fakeqmp_connections(const struct fakeqmp *fake)
 {
 	return fake->connections;
+}
+
+int fakeqmp_sentinels(const struct fakeqmp *fake)
+{
+	return fake->sentinels;
 }
 
 int fakeqmp_peer_closed(const struct fakeqmp *fake)

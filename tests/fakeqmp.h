@@ -8,7 +8,8 @@
  * A script is a list of steps, run in order for the first connection
  * (later connections are closed at once).  Output steps write at most one
  * piece per loop iteration, so the client reads each piece separately.
- * Reply templates may use %ID% for the command's "id", copied as JSON;
+ * Reply templates may use %ID% for the command's "id", copied as JSON, and
+ * %SYNC% for its arguments' "id" (a guest agent's guest-sync-delimited);
  * replies and events get QEMU's "\r\n" appended, fakeqmp_send does not.
  */
 #ifndef FAKEQMP_H
@@ -56,9 +57,13 @@ int fakeqmp_finished(const struct fakeqmp *fake);   /* all steps done */
 const char *fakeqmp_error(const struct fakeqmp *fake); /* NULL: script kept */
 int fakeqmp_connections(const struct fakeqmp *fake);
 int fakeqmp_peer_closed(const struct fakeqmp *fake); /* client hung up */
+int fakeqmp_sentinels(const struct fakeqmp *fake);   /* 0xFF bytes received */
 size_t fakeqmp_command_count(const struct fakeqmp *fake);
 json_t *fakeqmp_command(const struct fakeqmp *fake, size_t i); /* borrowed */
 int fakeqmp_command_fd(const struct fakeqmp *fake, size_t i);  /* or -1 */
+
+/* The guest agent's answer to guest-sync-delimited: 0xFF, then the id. */
+#define FAKEQMP_AGENT_SYNC "\xff{\"return\": %SYNC%}"
 
 #define FAKEQMP_GREETING                                                     \
 	"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, "   \

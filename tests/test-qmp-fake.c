@@ -807,6 +807,137 @@ static void test_trace_sees_every_message_both_ways(void **state)
 	assert_int_equal(f->traced_in, 3);  /* greeting, two replies */
 }
 
+/* --- guest agent mode ------------------------------------------------------ */
+
+static int connect_agent(struct fixture *f, unsigned timeout_ms)
+{
+	assert_int_equal(qmp_client_connect_agent(&f->client, f->address,
+						  timeout_ms, on_connect), 0);
+	RUN_UNTIL(f, f->connect_calls > 0);
+	assert_int_equal(f->connect_calls, 1);
+	return f->connect_status;
+}
+
+static void test_agent_connect_resyncs_and_discards_stale_output(void **state)
+{
+	struct fixture *f = *state;
+	json_t *sync;
+
+	/* An earlier client's leftovers: half an object, a whole stale reply,
+	 * then the agent's error for our 0xFF; after the sentinel a stale
+	 * sync answer with another id, then ours. */
+	fakeqmp_send(f->fake, "{\"return\": {\"half");
+	fakeqmp_expect(f->fake, "guest-sync-delimited",
+		       "{\"return\": 4}\r\n{\"error\": {\"class\": \"GenericError\", "
+		       "\"desc\": \"JSON parse error\"}}\r\n"
+		       "\xff{\"return\": 12345}\r\n" FAKEQMP_AGENT_SYNC);
+	assert_int_equal(connect_agent(f, 0), 0);
+	assert_int_equal(f->client.state, QMP_STATE_READY);
+	assert_null(f->client.greeting);
+	/* No qmp_capabilities: the agent takes none. */
+	assert_int_equal(fakeqmp_command_count(f->fake), 1);
+	sync = fakeqmp_command(f->fake, 0);
+	assert_true(json_is_integer(json_object_get(json_object_get(sync, "arguments"), "id")));
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(sync, "arguments"), "id")),
+			 f->client.sync_id);
+	/* Random, and small enough for any JSON reader to keep exact. */
+	assert_true(f->client.sync_id > 0 && f->client.sync_id < (INT64_C(1) << 53));
+	/* The request was preceded by 0xFF, so the agent drops stale input. */
+	assert_int_equal(fakeqmp_sentinels(f->fake), 1);
+	assert_fake_kept_script(f);
+}
+
+static void test_agent_replies_without_id_complete_in_order(void **state)
+{
+	struct fixture *f = *state;
+	struct reply *a, *b;
+
+	fakeqmp_expect(f->fake, "guest-sync-delimited", FAKEQMP_AGENT_SYNC);
+	fakeqmp_expect_hold(f->fake, "guest-ping", "{\"return\": {}}");
+	fakeqmp_expect_hold(f->fake, "guest-fsfreeze-status", "{\"return\": \"thawed\"}");
+	fakeqmp_release(f->fake); /* sends the last held first */
+	assert_int_equal(connect_agent(f, 0), 0);
+	a = execute(f, 1, "guest-ping", NULL);
+	b = execute(f, 2, "guest-fsfreeze-status", NULL);
+	RUN_UNTIL(f, a->calls > 0 && b->calls > 0);
+	/* Without ids the first answer is taken for the first command. */
+	assert_int_equal(a->status, 0);
+	assert_string_equal(json_string_value(a->result), "thawed");
+	assert_true(json_is_object(b->result));
+	assert_true(a->seq < b->seq);
+}
+
+static void test_agent_replies_with_id_are_matched_by_id(void **state)
+{
+	struct fixture *f = *state;
+	struct reply *a, *b;
+
+	fakeqmp_expect(f->fake, "guest-sync-delimited", FAKEQMP_AGENT_SYNC);
+	fakeqmp_expect_hold(f->fake, "guest-fsfreeze-freeze", "{\"return\": 2, \"id\": %ID%}");
+	fakeqmp_expect_hold(f->fake, "guest-fsfreeze-thaw", "{\"return\": 2, \"id\": %ID%}");
+	fakeqmp_release(f->fake);
+	assert_int_equal(connect_agent(f, 0), 0);
+	a = execute(f, 1, "guest-fsfreeze-freeze", NULL);
+	b = execute(f, 2, "guest-fsfreeze-thaw", NULL);
+	RUN_UNTIL(f, a->calls > 0 && b->calls > 0);
+	assert_int_equal(a->status, 0);
+	assert_int_equal(b->status, 0);
+	assert_true(b->seq < a->seq); /* released in reverse, matched by id */
+	assert_true(json_is_string(json_object_get(fakeqmp_command(f->fake, 1), "id")));
+}
+
+static void test_agent_sentinel_mid_message_restarts_framing(void **state)
+{
+	struct fixture *f = *state;
+	struct reply *r;
+
+	fakeqmp_expect(f->fake, "guest-sync-delimited", FAKEQMP_AGENT_SYNC);
+	fakeqmp_expect(f->fake, "guest-fsfreeze-freeze",
+		       "{\"return\": {\"cut off\xff{\"return\": 1, \"id\": %ID%}");
+	assert_int_equal(connect_agent(f, 0), 0);
+	r = execute(f, 1, "guest-fsfreeze-freeze", NULL);
+	RUN_UNTIL(f, r->calls > 0);
+	assert_int_equal(r->status, 0);
+	assert_int_equal(json_integer_value(r->result), 1);
+	assert_int_equal(f->client.state, QMP_STATE_READY);
+}
+
+static void test_agent_not_answering_sync_times_out(void **state)
+{
+	struct fixture *f = *state;
+
+	/* QEMU accepts the chardev connection even when no agent runs. */
+	fakeqmp_expect(f->fake, "guest-sync-delimited", NULL);
+	assert_int_equal(connect_agent(f, 100), QMP_ETIMEDOUT);
+	assert_int_equal(f->client.state, QMP_STATE_DISCONNECTED);
+	assert_int_equal(qmp_client_execute(&f->client, "guest-ping", NULL,
+					    on_reply, NULL), QMP_ENOTREADY);
+}
+
+static void test_agent_hangup_fails_pending_and_disconnects(void **state)
+{
+	struct fixture *f = *state;
+	struct reply *r;
+
+	fakeqmp_expect(f->fake, "guest-sync-delimited", FAKEQMP_AGENT_SYNC);
+	fakeqmp_expect(f->fake, "guest-fsfreeze-freeze", NULL);
+	fakeqmp_hangup(f->fake);
+	assert_int_equal(connect_agent(f, 0), 0);
+	r = execute(f, 1, "guest-fsfreeze-freeze", NULL);
+	RUN_UNTIL(f, r->calls > 0 && f->disconnect_calls > 0);
+	assert_int_equal(r->status, QMP_ECLOSED);
+	assert_true(r->seq < f->disconnect_seq);
+}
+
+static void test_qmp_mode_still_rejects_0xff(void **state)
+{
+	struct fixture *f = *state;
+
+	/* QMP proper has no sentinel: a 0xFF byte is a protocol error. */
+	fakeqmp_send(f->fake, "\xff" FAKEQMP_GREETING);
+	assert_int_equal(connect_fake(f), QMP_EPROTO);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -844,6 +975,13 @@ int main(void)
 		T(test_bad_fd_is_rejected_without_callback),
 		T(test_fd_is_passed_with_command_over_unix_socket),
 		T(test_trace_sees_every_message_both_ways),
+		T(test_agent_connect_resyncs_and_discards_stale_output),
+		T(test_agent_replies_without_id_complete_in_order),
+		T(test_agent_replies_with_id_are_matched_by_id),
+		T(test_agent_sentinel_mid_message_restarts_framing),
+		T(test_agent_not_answering_sync_times_out),
+		T(test_agent_hangup_fails_pending_and_disconnects),
+		T(test_qmp_mode_still_rejects_0xff),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
