@@ -914,6 +914,54 @@ static void test_throttle_limit_one_works_one_vm_at_a_time(void **state)
 	hvm_free(b);
 }
 
+/* qckpt qmp: the raw command, its reply, QEMU's errors, --debug. */
+static void test_qmp_command_prints_reply_and_qemu_errors(void **state)
+{
+	struct hvm_opts o = { .name = "raw", .ndisks = 1 };
+	struct hvm *vm = boot(o);
+	struct run r;
+	json_t *reply;
+
+	registry_add(hvm_name(vm), hvm_qmp_path(vm), NULL);
+	/* by name, by socket path */
+	r = qckpt("qmp", hvm_name(vm), "query-status", NULL);
+	assert_int_equal(r.status, 0);
+	reply = json_loads(r.out, 0, NULL);
+	assert_non_null(reply);
+	assert_string_equal(jstr(reply, "status"), "running");
+	json_decref(reply);
+	run_free(&r);
+	r = qckpt("qmp", hvm_qmp_path(vm), "query-block", NULL);
+	assert_int_equal(r.status, 0);
+	reply = json_loads(r.out, 0, NULL);
+	assert_true(json_is_array(reply));
+	json_decref(reply);
+	run_free(&r);
+	/* arguments; QEMU's error class and text, exit 1 */
+	r = qckpt("qmp", hvm_name(vm), "query-cpu-model-expansion",
+		  "{\"type\":\"full\",\"model\":{\"name\":\"no-such-cpu\"}}", NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "GenericError"));
+	run_free(&r);
+	r = qckpt("qmp", hvm_name(vm), "no-such-command", NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "CommandNotFound"));
+	assert_non_null(strstr(r.err, hvm_name(vm)));
+	run_free(&r);
+	/* bad JSON is a usage error */
+	r = qckpt("qmp", hvm_name(vm), "query-status", "{not json", NULL);
+	assert_int_equal(r.status, 2);
+	run_free(&r);
+	/* --debug: every message, each with a timestamp, on stderr */
+	r = qckpt("qmp", "--debug", hvm_name(vm), "query-name", NULL);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.err, "> {\"execute\":\"query-name\""));
+	assert_non_null(strstr(r.err, "< {\"QMP\""));
+	assert_true(r.err[2] == ':' && r.err[5] == ':' && r.err[8] == '.');
+	run_free(&r);
+	hvm_free(vm);
+}
+
 static void test_registry_error_names_file_and_line(void **state)
 {
 	char *bad = fmt("%s/bad-registry", harness_tmpdir());
@@ -992,6 +1040,7 @@ int main(void)
 		cmocka_unit_test(test_as_job_runs_in_the_background_and_job_commands_manage_it),
 		cmocka_unit_test(test_job_stop_undoes_the_checkpoint),
 		cmocka_unit_test(test_throttle_limit_one_works_one_vm_at_a_time),
+		cmocka_unit_test(test_qmp_command_prints_reply_and_qemu_errors),
 		cmocka_unit_test(test_registry_error_names_file_and_line),
 	};
 	const struct CMUnitTest tests_qemu10[] = { MODE_TESTS };
