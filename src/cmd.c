@@ -13,6 +13,9 @@ static const struct cmd_entry *cmd_table[] = {
 	&cmd_job_entry,
 	&cmd_list_entry,
 	&cmd_qmp_entry,
+	&cmd_register_entry,
+	&cmd_unregister_entry,
+	&cmd_vms_entry,
 	NULL,
 };
 
