@@ -10,10 +10,12 @@
 
 static const struct cmd_entry *cmd_table[] = {
 	&cmd_checkpoint_entry,
+	&cmd_disks_entry,
 	&cmd_job_entry,
 	&cmd_list_entry,
 	&cmd_qmp_entry,
 	&cmd_register_entry,
+	&cmd_run_entry,
 	&cmd_unregister_entry,
 	&cmd_vms_entry,
 	NULL,

@@ -1,0 +1,35 @@
+/*
+ * chain.h: a disk's image chain as vm.json records it ("Chain": [oldest ..
+ * active]) held against the files: every image there, each overlay's qcow2
+ * header naming the image below it.  `qckpt run` refuses to launch on a
+ * chain that disagrees, `qckpt disks` reports it.
+ */
+#ifndef CHAIN_H
+#define CHAIN_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+/*
+ * The backing file named in a qcow2 header (magic "QFI\xfb", offset at
+ * byte 8 and size at byte 16, big-endian): 0 with *backing a new string,
+ * or NULL when the image has none; -EINVAL when PATH is not qcow2; -errno.
+ */
+int qcow2_backing_file(const char *path, char **backing);
+
+/* Whether two paths name one file: the same string, or the same inode. */
+int chain_same_file(const char *a, const char *b);
+
+/* Whether IMAGE is the disk's OriginalImage or in its Chain. */
+int chain_names(json_t *disk, const char *image);
+
+/*
+ * Check a vm.json disk: a Chain that starts at OriginalImage and ends at
+ * ActiveImage, every image present, each overlay's header naming the
+ * image below it (a relative backing name is taken against the overlay's
+ * directory, as QEMU does).  0, or -1 with what is wrong in err (no
+ * advice: the caller knows what the user should do).
+ */
+int chain_check(json_t *disk, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,145 @@
+/*
+ * cmd-disks.c: "qckpt disks NAME": where each disk of a VM writes now.
+ * After a checkpoint the image a launch command names is frozen; scripts
+ * that start QEMU themselves (not through `qckpt run`) ask here for each
+ * disk's current active image.  Reads vm.json and checks each chain
+ * against the files, so a script never launches on a broken one.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "catalog.h"
+#include "chain.h"
+#include "cmd.h"
+#include "log.h"
+#include "output.h"
+#include "registry.h"
+#include "util.h"
+
+static int cmd_disks_exec(int argc, char **argv);
+
+const struct cmd_entry cmd_disks_entry = {
+	.name = "disks",
+	.alias = NULL,
+	.usage = "[--json] NAME",
+	.summary = "each disk's original image, current active image and chain",
+	.exec = cmd_disks_exec,
+};
+
+static const char *jstr(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "-";
+}
+
+static int width(json_t *disks, const char *key, int min)
+{
+	size_t i;
+	json_t *d;
+	int w = min;
+
+	json_array_foreach(disks, i, d)
+		if ((int)strlen(jstr(d, key)) > w)
+			w = (int)strlen(jstr(d, key));
+	return w;
+}
+
+static void print_table(json_t *disks)
+{
+	int wd = width(disks, "Device", 6), wo = width(disks, "OriginalImage", 13);
+	size_t i, j;
+	json_t *d, *c;
+
+	printf("%-*s  %-*s  %s\n", wd, "Device", wo, "OriginalImage", "ActiveImage");
+	json_array_foreach(disks, i, d) {
+		printf("%-*s  %-*s  %s\n", wd, jstr(d, "Device"), wo, jstr(d, "OriginalImage"),
+		       jstr(d, "ActiveImage"));
+		/* The chain, oldest first, one image a line under the row. */
+		json_array_foreach(json_object_get(d, "Chain"), j, c)
+			printf("%*s  %s %s\n", wd, "", j == 0 ? "chain:" : "    <-",
+			       json_is_string(c) ? json_string_value(c) : "?");
+	}
+}
+
+static void print_json(const char *vm, json_t *disks)
+{
+	size_t i;
+	json_t *d;
+
+	json_array_foreach(disks, i, d) {
+		json_t *o = json_pack("{s:s, s:O?, s:O?, s:O?, s:O?}", "VMName", vm,
+				      "Device", json_object_get(d, "Device"),
+				      "OriginalImage", json_object_get(d, "OriginalImage"),
+				      "ActiveImage", json_object_get(d, "ActiveImage"),
+				      "Chain", json_object_get(d, "Chain"));
+
+		output_json_line(o);
+		json_decref(o);
+	}
+}
+
+static int cmd_disks_exec(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		CMD_COMMON_LONG,
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct registry reg;
+	const struct registry_entry *e;
+	char err[1024], *root, *path;
+	const char *vm;
+	json_t *state, *disks, *d;
+	size_t i;
+	int opt, json = 0, rc = EXIT_ALL_OK;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, CMD_COMMON_SHORT, longopts, NULL)) != -1) {
+		int common = cmd_common_option(&cmd_disks_entry, opt, optarg);
+
+		if (common < 0)
+			return EXIT_ALL_OK;
+		if (common > 0)
+			continue;
+		if (opt == 'j')
+			json = 1;
+		else
+			return cmd_usage(&cmd_disks_entry);
+	}
+	if (optind + 1 != argc)
+		return cmd_usage(&cmd_disks_entry);
+	vm = argv[optind];
+	if (registry_load(cmd_registry_path, &reg, err, sizeof err) < 0)
+		return error("%s", err), EXIT_USAGE;
+	e = registry_find(&reg, vm);
+	root = catalog_root(e);
+	path = xasprintf("%s/%s/vm.json", root, vm);
+	if (e == NULL && access(path, F_OK) != 0) {
+		error_vm(vm, "not in the registry and no %s; check the name with 'qckpt list'", path);
+		rc = EXIT_SOME_FAILED;
+		goto out;
+	}
+	state = catalog_load_vm(root, vm);
+	disks = json_object_get(state, "Disks");
+	if (json)
+		print_json(vm, disks);
+	else
+		print_table(disks);
+	if (json_array_size(disks) == 0)
+		verbose_vm(vm, "no checkpoint has switched its disks yet: the images its launch command names are current");
+	json_array_foreach(disks, i, d) {
+		if (chain_check(d, err, sizeof err) < 0) {
+			error_vm(vm, "disk %s: %s; put the file back before launching the VM", jstr(d, "Device"), err);
+			rc = EXIT_SOME_FAILED;
+		}
+	}
+	json_decref(state);
+out:
+	free(path);
+	free(root);
+	registry_free(&reg);
+	return rc;
+}

@@ -1,0 +1,443 @@
+/*
+ * cmd-run.c: "qckpt run NAME [--] QEMU-COMMAND...", the launch shim.  It
+ * reads the user's QEMU command as QEMU will (cmdline.c), points each disk
+ * at its current active image from vm.json after checking the chain
+ * against the files (chain.c), adds a QMP socket and -name when missing,
+ * registers NAME, records the command in vm.json and then execs QEMU in
+ * place: same PID, QEMU's signals and exit status, so it can be a systemd
+ * ExecStart= or the last line of a script.  Nothing is printed on stdout
+ * (QEMU's serial console may be there) unless --dry-run.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "catalog.h"
+#include "chain.h"
+#include "cmd.h"
+#include "cmdline.h"
+#include "log.h"
+#include "registry.h"
+#include "util.h"
+
+static int cmd_run_exec(int argc, char **argv);
+
+const struct cmd_entry cmd_run_entry = {
+	.name = "run",
+	.alias = NULL,
+	.usage = "[--dir DIR] [--overlay-dir DIR] [--monitor SOCKET] [-n|--dry-run] NAME [--] QEMU-COMMAND...",
+	.summary = "launch QEMU in place on each disk's current image, registered and with a QMP socket",
+	.exec = cmd_run_exec,
+};
+
+enum {
+	OPT_DIR = OPT_COMMON_LAST,
+	OPT_OVERLAY_DIR,
+	OPT_MONITOR,
+};
+
+struct run_opts {
+	const char *vm;
+	const char *dir, *overlay_dir, *monitor;
+	int dry_run;
+};
+
+/* "unix:/p" and "/p" are one monitor. */
+static const char *monitor_path(const char *monitor)
+{
+	if (strncmp(monitor, "unix:", 5) == 0)
+		return monitor + 5;
+	return monitor[0] == '/' ? monitor : NULL;
+}
+
+static int same_monitor(const char *a, const char *b)
+{
+	const char *pa = monitor_path(a), *pb = monitor_path(b);
+
+	if (pa && pb)
+		return strcmp(pa, pb) == 0;
+	return strcmp(a, b) == 0;
+}
+
+/* Where a VM's QMP socket goes when nobody said: a per-user runtime dir. */
+static char *default_monitor(const char *vm)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+
+	if (geteuid() == 0)
+		return xasprintf("unix:/run/qckpt/%s.qmp", vm);
+	if (xdg != NULL && xdg[0] == '/')
+		return xasprintf("unix:%s/qckpt/%s.qmp", xdg, vm);
+	return xasprintf("unix:/tmp/qckpt-%u/%s.qmp", (unsigned)geteuid(), vm);
+}
+
+/* A unix socket someone answers on: the VM is running already. */
+static int socket_answers(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, ok;
+
+	if (strlen(path) >= sizeof sa.sun_path)
+		return 0;
+	strcpy(sa.sun_path, path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return 0;
+	ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+	close(fd);
+	return ok;
+}
+
+/* The socket's directory, private to its user when qckpt makes it. */
+static int make_socket_dir(const char *vm, const char *path)
+{
+	char *dir = dir_name(path);
+	struct stat st;
+	int rc = mkdir_p(dir, 0700);
+
+	if (rc == 0 && (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode) ||
+			(st.st_uid != geteuid() && st.st_uid != 0)))
+		rc = -EPERM;
+	if (rc < 0)
+		error_vm(vm, "cannot use %s for the QMP socket: %s; give one with --monitor SOCKET",
+			 dir, strerror(-rc));
+	free(dir);
+	return rc;
+}
+
+static void add_qmp(struct cmdline *cl, const char *monitor)
+{
+	const char *path = monitor_path(monitor);
+
+	if (path != NULL) {
+		char *esc = qopts_escape(path);
+		char *spec = xasprintf("socket,id=qckpt-qmp,path=%s,server=on,wait=off", esc);
+
+		cmdline_append(cl, "-chardev", spec, "-mon", "chardev=qckpt-qmp,mode=control", NULL);
+		free(spec);
+		free(esc);
+	} else {
+		char *spec = xasprintf("%s,server=on,wait=off", monitor);
+
+		cmdline_append(cl, "-qmp", spec, NULL);
+		free(spec);
+	}
+}
+
+/*
+ * Which monitor the VM gets: the registered one, the command's own, the
+ * one named by --monitor, or the default; *add says the command needs it
+ * added.  New string, or NULL after printing why not.
+ */
+static char *choose_monitor(const struct run_opts *o, const struct registry_entry *e,
+			    const struct cmdline *cl, int *add)
+{
+	char *mine = NULL, *want;
+
+	cmdline_find_qmp(cl, &mine);
+	*add = mine == NULL;
+	if (mine != NULL && monitor_path(mine) == NULL && strncmp(mine, "tcp:", 4) != 0) {
+		error_vm(o->vm, "the command's QMP socket '%s' is not an absolute path; give it one", mine + 5);
+		free(mine);
+		return NULL;
+	}
+	if (e != NULL)
+		want = xstrdup(e->monitor);
+	else if (o->monitor != NULL)
+		want = o->monitor[0] == '/' ? xasprintf("unix:%s", o->monitor) : xstrdup(o->monitor);
+	else if (mine != NULL)
+		want = xstrdup(mine);
+	else
+		want = default_monitor(o->vm);
+	if (mine != NULL && !same_monitor(mine, want)) {
+		error_vm(o->vm, "the command serves QMP on %s but the VM is %s %s; use that socket in the command or drop its QMP socket",
+			 mine, e ? "registered with monitor" : "to use --monitor", want);
+		free(mine);
+		free(want);
+		return NULL;
+	}
+	if (e != NULL && o->monitor != NULL && !same_monitor(o->monitor, e->monitor)) {
+		error_vm(o->vm, "registered with monitor %s, not %s; change it with 'qckpt unregister' and 'qckpt register'",
+			 e->monitor, o->monitor);
+		free(mine);
+		free(want);
+		return NULL;
+	}
+	free(mine);
+	if (!registry_valid_monitor(want)) {
+		error_vm(o->vm, "'%s' is not a monitor qckpt can reach (unix:PATH, /abs/path or tcp:HOST:PORT)", want);
+		free(want);
+		return NULL;
+	}
+	return want;
+}
+
+/* ---- disks --------------------------------------------------------------- */
+
+struct run_disks {
+	const char *vm;
+	char *vmdir;
+	json_t *disks;   /* vm.json's Disks */
+	int *matched;
+};
+
+static int on_image(void *arg, const char *image, char **replacement, char *err,
+		    size_t errlen)
+{
+	struct run_disks *r = arg;
+	size_t i;
+	json_t *d;
+
+	json_array_foreach(r->disks, i, d) {
+		const char *dev = json_string_value(json_object_get(d, "Device"));
+		char why[1024];
+
+		if (!chain_names(d, image))
+			continue;
+		if (chain_check(d, why, sizeof why) < 0) {
+			snprintf(err, errlen,
+				 "disk %s: %s; nothing was started: put the file back (qckpt disks %s shows the chain), or move %s/vm.json aside to launch on the images the command names",
+				 dev ? dev : "?", why, r->vm, r->vmdir);
+			return -1;
+		}
+		r->matched[i] = 1;
+		*replacement = xstrdup(json_string_value(json_object_get(d, "ActiveImage")));
+		return 0;
+	}
+	return 0;
+}
+
+static void warn_unmatched(struct run_disks *r)
+{
+	size_t i;
+	json_t *d;
+
+	json_array_foreach(r->disks, i, d)
+		if (!r->matched[i])
+			warn_vm(r->vm, "disk %s (originally %s) is not in the command; its current image is %s",
+				json_string_value(json_object_get(d, "Device")),
+				json_string_value(json_object_get(d, "OriginalImage")),
+				json_string_value(json_object_get(d, "ActiveImage")));
+}
+
+/* ---- the command ---------------------------------------------------------- */
+
+static int record_launch(const struct run_opts *o, const char *root, json_t *state,
+			 const struct cmdline *given, const struct cmdline *executed,
+			 const char *cwd)
+{
+	char when[40];
+	int rc;
+
+	format_iso8601(wall_ms(), when, sizeof when);
+	json_object_set_new(state, "CommandLine", json_pack(
+		"{s:o, s:o, s:s, s:I, s:s}", "Given", cmdline_to_json(given),
+		"Executed", cmdline_to_json(executed), "WorkingDirectory", cwd,
+		"Pid", (json_int_t)getpid(), "LaunchTime", when));
+	rc = catalog_write_vm(root, o->vm, state);
+	if (rc < 0)
+		error_vm(o->vm, "cannot record the command line in %s/%s/vm.json: %s",
+			 root, o->vm, strerror(-rc));
+	return rc;
+}
+
+static int register_vm(const struct run_opts *o, const char *monitor)
+{
+	char *path = registry_path_for_writing(cmd_registry_path);
+	char *keys[2], err[512];
+	size_t nkeys = 0;
+	int rc;
+
+	if (o->dir)
+		keys[nkeys++] = xasprintf("dir=%s", o->dir);
+	if (o->overlay_dir)
+		keys[nkeys++] = xasprintf("overlay-dir=%s", o->overlay_dir);
+	rc = registry_add(path, o->vm, monitor, keys, nkeys, err, sizeof err);
+	if (rc < 0)
+		error_vm(o->vm, "cannot register: %s", err);
+	else
+		verbose_vm(o->vm, "registered in %s with monitor %s", path, monitor);
+	while (nkeys > 0)
+		free(keys[--nkeys]);
+	free(path);
+	return rc;
+}
+
+static int parse_args(int argc, char **argv, struct run_opts *o, int *first)
+{
+	static const struct option longopts[] = {
+		CMD_COMMON_LONG,
+		{ "dir", required_argument, NULL, OPT_DIR },
+		{ "overlay-dir", required_argument, NULL, OPT_OVERLAY_DIR },
+		{ "monitor", required_argument, NULL, OPT_MONITOR },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int opt;
+
+	optind = 1;
+	/* "+": stop at NAME, QEMU's options are not ours. */
+	while ((opt = getopt_long(argc, argv, "+" CMD_COMMON_SHORT "n", longopts, NULL)) != -1) {
+		int common = cmd_common_option(&cmd_run_entry, opt, optarg);
+
+		if (common < 0)
+			return 1;
+		if (common > 0)
+			continue;
+		switch (opt) {
+		case OPT_DIR:
+			o->dir = optarg;
+			break;
+		case OPT_OVERLAY_DIR:
+			o->overlay_dir = optarg;
+			break;
+		case OPT_MONITOR:
+			o->monitor = optarg;
+			break;
+		case 'n':
+			o->dry_run = 1;
+			break;
+		default:
+			return -1;
+		}
+	}
+	if (optind >= argc)
+		return -1;
+	o->vm = argv[optind++];
+	if (optind < argc && strcmp(argv[optind], "--") == 0)
+		optind++;
+	if (optind >= argc)
+		return -1;
+	*first = optind;
+	return 0;
+}
+
+static int check_options(const struct run_opts *o, const struct registry_entry *e)
+{
+	if (!registry_valid_name(o->vm))
+		return error("'%s' is not a VM name (letters, digits, '.', '_', '-')", o->vm);
+	if ((o->dir && o->dir[0] != '/') || (o->overlay_dir && o->overlay_dir[0] != '/'))
+		return error_vm(o->vm, "--dir and --overlay-dir need absolute paths");
+	if (e != NULL && o->dir && (e->dir == NULL || strcmp(e->dir, o->dir) != 0))
+		return error_vm(o->vm, "registered with %s%s, not dir=%s; drop --dir or re-register",
+				e->dir ? "dir=" : "the default catalog directory", e->dir ? e->dir : "", o->dir);
+	if (e != NULL && o->overlay_dir && (e->overlay_dir == NULL || strcmp(e->overlay_dir, o->overlay_dir) != 0))
+		return error_vm(o->vm, "registered without overlay-dir=%s; drop --overlay-dir or re-register",
+				o->overlay_dir);
+	return 0;
+}
+
+static int check_guest_name(const struct run_opts *o, struct cmdline *cl)
+{
+	char *name = cmdline_guest_name(cl);
+
+	if (name == NULL) {
+		cmdline_append(cl, "-name", o->vm, NULL);
+		return 0;
+	}
+	if (strcmp(name, o->vm) != 0) {
+		error_vm(o->vm, "the command names the guest '%s' (-name); qckpt checks that name on the socket, so use 'qckpt run %s' or -name %s",
+			 name, name, o->vm);
+		free(name);
+		return -1;
+	}
+	free(name);
+	return 0;
+}
+
+static int launch(struct run_opts *o, struct registry *reg, struct cmdline *given)
+{
+	const struct registry_entry *e = registry_find(reg, o->vm);
+	struct registry_entry unreg = { .dir = (char *)o->dir };
+	struct cmdline cl;
+	struct run_disks rd = { .vm = o->vm };
+	char *root = NULL, *monitor = NULL, cwd[4096], err[2048];
+	json_t *state = NULL;
+	int add_monitor, saved, rc = EXIT_USAGE;
+
+	if (getcwd(cwd, sizeof cwd) == NULL)
+		return error_vm(o->vm, "cannot read the working directory: %s", strerror(errno)), EXIT_USAGE;
+	cmdline_init(&cl, given->argv, given->argc);
+	if (check_options(o, e) < 0 || check_guest_name(o, &cl) < 0)
+		goto out;
+	if ((monitor = choose_monitor(o, e, &cl, &add_monitor)) == NULL)
+		goto out;
+	if (monitor_path(monitor) && socket_answers(monitor_path(monitor))) {
+		error_vm(o->vm, "already running: its QMP socket %s answers; stop that QEMU first",
+			 monitor_path(monitor));
+		goto out;
+	}
+	root = catalog_root(e ? e : &unreg);
+	rd.vmdir = catalog_vm_dir(root, o->vm);
+	state = catalog_load_vm(root, o->vm);
+	rd.disks = json_object_get(state, "Disks");
+	rd.matched = xcalloc(json_array_size(rd.disks) + 1, sizeof *rd.matched);
+	if (cmdline_rewrite_disks(&cl, cwd, on_image, &rd, err, sizeof err) < 0) {
+		error_vm(o->vm, "%s", err);
+		rc = EXIT_SOME_FAILED;
+		goto out;
+	}
+	warn_unmatched(&rd);
+	if (add_monitor)
+		add_qmp(&cl, monitor);
+	if (o->dry_run) {
+		char *line = cmdline_quote(&cl);
+
+		printf("%s\n", line);
+		free(line);
+		rc = EXIT_ALL_OK;
+		goto out;
+	}
+	if (add_monitor && monitor_path(monitor) && make_socket_dir(o->vm, monitor_path(monitor)) < 0)
+		goto out;
+	if (e == NULL && register_vm(o, monitor) < 0)
+		goto out;
+	if (record_launch(o, root, state, given, &cl, cwd) < 0) {
+		rc = EXIT_SOME_FAILED;
+		goto out;
+	}
+	verbose_vm(o->vm, "exec %s", cl.argv[0]);
+	fflush(stdout);
+	fflush(stderr);
+	/* main() ignores SIGPIPE; QEMU gets the default back. */
+	signal(SIGPIPE, SIG_DFL);
+	execvp(cl.argv[0], cl.argv);
+	saved = errno;
+	signal(SIGPIPE, SIG_IGN);
+	rc = saved == ENOENT ? 127 : 126; /* as shells do */
+	error_vm(o->vm, "cannot run %s: %s", cl.argv[0], strerror(saved));
+out:
+	free(rd.matched);
+	free(rd.vmdir);
+	json_decref(state);
+	free(root);
+	free(monitor);
+	cmdline_free(&cl);
+	return rc;
+}
+
+static int cmd_run_exec(int argc, char **argv)
+{
+	struct run_opts o = { 0 };
+	struct registry reg;
+	struct cmdline given;
+	char err[512];
+	int first, rc = parse_args(argc, argv, &o, &first);
+
+	if (rc > 0)
+		return EXIT_ALL_OK;
+	if (rc < 0)
+		return cmd_usage(&cmd_run_entry);
+	if (registry_load(cmd_registry_path, &reg, err, sizeof err) < 0)
+		return error("%s", err), EXIT_USAGE;
+	cmdline_init(&given, argv + first, (size_t)(argc - first));
+	rc = launch(&o, &reg, &given);
+	cmdline_free(&given);
+	registry_free(&reg);
+	return rc;
+}

@@ -1,0 +1,374 @@
+/*
+ * test-cmdline.c: unit tests of src/cmdline.c (reading and rewriting QEMU
+ * command lines as QEMU reads them) and src/chain.c (qcow2 headers, chains
+ * in vm.json against the files).  No QEMU needed: qcow2 headers are
+ * written by hand.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "chain.h"
+#include "cmdline.h"
+
+static char tmpdir[] = "/tmp/qckpt-test-cmdline-XXXXXX";
+
+static void from_words(struct cmdline *c, const char *const *words)
+{
+	size_t n = 0;
+
+	while (words[n])
+		n++;
+	cmdline_init(c, (char *const *)words, n);
+}
+
+static void test_qopts_parse_doubles_commas_and_keeps_the_implied_key(void **state)
+{
+	struct qopts o;
+	char *text;
+
+	qopts_parse("a,,b.img,process=x,debug-threads=on", "guest", &o);
+	assert_int_equal(o.n, 3);
+	assert_string_equal(qopts_get(&o, "guest"), "a,b.img");
+	assert_string_equal(qopts_get(&o, "process"), "x");
+	text = qopts_format(&o);
+	assert_string_equal(text, "a,,b.img,process=x,debug-threads=on");
+	free(text);
+	qopts_free(&o);
+
+	qopts_parse("unix:/x,server,nowait", NULL, &o);
+	assert_string_equal(qopts_get(&o, "server"), "on"); /* a bare flag */
+	assert_true(qopts_true(qopts_get(&o, "server")));
+	qopts_free(&o);
+}
+
+static void test_options_without_value_do_not_swallow_the_next(void **state)
+{
+	const char *w[] = { "qemu", "-nodefaults", "-S", "-drive", "file=a.img", "--snapshot",
+			    "-append", "-name x", NULL };
+	struct cmdline c;
+	char *name;
+
+	from_words(&c, w);
+	/* "-name x" is -append's value, not a -name */
+	name = cmdline_guest_name(&c);
+	assert_null(name);
+	cmdline_free(&c);
+}
+
+static void test_guest_name_from_name_option(void **state)
+{
+	const char *w[] = { "qemu", "-name", "guest=web,,1,process=p", "-m", "128", NULL };
+	const char *w2[] = { "qemu", "--name", "db,debug-threads=on", NULL };
+	struct cmdline c;
+	char *name;
+
+	from_words(&c, w);
+	name = cmdline_guest_name(&c);
+	assert_string_equal(name, "web,1");
+	free(name);
+	cmdline_free(&c);
+	from_words(&c, w2);
+	name = cmdline_guest_name(&c);
+	assert_string_equal(name, "db");
+	free(name);
+	cmdline_free(&c);
+}
+
+static void test_qmp_monitors_are_found_in_every_spelling(void **state)
+{
+	const char *none[] = { "qemu", "-monitor", "stdio", "-mon", "chardev=c0", NULL };
+	const char *qmp[] = { "qemu", "-qmp", "unix:/run/a.qmp,server=on,wait=off", NULL };
+	const char *pretty[] = { "qemu", "-qmp-pretty", "unix:/run/b.qmp,server,nowait", NULL };
+	const char *client[] = { "qemu", "-qmp", "unix:/run/c.qmp", NULL };
+	const char *chardev[] = { "qemu", "-chardev", "socket,id=obs,path=/run/obs",
+				  "-mon", "chardev=obs,mode=control",
+				  "-chardev", "socket,id=m,path=/run/d,,e.qmp,server=on,wait=off",
+				  "-mon", "m,mode=control", NULL };
+	const char *tcp[] = { "qemu", "-qmp", "tcp:localhost:4444,server=on,wait=off", NULL };
+	struct cmdline c;
+	char *addr;
+
+	from_words(&c, none);
+	assert_int_equal(cmdline_find_qmp(&c, &addr), 0);
+	assert_null(addr);
+	cmdline_free(&c);
+	from_words(&c, qmp);
+	assert_int_equal(cmdline_find_qmp(&c, &addr), 1);
+	assert_string_equal(addr, "unix:/run/a.qmp");
+	free(addr);
+	cmdline_free(&c);
+	from_words(&c, pretty);
+	assert_int_equal(cmdline_find_qmp(&c, &addr), 1);
+	assert_string_equal(addr, "unix:/run/b.qmp");
+	free(addr);
+	cmdline_free(&c);
+	from_words(&c, client);
+	assert_int_equal(cmdline_find_qmp(&c, &addr), 1);
+	assert_null(addr); /* QEMU connects out: nothing for qckpt to reach */
+	cmdline_free(&c);
+	from_words(&c, chardev);
+	assert_int_equal(cmdline_find_qmp(&c, &addr), 2);
+	assert_string_equal(addr, "unix:/run/d,e.qmp"); /* the server one */
+	free(addr);
+	cmdline_free(&c);
+	from_words(&c, tcp);
+	assert_int_equal(cmdline_find_qmp(&c, &addr), 1);
+	assert_string_equal(addr, "tcp:localhost:4444");
+	free(addr);
+	cmdline_free(&c);
+}
+
+/* The callback of the rewrite tests: "/w/base,x.raw" and "/w/old.qcow2"
+ * move to "/w/new,1.qcow2"; "/w/missing.img" is refused. */
+static int fake_image(void *arg, const char *image, char **replacement, char *err,
+		      size_t errlen)
+{
+	int *calls = arg;
+
+	(*calls)++;
+	if (strcmp(image, "/w/missing.img") == 0) {
+		snprintf(err, errlen, "refused %s", image);
+		return -1;
+	}
+	if (strcmp(image, "/w/base,x.raw") == 0 || strcmp(image, "/w/old.qcow2") == 0)
+		*replacement = strdup("/w/new,1.qcow2");
+	return 0;
+}
+
+static void rewrite_ok(const char *const *in, const char *const *want)
+{
+	struct cmdline c;
+	char err[256];
+	int calls = 0;
+
+	from_words(&c, in);
+	assert_int_equal(cmdline_rewrite_disks(&c, "/w", fake_image, &calls, err, sizeof err), 0);
+	for (size_t i = 0; want[i] || i < c.argc; i++) {
+		assert_non_null(want[i]);
+		assert_true(i < c.argc);
+		assert_string_equal(c.argv[i], want[i]);
+	}
+	cmdline_free(&c);
+}
+
+static void test_drive_gets_the_active_image_and_qcow2(void **state)
+{
+	const char *in[] = { "qemu", "-drive", "file=base,,x.raw,format=raw,if=virtio",
+			     "-drive", "file=./data/../d.img,if=none,id=d1",
+			     "-drive", "if=none,id=cd,media=cdrom,file=/w/base,,x.raw",
+			     "-drive", "file=/w/old.qcow2,if=none", NULL };
+	const char *want[] = { "qemu", "-drive", "file=/w/new,,1.qcow2,format=qcow2,if=virtio",
+			       "-drive", "file=/w/data/../d.img,if=none,id=d1",
+			       "-drive", "if=none,id=cd,media=cdrom,file=/w/base,,x.raw",
+			       "-drive", "file=/w/new,,1.qcow2,if=none,format=qcow2", NULL };
+
+	rewrite_ok(in, want);
+}
+
+static void test_hda_cdrom_and_bare_images(void **state)
+{
+	const char *in[] = { "qemu", "-hda", "base,x.raw", "-cdrom", "/w/old.qcow2",
+			     "-m", "old.qcow2", "old.qcow2", "-hdb", "nbd:host:10809", NULL };
+	const char *want[] = { "qemu", "-hda", "/w/new,1.qcow2", "-cdrom", "/w/old.qcow2",
+			       "-m", "old.qcow2", "/w/new,1.qcow2", "-hdb", "nbd:host:10809", NULL };
+
+	rewrite_ok(in, want);
+}
+
+static void test_blockdev_keyval_file_node_and_its_format_node(void **state)
+{
+	const char *in[] = { "qemu", "-blockdev", "driver=file,filename=/w/base,,x.raw,node-name=f0",
+			     "-blockdev", "raw,file=f0,node-name=d0",
+			     "-blockdev", "driver=raw,file.driver=file,file.filename=/w/old.qcow2,node-name=d1",
+			     "-blockdev", "driver=file,filename=/w/base,,x.raw,node-name=ro,read-only=on",
+			     NULL };
+	const char *want[] = { "qemu", "-blockdev", "driver=file,filename=/w/new,,1.qcow2,node-name=f0",
+			       "-blockdev", "qcow2,file=f0,node-name=d0",
+			       "-blockdev", "driver=qcow2,file.driver=file,file.filename=/w/new,,1.qcow2,node-name=d1",
+			       "-blockdev", "driver=file,filename=/w/base,,x.raw,node-name=ro,read-only=on",
+			       NULL };
+
+	rewrite_ok(in, want);
+}
+
+static void test_blockdev_json_flat_and_nested(void **state)
+{
+	const char *in[] = { "qemu",
+		"-blockdev", "{\"driver\":\"file\",\"filename\":\"base,x.raw\",\"node-name\":\"f0\"}",
+		"-blockdev", "{\"driver\":\"raw\",\"file\":\"f0\",\"node-name\":\"d0\"}",
+		"-blockdev", "{\"driver\":\"raw\",\"node-name\":\"d1\",\"file\":{\"driver\":\"host_device\",\"filename\":\"/w/old.qcow2\"}}",
+		NULL };
+	const char *want[] = { "qemu",
+		"-blockdev", "{\"driver\":\"file\",\"filename\":\"/w/new,1.qcow2\",\"node-name\":\"f0\"}",
+		"-blockdev", "{\"driver\":\"qcow2\",\"file\":\"f0\",\"node-name\":\"d0\"}",
+		"-blockdev", "{\"driver\":\"qcow2\",\"node-name\":\"d1\",\"file\":{\"driver\":\"file\",\"filename\":\"/w/new,1.qcow2\"}}",
+		NULL };
+
+	rewrite_ok(in, want);
+}
+
+static void rewrite_fails(const char *const *in, const char *msg)
+{
+	struct cmdline c;
+	char err[512] = "";
+	int calls = 0;
+
+	from_words(&c, in);
+	assert_int_equal(cmdline_rewrite_disks(&c, "/w", fake_image, &calls, err, sizeof err), -1);
+	if (strstr(err, msg) == NULL)
+		fail_msg("error '%s' lacks '%s'", err, msg);
+	cmdline_free(&c);
+}
+
+static void test_rewrite_refusals(void **state)
+{
+	const char *missing[] = { "qemu", "-drive", "file=missing.img", NULL };
+	const char *bare_file[] = { "qemu", "-blockdev", "driver=file,filename=/w/old.qcow2,node-name=f0",
+				    "-device", "virtio-blk,drive=f0", NULL };
+	const char *offset[] = { "qemu", "-blockdev", "driver=file,filename=/w/old.qcow2,node-name=f0",
+				 "-blockdev", "driver=raw,file=f0,offset=512,node-name=d0", NULL };
+
+	rewrite_fails(missing, "refused /w/missing.img");
+	rewrite_fails(bare_file, "without a format node");
+	rewrite_fails(offset, "offset=");
+}
+
+static void test_absolute_paths_and_quoting(void **state)
+{
+	const char *w[] = { "qemu", "-append", "console=ttyS0 it's", "-m", "128", NULL };
+	struct cmdline c;
+	char *s;
+
+	s = cmdline_absolute("/home/u", "./vm//disk.img");
+	assert_string_equal(s, "/home/u/vm/disk.img");
+	free(s);
+	s = cmdline_absolute("/", "a.img");
+	assert_string_equal(s, "/a.img");
+	free(s);
+	from_words(&c, w);
+	s = cmdline_quote(&c);
+	assert_string_equal(s, "qemu -append 'console=ttyS0 it'\\''s' -m 128");
+	free(s);
+	cmdline_free(&c);
+}
+
+/* ---- chains ---- */
+
+static char *tpath(const char *name)
+{
+	char *p;
+
+	assert_true(asprintf(&p, "%s/%s", tmpdir, name) > 0);
+	return p;
+}
+
+/* A minimal qcow2 header naming BACKING (or none). */
+static void write_qcow2(const char *path, const char *backing)
+{
+	unsigned char h[512] = { 'Q', 'F', 'I', 0xfb, 0, 0, 0, 3 };
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	size_t len = backing ? strlen(backing) : 0;
+
+	assert_true(fd >= 0);
+	if (backing) {
+		h[15] = 200; /* backing_file_offset = 200 */
+		h[19] = (unsigned char)len;
+		memcpy(h + 200, backing, len);
+	}
+	assert_int_equal(write(fd, h, sizeof h), (ssize_t)sizeof h);
+	close(fd);
+}
+
+static json_t *disk_of(const char *const *chain)
+{
+	json_t *c = json_array();
+	size_t n = 0;
+
+	while (chain[n])
+		json_array_append_new(c, json_string(chain[n++]));
+	return json_pack("{s:s, s:s, s:s, s:o}", "Device", "drv0", "OriginalImage", chain[0],
+			 "ActiveImage", chain[n - 1], "Chain", c);
+}
+
+static void test_chain_checks_headers_against_the_catalog(void **state)
+{
+	char *base = tpath("base.raw"), *ov1 = tpath("ov1.qcow2"), *ov2 = tpath("ov2.qcow2");
+	char *other = tpath("other.qcow2"), *backing = NULL, err[512];
+	const char *chain[] = { base, ov1, ov2, NULL };
+	json_t *disk;
+	FILE *f = fopen(base, "w");
+
+	fputs("raw data", f);
+	fclose(f);
+	write_qcow2(ov1, base);
+	write_qcow2(ov2, "ov1.qcow2"); /* relative to its directory, as QEMU reads it */
+	write_qcow2(other, NULL);
+	assert_int_equal(qcow2_backing_file(ov1, &backing), 0);
+	assert_string_equal(backing, base);
+	free(backing);
+	assert_int_equal(qcow2_backing_file(other, &backing), 0);
+	assert_null(backing);
+	assert_int_equal(qcow2_backing_file(base, &backing), -EINVAL);
+
+	disk = disk_of(chain);
+	assert_int_equal(chain_check(disk, err, sizeof err), 0);
+	assert_true(chain_names(disk, ov1));
+	assert_false(chain_names(disk, other));
+
+	/* an overlay naming another backing file than the chain says */
+	write_qcow2(ov2, other);
+	assert_int_equal(chain_check(disk, err, sizeof err), -1);
+	assert_non_null(strstr(err, "names backing file"));
+	/* a missing overlay */
+	unlink(ov2);
+	assert_int_equal(chain_check(disk, err, sizeof err), -1);
+	assert_non_null(strstr(err, "missing"));
+	json_decref(disk);
+	/* a chain that does not end at the active image */
+	disk = disk_of(chain);
+	json_object_set_new(disk, "ActiveImage", json_string(other));
+	assert_int_equal(chain_check(disk, err, sizeof err), -1);
+	assert_non_null(strstr(err, "not at its active image"));
+	json_decref(disk);
+	unlink(base);
+	unlink(ov1);
+	unlink(other);
+	free(base);
+	free(ov1);
+	free(ov2);
+	free(other);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_qopts_parse_doubles_commas_and_keeps_the_implied_key),
+		cmocka_unit_test(test_options_without_value_do_not_swallow_the_next),
+		cmocka_unit_test(test_guest_name_from_name_option),
+		cmocka_unit_test(test_qmp_monitors_are_found_in_every_spelling),
+		cmocka_unit_test(test_drive_gets_the_active_image_and_qcow2),
+		cmocka_unit_test(test_hda_cdrom_and_bare_images),
+		cmocka_unit_test(test_blockdev_keyval_file_node_and_its_format_node),
+		cmocka_unit_test(test_blockdev_json_flat_and_nested),
+		cmocka_unit_test(test_rewrite_refusals),
+		cmocka_unit_test(test_absolute_paths_and_quoting),
+		cmocka_unit_test(test_chain_checks_headers_against_the_catalog),
+	};
+	int rc;
+
+	if (mkdtemp(tmpdir) == NULL)
+		return 1;
+	rc = cmocka_run_group_tests_name("cmdline and chain", tests, NULL, NULL);
+	rmdir(tmpdir);
+	return rc;
+}
