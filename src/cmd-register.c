@@ -50,6 +50,25 @@ static int one_word(const char *s)
 	return s[0] != '\0' && s[0] != '#';
 }
 
+/* S for a message on one line: control characters shown as \n, \t, \xNN. */
+static const char *printable(const char *s, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	for (const char *p = s; *p && n + 5 < len; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == '\n' || c == '\t')
+			n += (size_t)snprintf(buf + n, len - n, "\\%c", c == '\n' ? 'n' : 't');
+		else if (iscntrl(c))
+			n += (size_t)snprintf(buf + n, len - n, "\\x%02x", c);
+		else
+			buf[n++] = (char)c;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
 /*
  * Check the arguments as the parser will, one key at a time so the message
  * names the key at fault.  0, or -1 after printing one line.
@@ -58,19 +77,19 @@ static int check_arguments(const char *name, const char *monitor,
 			   char *const *keys, size_t nkeys)
 {
 	struct registry reg;
-	char err[512], *line;
+	char err[512], *line, shown[256];
 	int rc;
 
 	if (!one_word(name) || !registry_valid_name(name))
 		return error("bad VM name '%s': letters, digits, '.', '_' and '-', at most 64, not starting with '-' or '.'",
-			     name);
+			     printable(name, shown, sizeof shown));
 	if (!one_word(monitor) || !registry_valid_monitor(monitor))
 		return error_vm(name, "bad monitor '%s': give unix:/ABSOLUTE/PATH, an absolute socket path or tcp:HOST:PORT",
-				monitor);
+				printable(monitor, shown, sizeof shown));
 	for (size_t i = 0; i < nkeys; i++) {
 		if (!one_word(keys[i]))
 			return error_vm(name, "bad setting '%s': key=value without blanks (known keys: dir, overlay-dir, agent, type)",
-					keys[i]);
+					printable(keys[i], shown, sizeof shown));
 		line = xasprintf("%s %s %s\n", name, monitor, keys[i]);
 		rc = registry_parse("-", line, &reg, err, sizeof err);
 		free(line);
