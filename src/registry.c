@@ -232,11 +232,19 @@ char *registry_path_for_writing(const char *path)
 	const char *env = getenv("QCKPT_REGISTRY");
 	const char *xdg = getenv("XDG_CONFIG_HOME");
 	const char *home = getenv("HOME");
+	char *reading;
+	int explicit;
 
 	if (path != NULL)
 		return xstrdup(path);
 	if (env != NULL && *env != '\0')
 		return xstrdup(env);
+	/* The file that is read, when there is one: creating another would
+	 * hide it (a new ~/.config file shadows /etc/qckpt/registry). */
+	reading = registry_default_path(&explicit);
+	if (access(reading, F_OK) == 0)
+		return reading;
+	free(reading);
 	if (geteuid() == 0)
 		return xstrdup("/etc/qckpt/registry");
 	if (xdg != NULL && *xdg == '/')

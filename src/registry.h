@@ -60,8 +60,9 @@ int registry_valid_monitor(const char *monitor);
 
 /*
  * The registry file that register/unregister change: PATH if given, else
- * $QCKPT_REGISTRY, else /etc/qckpt/registry for root, else
- * $XDG_CONFIG_HOME/qckpt/registry (~/.config).  New string.
+ * $QCKPT_REGISTRY, else the default file that registry_load reads if it
+ * exists (so a new file never hides it), else /etc/qckpt/registry for root,
+ * else $XDG_CONFIG_HOME/qckpt/registry (~/.config).  New string.
  */
 char *registry_path_for_writing(const char *path);
 

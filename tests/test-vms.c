@@ -680,6 +680,44 @@ static void test_register_and_unregister_round_trip(void **state)
 		run_free(&r);
 		free(other);
 	}
+
+	/* Without --registry and $QCKPT_REGISTRY, the file that is read is the
+	 * one written (root would otherwise write /etc/qckpt/registry, which a
+	 * user's ~/.config file hides). */
+	{
+		char *xdg = harness_path("xdg"), *dir = fmt("%s/qckpt", xdg);
+		char *file = fmt("%s/registry", dir);
+		char *etc_before = access("/etc/qckpt/registry", F_OK) == 0 ?
+				   read_file("/etc/qckpt/registry") : NULL;
+
+		assert_int_equal(mkdir(xdg, 0700), 0);
+		assert_int_equal(mkdir(dir, 0700), 0);
+		write_file(file, "a /run/a.qmp\n");
+		unsetenv("QCKPT_REGISTRY");
+		setenv("XDG_CONFIG_HOME", xdg, 1);
+		r = qckpt("register", "--no-check", "b", "/run/b.qmp", NULL);
+		assert_int_equal(r.status, 0);
+		run_free(&r);
+		r = qckpt("vms", "--names", NULL);
+		assert_string_equal(r.out, "a\nb\n");
+		run_free(&r);
+		text = read_file(file);
+		assert_string_equal(text, "a /run/a.qmp\nb /run/b.qmp\n");
+		free(text);
+		if (etc_before == NULL) {
+			assert_int_not_equal(access("/etc/qckpt/registry", F_OK), 0);
+		} else {
+			text = read_file("/etc/qckpt/registry");
+			assert_string_equal(text, etc_before);
+			free(text);
+		}
+		unsetenv("XDG_CONFIG_HOME");
+		setenv("QCKPT_REGISTRY", reg, 1);
+		free(etc_before);
+		free(file);
+		free(dir);
+		free(xdg);
+	}
 	free(reg);
 }
 
