@@ -316,7 +316,7 @@ static const char *jstr(json_t *o, const char *key, const char *dflt)
 
 static void print_header(void)
 {
-	printf("%-16s %-12s %-8s %7s %-6s %11s  %s\n", "Name", "State", "QEMU",
+	printf("%-16s %-14s %-8s %7s %-6s %11s  %s\n", "Name", "State", "QEMU",
 	       "Memory", "Disks", "Checkpoints", "Latest");
 }
 
@@ -341,7 +341,7 @@ static void print_row(json_t *o, int writable, int readonly)
 		snprintf(latest, sizeof latest, "%.200s (%.10s %.8s)",
 			 jstr(l, "Name", "?"), t, strlen(t) > 11 ? t + 11 : "");
 	}
-	printf("%-16s %-12s %-8s %7s %-6s %11lld  %s\n", jstr(o, "Name", "?"),
+	printf("%-16s %-14s %-8s %7s %-6s %11lld  %s\n", jstr(o, "Name", "?"),
 	       jstr(o, "State", "?"), version, mem, disks,
 	       (long long)json_integer_value(json_object_get(o, "CheckpointCount")),
 	       latest);

@@ -370,12 +370,12 @@ static void test_vms_shows_running_paused_and_postmigrate_vms(void **state)
 	assert_int_equal(r.status, 0);
 	assert_int_equal(count_lines(r.out, ""), 4);
 	assert_non_null(strstr(r.out, "Checkpoints"));
-	want = fmt("%-16s %-12s", hvm_name(run), "running");
+	want = fmt("%-16s %-14s", hvm_name(run), "running");
 	assert_non_null(strstr(r.out, want));
 	free(want);
 	assert_non_null(strstr(r.out, "128M"));
 	assert_non_null(strstr(r.out, "2+1ro"));
-	want = fmt("%-16s %-12s", hvm_name(pm), "postmigrate");
+	want = fmt("%-16s %-14s", hvm_name(pm), "postmigrate");
 	assert_non_null(strstr(r.out, want));
 	free(want);
 	run_free(&r);
