@@ -7,6 +7,14 @@
  *   migration -> [stop] -> save memory -> on MIGRATION completed send the
  *   disk transaction and cont back to back -> put settings back -> record.
  *
+ * Production types (Hyper-V's Production/ProductionOnly) with a guest agent:
+ *
+ *   connect -> probe -> connect the agent -> prepare overlays -> freeze the
+ *   guest's file systems -> disk transaction -> thaw -> record.
+ *
+ * An agent that cannot be reached or cannot freeze turns production into a
+ * standard checkpoint (with a warning) and fails production-only.
+ *
  * Failure from any state goes through job_undo_next(), the one path that
  * knows what to undo: cancel the migration, resume a guest that was
  * running, detach and delete overlays that were never switched in, remove
@@ -24,6 +32,10 @@
 #include "job.h"
 #include "log.h"
 #include "util.h"
+
+/* The longest the disk transaction may keep the guest's file systems
+ * frozen before qckpt gives up on it and thaws them. */
+#define JOB_FREEZE_MAX_MS 10000u
 
 static void job_step(struct job *job);
 static void job_wait(struct job *job);
@@ -130,6 +142,9 @@ static void on_reply(qmp_client *client, int status, json_t *result,
 	}
 	if (status == 0 && call->done != NULL)
 		*call->done = 1;
+	/* A transaction without an answer may still be carried out. */
+	if (status == QMP_ETIMEDOUT && call->done == &job->transaction_done)
+		job->transaction_unknown = 1;
 	if (status == 0 && call->slot != NULL) {
 		json_decref(*call->slot);
 		*call->slot = json_incref(result);
@@ -156,9 +171,10 @@ static void on_reply(qmp_client *client, int status, json_t *result,
 		job_wait(job);
 }
 
-static struct job_call *job_send_call(struct job *job, const char *command,
-				      json_t *args, int fd, json_t **slot,
-				      int optional, struct disk *creating)
+static struct job_call *job_send_call_timeout(struct job *job, const char *command,
+					      json_t *args, int fd, json_t **slot,
+					      int optional, struct disk *creating,
+					      unsigned timeout_ms)
 {
 	struct job_call *call = xcalloc(1, sizeof *call);
 	int rc;
@@ -170,7 +186,7 @@ static struct job_call *job_send_call(struct job *job, const char *command,
 	call->creating = creating;
 	job->outstanding++;
 	rc = qmp_client_execute_ex(&job->conn.qmp, command, args, fd,
-				   QMP_DEFAULT_TIMEOUT_MS, on_reply, call);
+				   timeout_ms, on_reply, call);
 	if (rc < 0) {
 		job->outstanding--;
 		free(call);
@@ -178,6 +194,14 @@ static struct job_call *job_send_call(struct job *job, const char *command,
 		return NULL;
 	}
 	return call;
+}
+
+static struct job_call *job_send_call(struct job *job, const char *command,
+				      json_t *args, int fd, json_t **slot,
+				      int optional, struct disk *creating)
+{
+	return job_send_call_timeout(job, command, args, fd, slot, optional,
+				     creating, QMP_DEFAULT_TIMEOUT_MS);
 }
 
 static void job_send_ex(struct job *job, const char *command, json_t *args,
@@ -350,7 +374,8 @@ static void on_disconnect(qmp_client *client, int status, void *arg)
 		return;
 	/* Once the transaction and cont are through the checkpoint is whole:
 	 * a VM that exits afterwards does not undo it. */
-	if (job->state == JOB_SETTLE || job->state == JOB_RECORD)
+	if (job->state == JOB_SETTLE || job->state == JOB_RECORD ||
+	    (job->state == JOB_THAW && job->transaction_done))
 		return;
 	job_set_error(job, QMP_ECLOSED,
 		      "QEMU closed the monitor (did the VM exit or get killed?)");
@@ -375,6 +400,12 @@ static const char *run_status(const struct job *job)
 	return s ? s : "unknown";
 }
 
+static int job_is_production_type(const struct job *job)
+{
+	return job->spec.type == VM_TYPE_PRODUCTION ||
+	       job->spec.type == VM_TYPE_PRODUCTION_ONLY;
+}
+
 /* Check what QEMU reported; choose the mode.  0, or -1 with the error. */
 static int job_choose_mode(struct job *job)
 {
@@ -393,16 +424,16 @@ static int job_choose_mode(struct job *job)
 		return job_set_error(job, -EBUSY,
 			"the VM is busy (state %s); retry when it is running or paused", status), -1;
 
-	if (job->spec.type == VM_TYPE_PRODUCTION || job->spec.type == VM_TYPE_PRODUCTION_ONLY) {
+	if (job_is_production_type(job) && !job->agent_ok) {
 		if (job->spec.agent == NULL && job->spec.type == VM_TYPE_PRODUCTION_ONLY)
 			return job_set_error(job, -ENOTSUP,
 				"type production-only needs the guest agent: add agent=SOCKET to its registry line"), -1;
-		if (job->spec.agent == NULL) {
-			warn_vm(job->spec.vm, "no guest agent (agent= in the registry): taking a standard checkpoint instead of a production one");
-		} else {
+		if (job->spec.type == VM_TYPE_PRODUCTION_ONLY)
 			return job_set_error(job, -ENOTSUP,
-				"production checkpoints through the guest agent are not supported yet; use type=production without agent= or --type standard"), -1;
-		}
+				"production-only checkpoint not taken, nothing changed: %s; start qemu-ga in the guest, or use --type production to accept a standard checkpoint",
+				job->agent_skip), -1;
+		warn_vm(job->spec.vm, "%s: taking a standard checkpoint instead of a production one",
+			job->agent_skip);
 	}
 	if (mode == MODE_AUTO)
 		mode = job->was_running ? MODE_LIVE : MODE_PAUSED;
@@ -423,6 +454,17 @@ static int job_choose_mode(struct job *job)
 	job->mode = mode;
 	snprintf(job->checkpoint_type, sizeof job->checkpoint_type, "%s",
 		 mode == MODE_DISK_ONLY ? "DiskOnly" : "Standard");
+	if (job_is_production_type(job) && job->agent_ok) {
+		/* Disk-only with frozen file systems; the mode just chosen is
+		 * what a failed freeze falls back to (production only). */
+		if (job->spec.mode != MODE_AUTO && job->spec.mode != MODE_DISK_ONLY)
+			verbose_vm(job->spec.vm, "a production checkpoint is disk-only: --mode %s applies only if it falls back to standard",
+				   job_mode_name(job->spec.mode));
+		job->fallback_mode = mode;
+		job->production = 1;
+		job->mode = MODE_DISK_ONLY;
+		snprintf(job->checkpoint_type, sizeof job->checkpoint_type, "Production");
+	}
 	return 0;
 }
 
@@ -437,6 +479,16 @@ static void default_name(struct job *job)
 	job->name = xasprintf("%s-%s", job->spec.vm, stamp);
 }
 
+static int job_open_memory_file(struct job *job)
+{
+	job->memory_path = xasprintf("%s/memory.state", job->dir);
+	job->memfd = open(job->memory_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (job->memfd < 0)
+		return job_set_error(job, -errno, "cannot create %s: %s",
+				     job->memory_path, strerror(errno)), -1;
+	return 0;
+}
+
 /* Files first (catalog directory, memory file, empty overlays): a failure
  * here has touched nothing in QEMU yet. */
 static int job_make_files(struct job *job)
@@ -448,13 +500,8 @@ static int job_make_files(struct job *job)
 	if (rc < 0)
 		return job_set_error(job, rc, "cannot create the checkpoint directory under %s/%s: %s",
 				     job->spec.catalog_root, job->spec.vm, strerror(-rc)), -1;
-	if (job->mode != MODE_DISK_ONLY) {
-		job->memory_path = xasprintf("%s/memory.state", job->dir);
-		job->memfd = open(job->memory_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (job->memfd < 0)
-			return job_set_error(job, -errno, "cannot create %s: %s",
-					     job->memory_path, strerror(errno)), -1;
-	}
+	if (job->mode != MODE_DISK_ONLY && job_open_memory_file(job) < 0)
+		return -1;
 	for (size_t i = 0; i < job->ndisks; i++) {
 		rc = blockdev_create_overlay_file(&job->disks[i]);
 		if (rc < 0)
@@ -536,6 +583,10 @@ static json_t *job_build_record(struct job *job)
 			"Bytes", (json_int_t)job->memory_bytes,
 			"Capabilities", migrate_record_caps(&job->plan),
 			"MultifdChannels", job->plan.mapped_ram ? MIGRATE_MULTIFD_CHANNELS : 0));
+	if (job->production) {
+		json_object_set_new(r, "FrozenFilesystems", json_integer(job->frozen_filesystems));
+		json_object_set_new(r, "FreezeMs", json_integer(job->freeze_ms));
+	}
 	json_object_set_new(r, "GuestState", json_string(job->was_running ? "running" : "paused"));
 	json_object_set_new(r, "Mode", json_string(job_mode_name(job->mode)));
 	json_object_set_new(r, "QemuVersion", json_string(job->conn.qmp.version_string));
@@ -595,6 +646,167 @@ static void after_record(uv_work_t *req, int status)
 		job_set_error(job, job->work_rc, "cannot write the checkpoint to %s: %s",
 			      job->dir, strerror(-job->work_rc));
 	job_step(job);
+}
+
+/* ---- the guest agent (production types) ------------------------------ */
+
+/* An agent call finished: the job goes on like after a QMP reply. */
+static void job_agent_done(struct job *job)
+{
+	if (--job->outstanding > 0 || job->finished)
+		return;
+	if (job->state == JOB_UNDO)
+		job_undo_next(job);
+	else
+		job_wait(job);
+}
+
+static void on_agent_ready(struct agent *agent, int status)
+{
+	struct job *job = agent->data;
+
+	job->agent_ok = status == 0;
+	if (status < 0)
+		snprintf(job->agent_skip, sizeof job->agent_skip, "%s", agent->error);
+	else
+		verbose_vm(job->spec.vm, "guest agent at %s answered", job->spec.agent);
+	job_agent_done(job);
+}
+
+/* The agent is asked only when it matters, and only when it can answer:
+ * a guest that is not running cannot freeze anything. */
+static void enter_agent(struct job *job)
+{
+	if (!job_is_production_type(job) || job->spec.agent == NULL) {
+		snprintf(job->agent_skip, sizeof job->agent_skip,
+			 "no guest agent (agent= in the registry)");
+		return;
+	}
+	if (!json_is_true(json_object_get(job->status, "running"))) {
+		snprintf(job->agent_skip, sizeof job->agent_skip,
+			 "the guest is %s, so its agent cannot freeze its file systems",
+			 run_status(job));
+		return;
+	}
+	job->agent.data = job;
+	job->outstanding++;
+	if (agent_open(job->loop, &job->agent, job->spec.vm, job->spec.agent,
+		       on_agent_ready) < 0) {
+		job->outstanding--;
+		snprintf(job->agent_skip, sizeof job->agent_skip, "%s", job->agent.error);
+	}
+}
+
+static void on_agent_frozen(struct agent *agent, int status, long long count,
+			    void *arg)
+{
+	struct job *job = arg;
+
+	if (status == 0) {
+		job->frozen = 1;
+		job->frozen_filesystems = count;
+		verbose_vm(job->spec.vm, "guest file systems frozen: %lld", count);
+	} else {
+		/* No answer: qemu-ga may still freeze, so thaw to be sure.  An
+		 * error answer means it thawed whatever it had frozen. */
+		job->freeze_unknown = status == QMP_ETIMEDOUT;
+		snprintf(job->agent_skip, sizeof job->agent_skip, "%s", agent->error);
+	}
+	job_agent_done(job);
+}
+
+static void enter_freeze(struct job *job)
+{
+	job->freeze_sent = 1;
+	job->freeze_start_ms = mono_ms();
+	job->outstanding++;
+	if (agent_freeze(&job->agent, on_agent_frozen, job) < 0) {
+		job->outstanding--;
+		snprintf(job->agent_skip, sizeof job->agent_skip, "%s", job->agent.error);
+	}
+}
+
+static void on_agent_thawed(struct agent *agent, int status, long long count,
+			    void *arg)
+{
+	struct job *job = arg;
+
+	if (status == 0) {
+		job->thawed = 1;
+		job->freeze_ms = (long long)(mono_ms() - job->freeze_start_ms);
+		verbose_vm(job->spec.vm, "guest file systems thawed: %lld, %lld ms after the freeze request",
+			   count, job->freeze_ms);
+	}
+	job_agent_done(job);
+}
+
+/* Send the thaw; 0 if it went out (its answer steps the job). */
+static int job_send_thaw(struct job *job)
+{
+	job->thaw_sent = 1;
+	job->outstanding++;
+	if (agent_thaw(&job->agent, on_agent_thawed, job) < 0) {
+		job->outstanding--;
+		return -1;
+	}
+	return 0;
+}
+
+static void enter_thaw(struct job *job)
+{
+	job_send_thaw(job);
+}
+
+/* The freeze failed and the type allows it: take a standard checkpoint,
+ * in the mode a standard one would have used, as if asked for it. */
+static int job_fall_back_to_standard(struct job *job)
+{
+	warn_vm(job->spec.vm, "%s: taking a standard checkpoint instead of a production one",
+		job->agent_skip);
+	job->production = 0;
+	job->fell_back = 1;
+	job->mode = job->fallback_mode;
+	snprintf(job->checkpoint_type, sizeof job->checkpoint_type, "%s",
+		 job->mode == MODE_DISK_ONLY ? "DiskOnly" : "Standard");
+	if (job->mode == MODE_DISK_ONLY)
+		return 0;
+	if (!migrate_has_cap(job->caps, "events"))
+		return job_set_error(job, -ENOTSUP,
+			"this QEMU does not offer migration events; use --mode disk-only"), -1;
+	if (job_open_memory_file(job) < 0)
+		return -1;
+	migrate_plan_init(&job->plan, job->caps, job->params,
+			  job->mode == MODE_BACKGROUND, job->id);
+	return 0;
+}
+
+/* JOB_FREEZE is over: frozen, or decide what a failed freeze means. */
+static void job_after_freeze(struct job *job)
+{
+	if (job->frozen || job->error_status != 0)
+		return;
+	if (job->spec.type == VM_TYPE_PRODUCTION_ONLY) {
+		job_set_error(job, -EIO,
+			"production-only checkpoint not taken, nothing changed: %s; check qemu-ga in the guest, or use --type production to accept a standard checkpoint",
+			job->agent_skip);
+		return;
+	}
+	job_fall_back_to_standard(job);
+}
+
+/* JOB_THAW is over.  After a frozen snapshot the checkpoint is whole even
+ * if the thaw failed, but the guest may still be frozen: say so loudly. */
+static void job_after_thaw(struct job *job)
+{
+	if (job->thawed)
+		return;
+	if (job->fell_back) {
+		warn_vm(job->spec.vm, "guest-fsfreeze-thaw after a failed freeze: %s", job->agent.error);
+		return;
+	}
+	snprintf(job->resume_error, sizeof job->resume_error,
+		 "the checkpoint was taken but thawing the guest's file systems failed (%s): they may still be frozen; send {\"execute\":\"guest-fsfreeze-thaw\"} to the guest agent at %s",
+		 job->agent.error, job->spec.agent);
 }
 
 /* ---- entering states ------------------------------------------------- */
@@ -691,8 +903,10 @@ static void enter_snapshot(struct job *job)
 {
 	job->creation_ms = wall_ms();
 	if (job->ndisks > 0) {
-		struct job_call *call = job_send_call(job, "transaction",
-			blockdev_transaction_args(job->disks, job->ndisks), -1, NULL, 0, NULL);
+		/* Frozen file systems: the transaction bounds the freeze. */
+		struct job_call *call = job_send_call_timeout(job, "transaction",
+			blockdev_transaction_args(job->disks, job->ndisks), -1, NULL, 0, NULL,
+			job->production ? JOB_FREEZE_MAX_MS : QMP_DEFAULT_TIMEOUT_MS);
 
 		job->transaction_sent = 1;
 		if (call != NULL)
@@ -743,6 +957,8 @@ static enum job_state job_next(const struct job *job, enum job_state state)
 	case JOB_CONNECT:
 		return JOB_PROBE;
 	case JOB_PROBE:
+		return JOB_AGENT;
+	case JOB_AGENT:
 		return JOB_PREPARE;
 	case JOB_PREPARE:
 		return job->ndisks > 0 ? JOB_FORMAT : JOB_MIGRATE_SETUP;
@@ -751,7 +967,21 @@ static enum job_state job_next(const struct job *job, enum job_state state)
 	case JOB_FORMAT_DONE:
 		return JOB_ATTACH;
 	case JOB_ATTACH:
+		if (job->production)
+			return JOB_FREEZE;
 		return job->mode == MODE_DISK_ONLY ? JOB_SNAPSHOT : JOB_MIGRATE_SETUP;
+	case JOB_FREEZE:
+		/* Not frozen (production falls back): a freeze that got no
+		 * answer may still happen, so thaw before going on. */
+		if (job->frozen)
+			return JOB_SNAPSHOT;
+		if (job->freeze_unknown)
+			return JOB_THAW;
+		return job->mode == MODE_DISK_ONLY ? JOB_SNAPSHOT : JOB_MIGRATE_SETUP;
+	case JOB_THAW:
+		if (job->fell_back)
+			return job->mode == MODE_DISK_ONLY ? JOB_SNAPSHOT : JOB_MIGRATE_SETUP;
+		return JOB_SETTLE;
 	case JOB_MIGRATE_SETUP:
 		return job->was_running && job->mode != MODE_LIVE ? JOB_STOP : JOB_SAVE;
 	case JOB_STOP:
@@ -761,6 +991,8 @@ static enum job_state job_next(const struct job *job, enum job_state state)
 	case JOB_SAVE:
 		return job->mode == MODE_BACKGROUND ? JOB_SETTLE : JOB_SNAPSHOT;
 	case JOB_SNAPSHOT:
+		if (job->production)
+			return JOB_THAW;
 		return job->mode == MODE_BACKGROUND ? JOB_SAVE : JOB_SETTLE;
 	case JOB_SETTLE:
 		return JOB_RECORD;
@@ -776,6 +1008,7 @@ static void job_enter(struct job *job, enum job_state state)
 	job->state = state;
 	switch (state) {
 	case JOB_PROBE:         enter_probe(job); break;
+	case JOB_AGENT:         enter_agent(job); break;
 	case JOB_PREPARE:       enter_prepare(job); break;
 	case JOB_FORMAT:        enter_format(job); break;
 	case JOB_FORMAT_DONE:   enter_format_done(job); break;
@@ -783,7 +1016,9 @@ static void job_enter(struct job *job, enum job_state state)
 	case JOB_MIGRATE_SETUP: enter_migrate_setup(job); break;
 	case JOB_STOP:          enter_stop(job); break;
 	case JOB_SAVE:          enter_save(job); break;
+	case JOB_FREEZE:        enter_freeze(job); break;
 	case JOB_SNAPSHOT:      enter_snapshot(job); break;
+	case JOB_THAW:          enter_thaw(job); break;
 	case JOB_SETTLE:        enter_settle(job); break;
 	case JOB_RECORD:        enter_record(job); return;
 	case JOB_DONE:          job_finish(job, JOB_DONE); return;
@@ -824,6 +1059,12 @@ static void job_step(struct job *job)
 	case JOB_SETTLE:
 		/* Settings that could not be put back are warnings, not a
 		 * reason to throw a whole checkpoint away. */
+		break;
+	case JOB_FREEZE:
+		job_after_freeze(job);
+		break;
+	case JOB_THAW:
+		job_after_thaw(job);
 		break;
 	default:
 		break;
@@ -879,7 +1120,7 @@ static void undo_dismiss(struct job *job)
 static void undo_files(struct job *job)
 {
 	int unknown = job->transaction_sent && !job->transaction_done &&
-		      !job_connected(job);
+		      (!job_connected(job) || job->transaction_unknown);
 
 	for (size_t i = 0; i < job->ndisks; i++) {
 		struct disk *d = &job->disks[i];
@@ -912,6 +1153,7 @@ static void job_record_disk_only(struct job *job)
 	int rc;
 
 	job->mode = MODE_DISK_ONLY;
+	job->production = 0; /* not known to be application-consistent */
 	snprintf(job->checkpoint_type, sizeof job->checkpoint_type, "DiskOnly");
 	json_decref(job->record);
 	job->record = job_build_record(job);
@@ -938,6 +1180,11 @@ static void job_undo_next(struct job *job)
 {
 	if (job->outstanding > 0 || job->finished)
 		return;
+	/* Frozen file systems first: nothing else is as urgent for the guest. */
+	if ((job->frozen || job->freeze_unknown) && !job->thaw_sent) {
+		if (job_send_thaw(job) == 0)
+			return; /* called again by the answer */
+	}
 	while (job_connected(job) && job->undo_phase < 6) {
 		int phase = job->undo_phase++;
 
@@ -976,9 +1223,13 @@ static void job_undo_next(struct job *job)
 		if (job->outstanding > 0)
 			return;
 	}
+	if (job->thaw_sent && !job->thawed && (job->frozen || job->freeze_unknown))
+		snprintf(job->error + strlen(job->error), sizeof job->error - strlen(job->error),
+			 "; thawing failed too (%s): the guest's file systems may still be frozen, send guest-fsfreeze-thaw to %s",
+			 job->agent.error, job->spec.agent);
 	if (job->transaction_done)
 		job_update_vm_state(job);
-	if (job->transaction_done && job->mode != MODE_DISK_ONLY)
+	if (job->transaction_done && (job->mode != MODE_DISK_ONLY || job->production))
 		job_record_disk_only(job);
 	undo_files(job);
 	job_finish(job, JOB_FAILED);
@@ -992,6 +1243,7 @@ static void job_finish(struct job *job, enum job_state final)
 	job->state = final;
 	if (job->retry_timer_init)
 		uv_close((uv_handle_t *)&job->retry_timer, NULL);
+	agent_close(&job->agent);
 	if (job->memfd >= 0) {
 		close(job->memfd);
 		job->memfd = -1;

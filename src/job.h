@@ -9,6 +9,7 @@
 #include <uv.h>
 #include <jansson.h>
 
+#include "agent.h"
 #include "blockdev.h"
 #include "migrate.h"
 #include "registry.h"
@@ -44,6 +45,7 @@ void job_spec_free(struct job_spec *spec);
 enum job_state {
 	JOB_CONNECT,       /* connect, negotiate, query-name */
 	JOB_PROBE,         /* status, disks, migration abilities */
+	JOB_AGENT,         /* production types: connect to the guest agent */
 	JOB_PREPARE,       /* plan; overlay files; blockdev-add protocol nodes */
 	JOB_FORMAT,        /* blockdev-create qcow2 jobs, until concluded */
 	JOB_FORMAT_DONE,   /* query-jobs for errors, job-dismiss */
@@ -51,7 +53,9 @@ enum job_state {
 	JOB_MIGRATE_SETUP, /* capabilities, parameters, hand over the file */
 	JOB_STOP,          /* paused / background on a running guest: stop */
 	JOB_SAVE,          /* migrate, until MIGRATION completed */
+	JOB_FREEZE,        /* production: guest-fsfreeze-freeze */
 	JOB_SNAPSHOT,      /* transaction (and cont, back to back) */
+	JOB_THAW,          /* production: guest-fsfreeze-thaw right after it */
 	JOB_SETTLE,        /* put the user's migration settings back */
 	JOB_RECORD,        /* fsync memory, write the record (thread pool) */
 	JOB_DONE,
@@ -74,6 +78,7 @@ struct job {
 	json_t *status, *block, *caps, *params, *migration, *jobs;
 	int was_running;
 	enum ckpt_mode mode;      /* the mode chosen */
+	enum ckpt_mode fallback_mode; /* production: the standard mode instead */
 	char checkpoint_type[16]; /* Standard, DiskOnly, Production */
 
 	/* the checkpoint being made */
@@ -88,6 +93,22 @@ struct job {
 	json_t *fd_reply;
 	json_t *parent;
 	json_t *record;
+
+	/* production checkpoints: the guest agent (see enter_agent) */
+	struct agent agent;
+	int agent_ok;           /* connected and in sync */
+	char agent_skip[512];   /* why the agent was not used, if it was not */
+	int production;         /* disk-only with the file systems frozen */
+	int fell_back;          /* production that turned standard mid-way */
+	int freeze_sent;
+	int frozen;             /* guest-fsfreeze-freeze returned a count */
+	int freeze_unknown;     /* no answer: the guest may be frozen */
+	int thaw_sent;
+	int thawed;
+	long long frozen_filesystems;
+	uint64_t freeze_start_ms;
+	long long freeze_ms;    /* freeze request to thaw answer */
+	int transaction_unknown; /* transaction timed out: it may still happen */
 
 	/* what has happened, for the undo path */
 	int settings_changed;   /* migrate-set-* sent */

@@ -473,6 +473,7 @@ struct hvm {
 	char *name;
 	char **argv; /* QEMU's own arguments, NULL-terminated */
 	char *qmp_path, *obs_path;
+	char *agent_path, *fs_path;
 	char **disks;
 	unsigned ndisks;
 
@@ -738,8 +739,8 @@ static char **build_argv(struct hvm *vm, const struct hvm_opts *o,
 	ARG(&a, "-initrd");
 	ARG(&a, "%s", guest_initrd);
 	ARG(&a, "-append");
-	ARG(&a, "console=ttyS0 quiet panic=-1%s%s", o->append ? " " : "",
-	    o->append ? o->append : "");
+	ARG(&a, "console=ttyS0 quiet panic=-1%s%s%s", o->agent ? " qckpt.agent=1" : "",
+	    o->append ? " " : "", o->append ? o->append : "");
 	ARG(&a, "-no-reboot");
 	ARG(&a, "-chardev");
 	ARG(&a, "stdio,id=serial0,signal=off");
@@ -760,6 +761,22 @@ static char **build_argv(struct hvm *vm, const struct hvm_opts *o,
 	}
 	if (ro_path)
 		add_disk_args(&a, o, ro_path, "drvro", "raw", true);
+	if (vm->fs_path) {
+		add_disk_args(&a, o, vm->fs_path, "drvfs", "raw", false);
+		/* The guest tells this disk by its serial. */
+		char *dev = a.v[a.n - 1];
+
+		a.v[a.n - 1] = xasprintf("%s,serial=qckpt-fs", dev);
+		free(dev);
+	}
+	if (vm->agent_path) {
+		ARG(&a, "-device");
+		ARG(&a, "virtio-serial");
+		ARG(&a, "-chardev");
+		ARG(&a, "socket,path=%s,server=on,wait=off,id=qga0", vm->agent_path);
+		ARG(&a, "-device");
+		ARG(&a, "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0");
+	}
 	if (o->cdrom) {
 		if (o->blockdev) {
 			ARG(&a, "-device");
@@ -801,6 +818,8 @@ static struct hvm *vm_alloc(const struct hvm_opts *o)
 	vm->name = xasprintf("%s%u", o->name ? o->name : "vm", ++vm_seq);
 	vm->qmp_path = xasprintf("%s/%s.qmp", tmpdir, vm->name);
 	vm->obs_path = xasprintf("%s/%s.obs", tmpdir, vm->name);
+	if (o->agent || o->agent_port)
+		vm->agent_path = xasprintf("%s/%s.qga", tmpdir, vm->name);
 	vm->status = -1;
 	vm->next_id = 1;
 	return vm;
@@ -829,6 +848,11 @@ static int vm_create_disks(struct hvm *vm, const struct hvm_opts *o,
 	if (o->readonly_disk) {
 		*ro_path = xasprintf("%s/%s-ro.raw", tmpdir, vm->name);
 		if (disk_create(*ro_path, HVM_RAW, 1) < 0)
+			return -1;
+	}
+	if (o->fs_disk) {
+		vm->fs_path = xasprintf("%s/%s-fs.raw", tmpdir, vm->name);
+		if (disk_create_ext4(vm->fs_path, 16) < 0)
 			return -1;
 	}
 	return 0;
@@ -925,6 +949,8 @@ pid_t hvm_pid(const struct hvm *vm) { return vm->pid; }
 const char *hvm_name(const struct hvm *vm) { return vm->name; }
 const char *hvm_qmp_path(const struct hvm *vm) { return vm->qmp_path; }
 unsigned hvm_ndisks(const struct hvm *vm) { return vm->ndisks; }
+const char *hvm_agent_path(const struct hvm *vm) { return vm->agent_path; }
+const char *hvm_fs_disk_path(const struct hvm *vm) { return vm->fs_path; }
 char *const *hvm_argv(const struct hvm *vm) { return vm->argv; }
 
 const char *hvm_disk_path(const struct hvm *vm, unsigned i)
@@ -1199,6 +1225,8 @@ void hvm_free(struct hvm *vm)
 	free(vm->err_buf.data);
 	free(vm->obs_buf.data);
 	free(vm->qmp_path);
+	free(vm->agent_path);
+	free(vm->fs_path);
 	free(vm->obs_path);
 	free(vm->name);
 	free(vm);
@@ -1214,6 +1242,32 @@ int disk_create(const char *path, enum hvm_disk_format fmt, unsigned mib)
 	char *argv[] = {qemu_img_path, "create", "-q", "-f",
 			(char *)fmt_name(fmt), (char *)path, size, NULL};
 	return run_quiet(argv, NULL);
+}
+
+int disk_create_ext4(const char *path, unsigned mib)
+{
+	char size[32];
+	snprintf(size, sizeof size, "%uM", mib);
+	/* Fully initialised, so the guest's kernel does no lazy init writes. */
+	char *argv[] = {"/sbin/mke2fs", "-q", "-F", "-t", "ext4", "-E",
+			"lazy_itable_init=0,lazy_journal_init=0", (char *)path,
+			size, NULL};
+	return run_quiet(argv, NULL);
+}
+
+int disk_fsck(const char *path, char **out)
+{
+	char *argv[] = {"/sbin/e2fsck", "-f", "-n", (char *)path, NULL};
+	char *text = NULL, *err = NULL;
+	int status;
+
+	if (harness_run(argv, &text, &err, &status) < 0)
+		return -1;
+	if (out != NULL)
+		*out = xasprintf("%s%s", text ? text : "", err ? err : "");
+	free(text);
+	free(err);
+	return status;
 }
 
 int disk_create_overlay(const char *path, const char *backing,

@@ -98,6 +98,16 @@ struct hvm_opts {
 	const char *incoming; /* -incoming VALUE, e.g. "defer" or "exec:cat FILE" */
 	bool paused;          /* -S */
 	const char *append;   /* extra kernel command line, e.g. "qckpt.tick_ms=100" */
+	/* The guest agent's port: -device virtio-serial, a chardev socket
+	 * server at hvm_agent_path() and a virtserialport named
+	 * org.qemu.guest_agent.0.  agent also starts qemu-ga in the guest
+	 * (qckpt.agent=1); agent_port alone gives a port nobody answers on. */
+	bool agent;
+	bool agent_port;
+	/* One more writable virtio disk, raw, holding an ext4 file system made
+	 * with mkfs.ext4 (serial "qckpt-fs": the guest mounts it and writes
+	 * files, never the counter record); after the read-only disk. */
+	bool fs_disk;
 	const char *const *extra_args; /* NULL-terminated, appended last */
 };
 
@@ -130,6 +140,10 @@ const char *hvm_name(const struct hvm *vm);
 const char *hvm_qmp_path(const struct hvm *vm);   /* primary monitor socket */
 const char *hvm_disk_path(const struct hvm *vm, unsigned i); /* absolute */
 unsigned hvm_ndisks(const struct hvm *vm);
+/* The agent's socket (NULL without agent/agent_port) and the file system
+ * disk's image (QEMU device "drvfs", virtio "vdiskfs"; NULL without fs_disk). */
+const char *hvm_agent_path(const struct hvm *vm);
+const char *hvm_fs_disk_path(const struct hvm *vm);
 /* The arguments QEMU was started with (NULL-terminated), e.g. to restart. */
 char *const *hvm_argv(const struct hvm *vm);
 
@@ -202,6 +216,12 @@ void hvm_free(struct hvm *vm);
 
 /* Create an image (absolute path) with qemu-img; 0 or -1. */
 int disk_create(const char *path, enum hvm_disk_format fmt, unsigned mib);
+/* Create a raw image holding an empty ext4 file system (mkfs.ext4); 0 or -1. */
+int disk_create_ext4(const char *path, unsigned mib);
+/* e2fsck -fn on a raw image (read-only check): e2fsck's exit status, 0
+ * when the file system is clean; -1 if it could not run.  out gets its
+ * output (malloc'd) when not NULL. */
+int disk_fsck(const char *path, char **out);
 /* Create a qcow2 overlay on backing (both absolute); 0 or -1. */
 int disk_create_overlay(const char *path, const char *backing,
 			const char *backing_fmt);
