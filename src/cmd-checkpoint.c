@@ -14,6 +14,7 @@
 #include "asjob.h"
 #include "catalog.h"
 #include "cmd.h"
+#include "cmdline.h"
 #include "job.h"
 #include "log.h"
 #include "output.h"
@@ -192,9 +193,10 @@ static void report_job(struct checkpoint_cmd *c, struct job *job)
 		output_json_line(job->record);
 	if (job->resume_error[0] != '\0')
 		error_vm(job->spec.vm, "%s", job->resume_error);
-	/* The user's own launch command still names the frozen images. */
+	/* The user's own launch command still names the frozen images;
+	 * a QEMU that `qckpt run` launched is relaunched on the new ones. */
 	for (size_t i = 0; i < job->ndisks; i++)
-		if (!log_quiet)
+		if (!log_quiet && !cmdline_vm_launched_by_run(job->spec.catalog_root, job->spec.vm))
 			fprintf(stderr, "qckpt: %s: disk %s now writes to %s; %s is frozen, so launch the VM through 'qckpt run' or use that path\n",
 				job->spec.vm, job->disks[i].device, job->disks[i].overlay,
 				job->disks[i].image);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "catalog.h"
 #include "cmdline.h"
 #include "util.h"
 
@@ -812,4 +813,13 @@ int cmdline_launch_is_running(json_t *command_line)
 	}
 	free(text);
 	return same && off == len;
+}
+
+int cmdline_vm_launched_by_run(const char *root, const char *vm)
+{
+	json_t *state = catalog_load_vm(root, vm);
+	int yes = cmdline_launch_is_running(json_object_get(state, "CommandLine"));
+
+	json_decref(state);
+	return yes;
 }

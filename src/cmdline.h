@@ -113,5 +113,7 @@ char *cmdline_quote(const struct cmdline *c);
  * other way since then (another pid, other arguments) is not.
  */
 int cmdline_launch_is_running(json_t *command_line);
+/* The same for VM's vm.json under catalog ROOT. */
+int cmdline_vm_launched_by_run(const char *root, const char *vm);
 
 #endif

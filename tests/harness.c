@@ -815,7 +815,10 @@ static struct hvm *vm_alloc(const struct hvm_opts *o)
 	struct hvm *vm = calloc(1, sizeof *vm);
 	if (!vm)
 		abort();
-	vm->name = xasprintf("%s%u", o->name ? o->name : "vm", ++vm_seq);
+	if (o->exact_name && o->name)
+		vm->name = xstrdup(o->name);
+	else
+		vm->name = xasprintf("%s%u", o->name ? o->name : "vm", ++vm_seq);
 	vm->qmp_path = xasprintf("%s/%s.qmp", tmpdir, vm->name);
 	vm->obs_path = xasprintf("%s/%s.obs", tmpdir, vm->name);
 	if (o->agent || o->agent_port)
@@ -894,6 +897,8 @@ struct hvm *hvm_start(const struct hvm_opts *o)
 		ARG(&full, "--pdeathsig");
 		ARG(&full, "KILL");
 	}
+	for (const char *const *x = o->argv_prefix; x && *x; x++)
+		ARG(&full, "%s", *x);
 	for (char **x = vm->argv; *x; x++)
 		ARG(&full, "%s", *x);
 

@@ -109,6 +109,13 @@ struct hvm_opts {
 	 * files, never the counter record); after the read-only disk. */
 	bool fs_disk;
 	const char *const *extra_args; /* NULL-terminated, appended last */
+	/* Start QEMU through this command (NULL-terminated, e.g. "qckpt",
+	 * "run", NAME, "--"), which must exec QEMU in place: the process is
+	 * still the VM.  hvm_argv() stays QEMU's own arguments. */
+	const char *const *argv_prefix;
+	/* The VM's name is name exactly, without the sequence number: to
+	 * start the same VM again after it quit. */
+	bool exact_name;
 };
 
 /*
