@@ -426,6 +426,7 @@ static int cmd_run_exec(int argc, char **argv)
 	struct run_opts o = { 0 };
 	struct registry reg;
 	struct cmdline given;
+	const char *explicit;
 	char err[512];
 	int first, rc = parse_args(argc, argv, &o, &first);
 
@@ -433,7 +434,11 @@ static int cmd_run_exec(int argc, char **argv)
 		return EXIT_ALL_OK;
 	if (rc < 0)
 		return cmd_usage(&cmd_run_entry);
-	if (registry_load(cmd_registry_path, &reg, err, sizeof err) < 0)
+	/* A registry file named but not there yet is empty: run creates it. */
+	explicit = cmd_registry_path ? cmd_registry_path : getenv("QCKPT_REGISTRY");
+	if (explicit && explicit[0] && access(explicit, F_OK) < 0 && errno == ENOENT)
+		memset(&reg, 0, sizeof reg);
+	else if (registry_load(cmd_registry_path, &reg, err, sizeof err) < 0)
 		return error("%s", err), EXIT_USAGE;
 	cmdline_init(&given, argv + first, (size_t)(argc - first));
 	rc = launch(&o, &reg, &given);
