@@ -439,6 +439,31 @@ static void test_stuck_freeze_is_bounded_then_thawed_and_production_only_fails(v
 	fake_case_end(&c);
 }
 
+static void test_stuck_freeze_with_production_thaws_then_takes_a_standard_one(void **state)
+{
+	struct fake_case c;
+	json_t *rec;
+	struct run r;
+
+	fake_case_start(&c, "stuckp", "production");
+	fakeqmp_expect(c.fake, "guest-fsfreeze-freeze", NULL);
+	fakeqmp_expect(c.fake, "guest-fsfreeze-thaw", "{\"return\": 1, \"id\": %ID%}");
+	setenv("QCKPT_AGENT_TIMEOUT_MS", "1500", 1);
+	r = qckpt("checkpoint", hvm_name(c.vm), "--passthru", NULL);
+	unsetenv("QCKPT_AGENT_TIMEOUT_MS");
+	assert_int_equal(r.status, 0);
+	rec = one_record(r.out);
+	assert_string_equal(jstr(rec, "CheckpointType"), "Standard");
+	assert_non_null(json_object_get(rec, "MemoryState"));
+	assert_non_null(strstr(r.err, "did not answer guest-fsfreeze-freeze"));
+	assert_int_equal(fakeqmp_command_count(c.fake), 3);
+	assert_string_equal(fake_command_name(&c, 2), "guest-fsfreeze-thaw");
+	assert_true(hvm_wait_tick(c.vm, WAIT_MS) > 0);
+	json_decref(rec);
+	run_free(&r);
+	fake_case_end(&c);
+}
+
 static void test_agent_dying_before_the_thaw_keeps_the_checkpoint_and_says_so(void **state)
 {
 	struct fake_case c;
@@ -527,6 +552,7 @@ int main(void)
 		cmocka_unit_test(test_production_only_without_agent_fails_and_leaves_nothing),
 		cmocka_unit_test(test_refused_freeze_falls_back_to_standard),
 		cmocka_unit_test(test_stuck_freeze_is_bounded_then_thawed_and_production_only_fails),
+		cmocka_unit_test(test_stuck_freeze_with_production_thaws_then_takes_a_standard_one),
 		cmocka_unit_test(test_agent_dying_before_the_thaw_keeps_the_checkpoint_and_says_so),
 		cmocka_unit_test(test_production_only_without_agent_setting_says_what_to_add),
 	};
