@@ -307,7 +307,7 @@ static void on_pass_event(struct job *job, json_t *data)
 
 	job->live_passes = (int)pass;
 	if (job->mode != MODE_LIVE || job->converge_stop_sent ||
-	    pass < MIGRATE_MAX_LIVE_PASSES || job->state != JOB_SAVE)
+	    pass < migrate_max_live_passes() || job->state != JOB_SAVE)
 		return;
 	/* The guest dirties memory faster than it can be written: stop it so
 	 * the save finishes; it resumes right after the disk snapshot. */
@@ -512,13 +512,28 @@ static int job_make_files(struct job *job)
 	return 0;
 }
 
+/* A VM given by its socket, not a registered name, is catalogued under the
+ * name QEMU reports (query-name): a path is no name for checkpoints. */
+static int job_name_direct_socket(struct job *job)
+{
+	if (job->spec.expect_name != NULL)
+		return 0;
+	if (job->conn.qemu_name == NULL || !registry_valid_name(job->conn.qemu_name))
+		return job_set_error(job, -EINVAL,
+			"QEMU at this socket has no usable -name, so its checkpoints would have no name: start it with -name NAME, or register it ('qckpt register NAME %s')",
+			job->spec.monitor), -1;
+	free(job->spec.vm);
+	job->spec.vm = xstrdup(job->conn.qemu_name);
+	return 0;
+}
+
 static int job_plan(struct job *job)
 {
 	char err[512];
 	int n;
 	json_t *list;
 
-	if (job_choose_mode(job) < 0)
+	if (job_choose_mode(job) < 0 || job_name_direct_socket(job) < 0)
 		return -1;
 	n = blockdev_disks_from_query(job->block, &job->disks, err, sizeof err);
 	if (n < 0)

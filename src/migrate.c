@@ -5,6 +5,7 @@
  * with a long pause; 10 ms gave pauses of a few ms.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "migrate.h"
@@ -174,4 +175,12 @@ json_t *migrate_record_caps(const struct migrate_plan *plan)
 		if (strcmp(*c, "events") != 0)
 			json_array_append_new(list, json_string(*c));
 	return list;
+}
+
+int migrate_max_live_passes(void)
+{
+	const char *env = getenv("QCKPT_LIVE_MAX_PASSES");
+	long n = env ? strtol(env, NULL, 10) : 0;
+
+	return n >= 2 && n <= 1000 ? (int)n : MIGRATE_MAX_LIVE_PASSES;
 }

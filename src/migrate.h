@@ -17,8 +17,10 @@
 #define MIGRATE_DOWNTIME_LIMIT_MS 10
 #define MIGRATE_MULTIFD_CHANNELS 2
 /* Iterations after which a live save that does not converge stops the
- * guest to finish (memory dirtied faster than it can be written). */
+ * guest to finish (memory dirtied faster than it can be written);
+ * $QCKPT_LIVE_MAX_PASSES overrides it. */
 #define MIGRATE_MAX_LIVE_PASSES 12
+int migrate_max_live_passes(void);
 
 struct migrate_plan {
 	int have_events;

@@ -465,6 +465,37 @@ static void test_second_checkpoint_chains_on_the_first(void **state)
 	hvm_free(vm);
 }
 
+/* A guest that dirties memory faster than it is saved still gets its
+ * checkpoint: after QCKPT_LIVE_MAX_PASSES passes qckpt stops it to finish,
+ * says so, and the result is as whole as any other. */
+static void test_live_save_that_does_not_converge_still_finishes(void **state)
+{
+	struct hvm_opts o = { .name = "dirty", .ndisks = 1, .mem_mib = 256,
+			      .append = "qckpt.dirty_mib=96" };
+	struct hvm *vm = boot(o);
+	struct run r;
+	json_t *lines, *rec;
+	char *st;
+
+	registry_add(hvm_name(vm), hvm_qmp_path(vm), NULL);
+	setenv("QCKPT_LIVE_MAX_PASSES", "2", 1);
+	r = qckpt("checkpoint", "--passthru", "--mode=live", hvm_name(vm), "dirty1", NULL);
+	unsetenv("QCKPT_LIVE_MAX_PASSES");
+	if (r.status != 0)
+		fail_msg("%s", r.err);
+	assert_non_null(strstr(r.err, "did not converge"));
+	lines = json_lines(r.out);
+	rec = json_array_get(lines, 0);
+	assert_non_null(rec);
+	st = hvm_status(vm);
+	assert_string_equal(st, "running");
+	free(st);
+	restore_and_check(rec, o);
+	json_decref(lines);
+	run_free(&r);
+	hvm_free(vm);
+}
+
 /* 4 VMs in one command, on one loop: every one checkpointed, each whole. */
 static void test_four_vms_in_one_command(void **state)
 {
@@ -582,6 +613,24 @@ static void test_postmigrate_vm_is_refused_and_left_alone(void **state)
 	free(st);
 	assert_no_leftovers(vm);
 	assert_int_equal(overlays_beside(vm), 0);
+	run_free(&r);
+	hvm_free(vm);
+}
+
+/* A VM given by its socket path is catalogued under its -name. */
+static void test_socket_path_target_uses_the_qemu_name(void **state)
+{
+	struct hvm_opts o = { .name = "direct", .ndisks = 1 };
+	struct hvm *vm = boot(o);
+	struct run r;
+	json_t *lines;
+
+	r = qckpt("checkpoint", "--passthru", hvm_qmp_path(vm), "d1", NULL);
+	if (r.status != 0)
+		fail_msg("%s", r.err);
+	lines = json_lines(r.out);
+	assert_string_equal(jstr(json_array_get(lines, 0), "VMName"), hvm_name(vm));
+	json_decref(lines);
 	run_free(&r);
 	hvm_free(vm);
 }
@@ -1030,9 +1079,11 @@ int main(void)
 	const struct CMUnitTest tests_default[] = {
 		MODE_TESTS,
 		cmocka_unit_test(test_four_vms_in_one_command),
+		cmocka_unit_test(test_live_save_that_does_not_converge_still_finishes),
 		cmocka_unit_test(test_readonly_disk_and_empty_cdrom_are_skipped),
 		cmocka_unit_test(test_postmigrate_vm_is_refused_and_left_alone),
 		cmocka_unit_test(test_socket_of_another_vm_is_refused),
+		cmocka_unit_test(test_socket_path_target_uses_the_qemu_name),
 		cmocka_unit_test(test_qemu_killed_mid_checkpoint_leaves_nothing),
 		cmocka_unit_test(test_interrupt_undoes_and_guest_runs),
 		cmocka_unit_test(test_full_filesystem_fails_cleanly_and_guest_runs),
