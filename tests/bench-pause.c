@@ -11,7 +11,8 @@
  *   - the guest pause seen by the harness's observer monitor (sum of the
  *     STOP -> RESUME intervals, by QEMU's event timestamps): the
  *     independent measure;
- *   - PauseMs and DurationMs from qckpt's record;
+ *   - PauseMs and DurationMs from qckpt's record, and the qckpt process's
+ *     wall time (DurationMs leaves out the memory file's final fsync);
  *   - QEMU's "downtime" from query-migrate on the observer afterwards;
  *   - the memory file: its size (MemoryState.Bytes) and the bytes really
  *     allocated on disk (mapped-ram files are sparse), which over
@@ -87,6 +88,7 @@ struct sample {
 	double tool_pause; /* ms, PauseMs (NAN for savevm) */
 	double downtime;   /* ms, query-migrate (NAN if none) */
 	double total;      /* ms, DurationMs or savevm's wall time */
+	double wall;       /* ms, the qckpt process from start to exit */
 	double bytes;      /* memory file size (NAN if none) */
 	double alloc;      /* bytes allocated on disk (NAN if none) */
 };
@@ -164,9 +166,10 @@ static void print_table(void)
 	int notes = 0;
 
 	printf("| QEMU | RAM | guest | mode | pause (observer) min / med / max ms "
-	       "| PauseMs med | QEMU downtime med ms | total med ms "
-	       "| memory file MiB (allocated) | save rate MiB/s |\n");
-	printf("|---|---|---|---|---|---|---|---|---|---|\n");
+	       "| PauseMs med | QEMU downtime med ms | live pause <= downtime + 10 ms "
+	       "| total med ms | qckpt wall med ms "
+	       "| memory file MiB (allocated) | save rate MiB/s (total / wall) |\n");
+	printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
 	for (int i = 0; i < ncells; i++) {
 		const struct cell *c = &cells[i];
 		double mn, med, mx, a, b, t;
@@ -176,7 +179,7 @@ static void print_table(void)
 			printf(" %s", c->na ? "n/a" : "failed");
 			if (c->note)
 				printf(" [%d]", ++notes);
-			printf(" | | | | | |\n");
+			printf(" | | | | | | | |\n");
 			continue;
 		}
 		stats(c, offsetof(struct sample, obs_pause), &mn, &med, &mx);
@@ -191,7 +194,21 @@ static void print_table(void)
 		printf(" |");
 		put_med(c, offsetof(struct sample, tool_pause), 1);
 		put_med(c, offsetof(struct sample, downtime), 1);
+		{
+			int within = 0, n = 0;
+
+			for (int k = 0; k < c->n; k++)
+				if (!isnan(c->s[k].downtime)) {
+					n++;
+					within += c->s[k].obs_pause <= c->s[k].downtime + 10;
+				}
+			if (n)
+				printf(" %d of %d |", within, n);
+			else
+				printf(" - |");
+		}
 		put_med(c, offsetof(struct sample, total), 1);
+		put_med(c, offsetof(struct sample, wall), 1);
 		if (stats(c, offsetof(struct sample, bytes), &a, &b, &t) > 0) {
 			double am, al, ax;
 
@@ -206,7 +223,7 @@ static void print_table(void)
 		} else {
 			printf(" - |");
 		}
-		/* rate: median of allocated bytes / total per sample */
+		/* rates: medians of allocated bytes / total and / wall */
 		{
 			struct cell r = { .n = 0 };
 
@@ -214,22 +231,33 @@ static void print_table(void)
 				if (!isnan(c->s[k].alloc) && c->s[k].total > 0) {
 					r.s[r.n].total = c->s[k].alloc / 1048576.0 /
 							 (c->s[k].total / 1000.0);
+					r.s[r.n].wall = c->s[k].alloc / 1048576.0 /
+							(c->s[k].wall / 1000.0);
 					r.n++;
 				}
-			if (r.n)
-				put_med(&r, offsetof(struct sample, total), 1);
-			else
+			if (r.n) {
+				stats(&r, offsetof(struct sample, total), &mn, &med, &mx);
+				printf(" ");
+				put_num(med);
+				stats(&r, offsetof(struct sample, wall), &mn, &med, &mx);
+				printf(" / ");
+				put_num(med);
+				printf(" |");
+			} else {
 				printf(" - |");
+			}
 		}
 		printf("\n");
 	}
 	printf("\npause (observer): sum of the STOP -> RESUME intervals by QEMU's event "
 	       "timestamps, seen on a second QMP monitor; PauseMs, total (DurationMs): "
-	       "qckpt's record; QEMU downtime: query-migrate after a live checkpoint; "
+	       "qckpt's record; qckpt wall: the qckpt process from start to exit "
+	       "(with the memory file's fsync, which DurationMs leaves out); "
+	       "QEMU downtime: query-migrate after a live checkpoint; "
 	       "savevm's total is the wall time of the HMP command; memory file: "
 	       "MemoryState.Bytes (blocks allocated: mapped-ram files are sparse); "
-	       "save rate: allocated MiB / total.  All values but the pause range are "
-	       "medians.\n");
+	       "save rate: allocated MiB / total and / qckpt wall.  All values but "
+	       "the pause range and the count are medians.\n");
 	if (notes) {
 		printf("\n");
 		notes = 0;
@@ -345,10 +373,12 @@ static int measure_qckpt(struct hvm *vm, const char *mode, struct sample *s, cha
 	char *out = NULL, *err = NULL;
 	int status = -1, rc = 1;
 	size_t from;
+	uint64_t t0;
 	json_t *rec = NULL, *mem;
 
 	hvm_consume_events(vm);
 	from = hvm_event_count(vm);
+	t0 = uv_hrtime();
 	if (harness_run(argv, &out, &err, &status) != 0) {
 		*msg = xfmt("could not run %s", qckpt_bin);
 		goto out;
@@ -366,6 +396,7 @@ static int measure_qckpt(struct hvm *vm, const char *mode, struct sample *s, cha
 	s->obs_pause = observed_pause(vm, from);
 	if (isnan(s->obs_pause))
 		s->obs_pause = 0; /* (checked below) */
+	s->wall = (double)(uv_hrtime() - t0) / 1e6;
 	s->tool_pause = jnum(rec, "PauseMs");
 	s->total = jnum(rec, "DurationMs");
 	/* QEMU's downtime means the guest pause only when QEMU stops the
@@ -445,7 +476,7 @@ static int measure_savevm(struct hvm *vm, struct sample *s, char **msg)
 	s->obs_pause = observed_pause(vm, from);
 	if (isnan(s->obs_pause))
 		s->obs_pause = 0;
-	s->tool_pause = s->downtime = s->bytes = s->alloc = NAN;
+	s->tool_pause = s->downtime = s->bytes = s->alloc = s->wall = NAN;
 	if (hmp(vm, del, msg) != 0) {
 		fprintf(stderr, "bench: %s\n", *msg);
 		free(*msg);
