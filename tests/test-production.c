@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "testutil.h"
 #include "fakeqmp.h"
 #include "qmp.h"
 
@@ -34,18 +35,6 @@ static int vm_serial;
 static char *registry_path;
 static char *catalog_dir;
 
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, f);
-	assert_true(vasprintf(&s, f, ap) >= 0);
-	va_end(ap);
-	return s;
-}
-
 static void registry_add(const char *name, const char *socket, const char *extra)
 {
 	FILE *f = fopen(registry_path, "a");
@@ -53,42 +42,6 @@ static void registry_add(const char *name, const char *socket, const char *extra
 	assert_non_null(f);
 	fprintf(f, "%s unix:%s dir=%s %s\n", name, socket, catalog_dir, extra);
 	fclose(f);
-}
-
-struct run {
-	char *out, *err;
-	int status;
-};
-
-static void run_free(struct run *r)
-{
-	free(r->out);
-	free(r->err);
-}
-
-static struct run qckpt(const char *first, ...)
-{
-	char *argv[32];
-	int n = 0;
-	va_list ap;
-	struct run r = { 0 };
-
-	argv[n++] = (char *)harness_qckpt();
-	assert_non_null(argv[0]);
-	va_start(ap, first);
-	for (const char *a = first; a != NULL && n < 30; a = va_arg(ap, const char *))
-		argv[n++] = (char *)a;
-	va_end(ap);
-	argv[n] = NULL;
-	assert_int_equal(harness_run(argv, &r.out, &r.err, &r.status), 0);
-	if (getenv("QCKPT_VERBOSE") && r.err && r.err[0])
-		fprintf(stderr, "[qckpt stderr] %s", r.err);
-	return r;
-}
-
-static const char *jstr(json_t *o, const char *key)
-{
-	return json_string_value(json_object_get(o, key));
 }
 
 /* The one JSON object qckpt printed with --passthru. */

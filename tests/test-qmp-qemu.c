@@ -466,7 +466,11 @@ static void test_fd_migration_restores_guest_from_saved_tick(void **state)
 	fx->conn = NULL;
 	assert_int_equal(hvm_quit(src), 0);
 	long disk = disk_read_counter(hvm_disk_path(src, 0));
-	assert_int_equal(disk_read_counter(hvm_disk_path(src, 1)), disk);
+	long disk1 = disk_read_counter(hvm_disk_path(src, 1));
+
+	/* The guest writes vda, then vdb, then prints the tick: stopped
+	 * between the two writes, vdb holds the counter before. */
+	assert_true(disk1 == disk || disk1 == disk - 1);
 
 	/* Restore: same disks, -incoming defer, paused. */
 	const char *disks[] = {hvm_disk_path(src, 0), hvm_disk_path(src, 1), NULL};

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "testutil.h"
 
 #define BOOT_MS 90000u
 #define WAIT_MS 30000u
@@ -32,82 +33,6 @@
 static char *registry_path, *catalog_dir;
 static int serial;
 static const char *note = "launch the VM through 'qckpt run'";
-
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, f);
-	assert_true(vasprintf(&s, f, ap) >= 0);
-	va_end(ap);
-	return s;
-}
-
-struct run {
-	char *out, *err;
-	int status;
-};
-
-static void run_free(struct run *r)
-{
-	free(r->out);
-	free(r->err);
-}
-
-/* qckpt with the arguments (NULL-terminated), on the harness loop. */
-static struct run qckpt_argv(char **args)
-{
-	char *argv[96];
-	int n = 0;
-	struct run r = { 0 };
-
-	argv[n++] = (char *)harness_qckpt();
-	assert_non_null(argv[0]);
-	for (; args[n - 1] != NULL && n < 94; n++)
-		argv[n] = args[n - 1];
-	argv[n] = NULL;
-	assert_int_equal(harness_run(argv, &r.out, &r.err, &r.status), 0);
-	if (r.err && r.err[0] && getenv("QCKPT_VERBOSE"))
-		fprintf(stderr, "[qckpt stderr] %s", r.err);
-	return r;
-}
-
-static struct run qckpt(const char *first, ...)
-{
-	char *args[64];
-	int n = 0;
-	va_list ap;
-
-	va_start(ap, first);
-	for (const char *a = first; a != NULL && n < 62; a = va_arg(ap, const char *))
-		args[n++] = (char *)a;
-	va_end(ap);
-	args[n] = NULL;
-	return qckpt_argv(args);
-}
-
-static const char *jstr(json_t *o, const char *key)
-{
-	return json_string_value(json_object_get(o, key));
-}
-
-static json_t *json_lines(const char *text)
-{
-	json_t *list = json_array();
-	const char *p = text;
-
-	while (p && *p) {
-		size_t len = strcspn(p, "\n");
-		json_t *o = json_loadb(p, len, 0, NULL);
-
-		if (o != NULL)
-			json_array_append_new(list, o);
-		p += len + (p[len] == '\n');
-	}
-	return list;
-}
 
 static int count_lines(const char *text)
 {

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "testutil.h"
 
 #define WAIT_MS 30000u
 
@@ -32,83 +33,6 @@ static int vm_serial; /* unique VM names */
 static char *catalog_dir;
 
 /* ---- small helpers ---------------------------------------------------- */
-
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, f);
-	assert_true(vasprintf(&s, f, ap) >= 0);
-	va_end(ap);
-	return s;
-}
-
-struct run {
-	char *out, *err;
-	int status;
-};
-
-static void run_free(struct run *r)
-{
-	free(r->out);
-	free(r->err);
-}
-
-/* Run qckpt (arguments NULL-terminated) on the harness loop, so QEMU's
- * output and events keep being read meanwhile. */
-static struct run qckpt(const char *first, ...)
-{
-	char *argv[64];
-	int n = 0;
-	va_list ap;
-	struct run r = { 0 };
-
-	argv[n++] = getenv("QCKPT_BIN");
-	assert_non_null(argv[0]);
-	va_start(ap, first);
-	for (const char *a = first; a != NULL && n < 62; a = va_arg(ap, const char *))
-		argv[n++] = (char *)a;
-	va_end(ap);
-	argv[n] = NULL;
-	assert_int_equal(harness_run(argv, &r.out, &r.err, &r.status), 0);
-	if (r.err && r.err[0] && getenv("QCKPT_VERBOSE"))
-		fprintf(stderr, "[qckpt stderr] %s", r.err);
-	return r;
-}
-
-static struct run shell(const char *cmd)
-{
-	char *argv[] = { "/bin/sh", "-c", (char *)cmd, NULL };
-	struct run r = { 0 };
-
-	assert_int_equal(harness_run(argv, &r.out, &r.err, &r.status), 0);
-	return r;
-}
-
-/* The JSON objects printed one per line; any other line fails the test. */
-static json_t *json_lines(const char *text)
-{
-	json_t *list = json_array();
-	const char *p = text;
-
-	while (p && *p) {
-		size_t len = strcspn(p, "\n");
-		json_t *o = json_loadb(p, len, 0, NULL);
-
-		if (o == NULL)
-			fail_msg("not a JSON object: %.*s", (int)len, p);
-		json_array_append_new(list, o);
-		p += len + (p[len] == '\n');
-	}
-	return list;
-}
-
-static const char *jstr(json_t *o, const char *key)
-{
-	return json_string_value(json_object_get(o, key));
-}
 
 static json_t *by_name(json_t *list, const char *name)
 {

@@ -1,0 +1,95 @@
+/*
+ * testutil.c: see testutil.h.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "testutil.h"
+
+void run_free(struct run *r)
+{
+	free(r->out);
+	free(r->err);
+	r->out = r->err = NULL;
+}
+
+struct run qckpt_argv(char *const *args)
+{
+	char *argv[128];
+	int n = 0;
+	struct run r = { 0 };
+
+	argv[n++] = (char *)harness_qckpt();
+	assert_non_null(argv[0]);
+	for (; args[n - 1] != NULL && n < 126; n++)
+		argv[n] = args[n - 1];
+	argv[n] = NULL;
+	assert_int_equal(harness_run(argv, &r.out, &r.err, &r.status), 0);
+	if (r.err && r.err[0] && getenv("QCKPT_VERBOSE"))
+		fprintf(stderr, "[qckpt stderr] %s", r.err);
+	return r;
+}
+
+struct run qckpt(const char *first, ...)
+{
+	char *args[96];
+	int n = 0;
+	va_list ap;
+
+	va_start(ap, first);
+	for (const char *a = first; a != NULL && n < 94; a = va_arg(ap, const char *))
+		args[n++] = (char *)a;
+	va_end(ap);
+	args[n] = NULL;
+	return qckpt_argv(args);
+}
+
+struct run shell(const char *cmd)
+{
+	char *argv[] = { "/bin/sh", "-c", (char *)cmd, NULL };
+	struct run r = { 0 };
+
+	assert_int_equal(harness_run(argv, &r.out, &r.err, &r.status), 0);
+	return r;
+}
+
+json_t *json_lines(const char *text)
+{
+	json_t *list = json_array();
+	const char *p = text;
+
+	while (p && *p) {
+		size_t len = strcspn(p, "\n");
+		json_t *o = json_loadb(p, len, 0, NULL);
+
+		if (o == NULL)
+			fail_msg("not a JSON object: %.*s", (int)len, p);
+		json_array_append_new(list, o);
+		p += len + (p[len] == '\n');
+	}
+	return list;
+}
+
+const char *jstr(json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+char *fmt(const char *f, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, f);
+	assert_true(vasprintf(&s, f, ap) >= 0);
+	va_end(ap);
+	return s;
+}

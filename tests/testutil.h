@@ -1,0 +1,35 @@
+/*
+ * testutil.h: what every test of the qckpt program needs besides the QEMU
+ * harness: run qckpt or a shell command on the harness loop (so QEMU's
+ * output and events keep being read meanwhile), read the JSON objects it
+ * printed, format strings.  Failures are cmocka assertions.
+ */
+#ifndef TESTUTIL_H
+#define TESTUTIL_H
+
+#include <jansson.h>
+
+struct run {
+	char *out, *err; /* what it printed (malloc'd) */
+	int status;      /* exit status, 128 + signal if killed */
+};
+
+void run_free(struct run *r);
+
+/* qckpt ($QCKPT_BIN) with the arguments, NULL-terminated. */
+struct run qckpt(const char *first, ...) __attribute__((sentinel));
+struct run qckpt_argv(char *const *args);
+
+/* /bin/sh -c CMD. */
+struct run shell(const char *cmd);
+
+/* The JSON objects printed one per line; any other line fails the test. */
+json_t *json_lines(const char *text);
+
+/* A string member, NULL if absent. */
+const char *jstr(json_t *o, const char *key);
+
+/* asprintf that fails the test instead of returning NULL. */
+char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+
+#endif
