@@ -648,6 +648,9 @@ static void work_record(uv_work_t *req)
 		json_object_set_new(json_object_get(job->record, "MemoryState"),
 				    "Bytes", json_integer(st.st_size));
 	}
+	/* The whole checkpoint, up to the memory being on disk. */
+	json_object_set_new(job->record, "DurationMs",
+			    json_integer((json_int_t)(mono_ms() - job->start_ms)));
 	job->work_rc = catalog_write_record(job->dir, job->record);
 }
 
