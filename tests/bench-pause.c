@@ -12,7 +12,7 @@
  *     STOP -> RESUME intervals, by QEMU's event timestamps): the
  *     independent measure;
  *   - PauseMs and DurationMs from qckpt's record, and the qckpt process's
- *     wall time (DurationMs leaves out the memory file's final fsync);
+ *     wall time (up to 4c35118 DurationMs left out the memory file's fsync);
  *   - QEMU's "downtime" from query-migrate on the observer afterwards;
  *   - the memory file: its size (MemoryState.Bytes) and the bytes really
  *     allocated on disk (mapped-ram files are sparse), which over
@@ -252,7 +252,8 @@ static void print_table(void)
 	printf("\npause (observer): sum of the STOP -> RESUME intervals by QEMU's event "
 	       "timestamps, seen on a second QMP monitor; PauseMs, total (DurationMs): "
 	       "qckpt's record; qckpt wall: the qckpt process from start to exit "
-	       "(with the memory file's fsync, which DurationMs leaves out); "
+	       "(with the memory file's fsync, which DurationMs left out before "
+	       "commit 4c35118); "
 	       "QEMU downtime: query-migrate after a live checkpoint; "
 	       "savevm's total is the wall time of the HMP command; memory file: "
 	       "MemoryState.Bytes (blocks allocated: mapped-ram files are sparse); "
