@@ -276,33 +276,11 @@ static double event_time(const struct qmp_timestamp *ts)
 	return (double)ts->seconds + (double)ts->microseconds / 1e6;
 }
 
-/*
- * Background mode, on "active": QEMU's setup is over and its thread takes
- * the big lock at once to stop the guest (already stopped by us), save the
- * devices and start tracking writes; a cont sent now runs after that, as it
- * needs the same lock.  QEMU 7.2 then resumes the guest itself, newer QEMU
- * restores the state it found (stopped), so without this cont the guest
- * would stay stopped for the whole save.  Should the cont ever overtake
- * QEMU's stop, QEMU stops a running guest and says so (STOP after our
- * RESUME): see on_event(), the memory would then be from a later instant.
- */
-static void resume_background_guest(struct job *job)
-{
-	if (job->mode != MODE_BACKGROUND || !job->was_running ||
-	    !job->guest_stopped || job->resumed || job->state != JOB_SAVE ||
-	    job->bg_resume_sent)
-		return;
-	job->bg_resume_sent = 1;
-	job_send_resume(job, 0);
-}
-
 static void on_migration_event(struct job *job, const char *status)
 {
 	if (!job->migrating)
 		return;
-	if (strcmp(status, "active") == 0) {
-		resume_background_guest(job);
-	} else if (strcmp(status, "completed") == 0) {
+	if (strcmp(status, "completed") == 0) {
 		job->migrating = 0;
 		verbose_vm(job->spec.vm, "memory saved");
 		if (job->state == JOB_SAVE)
@@ -371,9 +349,6 @@ static void on_event(qmp_client *client, const char *name, json_t *data,
 	if (job->finished)
 		return;
 	if (strcmp(name, "STOP") == 0) {
-		/* QEMU's own stop after we resumed a background save. */
-		if (job->bg_resume_sent && job->migrating && !job->guest_stopped)
-			job->bg_instant_lost = 1;
 		job->guest_stopped = 1;
 		job->stop_time = event_time(ts);
 	} else if (strcmp(name, "RESUME") == 0) {
@@ -1098,9 +1073,6 @@ static void job_step(struct job *job)
 		    json_string_value(json_object_get(job->migration, "error-desc")))
 			snprintf(job->error, sizeof job->error, "saving memory failed: %s",
 				 json_string_value(json_object_get(job->migration, "error-desc")));
-		if (job->bg_instant_lost)
-			job_set_error(job, -EAGAIN,
-				      "QEMU stopped the guest only after it had run again, so the saved memory is from a later instant than the disks");
 		break;
 	case JOB_SETTLE:
 		/* Settings that could not be put back are warnings, not a

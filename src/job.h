@@ -126,8 +126,6 @@ struct job {
 	int cancel_sent;
 	int record_written;
 	int resume_retries;
-	int bg_resume_sent;     /* background: cont sent on MIGRATION active */
-	int bg_instant_lost;    /* ... and QEMU stopped the guest after it */
 	int retry_timer_init;
 	uv_timer_t retry_timer;
 	int interrupted;
