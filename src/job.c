@@ -937,7 +937,11 @@ static void enter_snapshot(struct job *job)
 static void enter_settle(struct job *job)
 {
 	/* background: QEMU 7.2 resumes the guest itself after its setup;
-	 * newer QEMU restores the state it found (stopped by us). */
+	 * QEMU 9+ restores the state it found (stopped by us) and sends no
+	 * event when its own stop is over.  Resuming on MIGRATION "active"
+	 * was tried: under load the cont overtook QEMU's stop (STOP after our
+	 * RESUME), which gives memory from a later instant than the disks.
+	 * So on those versions the guest stays stopped until the save ends. */
 	if (job->mode == MODE_BACKGROUND && job->was_running && job->guest_stopped &&
 	    !job->resumed)
 		job_send_resume(job, 0);
