@@ -335,13 +335,9 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 	char *end;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, CMD_COMMON_SHORT "n:s:C:", longopts, NULL)) != -1) {
-		int common = cmd_common_option(&cmd_checkpoint_entry, opt, optarg);
-
-		if (common < 0)
+	while ((opt = cmd_getopt(&cmd_checkpoint_entry, argc, argv, CMD_COMMON_SHORT "n:s:C:", longopts)) != -1) {
+		if (opt == CMD_OPT_HELP)
 			return 1;
-		if (common > 0)
-			continue;
 		switch (opt) {
 		case 'n':
 			named = 1;

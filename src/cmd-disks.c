@@ -97,13 +97,9 @@ static int cmd_disks_exec(int argc, char **argv)
 	int opt, json = 0, rc = EXIT_ALL_OK;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, CMD_COMMON_SHORT, longopts, NULL)) != -1) {
-		int common = cmd_common_option(&cmd_disks_entry, opt, optarg);
-
-		if (common < 0)
+	while ((opt = cmd_getopt(&cmd_disks_entry, argc, argv, CMD_COMMON_SHORT, longopts)) != -1) {
+		if (opt == CMD_OPT_HELP)
 			return EXIT_ALL_OK;
-		if (common > 0)
-			continue;
 		if (opt == 'j')
 			json = 1;
 		else

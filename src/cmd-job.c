@@ -269,13 +269,9 @@ static int cmd_job_exec(int argc, char **argv)
 		return cmd_usage(&cmd_job_entry);
 	sub = argv[1];
 	optind = 2;
-	while ((opt = getopt_long(argc, argv, CMD_COMMON_SHORT, longopts, NULL)) != -1) {
-		int common = cmd_common_option(&cmd_job_entry, opt, optarg);
-
-		if (common < 0)
+	while ((opt = cmd_getopt(&cmd_job_entry, argc, argv, CMD_COMMON_SHORT, longopts)) != -1) {
+		if (opt == CMD_OPT_HELP)
 			return EXIT_ALL_OK;
-		if (common > 0)
-			continue;
 		switch (opt) {
 		case 'j': json = 1; break;
 		case 'k': keep = 1; break;

@@ -105,14 +105,9 @@ static int cmd_qmp_exec(int argc, char **argv)
 	int opt;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "+" CMD_COMMON_SHORT "p",
-				  longopts, NULL)) != -1) {
-		int common = cmd_common_option(&cmd_qmp_entry, opt, optarg);
-
-		if (common < 0)
+	while ((opt = cmd_getopt(&cmd_qmp_entry, argc, argv, "+" CMD_COMMON_SHORT "p", longopts)) != -1) {
+		if (opt == CMD_OPT_HELP)
 			return EXIT_ALL_OK;
-		if (common > 0)
-			continue;
 		if (opt == 'p')
 			call.pretty = 1;
 		else

@@ -181,14 +181,9 @@ static int parse_options(const struct cmd_entry *entry, int argc, char **argv,
 	int opt;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, CMD_COMMON_SHORT, longopts,
-				  NULL)) != -1) {
-		int common = cmd_common_option(entry, opt, optarg);
-
-		if (common < 0)
+	while ((opt = cmd_getopt(entry, argc, argv, CMD_COMMON_SHORT, longopts)) != -1) {
+		if (opt == CMD_OPT_HELP)
 			return 1;
-		if (common > 0)
-			continue;
 		if (opt == OPT_NO_CHECK && no_check != NULL)
 			*no_check = 1;
 		else

@@ -282,13 +282,9 @@ static int parse_args(int argc, char **argv, struct run_opts *o, int *first)
 
 	optind = 1;
 	/* "+": stop at NAME, QEMU's options are not ours. */
-	while ((opt = getopt_long(argc, argv, "+" CMD_COMMON_SHORT "n", longopts, NULL)) != -1) {
-		int common = cmd_common_option(&cmd_run_entry, opt, optarg);
-
-		if (common < 0)
+	while ((opt = cmd_getopt(&cmd_run_entry, argc, argv, "+" CMD_COMMON_SHORT "n", longopts)) != -1) {
+		if (opt == CMD_OPT_HELP)
 			return 1;
-		if (common > 0)
-			continue;
 		switch (opt) {
 		case OPT_DIR:
 			o->dir = optarg;

@@ -486,14 +486,9 @@ static int cmd_vms_exec(int argc, char **argv)
 	size_t count;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, CMD_COMMON_SHORT "t:", longopts,
-				  NULL)) != -1) {
-		int common = cmd_common_option(&cmd_vms_entry, opt, optarg);
-
-		if (common < 0)
+	while ((opt = cmd_getopt(&cmd_vms_entry, argc, argv, CMD_COMMON_SHORT "t:", longopts)) != -1) {
+		if (opt == CMD_OPT_HELP)
 			return EXIT_ALL_OK;
-		if (common > 0)
-			continue;
 		if (opt == 'j')
 			json = 1;
 		else if (opt == 'N')

@@ -53,6 +53,22 @@ int cmd_common_option(const struct cmd_entry *entry, int opt,
 	return 0;
 }
 
+int cmd_getopt(const struct cmd_entry *entry, int argc, char **argv,
+	       const char *shortopts, const struct option *longopts)
+{
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+		int common = cmd_common_option(entry, opt, optarg);
+
+		if (common < 0)
+			return CMD_OPT_HELP;
+		if (common == 0)
+			return opt;
+	}
+	return -1;
+}
+
 /* Exact name or alias first, then a unique prefix (as tmux does). */
 const struct cmd_entry *cmd_find(const char *name)
 {

@@ -59,6 +59,15 @@ extern const char *cmd_registry_path;
 int cmd_common_option(const struct cmd_entry *entry, int opt,
 		      const char *arg);
 
+/*
+ * getopt_long for a command, with the common options handled here: returns
+ * the next option of the command's own, -1 at the end, or CMD_OPT_HELP
+ * after printing the usage for -h (the command then exits 0).
+ */
+#define CMD_OPT_HELP (-2)
+int cmd_getopt(const struct cmd_entry *entry, int argc, char **argv,
+	       const char *shortopts, const struct option *longopts);
+
 /* Print "usage: qckpt NAME USAGE" and return EXIT_USAGE. */
 int cmd_usage(const struct cmd_entry *entry);
 
