@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "catalog.h"
@@ -527,13 +528,58 @@ static int job_name_direct_socket(struct job *job)
 	return 0;
 }
 
+/* Free bytes where PATH is or would be created (its nearest existing
+ * ancestor), or -1. */
+static long long free_bytes_at(const char *path)
+{
+	char *p = xstrdup(path);
+	struct statvfs sv;
+	long long bytes = -1;
+
+	while (statvfs(p, &sv) < 0) {
+		char *up = dir_name(p);
+
+		if (strcmp(up, p) == 0) {
+			free(up);
+			free(p);
+			return -1;
+		}
+		free(p);
+		p = up;
+	}
+	bytes = (long long)sv.f_bavail * (long long)sv.f_frsize;
+	free(p);
+	return bytes;
+}
+
+/*
+ * A background save that fails midway (a full disk) leaves QEMU 7.2's
+ * guest hung: its userfaultfd write protection stays armed and a vCPU
+ * waits in handle_userfault for good (seen here; QEMU 10.0 recovers).  So
+ * background mode starts only with room for all of the guest's memory.
+ */
+static int job_check_background_room(struct job *job)
+{
+	json_int_t ram = json_integer_value(json_object_get(job->memsize, "base-memory")) +
+			 json_integer_value(json_object_get(job->memsize, "plugged-memory"));
+	long long room = free_bytes_at(job->spec.catalog_root);
+	const long long margin = 64ll << 20;
+
+	if (job->mode != MODE_BACKGROUND || ram <= 0 || room < 0 || room >= ram + margin)
+		return 0;
+	return job_set_error(job, -ENOSPC,
+		"background mode needs room for all of the guest's memory (%lld MiB) under %s, which has %lld MiB free: a background save that fails leaves QEMU 7.2's guest hung; free some space or use --mode live",
+		(long long)(ram >> 20), job->spec.catalog_root, room >> 20), -1;
+}
+
 static int job_plan(struct job *job)
 {
 	char err[512];
 	int n;
 	json_t *list;
 
-	if (job_choose_mode(job) < 0 || job_name_direct_socket(job) < 0)
+	if (job_choose_mode(job) < 0 || job_name_direct_socket(job) < 0 ||
+	    job_check_background_room(job) < 0)
 		return -1;
 	n = blockdev_disks_from_query(job->block, &job->disks, err, sizeof err);
 	if (n < 0)
@@ -836,6 +882,8 @@ static void enter_probe(struct job *job)
 	job_send(job, "query-migrate-capabilities", NULL, &job->caps);
 	job_send(job, "query-migrate-parameters", NULL, &job->params);
 	job_send(job, "query-migrate", NULL, &job->migration);
+	/* Only for background mode's room check: not worth failing over. */
+	job_send_ex(job, "query-memory-size-summary", NULL, -1, &job->memsize, 1);
 }
 
 static void enter_prepare(struct job *job)
@@ -1136,6 +1184,19 @@ static void undo_dismiss(struct job *job)
 	}
 }
 
+/* The memory file goes: close our fd first, or an unlinked file keeps its
+ * space (a full disk is a reason we get here, and the records that follow
+ * need room). */
+static void job_drop_memory(struct job *job)
+{
+	if (job->memfd >= 0) {
+		close(job->memfd);
+		job->memfd = -1;
+	}
+	if (job->memory_path != NULL)
+		unlink(job->memory_path);
+}
+
 /* Local files: what was never switched in is ours to delete.  Overlays a
  * transaction may have switched in (no reply: the connection dropped) hold
  * guest data and are kept. */
@@ -1150,12 +1211,7 @@ static void undo_files(struct job *job)
 		if (d->file_created && !d->switched && !unknown)
 			unlink(d->overlay);
 	}
-	if (job->memfd >= 0) {
-		close(job->memfd);
-		job->memfd = -1;
-	}
-	if (job->memory_path != NULL)
-		unlink(job->memory_path);
+	job_drop_memory(job);
 	if (job->dir != NULL && !job->record_written)
 		remove_dir_files(job->dir);
 	if (unknown)
@@ -1179,8 +1235,6 @@ static void job_record_disk_only(struct job *job)
 	snprintf(job->checkpoint_type, sizeof job->checkpoint_type, "DiskOnly");
 	json_decref(job->record);
 	job->record = job_build_record(job);
-	if (job->memory_path != NULL)
-		unlink(job->memory_path);
 	rc = catalog_write_record(job->dir, job->record);
 	job->record_written = rc == 0;
 	if (rc == 0)
@@ -1249,8 +1303,10 @@ static void job_undo_next(struct job *job)
 		snprintf(job->error + strlen(job->error), sizeof job->error - strlen(job->error),
 			 "; thawing failed too (%s): the guest's file systems may still be frozen, send guest-fsfreeze-thaw to %s",
 			 job->agent.error, job->spec.agent);
-	if (job->transaction_done)
+	if (job->transaction_done) {
+		job_drop_memory(job);
 		job_update_vm_state(job);
+	}
 	if (job->transaction_done && (job->mode != MODE_DISK_ONLY || job->production))
 		job_record_disk_only(job);
 	undo_files(job);
@@ -1335,6 +1391,7 @@ void job_free(struct job *job)
 	json_decref(job->params);
 	json_decref(job->migration);
 	json_decref(job->jobs);
+	json_decref(job->memsize);
 	json_decref(job->fd_reply);
 	json_decref(job->parent);
 	json_decref(job->record);

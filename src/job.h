@@ -75,7 +75,7 @@ struct job {
 	job_done_cb on_done;
 
 	/* probes */
-	json_t *status, *block, *caps, *params, *migration, *jobs;
+	json_t *status, *block, *caps, *params, *migration, *jobs, *memsize;
 	int was_running;
 	enum ckpt_mode mode;      /* the mode chosen */
 	enum ckpt_mode fallback_mode; /* production: the standard mode instead */
