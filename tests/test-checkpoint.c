@@ -243,26 +243,6 @@ static long restore_and_check(json_t *record, struct hvm_opts orig)
 
 /* ---- checkpointing ---------------------------------------------------- */
 
-/* Checkpoint VM (registered as NAME) with extra arguments; the record. */
-static json_t *checkpoint_ok(const char *name, const char *mode, const char *ckname)
-{
-	char *mode_opt = fmt("--mode=%s", mode);
-	struct run r = qckpt("checkpoint", "--passthru", mode_opt, name, ckname, NULL);
-	json_t *lines, *rec;
-
-	if (r.status != 0)
-		fail_msg("qckpt checkpoint %s failed (%d): %s", name, r.status, r.err);
-	lines = json_lines(r.out);
-	assert_int_equal(json_array_size(lines), 1);
-	rec = json_incref(json_array_get(lines, 0));
-	json_decref(lines);
-	run_free(&r);
-	free(mode_opt);
-	assert_string_equal(jstr(rec, "Name"), ckname);
-	assert_string_equal(jstr(rec, "VMName"), name);
-	return rec;
-}
-
 /* The record on disk says the same as --passthru printed. */
 static void assert_recorded(json_t *rec)
 {
@@ -289,7 +269,7 @@ static void check_mode(const char *mode, bool two_disks, bool user_paused)
 		assert_int_equal(hvm_qmp(vm, "stop", NULL, NULL), 0);
 	hvm_consume_events(vm);
 	before = hvm_last_tick(vm);
-	rec = checkpoint_ok(hvm_name(vm), mode, "cp1");
+	rec = checkpoint_ok(hvm_name(vm), mode, "cp1", NULL);
 	assert_recorded(rec);
 	disks = json_object_get(rec, "Disks");
 	assert_int_equal(json_array_size(disks), o.ndisks);
@@ -365,9 +345,9 @@ static void test_second_checkpoint_chains_on_the_first(void **state)
 	json_t *a, *b;
 
 	registry_add(hvm_name(vm), hvm_qmp_path(vm), NULL);
-	a = checkpoint_ok(hvm_name(vm), "live", "first");
+	a = checkpoint_ok(hvm_name(vm), "live", "first", NULL);
 	hvm_wait_tick(vm, WAIT_MS);
-	b = checkpoint_ok(hvm_name(vm), "live", "second");
+	b = checkpoint_ok(hvm_name(vm), "live", "second", NULL);
 	assert_string_equal(jstr(b, "ParentCheckpointId"), jstr(a, "Id"));
 	assert_string_equal(jstr(b, "ParentCheckpointName"), "first");
 	assert_string_equal(jstr(json_array_get(json_object_get(b, "Disks"), 0), "CheckpointImage"),
@@ -478,7 +458,7 @@ static void test_readonly_disk_and_empty_cdrom_are_skipped(void **state)
 	json_t *rec;
 
 	registry_add(hvm_name(vm), hvm_qmp_path(vm), NULL);
-	rec = checkpoint_ok(hvm_name(vm), "live", "ro1");
+	rec = checkpoint_ok(hvm_name(vm), "live", "ro1", NULL);
 	assert_int_equal(json_array_size(json_object_get(rec, "Disks")), 1);
 	assert_string_equal(jstr(json_array_get(json_object_get(rec, "Disks"), 0), "Format"), "raw");
 	restore_and_check(rec, o);

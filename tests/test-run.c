@@ -43,28 +43,6 @@ static int count_lines(const char *text)
 	return n;
 }
 
-/* A checkpoint of NAME; its record.  *err gets stderr when asked. */
-static json_t *checkpoint(const char *name, const char *mode, const char *ckname, char **err)
-{
-	char *mode_opt = fmt("--mode=%s", mode);
-	struct run r = qckpt("checkpoint", "--passthru", mode_opt, name, ckname, NULL);
-	json_t *lines, *rec;
-
-	if (r.status != 0)
-		fail_msg("qckpt checkpoint %s failed (%d): %s", name, r.status, r.err);
-	lines = json_lines(r.out);
-	assert_int_equal(json_array_size(lines), 1);
-	rec = json_incref(json_array_get(lines, 0));
-	json_decref(lines);
-	if (err) {
-		*err = r.err;
-		r.err = NULL;
-	}
-	run_free(&r);
-	free(mode_opt);
-	return rec;
-}
-
 static json_t *record_disk(json_t *rec)
 {
 	return json_array_get(json_object_get(rec, "Disks"), 0);
@@ -169,9 +147,9 @@ static void relaunch_keeps_writes(bool blockdev, enum hvm_disk_format format)
 	assert_true(hvm_wait_tick(vm, BOOT_MS) > 0);
 	original = strdup(hvm_disk_path(vm, 0));
 
-	a = checkpoint(name, "live", "first", &err_a);
+	a = checkpoint_ok(name, "live", "first", &err_a);
 	assert_true(hvm_wait_tick(vm, WAIT_MS) > 0);
-	b = checkpoint(name, "live", "second", &err_b);
+	b = checkpoint_ok(name, "live", "second", &err_b);
 	/* Launched through qckpt run: no advice to launch through qckpt run. */
 	assert_null(strstr(err_a, note));
 	assert_null(strstr(err_b, note));
@@ -403,8 +381,8 @@ static void test_without_run_checkpoint_says_which_path_and_disks_lists_it(void 
 	fprintf(f, "%s unix:%s dir=%s\n", hvm_name(vm), hvm_qmp_path(vm), catalog_dir);
 	fclose(f);
 	assert_true(hvm_wait_tick(vm, BOOT_MS) > 0);
-	a = checkpoint(hvm_name(vm), "disk-only", "one", &err_a);
-	b = checkpoint(hvm_name(vm), "disk-only", "two", &err_b);
+	a = checkpoint_ok(hvm_name(vm), "disk-only", "one", &err_a);
+	b = checkpoint_ok(hvm_name(vm), "disk-only", "two", &err_b);
 	line = fmt("disk drv0 now writes to %s; %s is frozen", jstr(record_disk(a), "ActiveImage"),
 		   hvm_disk_path(vm, 0));
 	if (strstr(err_a, line) == NULL || strstr(err_a, note) == NULL)

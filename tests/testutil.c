@@ -61,6 +61,30 @@ struct run shell(const char *cmd)
 	return r;
 }
 
+json_t *checkpoint_ok(const char *vm, const char *mode, const char *name,
+		      char **err)
+{
+	char *mode_opt = fmt("--mode=%s", mode);
+	struct run r = qckpt("checkpoint", "--passthru", mode_opt, vm, name, NULL);
+	json_t *lines, *rec;
+
+	if (r.status != 0)
+		fail_msg("qckpt checkpoint %s failed (%d): %s", vm, r.status, r.err);
+	lines = json_lines(r.out);
+	assert_int_equal(json_array_size(lines), 1);
+	rec = json_incref(json_array_get(lines, 0));
+	json_decref(lines);
+	assert_string_equal(jstr(rec, "Name"), name);
+	assert_string_equal(jstr(rec, "VMName"), vm);
+	if (err != NULL) {
+		*err = r.err;
+		r.err = NULL;
+	}
+	run_free(&r);
+	free(mode_opt);
+	return rec;
+}
+
 json_t *json_lines(const char *text)
 {
 	json_t *list = json_array();

@@ -23,6 +23,12 @@ struct run qckpt_argv(char *const *args);
 /* /bin/sh -c CMD. */
 struct run shell(const char *cmd);
 
+/* `qckpt checkpoint --passthru --mode=MODE VM NAME`, which must succeed
+ * with one record, named NAME, of VM; the record (a new reference).  *err
+ * gets what qckpt printed on stderr when err is not NULL. */
+json_t *checkpoint_ok(const char *vm, const char *mode, const char *name,
+		      char **err);
+
 /* The JSON objects printed one per line; any other line fails the test. */
 json_t *json_lines(const char *text);
 
