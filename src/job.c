@@ -306,14 +306,12 @@ static void on_pass_event(struct job *job, json_t *data)
 {
 	json_int_t pass = json_integer_value(json_object_get(data, "pass"));
 
-	job->live_passes = (int)pass;
 	if (job->mode != MODE_LIVE || job->converge_stop_sent ||
 	    pass < migrate_max_live_passes() || job->state != JOB_SAVE)
 		return;
 	/* The guest dirties memory faster than it can be written: stop it so
 	 * the save finishes; it resumes right after the disk snapshot. */
 	job->converge_stop_sent = 1;
-	job->stopped_by_us = 1;
 	warn_vm(job->spec.vm,
 		"memory did not converge after %d passes; pausing the guest to finish the save",
 		(int)pass);
@@ -781,7 +779,6 @@ static void on_agent_frozen(struct agent *agent, int status, long long count,
 
 static void enter_freeze(struct job *job)
 {
-	job->freeze_sent = 1;
 	job->freeze_start_ms = mono_ms();
 	job->outstanding++;
 	if (agent_freeze(&job->agent, on_agent_frozen, job) < 0) {
@@ -952,7 +949,6 @@ static void enter_migrate_setup(struct job *job)
 
 static void enter_stop(struct job *job)
 {
-	job->stopped_by_us = 1;
 	job_send(job, "stop", NULL, NULL);
 }
 

@@ -100,7 +100,6 @@ struct job {
 	char agent_skip[512];   /* why the agent was not used, if it was not */
 	int production;         /* disk-only with the file systems frozen */
 	int fell_back;          /* production that turned standard mid-way */
-	int freeze_sent;
 	int frozen;             /* guest-fsfreeze-freeze returned a count */
 	int freeze_unknown;     /* no answer: the guest may be frozen */
 	int thaw_sent;
@@ -115,12 +114,10 @@ struct job {
 	int fd_given;           /* the memory fd is in QEMU */
 	int fd_consumed;        /* migrate took it (getfd's named fd) */
 	int migrating;          /* migrate sent, no terminal event yet */
-	int stopped_by_us;      /* we sent stop */
 	int guest_stopped;      /* STOP seen, RESUME not yet */
 	int resumed;            /* cont succeeded or RESUME seen */
 	int transaction_sent;
 	int transaction_done;
-	int live_passes;
 	int converge_stop_sent;
 	int undo_phase;
 	int cancel_sent;

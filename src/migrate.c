@@ -56,7 +56,6 @@ void migrate_plan_init(struct migrate_plan *plan, json_t *caps,
 	const char *const *want;
 
 	memset(plan, 0, sizeof *plan);
-	plan->have_events = migrate_has_cap(caps, "events");
 	plan->background = background;
 	/* mapped-ram needs a seekable file: transport and background-snapshot
 	 * does not combine with multifd, so they are exclusive. */

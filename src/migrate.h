@@ -23,7 +23,6 @@
 int migrate_max_live_passes(void);
 
 struct migrate_plan {
-	int have_events;
 	int use_fdset;    /* file:/dev/fdset/N through add-fd (QEMU >= 9) */
 	int mapped_ram;   /* with mapped-ram + multifd (not for background) */
 	int background;   /* background-snapshot */
