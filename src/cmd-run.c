@@ -236,9 +236,11 @@ static int record_launch(const struct run_opts *o, const char *root, json_t *sta
 
 	format_iso8601(wall_ms(), when, sizeof when);
 	json_object_set_new(state, "CommandLine", json_pack(
-		"{s:o, s:o, s:s, s:I, s:s}", "Given", cmdline_to_json(given),
+		"{s:o, s:o, s:s, s:I, s:I, s:s}", "Given", cmdline_to_json(given),
 		"Executed", cmdline_to_json(executed), "WorkingDirectory", cwd,
-		"Pid", (json_int_t)getpid(), "LaunchTime", when));
+		"Pid", (json_int_t)getpid(),
+		"StartTime", (json_int_t)proc_start_time((long)getpid()),
+		"LaunchTime", when));
 	rc = catalog_write_vm(root, o->vm, state);
 	if (rc < 0)
 		error_vm(o->vm, "cannot record the command line in %s/%s/vm.json: %s",

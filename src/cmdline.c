@@ -778,41 +778,12 @@ char *cmdline_quote(const struct cmdline *c)
 int cmdline_launch_is_running(json_t *command_line)
 {
 	json_int_t pid = json_integer_value(json_object_get(command_line, "Pid"));
-	json_t *executed = json_object_get(command_line, "Executed");
-	char *path, *text = NULL;
-	size_t i, off = 0, len = 0;
-	json_t *arg;
-	int same = 1;
-	FILE *f;
+	json_int_t start = json_integer_value(json_object_get(command_line, "StartTime"));
 
-	if (pid <= 0 || !json_is_array(executed))
-		return 0;
-	path = xasprintf("/proc/%lld/cmdline", (long long)pid);
-	f = fopen(path, "re");
-	free(path);
-	if (f == NULL)
-		return 0;
-	for (;;) {
-		text = xrealloc(text, len + 4096);
-		size_t got = fread(text + len, 1, 4096, f);
-
-		len += got;
-		if (got == 0)
-			break;
-	}
-	fclose(f);
-	json_array_foreach(executed, i, arg) {
-		const char *a = json_string_value(arg);
-		size_t alen = a ? strlen(a) : 0;
-
-		if (a == NULL || off + alen >= len || memcmp(text + off, a, alen + 1) != 0) {
-			same = 0;
-			break;
-		}
-		off += alen + 1;
-	}
-	free(text);
-	return same && off == len;
+	/* Not /proc/PID/cmdline against Executed: a wrapper that execs QEMU
+	 * with more arguments (get-qemu10's, a distribution's) keeps the
+	 * process but changes its arguments. */
+	return pid > 0 && start > 0 && proc_start_time((long)pid) == start;
 }
 
 int cmdline_vm_launched_by_run(const char *root, const char *vm)

@@ -108,9 +108,9 @@ char *cmdline_quote(const struct cmdline *c);
 
 /*
  * Whether the launch that `qckpt run` recorded in vm.json ("CommandLine":
- * {"Pid", "Executed", ...}) is the QEMU running now: process Pid runs
- * exactly the Executed arguments (/proc/PID/cmdline).  A QEMU started some
- * other way since then (another pid, other arguments) is not.
+ * {"Pid", "StartTime", ...}) is still running: process Pid exists and
+ * started at StartTime (so it is the process qckpt run exec'd into QEMU,
+ * not a later one that got the same pid).
  */
 int cmdline_launch_is_running(json_t *command_line);
 /* The same for VM's vm.json under catalog ROOT. */

@@ -263,3 +263,27 @@ char *base_stem(const char *path)
 
 	return xstrndup(base, dot && dot != base ? (size_t)(dot - base) : strlen(base));
 }
+
+long long proc_start_time(long pid)
+{
+	char path[64], buf[1024], *p;
+	long long start = -1;
+	size_t n;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	f = fopen(path, "re");
+	if (f == NULL)
+		return -1;
+	n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* the command name, field 2, may hold spaces and ')': skip to the last
+	 * ')', then fields 3 to 21, then the start time */
+	p = strrchr(buf, ')');
+	for (int field = 2; p != NULL && field < 22; field++)
+		p = strchr(p + 1, ' ');
+	if (p != NULL && sscanf(p + 1, "%lld", &start) != 1)
+		start = -1;
+	return start;
+}

@@ -46,6 +46,14 @@ int64_t wall_ms(void);
 /* Monotonic clock in ms. */
 uint64_t mono_ms(void);
 
+/*
+ * When process pid started, in clock ticks since boot (/proc/PID/stat,
+ * field 22), or -1 if there is no such process.  A pid and its start time
+ * name one process for good: the start time survives exec, and a reused
+ * pid has another one.
+ */
+long long proc_start_time(long pid);
+
 /* Absolute path of PATH (which must exist) in a new string, or NULL. */
 char *absolute_path(const char *path);
 /* The directory part of PATH, in a new string. */

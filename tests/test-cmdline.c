@@ -15,10 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "chain.h"
 #include "cmdline.h"
+#include "util.h"
 
 static char tmpdir[] = "/tmp/qckpt-test-cmdline-XXXXXX";
 
@@ -349,6 +352,41 @@ static void test_chain_checks_headers_against_the_catalog(void **state)
 	free(other);
 }
 
+/* The recorded launch is running only while its pid has its start time:
+ * not after the process is gone, not for a reused pid. */
+static void test_launch_is_running_means_same_pid_and_start_time(void **state)
+{
+	long long start = proc_start_time((long)getpid());
+	char comm[16] = "";
+	json_t *cl;
+	pid_t child;
+
+	assert_true(start > 0);
+	/* a command name with ") " in it does not shift the fields */
+	prctl(PR_GET_NAME, comm);
+	prctl(PR_SET_NAME, "a) 1 2 (3) 4");
+	assert_true(proc_start_time((long)getpid()) == start);
+	prctl(PR_SET_NAME, comm);
+
+	cl = json_pack("{s:I, s:I}", "Pid", (json_int_t)getpid(), "StartTime", (json_int_t)start);
+	assert_int_equal(cmdline_launch_is_running(cl), 1);
+	json_object_set_new(cl, "StartTime", json_integer(start + 1)); /* pid reused */
+	assert_int_equal(cmdline_launch_is_running(cl), 0);
+	json_object_del(cl, "StartTime"); /* a vm.json that lacks it */
+	assert_int_equal(cmdline_launch_is_running(cl), 0);
+	json_decref(cl);
+
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0)
+		_exit(0);
+	assert_int_equal(waitpid(child, NULL, 0), child); /* gone */
+	cl = json_pack("{s:I, s:I}", "Pid", (json_int_t)child, "StartTime", (json_int_t)start);
+	assert_int_equal(cmdline_launch_is_running(cl), 0);
+	assert_true(proc_start_time((long)child) == -1);
+	json_decref(cl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -363,6 +401,7 @@ int main(void)
 		cmocka_unit_test(test_rewrite_refusals),
 		cmocka_unit_test(test_absolute_paths_and_quoting),
 		cmocka_unit_test(test_chain_checks_headers_against_the_catalog),
+		cmocka_unit_test(test_launch_is_running_means_same_pid_and_start_time),
 	};
 	int rc;
 
