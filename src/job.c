@@ -19,6 +19,10 @@
  * knows what to undo: cancel the migration, resume a guest that was
  * running, detach and delete overlays that were never switched in, remove
  * the memory file.  A record is written only when everything is whole.
+ *
+ * This file holds the states and their transitions (job_next, job_enter,
+ * job_step, read top to bottom) and the QMP side; the agent's steps are in
+ * job-agent.c, the record in job-record.c, the undo in job-undo.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +35,7 @@
 
 #include "catalog.h"
 #include "job.h"
+#include "job-impl.h"
 #include "log.h"
 #include "util.h"
 
@@ -38,11 +43,7 @@
  * frozen before qckpt gives up on it and thaws them. */
 #define JOB_FREEZE_MAX_MS 10000u
 
-static void job_step(struct job *job);
-static void job_wait(struct job *job);
 static void job_enter(struct job *job, enum job_state state);
-static void job_undo_next(struct job *job);
-static void job_finish(struct job *job, enum job_state final);
 
 static const char *const mode_names[] = {
 	[MODE_AUTO] = "auto",
@@ -84,10 +85,7 @@ void job_spec_free(struct job_spec *spec)
 /* ---- failing --------------------------------------------------------- */
 
 /* Remember the first cause only: later errors are consequences. */
-static void job_set_error(struct job *job, int status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void job_set_error(struct job *job, int status, const char *fmt, ...)
+void job_set_error(struct job *job, int status, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -99,7 +97,7 @@ static void job_set_error(struct job *job, int status, const char *fmt, ...)
 	va_end(ap);
 }
 
-static int job_connected(const struct job *job)
+int job_connected(const struct job *job)
 {
 	return job->conn.qmp.state == QMP_STATE_READY;
 }
@@ -205,7 +203,7 @@ static struct job_call *job_send_call(struct job *job, const char *command,
 				     creating, QMP_DEFAULT_TIMEOUT_MS);
 }
 
-static void job_send_ex(struct job *job, const char *command, json_t *args,
+void job_send_ex(struct job *job, const char *command, json_t *args,
 			int fd, json_t **slot, int optional)
 {
 	job_send_call(job, command, args, fd, slot, optional, NULL);
@@ -236,7 +234,7 @@ static void job_retry_resume(struct job_call *call)
 }
 
 /* cont, marking the guest resumed when it succeeds. */
-static void job_send_resume(struct job *job, int optional)
+void job_send_resume(struct job *job, int optional)
 {
 	struct job_call *call = job_send_call(job, "cont", NULL, -1, NULL,
 					      optional, NULL);
@@ -263,7 +261,7 @@ static void job_send(struct job *job, const char *command, json_t *args,
 }
 
 /* Enter a state whose commands were all sent: step now if none were. */
-static void job_wait(struct job *job)
+void job_wait(struct job *job)
 {
 	if (job->outstanding == 0 && job->formats_pending == 0 &&
 	    !(job->state == JOB_SAVE && job->migrating))
@@ -392,14 +390,14 @@ static void on_disconnect(qmp_client *client, int status, void *arg)
 
 /* ---- the probes and the plan ----------------------------------------- */
 
-static const char *run_status(const struct job *job)
+const char *job_run_status(const struct job *job)
 {
 	const char *s = json_string_value(json_object_get(job->status, "status"));
 
 	return s ? s : "unknown";
 }
 
-static int job_is_production_type(const struct job *job)
+int job_is_production_type(const struct job *job)
 {
 	return job->spec.type == VM_TYPE_PRODUCTION ||
 	       job->spec.type == VM_TYPE_PRODUCTION_ONLY;
@@ -408,7 +406,7 @@ static int job_is_production_type(const struct job *job)
 /* Check what QEMU reported; choose the mode.  0, or -1 with the error. */
 static int job_choose_mode(struct job *job)
 {
-	const char *status = run_status(job);
+	const char *status = job_run_status(job);
 	const char *mig = json_string_value(json_object_get(job->migration, "status"));
 	enum ckpt_mode mode = job->spec.mode;
 
@@ -478,7 +476,7 @@ static void default_name(struct job *job)
 	job->name = xasprintf("%s-%s", job->spec.vm, stamp);
 }
 
-static int job_open_memory_file(struct job *job)
+int job_open_memory_file(struct job *job)
 {
 	job->memory_path = xasprintf("%s/memory.state", job->dir);
 	job->memfd = open(job->memory_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -605,271 +603,6 @@ static int job_plan(struct job *job)
 	return job_make_files(job);
 }
 
-/* ---- the record ------------------------------------------------------ */
-
-static json_t *job_disks_json(const struct job *job)
-{
-	json_t *list = json_array();
-
-	for (size_t i = 0; i < job->ndisks; i++) {
-		const struct disk *d = &job->disks[i];
-
-		json_array_append_new(list, json_pack(
-			"{s:s, s:s, s:s, s:s, s:s}", "Device", d->device,
-			"NodeName", d->overlay_node, "CheckpointImage", d->image,
-			"ActiveImage", d->overlay, "Format", d->format));
-	}
-	return list;
-}
-
-static json_t *job_build_record(struct job *job)
-{
-	char when[64];
-	json_t *r;
-
-	format_iso8601(job->creation_ms, when, sizeof when);
-	r = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:O?, s:O?, s:s, s:o}",
-		      "Id", job->id, "Name", job->name, "VMName", job->spec.vm,
-		      "ComputerName", job->spec.computer_name,
-		      "CreationTime", when, "CreationEpochMs", (json_int_t)job->creation_ms,
-		      "CheckpointType", job->checkpoint_type,
-		      "ParentCheckpointId", json_object_get(job->parent, "Id"),
-		      "ParentCheckpointName", json_object_get(job->parent, "Name"),
-		      "Path", job->dir, "Disks", job_disks_json(job));
-	if (job->mode != MODE_DISK_ONLY)
-		json_object_set_new(r, "MemoryState", json_pack(
-			"{s:s, s:I, s:o, s:i}", "Path", job->memory_path,
-			"Bytes", (json_int_t)job->memory_bytes,
-			"Capabilities", migrate_record_caps(&job->plan),
-			"MultifdChannels", job->plan.mapped_ram ? MIGRATE_MULTIFD_CHANNELS : 0));
-	if (job->production) {
-		json_object_set_new(r, "FrozenFilesystems", json_integer(job->frozen_filesystems));
-		json_object_set_new(r, "FreezeMs", json_integer(job->freeze_ms));
-	}
-	json_object_set_new(r, "GuestState", json_string(job->was_running ? "running" : "paused"));
-	json_object_set_new(r, "Mode", json_string(job_mode_name(job->mode)));
-	json_object_set_new(r, "QemuVersion", json_string(job->conn.qmp.version_string));
-	json_object_set_new(r, "Monitor", json_string(job->spec.monitor));
-	json_object_set_new(r, "PauseMs", json_integer(job->pause_ms));
-	json_object_set_new(r, "DurationMs", json_integer((json_int_t)(mono_ms() - job->start_ms)));
-	return r;
-}
-
-/* The disks switched: remember where each one writes now (vm.json), for
- * `qckpt run` and `qckpt disks`, whatever happens to the record. */
-static int job_update_vm_state(struct job *job)
-{
-	json_t *state = catalog_load_vm(job->spec.catalog_root, job->spec.vm);
-	int rc;
-
-	for (size_t i = 0; i < job->ndisks; i++) {
-		const struct disk *d = &job->disks[i];
-
-		if (d->switched)
-			catalog_vm_switch_disk(state, d->device, d->base, d->image,
-					       d->overlay, d->format);
-	}
-	rc = catalog_write_vm(job->spec.catalog_root, job->spec.vm, state);
-	json_decref(state);
-	return rc;
-}
-
-/* Thread pool: the fsyncs must not stall the other VMs' pause windows. */
-static void work_record(uv_work_t *req)
-{
-	struct job *job = req->data;
-	struct stat st;
-
-	job->work_rc = job->ndisks > 0 ? job_update_vm_state(job) : 0;
-	if (job->work_rc < 0)
-		return;
-	if (job->memfd >= 0) {
-		if (fsync(job->memfd) < 0 || fstat(job->memfd, &st) < 0) {
-			job->work_rc = -errno;
-			return;
-		}
-		job->memory_bytes = st.st_size;
-		json_object_set_new(json_object_get(job->record, "MemoryState"),
-				    "Bytes", json_integer(st.st_size));
-	}
-	/* The whole checkpoint, up to the memory being on disk. */
-	json_object_set_new(job->record, "DurationMs",
-			    json_integer((json_int_t)(mono_ms() - job->start_ms)));
-	job->work_rc = catalog_write_record(job->dir, job->record);
-}
-
-static void after_record(uv_work_t *req, int status)
-{
-	struct job *job = req->data;
-
-	if (status < 0)
-		job->work_rc = status;
-	if (job->work_rc < 0)
-		job_set_error(job, job->work_rc, "cannot write the checkpoint to %s: %s",
-			      job->dir, strerror(-job->work_rc));
-	job_step(job);
-}
-
-/* ---- the guest agent (production types) ------------------------------ */
-
-/* An agent call finished: the job goes on like after a QMP reply. */
-static void job_agent_done(struct job *job)
-{
-	if (--job->outstanding > 0 || job->finished)
-		return;
-	if (job->state == JOB_UNDO)
-		job_undo_next(job);
-	else
-		job_wait(job);
-}
-
-static void on_agent_ready(struct agent *agent, int status)
-{
-	struct job *job = agent->data;
-
-	job->agent_ok = status == 0;
-	if (status < 0)
-		snprintf(job->agent_skip, sizeof job->agent_skip, "%s", agent->error);
-	else
-		verbose_vm(job->spec.vm, "guest agent at %s answered", job->spec.agent);
-	job_agent_done(job);
-}
-
-/* The agent is asked only when it matters, and only when it can answer:
- * a guest that is not running cannot freeze anything. */
-static void enter_agent(struct job *job)
-{
-	if (!job_is_production_type(job) || job->spec.agent == NULL) {
-		snprintf(job->agent_skip, sizeof job->agent_skip,
-			 "no guest agent (agent= in the registry)");
-		return;
-	}
-	if (!json_is_true(json_object_get(job->status, "running"))) {
-		snprintf(job->agent_skip, sizeof job->agent_skip,
-			 "the guest is %s, so its agent cannot freeze its file systems",
-			 run_status(job));
-		return;
-	}
-	job->agent.data = job;
-	job->outstanding++;
-	if (agent_open(job->loop, &job->agent, job->spec.vm, job->spec.agent,
-		       on_agent_ready) < 0) {
-		job->outstanding--;
-		snprintf(job->agent_skip, sizeof job->agent_skip, "%s", job->agent.error);
-	}
-}
-
-static void on_agent_frozen(struct agent *agent, int status, long long count,
-			    void *arg)
-{
-	struct job *job = arg;
-
-	if (status == 0) {
-		job->frozen = 1;
-		job->frozen_filesystems = count;
-		verbose_vm(job->spec.vm, "guest file systems frozen: %lld", count);
-	} else {
-		/* No answer: qemu-ga may still freeze, so thaw to be sure.  An
-		 * error answer means it thawed whatever it had frozen. */
-		job->freeze_unknown = status == QMP_ETIMEDOUT;
-		snprintf(job->agent_skip, sizeof job->agent_skip, "%s", agent->error);
-	}
-	job_agent_done(job);
-}
-
-static void enter_freeze(struct job *job)
-{
-	job->freeze_start_ms = mono_ms();
-	job->outstanding++;
-	if (agent_freeze(&job->agent, on_agent_frozen, job) < 0) {
-		job->outstanding--;
-		snprintf(job->agent_skip, sizeof job->agent_skip, "%s", job->agent.error);
-	}
-}
-
-static void on_agent_thawed(struct agent *agent, int status, long long count,
-			    void *arg)
-{
-	struct job *job = arg;
-
-	if (status == 0) {
-		job->thawed = 1;
-		job->freeze_ms = (long long)(mono_ms() - job->freeze_start_ms);
-		verbose_vm(job->spec.vm, "guest file systems thawed: %lld, %lld ms after the freeze request",
-			   count, job->freeze_ms);
-	}
-	job_agent_done(job);
-}
-
-/* Send the thaw; 0 if it went out (its answer steps the job). */
-static int job_send_thaw(struct job *job)
-{
-	job->thaw_sent = 1;
-	job->outstanding++;
-	if (agent_thaw(&job->agent, on_agent_thawed, job) < 0) {
-		job->outstanding--;
-		return -1;
-	}
-	return 0;
-}
-
-static void enter_thaw(struct job *job)
-{
-	job_send_thaw(job);
-}
-
-/* The freeze failed and the type allows it: take a standard checkpoint,
- * in the mode a standard one would have used, as if asked for it. */
-static int job_fall_back_to_standard(struct job *job)
-{
-	warn_vm(job->spec.vm, "%s: taking a standard checkpoint instead of a production one",
-		job->agent_skip);
-	job->production = 0;
-	job->fell_back = 1;
-	job->mode = job->fallback_mode;
-	snprintf(job->checkpoint_type, sizeof job->checkpoint_type, "%s",
-		 job->mode == MODE_DISK_ONLY ? "DiskOnly" : "Standard");
-	if (job->mode == MODE_DISK_ONLY)
-		return 0;
-	if (!migrate_has_cap(job->caps, "events"))
-		return job_set_error(job, -ENOTSUP,
-			"this QEMU does not offer migration events; use --mode disk-only"), -1;
-	if (job_open_memory_file(job) < 0)
-		return -1;
-	migrate_plan_init(&job->plan, job->caps, job->params,
-			  job->mode == MODE_BACKGROUND, job->id);
-	return 0;
-}
-
-/* JOB_FREEZE is over: frozen, or decide what a failed freeze means. */
-static void job_after_freeze(struct job *job)
-{
-	if (job->frozen || job->error_status != 0)
-		return;
-	if (job->spec.type == VM_TYPE_PRODUCTION_ONLY) {
-		job_set_error(job, -EIO,
-			"production-only checkpoint not taken, nothing changed: %s; check qemu-ga in the guest, or use --type production to accept a standard checkpoint",
-			job->agent_skip);
-		return;
-	}
-	job_fall_back_to_standard(job);
-}
-
-/* JOB_THAW is over.  After a frozen snapshot the checkpoint is whole even
- * if the thaw failed, but the guest may still be frozen: say so loudly. */
-static void job_after_thaw(struct job *job)
-{
-	if (job->thawed)
-		return;
-	if (job->fell_back) {
-		warn_vm(job->spec.vm, "guest-fsfreeze-thaw after a failed freeze: %s", job->agent.error);
-		return;
-	}
-	snprintf(job->resume_error, sizeof job->resume_error,
-		 "the checkpoint was taken but thawing the guest's file systems failed (%s): they may still be frozen; send {\"execute\":\"guest-fsfreeze-thaw\"} to the guest agent at %s",
-		 job->agent.error, job->spec.agent);
-}
-
 /* ---- entering states ------------------------------------------------- */
 
 static void enter_probe(struct job *job)
@@ -978,7 +711,7 @@ static void enter_snapshot(struct job *job)
 		job_send_resume(job, 0);
 }
 
-static void enter_settle(struct job *job)
+void job_enter_settle(struct job *job)
 {
 	/* background: QEMU 7.2 resumes the guest itself after its setup;
 	 * QEMU 9+ restores the state it found (stopped by us) and sends no
@@ -1000,18 +733,6 @@ static void enter_settle(struct job *job)
 		job_send_ex(job, migrate_release_command(&job->plan),
 			    migrate_release_args(&job->plan), -1, NULL, 1);
 	job->fd_given = 0;
-}
-
-static void enter_record(struct job *job)
-{
-	if (job->was_running && job->stop_time > 0 && job->resume_time >= job->stop_time)
-		job->pause_ms = (long long)((job->resume_time - job->stop_time) * 1000 + 0.5);
-	job->record = job_build_record(job);
-	job->work.data = job;
-	if (uv_queue_work(job->loop, &job->work, work_record, after_record) < 0) {
-		job_set_error(job, -EIO, "cannot queue the record write");
-		job_step(job);
-	}
 }
 
 /* ---- the machine ----------------------------------------------------- */
@@ -1074,7 +795,7 @@ static void job_enter(struct job *job, enum job_state state)
 	job->state = state;
 	switch (state) {
 	case JOB_PROBE:         enter_probe(job); break;
-	case JOB_AGENT:         enter_agent(job); break;
+	case JOB_AGENT:         job_agent_connect(job); break;
 	case JOB_PREPARE:       enter_prepare(job); break;
 	case JOB_FORMAT:        enter_format(job); break;
 	case JOB_FORMAT_DONE:   enter_format_done(job); break;
@@ -1082,11 +803,11 @@ static void job_enter(struct job *job, enum job_state state)
 	case JOB_MIGRATE_SETUP: enter_migrate_setup(job); break;
 	case JOB_STOP:          enter_stop(job); break;
 	case JOB_SAVE:          enter_save(job); break;
-	case JOB_FREEZE:        enter_freeze(job); break;
+	case JOB_FREEZE:        job_agent_freeze(job); break;
 	case JOB_SNAPSHOT:      enter_snapshot(job); break;
-	case JOB_THAW:          enter_thaw(job); break;
-	case JOB_SETTLE:        enter_settle(job); break;
-	case JOB_RECORD:        enter_record(job); return;
+	case JOB_THAW:          job_agent_thaw(job); break;
+	case JOB_SETTLE:        job_enter_settle(job); break;
+	case JOB_RECORD:        job_record_write(job); return;
 	case JOB_DONE:          job_finish(job, JOB_DONE); return;
 	case JOB_UNDO:          job_undo_next(job); return;
 	default:                return;
@@ -1095,7 +816,7 @@ static void job_enter(struct job *job, enum job_state state)
 }
 
 /* Called when everything a state waited for has arrived. */
-static void job_step(struct job *job)
+void job_step(struct job *job)
 {
 	if (job->finished || job->state == JOB_UNDO)
 		return;
@@ -1127,10 +848,10 @@ static void job_step(struct job *job)
 		 * reason to throw a whole checkpoint away. */
 		break;
 	case JOB_FREEZE:
-		job_after_freeze(job);
+		job_agent_after_freeze(job);
 		break;
 	case JOB_THAW:
-		job_after_thaw(job);
+		job_agent_after_thaw(job);
 		break;
 	default:
 		break;
@@ -1144,172 +865,7 @@ static void job_step(struct job *job)
 	job_enter(job, job_next(job, job->state));
 }
 
-/* ---- the one failure path -------------------------------------------- */
-
-static int disk_needs_detach(const struct disk *d, int overlay)
-{
-	return !d->switched && (overlay ? d->overlay_added : d->file_added);
-}
-
-static void undo_detach(struct job *job, int overlay)
-{
-	for (size_t i = 0; i < job->ndisks; i++) {
-		struct disk *d = &job->disks[i];
-
-		if (!disk_needs_detach(d, overlay))
-			continue;
-		job_send_ex(job, "blockdev-del", json_pack("{s:s}", "node-name",
-			    overlay ? d->overlay_node : d->file_node), -1, NULL, 1);
-		if (overlay)
-			d->overlay_added = 0;
-		else
-			d->file_added = 0;
-	}
-}
-
-static void undo_dismiss(struct job *job)
-{
-	for (size_t i = 0; i < job->ndisks; i++) {
-		struct disk *d = &job->disks[i];
-
-		if (d->job_concluded && !d->job_dismissed) {
-			d->job_dismissed = 1;
-			job_send_ex(job, "job-dismiss", json_pack("{s:s}", "id",
-				    d->create_job), -1, NULL, 1);
-		}
-	}
-}
-
-/* The memory file goes: close our fd first, or an unlinked file keeps its
- * space (a full disk is a reason we get here, and the records that follow
- * need room). */
-static void job_drop_memory(struct job *job)
-{
-	if (job->memfd >= 0) {
-		close(job->memfd);
-		job->memfd = -1;
-	}
-	if (job->memory_path != NULL)
-		unlink(job->memory_path);
-}
-
-/* Local files: what was never switched in is ours to delete.  Overlays a
- * transaction may have switched in (no reply: the connection dropped) hold
- * guest data and are kept. */
-static void undo_files(struct job *job)
-{
-	int unknown = job->transaction_sent && !job->transaction_done &&
-		      (!job_connected(job) || job->transaction_unknown);
-
-	for (size_t i = 0; i < job->ndisks; i++) {
-		struct disk *d = &job->disks[i];
-
-		if (d->file_created && !d->switched && !unknown)
-			unlink(d->overlay);
-	}
-	job_drop_memory(job);
-	if (job->dir != NULL && !job->record_written)
-		remove_dir_files(job->dir);
-	if (unknown)
-		snprintf(job->error + strlen(job->error), sizeof job->error - strlen(job->error),
-			 "; the disk transaction may have happened: the overlays %s... were kept (check 'qemu-img info')",
-			 job->ndisks ? job->disks[0].overlay : "");
-}
-
-/*
- * The disks were switched but the memory could not be had (background
- * mode saves memory after the disk snapshot): what exists is a consistent
- * disk-only checkpoint, so record exactly that and say so.
- */
-static void job_record_disk_only(struct job *job)
-{
-	char *cause = xstrdup(job->error);
-	int rc;
-
-	job->mode = MODE_DISK_ONLY;
-	job->production = 0; /* not known to be application-consistent */
-	snprintf(job->checkpoint_type, sizeof job->checkpoint_type, "DiskOnly");
-	json_decref(job->record);
-	job->record = job_build_record(job);
-	rc = catalog_write_record(job->dir, job->record);
-	job->record_written = rc == 0;
-	if (rc == 0)
-		snprintf(job->error, sizeof job->error,
-			 "%s; recorded a disk-only checkpoint %s instead (memory not saved)",
-			 cause, job->id);
-	else
-		snprintf(job->error, sizeof job->error,
-			 "%s; no checkpoint recorded (%s), but the disks now write to new overlays (%s...): the images before them are unchanged",
-			 cause, strerror(-rc), job->ndisks ? job->disks[0].overlay : "");
-	free(cause);
-}
-
-/*
- * Each call does the next undo phase that applies, sends its commands and
- * returns; replies (or the migration's end) call it again.
- */
-static void job_undo_next(struct job *job)
-{
-	if (job->outstanding > 0 || job->finished)
-		return;
-	/* Frozen file systems first: nothing else is as urgent for the guest. */
-	if ((job->frozen || job->freeze_unknown) && !job->thaw_sent) {
-		if (job_send_thaw(job) == 0)
-			return; /* called again by the answer */
-	}
-	while (job_connected(job) && job->undo_phase < 6) {
-		int phase = job->undo_phase++;
-
-		switch (phase) {
-		case 0: /* a running migration must end before anything else */
-			if (job->migrating) {
-				job->undo_phase = 0;
-				if (!job->cancel_sent) {
-					job->cancel_sent = 1;
-					job_send_ex(job, "migrate_cancel", NULL, -1, NULL, 1);
-				}
-				return; /* called again by the MIGRATION event */
-			}
-			break;
-		case 1: /* a guest that was running runs again */
-			if (job->was_running && !job->resumed && job->guest_stopped)
-				job_send_resume(job, 1);
-			break;
-		case 2: /* overlay files still being formatted cannot go yet */
-			if (job->formats_pending > 0) {
-				job->undo_phase = 2;
-				return; /* called again by JOB_STATUS_CHANGE */
-			}
-			undo_dismiss(job);
-			undo_detach(job, 1);
-			break;
-		case 3:
-			undo_detach(job, 0);
-			break;
-		case 4:
-			enter_settle(job);
-			break;
-		default:
-			break;
-		}
-		if (job->outstanding > 0)
-			return;
-	}
-	if (job->thaw_sent && !job->thawed && (job->frozen || job->freeze_unknown))
-		snprintf(job->error + strlen(job->error), sizeof job->error - strlen(job->error),
-			 "; thawing failed too (%s): the guest's file systems may still be frozen, send guest-fsfreeze-thaw to %s",
-			 job->agent.error, job->spec.agent);
-	if (job->transaction_done) {
-		job_drop_memory(job);
-		job_update_vm_state(job);
-	}
-	if (job->transaction_done && (job->mode != MODE_DISK_ONLY || job->production))
-		job_record_disk_only(job);
-	undo_files(job);
-	job_finish(job, JOB_FAILED);
-}
-
-static void job_finish(struct job *job, enum job_state final)
+void job_finish(struct job *job, enum job_state final)
 {
 	if (job->finished)
 		return;

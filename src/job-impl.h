@@ -1,0 +1,57 @@
+/*
+ * job-impl.h: what the files of the checkpoint job share, and nothing
+ * else includes: job.c (the state machine), job-agent.c (guest agent
+ * freeze and thaw), job-record.c (the record) and job-undo.c (the failure
+ * path).  Everything here works on a struct job (job.h) on the job's loop.
+ */
+#ifndef QCKPT_JOB_IMPL_H
+#define QCKPT_JOB_IMPL_H
+
+#include <jansson.h>
+
+#include "job.h"
+
+/* ---- job.c ---- */
+
+/* Remember the first cause only: later errors are consequences. */
+void job_set_error(struct job *job, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int job_connected(const struct job *job);
+/* Send a QMP command; its reply steps the job (or the undo).  optional:
+ * a failure is a warning.  slot: where the result is kept, or NULL. */
+void job_send_ex(struct job *job, const char *command, json_t *args,
+		 int fd, json_t **slot, int optional);
+/* cont, retried while QEMU finalizes the migration, until RESUME. */
+void job_send_resume(struct job *job, int optional);
+/* A state's commands are all sent: step now if nothing is pending. */
+void job_wait(struct job *job);
+/* Everything a state waited for has arrived: go to the next state. */
+void job_step(struct job *job);
+void job_finish(struct job *job, enum job_state final);
+/* JOB_SETTLE: put the user's migration settings back, release the fd. */
+void job_enter_settle(struct job *job);
+int job_is_production_type(const struct job *job);
+const char *job_run_status(const struct job *job);
+int job_open_memory_file(struct job *job);
+
+/* ---- job-agent.c ---- */
+
+void job_agent_connect(struct job *job);        /* JOB_AGENT */
+void job_agent_freeze(struct job *job);         /* JOB_FREEZE */
+int job_agent_thaw(struct job *job);            /* JOB_THAW; 0 if sent */
+void job_agent_after_freeze(struct job *job);
+void job_agent_after_thaw(struct job *job);
+
+/* ---- job-record.c ---- */
+
+json_t *job_build_record(struct job *job);
+/* Where each switched disk writes now, in vm.json. */
+int job_update_vm_state(struct job *job);
+void job_record_write(struct job *job);          /* JOB_RECORD */
+
+/* ---- job-undo.c ---- */
+
+/* The next undo phase that applies; replies call it again. */
+void job_undo_next(struct job *job);
+
+#endif

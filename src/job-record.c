@@ -1,0 +1,132 @@
+/*
+ * job-record.c: what a finished checkpoint job writes: the record
+ * (checkpoint.json, the SPEC's checkpoint object) and vm.json's disks.
+ * The fsyncs run in libuv's thread pool so that one VM's record never
+ * stalls another VM's pause window on the same loop.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "catalog.h"
+#include "job.h"
+#include "job-impl.h"
+#include "util.h"
+
+static json_t *job_disks_json(const struct job *job)
+{
+	json_t *list = json_array();
+
+	for (size_t i = 0; i < job->ndisks; i++) {
+		const struct disk *d = &job->disks[i];
+
+		json_array_append_new(list, json_pack(
+			"{s:s, s:s, s:s, s:s, s:s}", "Device", d->device,
+			"NodeName", d->overlay_node, "CheckpointImage", d->image,
+			"ActiveImage", d->overlay, "Format", d->format));
+	}
+	return list;
+}
+
+json_t *job_build_record(struct job *job)
+{
+	char when[64];
+	json_t *r;
+
+	format_iso8601(job->creation_ms, when, sizeof when);
+	r = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:O?, s:O?, s:s, s:o}",
+		      "Id", job->id, "Name", job->name, "VMName", job->spec.vm,
+		      "ComputerName", job->spec.computer_name,
+		      "CreationTime", when, "CreationEpochMs", (json_int_t)job->creation_ms,
+		      "CheckpointType", job->checkpoint_type,
+		      "ParentCheckpointId", json_object_get(job->parent, "Id"),
+		      "ParentCheckpointName", json_object_get(job->parent, "Name"),
+		      "Path", job->dir, "Disks", job_disks_json(job));
+	if (job->mode != MODE_DISK_ONLY)
+		json_object_set_new(r, "MemoryState", json_pack(
+			"{s:s, s:I, s:o, s:i}", "Path", job->memory_path,
+			"Bytes", (json_int_t)job->memory_bytes,
+			"Capabilities", migrate_record_caps(&job->plan),
+			"MultifdChannels", job->plan.mapped_ram ? MIGRATE_MULTIFD_CHANNELS : 0));
+	if (job->production) {
+		json_object_set_new(r, "FrozenFilesystems", json_integer(job->frozen_filesystems));
+		json_object_set_new(r, "FreezeMs", json_integer(job->freeze_ms));
+	}
+	json_object_set_new(r, "GuestState", json_string(job->was_running ? "running" : "paused"));
+	json_object_set_new(r, "Mode", json_string(job_mode_name(job->mode)));
+	json_object_set_new(r, "QemuVersion", json_string(job->conn.qmp.version_string));
+	json_object_set_new(r, "Monitor", json_string(job->spec.monitor));
+	json_object_set_new(r, "PauseMs", json_integer(job->pause_ms));
+	json_object_set_new(r, "DurationMs", json_integer((json_int_t)(mono_ms() - job->start_ms)));
+	return r;
+}
+
+/* The disks switched: remember where each one writes now (vm.json), for
+ * `qckpt run` and `qckpt disks`, whatever happens to the record. */
+int job_update_vm_state(struct job *job)
+{
+	json_t *state = catalog_load_vm(job->spec.catalog_root, job->spec.vm);
+	int rc;
+
+	for (size_t i = 0; i < job->ndisks; i++) {
+		const struct disk *d = &job->disks[i];
+
+		if (d->switched)
+			catalog_vm_switch_disk(state, d->device, d->base, d->image,
+					       d->overlay, d->format);
+	}
+	rc = catalog_write_vm(job->spec.catalog_root, job->spec.vm, state);
+	json_decref(state);
+	return rc;
+}
+
+/* Thread pool: the fsyncs must not stall the other VMs' pause windows. */
+static void work_record(uv_work_t *req)
+{
+	struct job *job = req->data;
+	struct stat st;
+
+	job->work_rc = job->ndisks > 0 ? job_update_vm_state(job) : 0;
+	if (job->work_rc < 0)
+		return;
+	if (job->memfd >= 0) {
+		if (fsync(job->memfd) < 0 || fstat(job->memfd, &st) < 0) {
+			job->work_rc = -errno;
+			return;
+		}
+		job->memory_bytes = st.st_size;
+		json_object_set_new(json_object_get(job->record, "MemoryState"),
+				    "Bytes", json_integer(st.st_size));
+	}
+	/* The whole checkpoint, up to the memory being on disk. */
+	json_object_set_new(job->record, "DurationMs",
+			    json_integer((json_int_t)(mono_ms() - job->start_ms)));
+	job->work_rc = catalog_write_record(job->dir, job->record);
+}
+
+static void after_record(uv_work_t *req, int status)
+{
+	struct job *job = req->data;
+
+	if (status < 0)
+		job->work_rc = status;
+	if (job->work_rc < 0)
+		job_set_error(job, job->work_rc, "cannot write the checkpoint to %s: %s",
+			      job->dir, strerror(-job->work_rc));
+	job_step(job);
+}
+
+/* JOB_RECORD: the record, then vm.json, the memory file's fsync and
+ * checkpoint.json in the thread pool; job_step() follows. */
+void job_record_write(struct job *job)
+{
+	if (job->was_running && job->stop_time > 0 && job->resume_time >= job->stop_time)
+		job->pause_ms = (long long)((job->resume_time - job->stop_time) * 1000 + 0.5);
+	job->record = job_build_record(job);
+	job->work.data = job;
+	if (uv_queue_work(job->loop, &job->work, work_record, after_record) < 0) {
+		job_set_error(job, -EIO, "cannot queue the record write");
+		job_step(job);
+	}
+}
