@@ -56,6 +56,7 @@ struct probe {
 	json_t *block;       /* query-block reply, or NULL */
 	char version[64];
 	char error[512];     /* why the VM is unreachable; "" when it answered */
+	const char *reason;  /* the same in a few words, for the table */
 };
 
 struct vms_cmd {
@@ -74,9 +75,11 @@ static void probe_finish(struct probe *p, const char *why)
 	if (p->finished)
 		return;
 	p->finished = 1;
-	if (why != NULL)
+	if (why != NULL) {
 		snprintf(p->error, sizeof p->error, "%s",
 			 why[0] ? why : "no answer");
+		p->reason = p->conn.reason ? p->conn.reason : "error";
+	}
 	uv_timer_stop(&p->deadline);
 	uv_close((uv_handle_t *)&p->deadline, NULL);
 	/* Close now: the monitor is free for the next client at once.
@@ -182,6 +185,7 @@ static void on_deadline(uv_timer_t *timer)
 	snprintf(p->error, sizeof p->error,
 		 "no answer within %u ms on %s; QMP serves one client at a time, so another tool may hold the monitor: give QEMU a second -qmp socket for qckpt",
 		 p->cmd->timeout_ms, p->entry->monitor);
+	p->reason = "no answer";
 	probe_finish(p, NULL);
 }
 
@@ -278,8 +282,10 @@ static json_t *probe_object(const struct probe *p, const char *host,
 	json_object_set_new(o, "Name", json_string(e->name));
 	json_object_set_new(o, "State", json_string(p->error[0] ? "unreachable" :
 						    p->state ? p->state : "unknown"));
-	if (p->error[0])
+	if (p->error[0]) {
+		json_object_set_new(o, "Reason", json_string(p->reason));
 		json_object_set_new(o, "Error", json_string(p->error));
+	}
 	json_object_set_new(o, "QemuVersion", p->error[0] ? json_null() :
 			    json_string(p->version));
 	if (p->memory != NULL) {
@@ -314,15 +320,23 @@ static const char *jstr(json_t *o, const char *key, const char *dflt)
 	return s ? s : dflt;
 }
 
-static void print_header(void)
+/* The State column: "running", or "unreachable: no socket" (the Reason). */
+static int state_text(json_t *o, char *out, size_t len)
 {
-	printf("%-16s %-14s %-8s %7s %-6s %11s  %s\n", "Name", "State", "QEMU",
-	       "Memory", "Disks", "Checkpoints", "Latest");
+	if (json_object_get(o, "Reason") != NULL)
+		return snprintf(out, len, "%s: %s", jstr(o, "State", "?"), jstr(o, "Reason", "?"));
+	return snprintf(out, len, "%s", jstr(o, "State", "?"));
 }
 
-static void print_row(json_t *o, int writable, int readonly)
+static void print_header(int state_width)
 {
-	char mem[24] = "-", disks[24] = "-", version[16], latest[280] = "-";
+	printf("%-16s %-*s %-8s %7s %-6s %11s  %s\n", "Name", state_width, "State",
+	       "QEMU", "Memory", "Disks", "Checkpoints", "Latest");
+}
+
+static void print_row(json_t *o, int state_width, int writable, int readonly)
+{
+	char mem[24] = "-", disks[24] = "-", version[16], latest[280] = "-", state[64];
 	json_t *l = json_object_get(o, "LatestCheckpoint");
 	const char *ver = jstr(o, "QemuVersion", "-");
 
@@ -341,8 +355,9 @@ static void print_row(json_t *o, int writable, int readonly)
 		snprintf(latest, sizeof latest, "%.200s (%.10s %.8s)",
 			 jstr(l, "Name", "?"), t, strlen(t) > 11 ? t + 11 : "");
 	}
-	printf("%-16s %-14s %-8s %7s %-6s %11lld  %s\n", jstr(o, "Name", "?"),
-	       jstr(o, "State", "?"), version, mem, disks,
+	state_text(o, state, sizeof state);
+	printf("%-16s %-*s %-8s %7s %-6s %11lld  %s\n", jstr(o, "Name", "?"),
+	       state_width, state, version, mem, disks,
 	       (long long)json_integer_value(json_object_get(o, "CheckpointCount")),
 	       latest);
 }
@@ -418,7 +433,7 @@ static int probe_and_print(const struct registry_entry **sel, size_t count,
 {
 	struct vms_cmd cmd = { .timeout_ms = timeout_ms, .count = count };
 	char host[256] = "localhost";
-	int unreachable = 0;
+	int unreachable = 0, state_width = 14; /* "finish-migrate" */
 	uint64_t start = mono_ms();
 
 	gethostname(host, sizeof host);
@@ -435,8 +450,17 @@ static int probe_and_print(const struct registry_entry **sel, size_t count,
 	verbose_vm(NULL, "probed %zu VMs in %llu ms", count,
 		   (unsigned long long)(mono_ms() - start));
 
+	/* The State column as wide as its longest entry. */
+	for (size_t i = 0; i < count; i++) {
+		struct probe *p = &cmd.probes[i];
+		int w = p->error[0] ? (int)strlen("unreachable: ") + (int)strlen(p->reason) :
+			p->state ? (int)strlen(p->state) : 7;
+
+		if (w > state_width)
+			state_width = w;
+	}
 	if (!json)
-		print_header();
+		print_header(state_width);
 	for (size_t i = 0; i < count; i++) {
 		struct probe *p = &cmd.probes[i];
 		char *root = catalog_root(p->entry);
@@ -447,7 +471,7 @@ static int probe_and_print(const struct registry_entry **sel, size_t count,
 		if (json)
 			output_json_line(o);
 		else
-			print_row(o, writable, readonly);
+			print_row(o, state_width, writable, readonly);
 		json_decref(o);
 		json_decref(records);
 		free(root);

@@ -74,36 +74,43 @@ void vmconn_explain(struct vmconn *conn, int status,
 
 	switch (status) {
 	case UV_ENOENT:
+		conn->reason = "no socket";
 		snprintf(conn->error, sizeof conn->error,
 			 "no QMP socket at %s; is the VM running with -qmp unix:%s,server=on,wait=off?",
 			 path, path);
 		break;
 	case UV_ECONNREFUSED:
+		conn->reason = "refused";
 		snprintf(conn->error, sizeof conn->error,
 			 "nothing listens on %s (QEMU not running?); start the VM or fix its monitor path",
 			 path);
 		break;
 	case UV_EACCES:
+		conn->reason = "no permission";
 		snprintf(conn->error, sizeof conn->error,
 			 "permission denied on %s; run qckpt as the user that runs QEMU",
 			 path);
 		break;
 	case QMP_ETIMEDOUT:
+		conn->reason = "no answer";
 		snprintf(conn->error, sizeof conn->error,
 			 "%s on %s timed out; QMP serves one client at a time, so another tool may hold the monitor: give QEMU a second -qmp socket for qckpt",
 			 what, path);
 		break;
 	case QMP_ECLOSED:
+		conn->reason = "closed";
 		snprintf(conn->error, sizeof conn->error,
 			 "QEMU closed the monitor %s during %s (did the VM exit?)",
 			 path, what);
 		break;
 	case QMP_ECOMMAND:
+		conn->reason = "failed";
 		snprintf(conn->error, sizeof conn->error, "%s failed: %s (%s)",
 			 what, qerr && qerr->desc ? qerr->desc : "?",
 			 qerr && qerr->klass ? qerr->klass : "?");
 		break;
 	default:
+		conn->reason = status == QMP_EPROTO ? "not QMP" : "error";
 		snprintf(conn->error, sizeof conn->error, "%s on %s: %s", what,
 			 path, qmp_strerror(status));
 	}
@@ -133,6 +140,7 @@ static void on_query_name(qmp_client *client, int status, json_t *result,
 		conn->qemu_name = xstrdup(name);
 	if (conn->expect_name != NULL && name != NULL &&
 	    strcmp(name, conn->expect_name) != 0) {
+		conn->reason = "wrong VM";
 		snprintf(conn->error, sizeof conn->error,
 			 "the socket %s belongs to the VM named '%s' (query-name), not '%s'; fix the monitor path in the registry",
 			 socket_path(conn), name, conn->expect_name);
@@ -172,6 +180,7 @@ int vmconn_open(uv_loop_t *loop, struct vmconn *conn, const char *vm,
 	conn->expect_name = expect_name ? xstrdup(expect_name) : NULL;
 	conn->qemu_name = NULL;
 	conn->error[0] = '\0';
+	conn->reason = NULL;
 	conn->on_ready = cb;
 	rc = qmp_client_init(loop, &conn->qmp);
 	if (rc < 0)

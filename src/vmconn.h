@@ -21,6 +21,7 @@ struct vmconn {
 	char *expect_name; /* the -name QEMU must report, or NULL */
 	char *qemu_name;   /* what query-name said, or NULL */
 	char error[512];   /* the last failure, one line without the VM name */
+	const char *reason; /* the same in a few words ("no socket"), for tables */
 	vmconn_ready_cb on_ready;
 	void (*on_closed)(struct vmconn *conn);
 	int opened;

@@ -407,6 +407,8 @@ static void test_dead_monitors_do_not_delay_live_vms(void **state)
 			assert_non_null(strstr(why, "timed out"));
 		else
 			assert_non_null(strstr(why, "no QMP socket"));
+		assert_string_equal(jstr(o, "Reason"), i % 3 == 0 ? "refused" :
+				    i % 3 == 1 ? "no answer" : "no socket");
 		assert_true(json_is_null(json_object_get(o, "QemuVersion")));
 		free(name);
 	}
@@ -680,9 +682,15 @@ static void test_register_warns_when_the_socket_belongs_to_another_vm(void **sta
 		json_t *list = json_lines(r.out);
 
 		assert_string_equal(jstr(by_name(list, "impostor"), "State"), "unreachable");
+		assert_string_equal(jstr(by_name(list, "impostor"), "Reason"), "wrong VM");
 		assert_string_equal(jstr(by_name(list, hvm_name(vm)), "State"), "prelaunch");
 		json_decref(list);
 	}
+	run_free(&r);
+	/* the table says it in its State column */
+	r = qckpt("vms", "impostor", NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.out, "\nimpostor         unreachable: wrong VM "));
 	run_free(&r);
 
 	/* A socket that is not there yet is fine: the VM may start later. */
