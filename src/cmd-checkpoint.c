@@ -245,7 +245,12 @@ static void on_signal(uv_signal_t *handle, int signum)
 		return;
 	error("interrupted: undoing the checkpoints in progress (VMs that were running keep running)");
 	c->stopping = 1;
-	c->failed = 1;
+	/* A checkpoint past its disk snapshot finishes, and counts as made;
+	 * one undone fails; one never started fails here. */
+	for (size_t i = c->next; i < c->njobs; i++) {
+		error_vm(c->jobs[i]->spec.vm, "not checkpointed: interrupted before its turn");
+		c->failed = 1;
+	}
 	for (size_t i = 0; i < c->next; i++)
 		job_interrupt(c->jobs[i]);
 	start_next(c);

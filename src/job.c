@@ -856,7 +856,8 @@ void job_step(struct job *job)
 	default:
 		break;
 	}
-	if (job->error_status == 0 && job->interrupted && job->state < JOB_SNAPSHOT)
+	/* Interrupted: stop here, unless the disks are already switched. */
+	if (job->error_status == 0 && job->interrupted && !job->transaction_sent)
 		job_set_error(job, -EINTR, "interrupted");
 	if (job->error_status != 0) {
 		job_enter(job, JOB_UNDO);
@@ -927,8 +928,14 @@ void job_interrupt(struct job *job)
 		return;
 	job->interrupted = 1;
 	/* Past the transaction the checkpoint is as good as made: finish it.
-	 * While the memory is being saved, cancel at once; otherwise the next
-	 * step notices. */
+	 * That includes a background save, which runs after the transaction;
+	 * cancelling one would also leave QEMU 7.2's guest hung (its write
+	 * protection stays armed, as after a failed save).  A save before the
+	 * transaction is cancelled at once; otherwise the next step notices. */
+	if (job->transaction_sent) {
+		warn_vm(job->spec.vm, "interrupted after the disk snapshot: finishing the checkpoint");
+		return;
+	}
 	if (job->state == JOB_SAVE && job->migrating && job->outstanding == 0) {
 		job_set_error(job, -EINTR, "interrupted");
 		job_enter(job, JOB_UNDO);

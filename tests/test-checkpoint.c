@@ -601,6 +601,119 @@ static void test_qemu_killed_mid_checkpoint_leaves_nothing(void **state)
 	hvm_free(vm);
 }
 
+/*
+ * Background mode snapshots the disks first and saves the memory after.
+ * When that save fails (here: cancelled from another monitor while it
+ * runs), what exists is a whole disk-only checkpoint: it is recorded as
+ * exactly that, the user is told, the guest runs on, nothing it wrote is
+ * lost (its disk writes go on into the new overlay), and no memory file
+ * is left behind.  QEMU 10 only: on QEMU 7.2 a background save that does
+ * not complete leaves the guest hung whatever qckpt does (its write
+ * protection stays armed; seen here with a cancel and with a full disk).
+ */
+static void test_background_save_failing_after_the_disk_snapshot_records_disk_only(void **state)
+{
+	struct hvm_opts o = { .name = "bgfail", .ndisks = 1, .mem_mib = 512,
+			      .append = "qckpt.dirty_mib=64" };
+	struct hvm *vm = boot(o);
+	char *argv[] = { getenv("QCKPT_BIN"), "checkpoint", "--mode=background",
+			 (char *)hvm_name(vm), "b1", NULL };
+	const struct hvm_event *e;
+	struct child c;
+	struct run r;
+	json_t *lines, *rec, *disk;
+	char *st, *mem;
+	long frozen, later = 0, t;
+
+	registry_add(hvm_name(vm), hvm_qmp_path(vm), NULL);
+	child_start(&c, argv);
+	/* "active": the disk transaction is done (background takes the disks
+	 * first) and QEMU is writing the memory. */
+	while ((e = hvm_wait_event(vm, "MIGRATION", WAIT_MS)) != NULL &&
+	       strcmp(jstr(e->data, "status"), "active") != 0)
+		;
+	assert_non_null(e);
+	assert_int_equal(hvm_qmp(vm, "migrate_cancel", NULL, NULL), 0);
+	assert_int_equal(harness_run_until(child_done, &c, WAIT_MS), 0);
+	if (c.status != 1 || strstr(c.errbuf, "recorded a disk-only checkpoint") == NULL)
+		fail_msg("expected exit 1 and a disk-only record, got %d: %s", c.status, c.errbuf);
+	assert_non_null(strstr(c.errbuf, hvm_name(vm)));
+
+	r = qckpt("list", "--json", hvm_name(vm), NULL);
+	assert_int_equal(r.status, 0);
+	lines = json_lines(r.out);
+	assert_int_equal(json_array_size(lines), 1);
+	rec = json_array_get(lines, 0);
+	assert_string_equal(jstr(rec, "CheckpointType"), "DiskOnly");
+	assert_null(json_object_get(rec, "MemoryState"));
+	mem = fmt("%s/memory.state", jstr(rec, "Path"));
+	assert_int_equal(access(mem, F_OK), -1);
+	free(mem);
+
+	/* The guest runs on and its writes land in the new overlay, on top of
+	 * the frozen image that holds the checkpoint. */
+	st = hvm_status(vm);
+	assert_string_equal(st, "running");
+	free(st);
+	disk = json_array_get(json_object_get(rec, "Disks"), 0);
+	frozen = disk_read_counter(jstr(disk, "CheckpointImage"));
+	assert_true(frozen > 0);
+	while ((t = hvm_wait_tick(vm, WAIT_MS)) > 0 && t < frozen + 2)
+		;
+	assert_true(t >= frozen + 2);
+	later = disk_read_counter(jstr(disk, "ActiveImage"));
+	assert_true(later > frozen);
+	assert_int_equal(disk_read_counter(jstr(disk, "CheckpointImage")), frozen);
+	json_decref(lines);
+	run_free(&r);
+	hvm_free(vm);
+}
+
+/* Ctrl-C during a background save: the disks are switched already, so the
+ * checkpoint is finished, whole, and the guest runs on. */
+static void test_interrupt_during_a_background_save_finishes_it(void **state)
+{
+	struct hvm_opts o = { .name = "bgint", .ndisks = 1, .mem_mib = 512,
+			      .append = "qckpt.dirty_mib=64" };
+	struct hvm *vm = boot(o);
+	char *argv[] = { getenv("QCKPT_BIN"), "checkpoint", "--mode=background",
+			 (char *)hvm_name(vm), "bi1", NULL };
+	const struct hvm_event *e;
+	struct child c;
+	struct run r;
+	json_t *lines, *rec;
+	char *st;
+	long t0;
+
+	registry_add(hvm_name(vm), hvm_qmp_path(vm), NULL);
+	child_start(&c, argv);
+	while ((e = hvm_wait_event(vm, "MIGRATION", WAIT_MS)) != NULL &&
+	       strcmp(jstr(e->data, "status"), "active") != 0)
+		;
+	assert_non_null(e);
+	uv_process_kill(&c.proc, SIGINT);
+	assert_int_equal(harness_run_until(child_done, &c, WAIT_MS), 0);
+	if (c.status != 0 || strstr(c.errbuf, "finishing the checkpoint") == NULL)
+		fail_msg("expected exit 0 after 'finishing the checkpoint', got %d: %s",
+			 c.status, c.errbuf);
+	r = qckpt("list", "--json", hvm_name(vm), NULL);
+	lines = json_lines(r.out);
+	assert_int_equal(json_array_size(lines), 1);
+	rec = json_array_get(lines, 0);
+	assert_string_equal(jstr(rec, "CheckpointType"), "Standard");
+	assert_non_null(json_object_get(rec, "MemoryState"));
+	st = hvm_status(vm);
+	assert_string_equal(st, "running");
+	free(st);
+	/* running, and really: it goes on counting */
+	t0 = hvm_wait_tick(vm, WAIT_MS);
+	assert_true(t0 > 0);
+	assert_true(hvm_wait_tick(vm, WAIT_MS) > t0);
+	json_decref(lines);
+	run_free(&r);
+	hvm_free(vm);
+}
+
 /* Ctrl-C while the memory is saved: undone, the guest runs on. */
 static void test_interrupt_undoes_and_guest_runs(void **state)
 {
@@ -1006,7 +1119,8 @@ static int setup_qemu10(void **state)
 	cmocka_unit_test(test_auto_mode_on_a_paused_vm_keeps_it_paused),       \
 	cmocka_unit_test(test_background_checkpoint_restores_to_the_same_instant), \
 	cmocka_unit_test(test_disk_only_checkpoint_freezes_the_disks),         \
-	cmocka_unit_test(test_second_checkpoint_chains_on_the_first)
+	cmocka_unit_test(test_second_checkpoint_chains_on_the_first),          \
+	cmocka_unit_test(test_interrupt_during_a_background_save_finishes_it)
 
 int main(void)
 {
@@ -1029,7 +1143,10 @@ int main(void)
 		cmocka_unit_test(test_qmp_command_prints_reply_and_qemu_errors),
 		cmocka_unit_test(test_registry_error_names_file_and_line),
 	};
-	const struct CMUnitTest tests_qemu10[] = { MODE_TESTS };
+	const struct CMUnitTest tests_qemu10[] = {
+		MODE_TESTS,
+		cmocka_unit_test(test_background_save_failing_after_the_disk_snapshot_records_disk_only),
+	};
 	int failed;
 
 	if (rc != 0)
