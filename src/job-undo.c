@@ -135,7 +135,9 @@ void job_undo_next(struct job *job)
 		case 0: /* a running migration must end before anything else */
 			if (job->migrating) {
 				job->undo_phase = 0;
-				if (!job->cancel_sent) {
+				/* Never a background save: cancelling one leaves
+				 * QEMU 7.2's guest hung.  It ends by itself. */
+				if (!job->cancel_sent && job->mode != MODE_BACKGROUND) {
 					job->cancel_sent = 1;
 					job_send_ex(job, "migrate_cancel", NULL, -1, NULL, 1);
 				}
