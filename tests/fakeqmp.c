@@ -153,34 +153,42 @@ static char *fake_json_text(json_t *value)
 		     : strdup("null");
 }
 
-/* The template with every %ID% replaced by the command's id and every
- * %SYNC% by its arguments' id (what guest-sync-delimited echoes), plus \r\n. */
+/* The template with every %ID% replaced by the command's id, every %SYNC%
+ * by its arguments' id (what guest-sync-delimited echoes) and every %JOBID%
+ * by its arguments' job-id (what blockdev-create's events name), plus \r\n. */
 static char *fake_render_reply(const char *template, json_t *command)
 {
-	char *id_text = fake_json_text(json_object_get(command, "id"));
-	char *sync_text = fake_json_text(
-		json_object_get(json_object_get(command, "arguments"), "id"));
-	size_t id_len = strlen(id_text), sync_len = strlen(sync_text);
-	size_t most = id_len > sync_len ? id_len : sync_len, len = 0;
-	char *out = malloc(strlen(template) * (most + 1) + 3);
+	json_t *args = json_object_get(command, "arguments");
+	struct { const char *key; char *text; size_t len; } vars[] = {
+		{ "%ID%", fake_json_text(json_object_get(command, "id")), 0 },
+		{ "%SYNC%", fake_json_text(json_object_get(args, "id")), 0 },
+		{ "%JOBID%", fake_json_text(json_object_get(args, "job-id")), 0 },
+	};
+	size_t nvars = sizeof vars / sizeof vars[0], most = 0, len = 0, i;
+	char *out;
 	const char *p;
 
+	for (i = 0; i < nvars; i++) {
+		vars[i].len = strlen(vars[i].text);
+		if (vars[i].len > most)
+			most = vars[i].len;
+	}
+	out = malloc(strlen(template) * (most + 1) + 3);
 	for (p = template; *p != '\0';) {
-		if (strncmp(p, "%ID%", 4) == 0) {
-			memcpy(out + len, id_text, id_len);
-			len += id_len;
-			p += 4;
-		} else if (strncmp(p, "%SYNC%", 6) == 0) {
-			memcpy(out + len, sync_text, sync_len);
-			len += sync_len;
-			p += 6;
+		for (i = 0; i < nvars; i++)
+			if (strncmp(p, vars[i].key, strlen(vars[i].key)) == 0)
+				break;
+		if (i < nvars) {
+			memcpy(out + len, vars[i].text, vars[i].len);
+			len += vars[i].len;
+			p += strlen(vars[i].key);
 		} else {
 			out[len++] = *p++;
 		}
 	}
 	strcpy(out + len, "\r\n");
-	free(id_text);
-	free(sync_text);
+	for (i = 0; i < nvars; i++)
+		free(vars[i].text);
 	return out;
 }
 

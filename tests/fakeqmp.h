@@ -8,8 +8,9 @@
  * A script is a list of steps, run in order for the first connection
  * (later connections are closed at once).  Output steps write at most one
  * piece per loop iteration, so the client reads each piece separately.
- * Reply templates may use %ID% for the command's "id", copied as JSON, and
- * %SYNC% for its arguments' "id" (a guest agent's guest-sync-delimited);
+ * Reply templates may use %ID% for the command's "id", copied as JSON,
+ * %SYNC% for its arguments' "id" (a guest agent's guest-sync-delimited)
+ * and %JOBID% for its arguments' "job-id" (blockdev-create's events);
  * replies and events get QEMU's "\r\n" appended, fakeqmp_send does not.
  */
 #ifndef FAKEQMP_H

@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fakeqmp.h"
 #include "harness.h"
 #include "testutil.h"
 
@@ -456,6 +457,114 @@ static void test_four_vms_in_one_command(void **state)
 	json_decref(recs);
 	json_decref(lines);
 	run_free(&r);
+}
+
+/* ---- what QEMU cannot be made to do on demand ------------------------ */
+
+/* A reply of QEMU 7.2's, recorded in tests/fixtures/qemu-7.2/COMMAND.json,
+ * as a reply template for the fake QMP server (@IMAGE@: image). */
+static char *recorded_reply(const char *command, const char *image)
+{
+	char *path = fmt("%s/tests/fixtures/qemu-7.2/%s.json", getenv("QCKPT_TOP_SRCDIR"), command);
+	json_t *ret = json_load_file(path, 0, NULL);
+	char *text, *at, *out;
+
+	if (ret == NULL)
+		fail_msg("no fixture %s", path);
+	text = json_dumps(ret, JSON_COMPACT);
+	while ((at = strstr(text, "@IMAGE@")) != NULL) {
+		char *next = fmt("%.*s%s%s", (int)(at - text), text, image, at + 7);
+
+		free(text);
+		text = next;
+	}
+	out = fmt("{\"return\": %s, \"id\": %%ID%%}", text);
+	json_decref(ret);
+	free(text);
+	free(path);
+	return out;
+}
+
+/*
+ * The monitor dies after the disk transaction was sent and before its
+ * reply: nobody knows whether the disks were switched.  So the overlays,
+ * which may now hold guest writes, are kept, nothing is recorded, and the
+ * error says so.  Real QEMU cannot be made to die at exactly that point,
+ * so a fake QMP server plays QEMU 7.2's side, with replies recorded from
+ * it, and hangs up on the transaction.
+ */
+static void test_monitor_lost_after_the_transaction_keeps_the_overlays(void **state)
+{
+	char *image = fmt("%s/lost.qcow2", harness_tmpdir());
+	char *sock = fmt("%s/lost.qmp", harness_tmpdir());
+	char *address = fmt("unix:%s", sock), *reply;
+	const char *replies[][2] = {
+		{ "query-name", "{\"return\": {\"name\": \"lost\"}, \"id\": %ID%}" },
+		{ "query-status", NULL }, { "query-block", NULL },
+		{ "query-migrate-capabilities", NULL }, { "query-migrate-parameters", NULL },
+		{ "query-migrate", "{\"return\": {}, \"id\": %ID%}" },
+		{ "query-memory-size-summary", NULL },
+		{ "blockdev-add", "{\"return\": {}, \"id\": %ID%}" },
+		{ "blockdev-create", "{\"return\": {}, \"id\": %ID%}\r\n"
+		  "{\"timestamp\": {\"seconds\": 1, \"microseconds\": 0}, \"event\": "
+		  "\"JOB_STATUS_CHANGE\", \"data\": {\"status\": \"concluded\", \"id\": %JOBID%}}" },
+		{ "query-jobs", "{\"return\": [], \"id\": %ID%}" },
+		{ "job-dismiss", "{\"return\": {}, \"id\": %ID%}" },
+		{ "blockdev-add", "{\"return\": {}, \"id\": %ID%}" },
+	};
+	struct fakeqmp *fake;
+	struct run r;
+	char *overlay = NULL;
+
+	assert_int_equal(disk_create(image, HVM_QCOW2, 64), 0);
+	fake = fakeqmp_new(harness_loop(), address);
+	assert_non_null(fake);
+	fakeqmp_negotiate(fake);
+	for (size_t i = 0; i < sizeof replies / sizeof replies[0]; i++) {
+		reply = replies[i][1] ? fmt("%s", replies[i][1]) : recorded_reply(replies[i][0], image);
+		fakeqmp_expect(fake, replies[i][0], reply);
+		free(reply);
+	}
+	fakeqmp_expect(fake, "transaction", NULL);
+	fakeqmp_hangup(fake);
+	registry_add("lost", sock, NULL);
+
+	r = qckpt("checkpoint", "--mode=disk-only", "lost", "l1", NULL);
+	if (fakeqmp_error(fake) != NULL)
+		fail_msg("the conversation left the script: %s", fakeqmp_error(fake));
+	assert_true(fakeqmp_finished(fake));
+	if (r.status != 1 || strstr(r.err, "qckpt: lost: ") == NULL ||
+	    strstr(r.err, "the disk transaction may have happened") == NULL)
+		fail_msg("expected exit 1 and the transaction's outcome unknown, got %d: %s",
+			 r.status, r.err);
+	assert_non_null(strchr(r.err, '\n'));
+	assert_null(strchr(strchr(r.err, '\n') + 1, '\n')); /* one line */
+	/* the overlay qckpt created (blockdev-add of its file) is kept: it
+	 * may hold guest data */
+	for (size_t i = 0; i < fakeqmp_command_count(fake) && overlay == NULL; i++) {
+		json_t *args = json_object_get(fakeqmp_command(fake, i), "arguments");
+
+		if (jstr(args, "filename") != NULL)
+			overlay = fmt("%s", jstr(args, "filename"));
+	}
+	assert_non_null(overlay);
+	assert_non_null(strstr(r.err, overlay));
+	assert_int_equal(access(overlay, F_OK), 0);
+	free(overlay);
+	/* and nothing claims a checkpoint */
+	{
+		char *cmd = fmt("ls %s/lost 2>/dev/null | grep -v vm.json | wc -l", catalog_dir);
+		struct run ls = shell(cmd);
+
+		assert_int_equal(atoi(ls.out), 0);
+		run_free(&ls);
+		free(cmd);
+	}
+	run_free(&r);
+	fakeqmp_free(fake);
+	free(address);
+	free(sock);
+	free(image);
 }
 
 /* ---- what is skipped, what is refused --------------------------------- */
@@ -1142,6 +1251,7 @@ int main(void)
 		cmocka_unit_test(test_throttle_limit_one_works_one_vm_at_a_time),
 		cmocka_unit_test(test_qmp_command_prints_reply_and_qemu_errors),
 		cmocka_unit_test(test_registry_error_names_file_and_line),
+		cmocka_unit_test(test_monitor_lost_after_the_transaction_keeps_the_overlays),
 	};
 	const struct CMUnitTest tests_qemu10[] = {
 		MODE_TESTS,
