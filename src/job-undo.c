@@ -81,10 +81,13 @@ static void undo_files(struct job *job)
 	job_drop_memory(job);
 	if (job->dir != NULL && !job->record_written)
 		remove_dir_files(job->dir);
-	if (unknown)
+	/* An overlay is backed by the image it would replace, so running the
+	 * VM on it is right whether or not the switch happened. */
+	if (unknown && job->ndisks > 0)
 		snprintf(job->error + strlen(job->error), sizeof job->error - strlen(job->error),
-			 "; the disk transaction may have happened: the overlays %s... were kept (check 'qemu-img info')",
-			 job->ndisks ? job->disks[0].overlay : "");
+			 "; the disk transaction may have happened, so its overlays were kept: run the VM on them, which is right either way (disk %s: %s, backed by %s%s)",
+			 job->disks[0].device, job->disks[0].overlay, job->disks[0].image,
+			 job->ndisks > 1 ? "; the other disks alike" : "");
 }
 
 /*

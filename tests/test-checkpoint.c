@@ -549,6 +549,7 @@ static void test_monitor_lost_after_the_transaction_keeps_the_overlays(void **st
 	}
 	assert_non_null(overlay);
 	assert_non_null(strstr(r.err, overlay));
+	assert_non_null(strstr(r.err, image)); /* what it is backed by */
 	assert_int_equal(access(overlay, F_OK), 0);
 	free(overlay);
 	/* and nothing claims a checkpoint */
