@@ -240,6 +240,21 @@ int harness_init(void)
 uv_loop_t *harness_loop(void) { return &loop; }
 const char *harness_tmpdir(void) { return tmpdir; }
 const char *harness_qemu10(void) { return qemu10_path; }
+
+bool harness_want_qemu10(void)
+{
+	if (qemu10_path != NULL || getenv("CI") || getenv("QCKPT_REQUIRE_QEMU10"))
+		return true;
+	fprintf(stderr, "QEMU 10 not found: its group is skipped (scripts/get-qemu10)\n");
+	return false;
+}
+
+const char *harness_require_qemu10(void)
+{
+	if (qemu10_path == NULL)
+		fprintf(stderr, "QEMU 10 not found (scripts/get-qemu10), required under CI\n");
+	return qemu10_path;
+}
 const char *harness_qemu(void) { return qemu_path; }
 const char *harness_qemu_img(void) { return qemu_img_path; }
 

@@ -55,6 +55,12 @@ char *harness_path(const char *name);
  * $QCKPT_TOP_BUILDDIR/qemu10/qemu-system-x86_64) if it is executable, else
  * NULL. */
 const char *harness_qemu10(void);
+/* Whether a test program runs its QEMU 10 group: QEMU 10 is there, or it
+ * must be (CI=true, QCKPT_REQUIRE_QEMU10); if not, says the group is skipped. */
+bool harness_want_qemu10(void);
+/* For a QEMU 10 group's setup: the wrapper, or NULL after saying that it is
+ * missing (the group then fails, as it must under CI). */
+const char *harness_require_qemu10(void);
 /* Default QEMU and qemu-img as found by harness_init(). */
 const char *harness_qemu(void);
 const char *harness_qemu_img(void);

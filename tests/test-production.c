@@ -485,11 +485,9 @@ static int setup_default(void **state)
 
 static int setup_qemu10(void **state)
 {
-	qemu_bin = harness_qemu10();
-	if (qemu_bin == NULL) {
-		fprintf(stderr, "QEMU 10 not found (scripts/get-qemu10), required under CI\n");
+	qemu_bin = harness_require_qemu10();
+	if (qemu_bin == NULL)
 		return -1;
-	}
 	return setup_common();
 }
 
@@ -518,10 +516,8 @@ int main(void)
 		cmocka_set_test_filter(getenv("QCKPT_TEST_FILTER"));
 	failed = cmocka_run_group_tests_name("production on QEMU (default)", tests_default,
 					     setup_default, NULL);
-	if (harness_qemu10() != NULL || getenv("CI") || getenv("QCKPT_REQUIRE_QEMU10"))
+	if (harness_want_qemu10())
 		failed += cmocka_run_group_tests_name("production on QEMU 10", tests_qemu10,
 						      setup_qemu10, NULL);
-	else
-		fprintf(stderr, "QEMU 10 not found: its group is skipped (scripts/get-qemu10)\n");
 	return failed ? 1 : 0;
 }
