@@ -271,6 +271,21 @@ static json_t *disks_from_block(json_t *block, int *writable, int *readonly)
 }
 
 /* The VM object (--json); field names are fixed, scripts depend on them. */
+/* QEMU's run state, or "unreachable". */
+static const char *probe_state(const struct probe *p)
+{
+	return p->error[0] ? "unreachable" : p->state ? p->state : "unknown";
+}
+
+/* The table's State column: the state, and why when unreachable
+ * ("unreachable: no socket").  Returns its length. */
+static int probe_state_text(const struct probe *p, char *out, size_t len)
+{
+	if (p->error[0])
+		return snprintf(out, len, "%s: %s", probe_state(p), p->reason);
+	return snprintf(out, len, "%s", probe_state(p));
+}
+
 static json_t *probe_object(const struct probe *p, const char *host,
 			    json_t *records, int *writable, int *readonly)
 {
@@ -280,8 +295,7 @@ static json_t *probe_object(const struct probe *p, const char *host,
 
 	*writable = *readonly = -1;
 	json_object_set_new(o, "Name", json_string(e->name));
-	json_object_set_new(o, "State", json_string(p->error[0] ? "unreachable" :
-						    p->state ? p->state : "unknown"));
+	json_object_set_new(o, "State", json_string(probe_state(p)));
 	if (p->error[0]) {
 		json_object_set_new(o, "Reason", json_string(p->reason));
 		json_object_set_new(o, "Error", json_string(p->error));
@@ -320,23 +334,16 @@ static const char *jstr(json_t *o, const char *key, const char *dflt)
 	return s ? s : dflt;
 }
 
-/* The State column: "running", or "unreachable: no socket" (the Reason). */
-static int state_text(json_t *o, char *out, size_t len)
-{
-	if (json_object_get(o, "Reason") != NULL)
-		return snprintf(out, len, "%s: %s", jstr(o, "State", "?"), jstr(o, "Reason", "?"));
-	return snprintf(out, len, "%s", jstr(o, "State", "?"));
-}
-
 static void print_header(int state_width)
 {
 	printf("%-16s %-*s %-8s %7s %-6s %11s  %s\n", "Name", state_width, "State",
 	       "QEMU", "Memory", "Disks", "Checkpoints", "Latest");
 }
 
-static void print_row(json_t *o, int state_width, int writable, int readonly)
+static void print_row(json_t *o, const char *state, int state_width,
+		      int writable, int readonly)
 {
-	char mem[24] = "-", disks[24] = "-", version[16], latest[280] = "-", state[64];
+	char mem[24] = "-", disks[24] = "-", version[16], latest[280] = "-";
 	json_t *l = json_object_get(o, "LatestCheckpoint");
 	const char *ver = jstr(o, "QemuVersion", "-");
 
@@ -355,7 +362,6 @@ static void print_row(json_t *o, int state_width, int writable, int readonly)
 		snprintf(latest, sizeof latest, "%.200s (%.10s %.8s)",
 			 jstr(l, "Name", "?"), t, strlen(t) > 11 ? t + 11 : "");
 	}
-	state_text(o, state, sizeof state);
 	printf("%-16s %-*s %-8s %7s %-6s %11lld  %s\n", jstr(o, "Name", "?"),
 	       state_width, state, version, mem, disks,
 	       (long long)json_integer_value(json_object_get(o, "CheckpointCount")),
@@ -450,17 +456,17 @@ static int probe_and_print(const struct registry_entry **sel, size_t count,
 	verbose_vm(NULL, "probed %zu VMs in %llu ms", count,
 		   (unsigned long long)(mono_ms() - start));
 
-	/* The State column as wide as its longest entry. */
-	for (size_t i = 0; i < count; i++) {
-		struct probe *p = &cmd.probes[i];
-		int w = p->error[0] ? (int)strlen("unreachable: ") + (int)strlen(p->reason) :
-			p->state ? (int)strlen(p->state) : 7;
+	if (!json) {
+		/* The State column as wide as its longest entry. */
+		for (size_t i = 0; i < count; i++) {
+			char state[128];
+			int w = probe_state_text(&cmd.probes[i], state, sizeof state);
 
-		if (w > state_width)
-			state_width = w;
-	}
-	if (!json)
+			if (w > state_width)
+				state_width = w;
+		}
 		print_header(state_width);
+	}
 	for (size_t i = 0; i < count; i++) {
 		struct probe *p = &cmd.probes[i];
 		char *root = catalog_root(p->entry);
@@ -468,10 +474,14 @@ static int probe_and_print(const struct registry_entry **sel, size_t count,
 		int writable, readonly;
 		json_t *o = probe_object(p, host, records, &writable, &readonly);
 
-		if (json)
+		if (json) {
 			output_json_line(o);
-		else
-			print_row(o, state_width, writable, readonly);
+		} else {
+			char state[128];
+
+			probe_state_text(p, state, sizeof state);
+			print_row(o, state, state_width, writable, readonly);
+		}
 		json_decref(o);
 		json_decref(records);
 		free(root);
