@@ -102,6 +102,24 @@ json_t *json_lines(const char *text)
 	return list;
 }
 
+char *read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *text = NULL;
+	size_t cap = 0;
+	ssize_t n;
+
+	if (f == NULL)
+		fail_msg("cannot read %s", path);
+	n = getdelim(&text, &cap, '\0', f);
+	fclose(f);
+	if (n < 0) {
+		free(text);
+		return strdup("");
+	}
+	return text;
+}
+
 const char *jstr(json_t *o, const char *key)
 {
 	return json_string_value(json_object_get(o, key));

@@ -35,6 +35,9 @@ json_t *json_lines(const char *text);
 /* A string member, NULL if absent. */
 const char *jstr(json_t *o, const char *key);
 
+/* A text file's whole content (malloc'd); a missing file fails the test. */
+char *read_file(const char *path);
+
 /* asprintf that fails the test instead of returning NULL. */
 char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
 
