@@ -141,6 +141,17 @@ static bool child_done(void *arg)
 	return c->exited && c->err_closed;
 }
 
+/* Wait for the observer to see a MIGRATION event with STATUS. */
+static bool migration_reaches(struct hvm *vm, const char *status)
+{
+	const struct hvm_event *e;
+
+	while ((e = hvm_wait_event(vm, "MIGRATION", WAIT_MS)) != NULL)
+		if (strcmp(jstr(e->data, "status"), status) == 0)
+			return true;
+	return false;
+}
+
 /* ---- restoring a checkpoint in a new QEMU ----------------------------- */
 
 static bool has_cap(json_t *record, const char *cap)
@@ -635,16 +646,12 @@ static void test_postmigrate_vm_is_refused_and_left_alone(void **state)
 	struct hvm *vm = boot(o);
 	struct run r;
 	char *st;
-	const struct hvm_event *e;
 
 	registry_add(hvm_name(vm), hvm_qmp_path(vm), NULL);
 	assert_int_equal(hvm_qmp(vm, "migrate-set-capabilities", json_pack("{s:[{s:s,s:b}]}",
 			 "capabilities", "capability", "events", "state", 1), NULL), 0);
 	assert_int_equal(hvm_qmp(vm, "migrate", json_pack("{s:s}", "uri", "exec:cat >/dev/null"), NULL), 0);
-	while ((e = hvm_wait_event(vm, "MIGRATION", WAIT_MS)) != NULL &&
-	       strcmp(jstr(e->data, "status"), "completed") != 0)
-		;
-	assert_non_null(e);
+	assert_true(migration_reaches(vm, "completed"));
 	r = qckpt("checkpoint", hvm_name(vm), "x", NULL);
 	assert_int_equal(r.status, 1);
 	assert_non_null(strstr(r.err, "postmigrate"));
@@ -738,7 +745,6 @@ static void test_background_save_failing_after_the_disk_snapshot_records_disk_on
 	struct hvm *vm = boot(o);
 	char *argv[] = { getenv("QCKPT_BIN"), "checkpoint", "--mode=background",
 			 (char *)hvm_name(vm), "b1", NULL };
-	const struct hvm_event *e;
 	struct child c;
 	struct run r;
 	json_t *lines, *rec, *disk;
@@ -749,10 +755,7 @@ static void test_background_save_failing_after_the_disk_snapshot_records_disk_on
 	child_start(&c, argv);
 	/* "active": the disk transaction is done (background takes the disks
 	 * first) and QEMU is writing the memory. */
-	while ((e = hvm_wait_event(vm, "MIGRATION", WAIT_MS)) != NULL &&
-	       strcmp(jstr(e->data, "status"), "active") != 0)
-		;
-	assert_non_null(e);
+	assert_true(migration_reaches(vm, "active"));
 	assert_int_equal(hvm_qmp(vm, "migrate_cancel", NULL, NULL), 0);
 	assert_int_equal(harness_run_until(child_done, &c, WAIT_MS), 0);
 	if (c.status != 1 || strstr(c.errbuf, "recorded a disk-only checkpoint") == NULL)
@@ -798,7 +801,6 @@ static void test_interrupt_during_a_background_save_finishes_it(void **state)
 	struct hvm *vm = boot(o);
 	char *argv[] = { getenv("QCKPT_BIN"), "checkpoint", "--mode=background",
 			 (char *)hvm_name(vm), "bi1", NULL };
-	const struct hvm_event *e;
 	struct child c;
 	struct run r;
 	json_t *lines, *rec;
@@ -807,10 +809,7 @@ static void test_interrupt_during_a_background_save_finishes_it(void **state)
 
 	registry_add(hvm_name(vm), hvm_qmp_path(vm), NULL);
 	child_start(&c, argv);
-	while ((e = hvm_wait_event(vm, "MIGRATION", WAIT_MS)) != NULL &&
-	       strcmp(jstr(e->data, "status"), "active") != 0)
-		;
-	assert_non_null(e);
+	assert_true(migration_reaches(vm, "active"));
 	uv_process_kill(&c.proc, SIGINT);
 	assert_int_equal(harness_run_until(child_done, &c, WAIT_MS), 0);
 	if (c.status != 0 || strstr(c.errbuf, "finishing the checkpoint") == NULL)
