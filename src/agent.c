@@ -21,13 +21,11 @@ struct agent_call {
 unsigned agent_timeout_ms(unsigned default_ms)
 {
 	const char *env = getenv("QCKPT_AGENT_TIMEOUT_MS");
-	char *end;
-	unsigned long v;
+	long v;
 
-	if (env == NULL || *env == '\0')
+	if (env == NULL || parse_long(env, 1, 3600000, &v) < 0)
 		return default_ms;
-	v = strtoul(env, &end, 10);
-	return *end == '\0' && v > 0 && v <= 3600000 ? (unsigned)v : default_ms;
+	return (unsigned)v;
 }
 
 /* One line for a failure of WHAT (a command, or "connecting"). */

@@ -35,6 +35,21 @@ char *asjob_dir(void)
 	return xasprintf("/tmp/qckpt-%u/jobs", (unsigned)geteuid());
 }
 
+/*
+ * The jobs directory must be this user's alone: a job's files name the
+ * process `qckpt job stop` signals, and in /tmp anyone could have made the
+ * directory first.  Created private when missing; 0, or -1 after one line.
+ */
+static int jobs_dir_private(const char *dir)
+{
+	char why[512];
+
+	if (private_dir(dir, why, sizeof why) == 0)
+		return 0;
+	return error("jobs directory: %s; remove it or set QCKPT_JOBS_DIR to a directory of yours",
+		     why);
+}
+
 char *asjob_file(const char *id, const char *name)
 {
 	char *dir = asjob_dir();
@@ -179,7 +194,9 @@ int asjob_detach(int argc, char **argv)
 	pid_t child;
 	char byte;
 
-	if (mkdir_p(dir, 0700) < 0 || (id = claim_id(dir)) == NULL) {
+	if (jobs_dir_private(dir) < 0)
+		goto out;
+	if ((id = claim_id(dir)) == NULL) {
 		error("--as-job: cannot create a job under %s: %s", dir, strerror(errno));
 		goto out;
 	}
@@ -273,11 +290,18 @@ int asjob_finish(int status)
 json_t *asjob_load(const char *id)
 {
 	json_t *state;
+	char *dir;
+	int ok;
 
 	if (!valid_id(id)) {
 		error("'%s' is not a job id; see 'qckpt job list'", id);
 		return NULL;
 	}
+	dir = asjob_dir();
+	ok = jobs_dir_private(dir) == 0;
+	free(dir);
+	if (!ok)
+		return NULL;
 	if ((state = read_state(id)) == NULL) {
 		error("no job %s; see 'qckpt job list'", id);
 		return NULL;
@@ -313,7 +337,7 @@ static json_t *load_job(const char *dir, const char *entry)
 json_t *asjob_list(void)
 {
 	char *dir = asjob_dir();
-	json_t *list = json_dir_load(dir, load_job, by_id);
+	json_t *list = jobs_dir_private(dir) == 0 ? json_dir_load(dir, load_job, by_id) : NULL;
 
 	free(dir);
 	return list;

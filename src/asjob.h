@@ -40,7 +40,8 @@ int asjob_finish(int status);
  * state is corrected for a process that died without finishing. */
 json_t *asjob_load(const char *id);
 
-/* Every job, oldest first. */
+/* Every job, oldest first; NULL (after one line) when the jobs directory
+ * is not private to this user (owner, mode 0700, not a symlink). */
 json_t *asjob_list(void);
 
 /* Is the job's process alive (its lock held)? */

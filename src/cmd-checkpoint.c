@@ -46,6 +46,8 @@ struct checkpoint_cmd {
 	char **names;
 	size_t nnames;
 	const char *snapshot_name;
+	const char *names_word;   /* NAME[,NAME...] as given, NULL for stdin */
+	int snapshot_positional;  /* the checkpoint name was the second word */
 	int passthru, whatif, confirm, as_job;
 	int stop_on_error;
 	int throttle;
@@ -337,7 +339,7 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt, named = 0;
-	char *end;
+	long n;
 
 	optind = 1;
 	while ((opt = cmd_getopt(&cmd_checkpoint_entry, argc, argv, CMD_COMMON_SHORT "n:s:C:", longopts)) != -1) {
@@ -346,6 +348,7 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 		switch (opt) {
 		case 'n':
 			named = 1;
+			c->names_word = strcmp(optarg, "-") == 0 ? NULL : optarg;
 			if (strcmp(optarg, "-") == 0 ? read_stdin_names(c) < 0 : (add_name_list(c, optarg), 0))
 				return -1;
 			break;
@@ -365,9 +368,9 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 			c->stop_on_error = strcmp(optarg, "stop") == 0;
 			break;
 		case OPT_THROTTLE:
-			c->throttle = (int)strtol(optarg, &end, 10);
-			if (*end != '\0' || c->throttle < 1 || c->throttle > 1024)
+			if (parse_long(optarg, 1, 1024, &n) < 0)
 				return error("--throttle-limit: a number from 1 to 1024, not '%s'", optarg);
+			c->throttle = (int)n;
 			break;
 		case OPT_MODE:
 			if (job_parse_mode(optarg, &c->mode) < 0)
@@ -396,11 +399,14 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 				return -1;
 		} else {
 			add_name_list(c, argv[optind]);
+			c->names_word = argv[optind];
 		}
 		optind++;
 	}
-	if (optind < argc && c->snapshot_name == NULL)
+	if (optind < argc && c->snapshot_name == NULL) {
 		c->snapshot_name = argv[optind++];
+		c->snapshot_positional = 1;
+	}
 	if (optind < argc)
 		return error("unexpected argument '%s'; see 'qckpt checkpoint --help'", argv[optind]);
 	if (c->snapshot_name != NULL && !valid_snapshot_name(c->snapshot_name))
@@ -408,6 +414,17 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 	if (c->nnames == 0)
 		return error("no VM named; give NAME[,NAME...], -n NAME or - to read names from stdin");
 	return 0;
+}
+
+/* `qckpt checkpoint web db` names web's checkpoint "db", as Checkpoint-VM
+ * does; when db is a VM too, the user may have meant both. */
+static void warn_second_vm(const struct checkpoint_cmd *c, const struct registry *reg)
+{
+	const char *word = c->names_word ? c->names_word : "the VMs from stdin";
+
+	if (c->snapshot_positional && registry_find(reg, c->snapshot_name) != NULL)
+		warn_vm(NULL, "%s is also a registered VM: naming %s's checkpoint '%s'; to checkpoint both use %s,%s",
+			c->snapshot_name, word, c->snapshot_name, word, c->snapshot_name);
 }
 
 static int cmd_checkpoint_exec(int argc, char **argv)
@@ -429,6 +446,7 @@ static int cmd_checkpoint_exec(int argc, char **argv)
 		rc = EXIT_USAGE;
 		goto out;
 	}
+	warn_second_vm(&c, &reg);
 	for (size_t i = 0; i < c.nnames; i++) {
 		struct job *job;
 		int yes = 1;

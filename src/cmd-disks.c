@@ -108,6 +108,10 @@ static int cmd_disks_exec(int argc, char **argv)
 	if (optind + 1 != argc)
 		return cmd_usage(&cmd_disks_entry);
 	vm = argv[optind];
+	/* The name becomes a path in the catalog: "../x" must not leave it. */
+	if (!registry_valid_name(vm))
+		return error("'%s' is not a VM name (letters, digits, '.', '_' and '-', not starting with '-' or '.'); see 'qckpt vms'",
+			     vm), EXIT_USAGE;
 	if (registry_load(cmd_registry_path, &reg, err, sizeof err) < 0)
 		return error("%s", err), EXIT_USAGE;
 	e = registry_find(&reg, vm);

@@ -18,6 +18,9 @@
 #include "output.h"
 #include "util.h"
 
+/* job wait --timeout: at most a year, so seconds * 1000 fits a timer. */
+#define JOB_WAIT_MAX_S 31536000
+
 static int cmd_job_exec(int argc, char **argv);
 
 const struct cmd_entry cmd_job_entry = {
@@ -54,6 +57,8 @@ static int job_list(int json)
 	json_t *list = asjob_list(), *job;
 	size_t i;
 
+	if (list == NULL)
+		return EXIT_USAGE; /* the jobs directory is not private */
 	if (!json)
 		print_header();
 	json_array_foreach(list, i, job) {
@@ -263,12 +268,10 @@ static int cmd_job_exec(int argc, char **argv)
 	int opt, json = 0, keep = 0, force = 0;
 	double timeout = 0;
 	const char *sub;
-	char *end;
 
-	if (argc < 2)
-		return cmd_usage(&cmd_job_entry);
-	sub = argv[1];
-	optind = 2;
+	/* The subcommand is the first word that is not an option, so that
+	 * `qckpt job --help` and `qckpt job -v list` work as elsewhere. */
+	optind = 1;
 	while ((opt = cmd_getopt(&cmd_job_entry, argc, argv, CMD_COMMON_SHORT, longopts)) != -1) {
 		if (opt == CMD_OPT_HELP)
 			return EXIT_ALL_OK;
@@ -277,14 +280,17 @@ static int cmd_job_exec(int argc, char **argv)
 		case 'k': keep = 1; break;
 		case 'f': force = 1; break;
 		case 't':
-			timeout = strtod(optarg, &end);
-			if (*end != '\0' || timeout <= 0)
-				return error("--timeout: seconds, more than 0"), EXIT_USAGE;
+			if (parse_double(optarg, 0, JOB_WAIT_MAX_S, &timeout) < 0 || timeout <= 0)
+				return error("--timeout %s: seconds, more than 0 and at most %d (e.g. 30 or 0.5)",
+					     optarg, JOB_WAIT_MAX_S), EXIT_USAGE;
 			break;
 		default:
 			return cmd_usage(&cmd_job_entry);
 		}
 	}
+	if (optind >= argc)
+		return cmd_usage(&cmd_job_entry);
+	sub = argv[optind++];
 	if (strcmp(sub, "list") == 0 && optind == argc)
 		return job_list(json);
 	if (strcmp(sub, "wait") == 0 && optind < argc)

@@ -125,6 +125,11 @@ static int cmd_list_exec(int argc, char **argv)
 		else
 			return cmd_usage(&cmd_list_entry);
 	}
+	/* Names become paths in the catalog: "../x" must not leave it. */
+	for (int i = optind; i < argc; i++)
+		if (!registry_valid_name(argv[i]))
+			return error("'%s' is not a VM name (letters, digits, '.', '_' and '-', not starting with '-' or '.'); see 'qckpt vms'",
+				     argv[i]), EXIT_USAGE;
 	if (registry_load(cmd_registry_path, &reg, err, sizeof err) < 0)
 		return error("%s", err), EXIT_USAGE;
 	if (!json)

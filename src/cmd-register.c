@@ -40,16 +40,6 @@ const struct cmd_entry cmd_unregister_entry = {
 	.exec = cmd_unregister_exec,
 };
 
-/* A word must stay one word on its line: no blanks, no control characters,
- * and no '#', which would start a comment. */
-static int one_word(const char *s)
-{
-	for (const char *p = s; *p; p++)
-		if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p))
-			return 0;
-	return s[0] != '\0' && s[0] != '#';
-}
-
 /* S for a message on one line: control characters shown as \n, \t, \xNN. */
 static const char *printable(const char *s, char *buf, size_t len)
 {
@@ -80,14 +70,14 @@ static int check_arguments(const char *name, const char *monitor,
 	char err[512], *line, shown[256];
 	int rc;
 
-	if (!one_word(name) || !registry_valid_name(name))
+	if (!registry_one_word(name) || !registry_valid_name(name))
 		return error("bad VM name '%s': letters, digits, '.', '_' and '-', at most 64, not starting with '-' or '.'",
 			     printable(name, shown, sizeof shown));
-	if (!one_word(monitor) || !registry_valid_monitor(monitor))
+	if (!registry_one_word(monitor) || !registry_valid_monitor(monitor))
 		return error_vm(name, "bad monitor '%s': give unix:/ABSOLUTE/PATH, an absolute socket path or tcp:HOST:PORT",
 				printable(monitor, shown, sizeof shown));
 	for (size_t i = 0; i < nkeys; i++) {
-		if (!one_word(keys[i]))
+		if (!registry_one_word(keys[i]))
 			return error_vm(name, "bad setting '%s': key=value without blanks (known keys: dir, overlay-dir, agent, type)",
 					printable(keys[i], shown, sizeof shown));
 		line = xasprintf("%s %s %s\n", name, monitor, keys[i]);

@@ -31,7 +31,7 @@ static int cmd_run_exec(int argc, char **argv);
 const struct cmd_entry cmd_run_entry = {
 	.name = "run",
 	.alias = NULL,
-	.usage = "[--dir DIR] [--overlay-dir DIR] [--monitor SOCKET] [-n|--dry-run] NAME [--] QEMU-COMMAND...",
+	.usage = "[--dir DIR] [--overlay-dir DIR] [--monitor SOCKET] [--dry-run] [--force] NAME [--] QEMU-COMMAND...",
 	.summary = "launch QEMU in place on each disk's current image, registered and with a QMP socket",
 	.exec = cmd_run_exec,
 };
@@ -40,21 +40,18 @@ enum {
 	OPT_DIR = OPT_COMMON_LAST,
 	OPT_OVERLAY_DIR,
 	OPT_MONITOR,
+	OPT_DRY_RUN,
+	OPT_FORCE,
 };
 
 struct run_opts {
 	const char *vm;
 	const char *dir, *overlay_dir, *monitor;
-	int dry_run;
+	int dry_run, force;
 };
 
 /* "unix:/p" and "/p" are one monitor. */
-static const char *monitor_path(const char *monitor)
-{
-	if (strncmp(monitor, "unix:", 5) == 0)
-		return monitor + 5;
-	return monitor[0] == '/' ? monitor : NULL;
-}
+#define monitor_path registry_unix_path
 
 static int same_monitor(const char *a, const char *b)
 {
@@ -93,19 +90,31 @@ static int socket_answers(const char *path)
 	return ok;
 }
 
-/* The socket's directory, private to its user when qckpt makes it. */
+/*
+ * The socket's directory.  qckpt's own (the default monitor's) must be
+ * private: in /tmp anyone could have made it first.  One the user chose
+ * is created private and otherwise only checked to be a directory owned by
+ * the user or root.
+ */
 static int make_socket_dir(const char *vm, const char *path)
 {
-	char *dir = dir_name(path);
+	char *dir = dir_name(path), *def = default_monitor(vm);
+	char *def_dir = dir_name(monitor_path(def)), why[512];
 	struct stat st;
-	int rc = mkdir_p(dir, 0700);
+	int rc = 0;
 
-	if (rc == 0 && (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode) ||
-			(st.st_uid != geteuid() && st.st_uid != 0)))
-		rc = -EPERM;
+	if (strcmp(dir, def_dir) == 0) {
+		rc = private_dir(dir, why, sizeof why);
+	} else if ((rc = mkdir_p(dir, 0700)) < 0 || lstat(dir, &st) < 0 ||
+		   !S_ISDIR(st.st_mode) || (st.st_uid != geteuid() && st.st_uid != 0)) {
+		snprintf(why, sizeof why, "%s: %s", dir, strerror(rc < 0 ? -rc : EPERM));
+		rc = -1;
+	}
 	if (rc < 0)
-		error_vm(vm, "cannot use %s for the QMP socket: %s; give one with --monitor SOCKET",
-			 dir, strerror(-rc));
+		error_vm(vm, "cannot put the QMP socket in %s: %s; give another with --monitor SOCKET",
+			 dir, why);
+	free(def_dir);
+	free(def);
 	free(dir);
 	return rc;
 }
@@ -183,20 +192,62 @@ struct run_disks {
 	const char *vm;
 	char *vmdir;
 	json_t *disks;   /* vm.json's Disks */
+	json_t *records; /* the VM's checkpoints */
 	int *matched;
 };
 
-static int on_image(void *arg, const char *image, char **replacement, char *err,
-		    size_t errlen)
+/* The record and disk whose CheckpointImage is IMAGE: frozen, checkpoints
+ * depend on it.  The record, borrowed, and the disk's device, or NULL. */
+static json_t *frozen_by(const struct run_disks *r, const char *image, const char **dev)
 {
-	struct run_disks *r = arg;
+	size_t i, j;
+	json_t *rec, *d;
+
+	json_array_foreach(r->records, i, rec)
+		json_array_foreach(json_object_get(rec, "Disks"), j, d) {
+			const char *ci = json_string_value(json_object_get(d, "CheckpointImage"));
+
+			if (ci && chain_same_file(ci, image)) {
+				*dev = json_string_value(json_object_get(d, "Device"));
+				return rec;
+			}
+		}
+	return NULL;
+}
+
+/* Where the disk DEV writes now, by vm.json, or NULL. */
+static const char *active_image_of(const struct run_disks *r, const char *dev)
+{
 	size_t i;
 	json_t *d;
 
 	json_array_foreach(r->disks, i, d) {
-		const char *dev = json_string_value(json_object_get(d, "Device"));
+		const char *name = json_string_value(json_object_get(d, "Device"));
+
+		if (dev && name && strcmp(dev, name) == 0)
+			return json_string_value(json_object_get(d, "ActiveImage"));
+	}
+	return NULL;
+}
+
+/*
+ * An image the command opens: a disk's original image or any image of its
+ * chain moves to the disk's active image; an image a checkpoint froze that
+ * vm.json's chains do not name is refused when QEMU would write it (the
+ * checkpoints that depend on it would change under them).
+ */
+static int on_image(void *arg, const char *image, int writable, char **replacement,
+		    char *err, size_t errlen)
+{
+	struct run_disks *r = arg;
+	const char *dev = NULL, *active;
+	size_t i;
+	json_t *d, *rec;
+
+	json_array_foreach(r->disks, i, d) {
 		char why[1024];
 
+		dev = json_string_value(json_object_get(d, "Device"));
 		if (!chain_names(d, image))
 			continue;
 		if (chain_check(d, why, sizeof why) < 0) {
@@ -205,11 +256,30 @@ static int on_image(void *arg, const char *image, char **replacement, char *err,
 				 dev ? dev : "?", why, r->vm, r->vmdir);
 			return -1;
 		}
+		if (r->matched[i] && writable) {
+			snprintf(err, errlen,
+				 "disk %s: the command opens %s and another image of its chain; both would be its current image %s; nothing was started: name the disk once",
+				 dev ? dev : "?", image, json_string_value(json_object_get(d, "ActiveImage")));
+			return -1;
+		}
 		r->matched[i] = 1;
 		*replacement = xstrdup(json_string_value(json_object_get(d, "ActiveImage")));
 		return 0;
 	}
-	return 0;
+	if (!writable || (rec = frozen_by(r, image, &dev)) == NULL)
+		return 0;
+	active = active_image_of(r, dev);
+	if (active != NULL)
+		snprintf(err, errlen,
+			 "disk %s: %s is frozen (checkpoint '%s' depends on it) and QEMU would write to it; nothing was started: name the disk's current image %s, or its image from 'qckpt disks %s'",
+			 dev ? dev : "?", image, json_string_value(json_object_get(rec, "Name")),
+			 active, r->vm);
+	else
+		snprintf(err, errlen,
+			 "disk %s: %s is frozen (checkpoint '%s' depends on it) and QEMU would write to it; nothing was started: put a new overlay on it (qemu-img create -f qcow2 -b %s -F qcow2 NEW) and name that, or see 'qckpt disks %s'",
+			 dev ? dev : "?", image, json_string_value(json_object_get(rec, "Name")),
+			 image, r->vm);
+	return -1;
 }
 
 static void warn_unmatched(struct run_disks *r)
@@ -277,14 +347,15 @@ static int parse_args(int argc, char **argv, struct run_opts *o, int *first)
 		{ "dir", required_argument, NULL, OPT_DIR },
 		{ "overlay-dir", required_argument, NULL, OPT_OVERLAY_DIR },
 		{ "monitor", required_argument, NULL, OPT_MONITOR },
-		{ "dry-run", no_argument, NULL, 'n' },
+		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		{ "force", no_argument, NULL, OPT_FORCE },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt;
 
 	optind = 1;
 	/* "+": stop at NAME, QEMU's options are not ours. */
-	while ((opt = cmd_getopt(&cmd_run_entry, argc, argv, "+" CMD_COMMON_SHORT "n", longopts)) != -1) {
+	while ((opt = cmd_getopt(&cmd_run_entry, argc, argv, "+" CMD_COMMON_SHORT, longopts)) != -1) {
 		if (opt == CMD_OPT_HELP)
 			return 1;
 		switch (opt) {
@@ -297,8 +368,11 @@ static int parse_args(int argc, char **argv, struct run_opts *o, int *first)
 		case OPT_MONITOR:
 			o->monitor = optarg;
 			break;
-		case 'n':
+		case OPT_DRY_RUN:
 			o->dry_run = 1;
+			break;
+		case OPT_FORCE:
+			o->force = 1;
 			break;
 		default:
 			return -1;
@@ -319,6 +393,11 @@ static int check_options(const struct run_opts *o, const struct registry_entry *
 {
 	if (!registry_valid_name(o->vm))
 		return error("'%s' is not a VM name (letters, digits, '.', '_', '-')", o->vm);
+	/* Each is a word of the VM's registry line: a blank or a newline
+	 * would make another word, or another VM. */
+	if ((o->dir && !registry_one_word(o->dir)) || (o->overlay_dir && !registry_one_word(o->overlay_dir)) ||
+	    (o->monitor && !registry_one_word(o->monitor)))
+		return error_vm(o->vm, "--dir, --overlay-dir and --monitor cannot hold blanks or control characters (the registry keeps each as one word); rename the path");
 	if ((o->dir && o->dir[0] != '/') || (o->overlay_dir && o->overlay_dir[0] != '/'))
 		return error_vm(o->vm, "--dir and --overlay-dir need absolute paths");
 	if (e != NULL && o->dir && (e->dir == NULL || strcmp(e->dir, o->dir) != 0))
@@ -327,6 +406,22 @@ static int check_options(const struct run_opts *o, const struct registry_entry *
 	if (e != NULL && o->overlay_dir && (e->overlay_dir == NULL || strcmp(e->overlay_dir, o->overlay_dir) != 0))
 		return error_vm(o->vm, "registered without overlay-dir=%s; drop --overlay-dir or re-register",
 				o->overlay_dir);
+	return 0;
+}
+
+/* Disks the command opens where run cannot put their current images:
+ * refused, or with --force only warned about. */
+static int check_placeable(const struct run_opts *o, const struct cmdline *cl)
+{
+	char why[512];
+	size_t pos = 0;
+
+	while (cmdline_find_unplaceable(cl, &pos, why, sizeof why)) {
+		if (!o->force)
+			return error_vm(o->vm, "%s; nothing was started (--force launches anyway, and checkpoints may then miss or break that disk)",
+					why);
+		warn_vm(o->vm, "%s; launching anyway (--force)", why);
+	}
 	return 0;
 }
 
@@ -361,7 +456,7 @@ static int launch(struct run_opts *o, struct registry *reg, struct cmdline *give
 	if (getcwd(cwd, sizeof cwd) == NULL)
 		return error_vm(o->vm, "cannot read the working directory: %s", strerror(errno)), EXIT_USAGE;
 	cmdline_init(&cl, given->argv, given->argc);
-	if (check_options(o, e) < 0 || check_guest_name(o, &cl) < 0)
+	if (check_options(o, e) < 0 || check_placeable(o, &cl) < 0 || check_guest_name(o, &cl) < 0)
 		goto out;
 	if ((monitor = choose_monitor(o, e, &cl, &add_monitor)) == NULL)
 		goto out;
@@ -374,6 +469,7 @@ static int launch(struct run_opts *o, struct registry *reg, struct cmdline *give
 	rd.vmdir = catalog_vm_dir(root, o->vm);
 	state = catalog_load_vm(root, o->vm);
 	rd.disks = json_object_get(state, "Disks");
+	rd.records = catalog_list(root, o->vm);
 	rd.matched = xcalloc(json_array_size(rd.disks) + 1, sizeof *rd.matched);
 	if (cmdline_rewrite_disks(&cl, cwd, on_image, &rd, err, sizeof err) < 0) {
 		error_vm(o->vm, "%s", err);
@@ -412,6 +508,7 @@ static int launch(struct run_opts *o, struct registry *reg, struct cmdline *give
 out:
 	free(rd.matched);
 	free(rd.vmdir);
+	json_decref(rd.records);
 	json_decref(state);
 	free(root);
 	free(monitor);

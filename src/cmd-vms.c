@@ -419,12 +419,9 @@ static const struct registry_entry **select_entries(const struct registry *reg,
 
 static int parse_timeout(const char *text, unsigned *ms)
 {
-	char *end;
 	double s;
 
-	errno = 0;
-	s = strtod(text, &end);
-	if (errno != 0 || end == text || *end != '\0' || !(s > 0) || s > 3600)
+	if (parse_double(text, 0, 3600, &s) < 0 || !(s > 0))
 		return error("--timeout %s: give seconds, more than 0 and at most 3600 (e.g. 2 or 0.5)",
 			     text);
 	*ms = (unsigned)(s * 1000 + 0.5);

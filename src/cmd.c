@@ -2,6 +2,7 @@
  * cmd.c: the table of subcommands and the dispatch from argv to one of them.
  * Adding a command means one file and one line in cmd_table.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -69,31 +70,22 @@ int cmd_getopt(const struct cmd_entry *entry, int argc, char **argv,
 	return -1;
 }
 
-/* Exact name or alias first, then a unique prefix (as tmux does). */
+/*
+ * The exact name or a documented alias only: a unique prefix would change
+ * meaning when a command is added ("re" was register until restore came),
+ * and scripts must not break then.
+ */
 const struct cmd_entry *cmd_find(const char *name)
 {
-	const struct cmd_entry *found = NULL;
-	size_t len = strlen(name);
-	int ambiguous = 0;
-
 	for (int i = 0; cmd_table[i] != NULL; i++) {
 		const struct cmd_entry *e = cmd_table[i];
 
 		if (strcmp(e->name, name) == 0 ||
 		    (e->alias && strcmp(e->alias, name) == 0))
 			return e;
-		if (strncmp(e->name, name, len) == 0) {
-			ambiguous = found != NULL;
-			found = e;
-		}
 	}
-	if (ambiguous) {
-		error("ambiguous command '%s'; run 'qckpt help' for the list", name);
-		return NULL;
-	}
-	if (found == NULL)
-		error("unknown command '%s'; run 'qckpt help' for the list", name);
-	return found;
+	error("unknown command '%s'; run 'qckpt help' for the list", name);
+	return NULL;
 }
 
 static void cmd_print_help(void)
@@ -104,30 +96,101 @@ static void cmd_print_help(void)
 	printf("\nqckpt COMMAND --help shows a command's usage; qckpt(1) has everything.\n");
 }
 
-int cmd_dispatch(int argc, char **argv)
+/*
+ * The common options given before the command (qckpt -v checkpoint web), as
+ * git and tmux take them.  Index of the command word, or -1 after printing
+ * why not.  *help is set by -h/--help, *version by --version.
+ */
+static int leading_options(int argc, char **argv, int *help, int *version)
+{
+	int i;
+
+	for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "--") == 0)
+			return i + 1;
+		if (strcmp(a, "--verbose") == 0)
+			log_verbose = 1;
+		else if (strcmp(a, "--quiet") == 0)
+			log_quiet = 1;
+		else if (strcmp(a, "--debug") == 0)
+			log_debug = 1;
+		else if (strcmp(a, "--help") == 0)
+			*help = 1;
+		else if (strcmp(a, "--version") == 0)
+			*version = 1;
+		else if (strncmp(a, "--registry=", 11) == 0 && a[11] != '\0')
+			cmd_registry_path = a + 11;
+		else if (strcmp(a, "--registry") == 0 && i + 1 < argc)
+			cmd_registry_path = argv[++i];
+		else if (a[1] != '-' && a[strspn(a + 1, "vqh") + 1] == '\0')
+			for (const char *p = a + 1; *p; p++) {
+				log_verbose |= *p == 'v';
+				log_quiet |= *p == 'q';
+				*help |= *p == 'h';
+			}
+		else
+			return error("unknown option '%s' before the command (common options: -v, -q, -h, --debug, --registry FILE, --version); see 'qckpt help'",
+				     a);
+	}
+	return i;
+}
+
+/* What the command printed must have reached stdout: a full disk or a
+ * closed pipe is a failure, not a silent success. */
+static int check_stdout(int rc)
+{
+	int failed;
+
+	errno = 0;
+	failed = fflush(stdout) == EOF || ferror(stdout);
+	if (!failed)
+		return rc;
+	/* A reader that went away (| head) knows it did. */
+	if (errno != EPIPE)
+		error("cannot write to standard output: %s",
+		      errno ? strerror(errno) : "write error");
+	return rc == EXIT_ALL_OK ? EXIT_SOME_FAILED : rc;
+}
+
+static int dispatch(int argc, char **argv)
 {
 	const struct cmd_entry *entry;
+	int help = 0, version = 0, first = leading_options(argc, argv, &help, &version);
 
-	if (argc < 2) {
-		cmd_print_help();
+	if (first < 0)
 		return EXIT_USAGE;
-	}
-	if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
-	    strcmp(argv[1], "-h") == 0) {
-		if (argc > 2 && (entry = cmd_find(argv[2])) != NULL) {
-			printf("usage: qckpt %s %s\n%s\n", entry->name,
-			       entry->usage, entry->summary);
-			return EXIT_ALL_OK;
-		}
-		cmd_print_help();
-		return EXIT_ALL_OK;
-	}
-	if (strcmp(argv[1], "--version") == 0) {
+	if (version) {
 		printf("qckpt %s\n", PACKAGE_VERSION);
 		return EXIT_ALL_OK;
 	}
-	entry = cmd_find(argv[1]);
+	if (first < argc && strcmp(argv[first], "help") == 0) {
+		help = 1;
+		first++;
+	}
+	if (help) {
+		if (first >= argc) {
+			cmd_print_help();
+			return EXIT_ALL_OK;
+		}
+		if ((entry = cmd_find(argv[first])) == NULL)
+			return EXIT_USAGE;
+		printf("usage: qckpt %s %s\n%s\nSee qckpt(1) for every option.\n", entry->name,
+		       entry->usage, entry->summary);
+		return EXIT_ALL_OK;
+	}
+	if (first >= argc) {
+		cmd_print_help();
+		return EXIT_USAGE;
+	}
+	entry = cmd_find(argv[first]);
 	if (entry == NULL)
 		return EXIT_USAGE;
-	return entry->exec(argc - 1, argv + 1);
+	return entry->exec(argc - first, argv + first);
+}
+
+int cmd_dispatch(int argc, char **argv)
+{
+	return check_stdout(dispatch(argc, argv));
 }

@@ -425,6 +425,123 @@ static int has_protocol(const char *path)
 	return path[strcspn(path, ":/\\")] == ':';
 }
 
+/* The protocols of file-posix, which QEMU strips to open the local file
+ * named after them ("file:/x" is /x); the path, or NULL for any other. */
+static const char *local_protocol_path(const char *path)
+{
+	static const char *const prefixes[] = { "file:", "host_device:", "host_cdrom:", NULL };
+
+	for (size_t i = 0; prefixes[i]; i++)
+		if (strncmp(path, prefixes[i], strlen(prefixes[i])) == 0)
+			return path + strlen(prefixes[i]);
+	return NULL;
+}
+
+/* Whether the command has the option NAME that takes no value. */
+static int has_flag(const struct cmdline *c, const char *name)
+{
+	for (size_t i = 1; i < c->argc; i++) {
+		int tv;
+		const char *opt = cmdline_option(c, i, &tv);
+
+		if (opt && !tv && strcmp(opt, name) == 0)
+			return 1;
+		i += opt && tv;
+	}
+	return 0;
+}
+
+/* Options whose value QEMU opens as a writable disk image with no way to
+ * give it a format or an overlay (qemu-options.hx). */
+static const struct {
+	const char *opt, *instead;
+} bare_disk_options[] = {
+	{ "fda", "-drive if=floppy,index=0,file=IMAGE" },
+	{ "fdb", "-drive if=floppy,index=1,file=IMAGE" },
+	{ "pflash", "-drive if=pflash,format=raw,file=IMAGE" },
+	{ "mtdblock", "-drive if=mtd,file=IMAGE" },
+	{ "sd", "-drive if=sd,file=IMAGE" },
+};
+
+/* Is the -drive value (or -hdX image when DRIVE is 0) a writable disk
+ * named through json:{...}, whose images qckpt does not read? */
+static int writable_json_image(const char *value, int drive, int snapshot)
+{
+	struct qopts o;
+	const char *file, *media;
+	int yes;
+
+	if (!drive)
+		return !snapshot && strncmp(value, "json:", 5) == 0;
+	qopts_parse(value, NULL, &o);
+	file = qopts_get(&o, "file");
+	media = qopts_get(&o, "media");
+	yes = file && strncmp(file, "json:", 5) == 0 && !snapshot &&
+	      !(media && strcmp(media, "cdrom") == 0) && !qopts_true(qopts_get(&o, "readonly")) &&
+	      !qopts_true(qopts_get(&o, "read-only")) && !qopts_true(qopts_get(&o, "snapshot"));
+	qopts_free(&o);
+	return yes;
+}
+
+/* WHY for the option at I (with value V), or 0 when qckpt can place it. */
+static int unplaceable(const char *opt, const char *v, int snapshot, char *why, size_t len)
+{
+	for (size_t k = 0; k < sizeof bare_disk_options / sizeof bare_disk_options[0]; k++)
+		if (strcmp(opt, bare_disk_options[k].opt) == 0) {
+			snprintf(why, len, "-%s %s opens a writable disk qckpt cannot move onto its overlays; write it as %s",
+				 opt, v, bare_disk_options[k].instead);
+			return 1;
+		}
+	if (strcmp(opt, "readconfig") == 0) {
+		snprintf(why, len, "-readconfig %s may define disks qckpt does not read; put them on the command line",
+			 v);
+		return 1;
+	}
+	if (strcmp(opt, "set") == 0) {
+		snprintf(why, len, "-set %s changes options after qckpt read them; put the value in the option itself",
+			 v);
+		return 1;
+	}
+	if (writable_json_image(v, strcmp(opt, "drive") == 0, snapshot) ||
+	    (strncmp(opt, "hd", 2) == 0 && strlen(opt) == 3 && opt[2] >= 'a' && opt[2] <= 'd' &&
+	     writable_json_image(v, 0, snapshot))) {
+		snprintf(why, len, "-%s %.200s names a disk through json:, whose images qckpt does not read; use -blockdev",
+			 opt, v);
+		return 1;
+	}
+	return 0;
+}
+
+int cmdline_find_unplaceable(const struct cmdline *c, size_t *pos, char *why,
+			     size_t len)
+{
+	int snapshot = has_flag(c, "snapshot");
+
+	for (size_t i = *pos ? *pos : 1; i < c->argc; i++) {
+		int tv;
+		const char *opt = cmdline_option(c, i, &tv);
+
+		if (opt == NULL) {
+			if (writable_json_image(c->argv[i], 0, snapshot)) {
+				snprintf(why, len, "the image %.200s names a disk through json:, whose images qckpt does not read; use -blockdev",
+					 c->argv[i]);
+				*pos = i + 1;
+				return 1;
+			}
+			continue;
+		}
+		if (!tv || i + 1 >= c->argc)
+			continue;
+		i++;
+		if (unplaceable(opt, c->argv[i], snapshot, why, len)) {
+			*pos = i + 1;
+			return 1;
+		}
+	}
+	*pos = c->argc;
+	return 0;
+}
+
 /* ---- disk images -------------------------------------------------------- */
 
 struct disk_walk {
@@ -437,21 +554,26 @@ struct disk_walk {
 	/* -blockdev values, handled after the walk (file nodes first) */
 	size_t *blockdevs;
 	size_t nblockdevs;
+	int snapshot; /* -snapshot: every -drive and -hdX opened read-only */
 };
 
 /* An image path: absolute, or its replacement; new string in *out, or NULL
- * when the path cannot be a local file (a protocol). *replaced says which. */
-static int resolve_image(struct disk_walk *w, const char *path, char **out,
-			 int *replaced)
+ * when the path cannot be a local file (a protocol). *replaced says which.
+ * "file:/x" is the local file /x, and is written back without the prefix. */
+static int resolve_image(struct disk_walk *w, const char *path, int writable,
+			 char **out, int *replaced)
 {
 	char *abs, *rep = NULL;
+	const char *orig = path, *local = local_protocol_path(path);
 
 	*out = NULL;
 	*replaced = 0;
-	if (path[0] == '\0' || has_protocol(path))
+	if (local != NULL)
+		path = local;
+	if (path[0] == '\0' || (local == NULL && has_protocol(path)))
 		return 0;
 	abs = cmdline_absolute(w->cwd, path);
-	if (w->fn(w->arg, abs, &rep, w->err, w->errlen) < 0) {
+	if (w->fn(w->arg, abs, writable, &rep, w->err, w->errlen) < 0) {
 		free(abs);
 		return -1;
 	}
@@ -459,6 +581,10 @@ static int resolve_image(struct disk_walk *w, const char *path, char **out,
 		free(abs);
 		*out = rep;
 		*replaced = 1;
+	} else if (local != NULL) {
+		/* Kept as given: host_device: is not file:. */
+		free(abs);
+		*out = xstrdup(orig);
 	} else {
 		*out = abs;
 	}
@@ -476,7 +602,7 @@ static int rewrite_plain(struct disk_walk *w, size_t vi)
 	char *img;
 	int replaced;
 
-	if (resolve_image(w, w->c->argv[vi], &img, &replaced) < 0)
+	if (resolve_image(w, w->c->argv[vi], !w->snapshot, &img, &replaced) < 0)
 		return -1;
 	if (img != NULL)
 		set_arg(w, vi, img);
@@ -488,7 +614,7 @@ static int rewrite_drive(struct disk_walk *w, size_t vi)
 	struct qopts o;
 	const char *key = "file", *path, *media;
 	char *img = NULL;
-	int replaced = 0, rc = 0;
+	int replaced = 0, rc = 0, writable;
 
 	qopts_parse(w->c->argv[vi], NULL, &o);
 	media = qopts_get(&o, "media");
@@ -501,7 +627,10 @@ static int rewrite_drive(struct disk_walk *w, size_t vi)
 	}
 	if (path == NULL)
 		goto out;
-	if ((rc = resolve_image(w, path, &img, &replaced)) < 0 || img == NULL)
+	/* snapshot=on opens the image read-only, writes go to a temporary
+	 * overlay (QEMU's BDRV_O_SNAPSHOT). */
+	writable = !w->snapshot && !qopts_true(qopts_get(&o, "snapshot"));
+	if ((rc = resolve_image(w, path, writable, &img, &replaced)) < 0 || img == NULL)
 		goto out;
 	qopts_set(&o, key, img);
 	if (replaced) {
@@ -623,7 +752,7 @@ static int rewrite_file_node(struct disk_walk *w, struct bnode *b, const char *p
 	snprintf(key, sizeof key, "%sfilename", prefix);
 	if ((path = bn_get(b, key)) == NULL)
 		return 0;
-	if (resolve_image(w, path, &img, replaced) < 0)
+	if (resolve_image(w, path, 1, &img, replaced) < 0)
 		return -1;
 	if (img == NULL)
 		return 0;
@@ -731,8 +860,11 @@ int cmdline_rewrite_disks(struct cmdline *c, const char *cwd,
 			  cmdline_image_fn fn, void *arg, char *err,
 			  size_t errlen)
 {
-	struct disk_walk w = { c, cwd, fn, arg, err, errlen, NULL, 0 };
-	int rc = cmdline_walk(c, visit_disk, &w);
+	struct disk_walk w = { c, cwd, fn, arg, err, errlen, NULL, 0, 0 };
+	int rc;
+
+	w.snapshot = has_flag(c, "snapshot");
+	rc = cmdline_walk(c, visit_disk, &w);
 
 	if (rc == 0)
 		rc = rewrite_blockdevs(&w);

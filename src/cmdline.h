@@ -85,19 +85,34 @@ int cmdline_find_qmp(const struct cmdline *c, char **address);
  * file.filename=), -blockdev filename= of file/host_device nodes (keyval
  * and JSON, nested "file" too), -hda..-hdd and bare image arguments.
  * Read-only disks and CD-ROMs (-cdrom, media=cdrom, readonly=on,
- * read-only=on) are left alone.  A relative image path is made absolute
- * against CWD.  For each image FN is called with its absolute path; it
+ * read-only=on) are left alone.  The local-file protocols "file:",
+ * "host_device:" and "host_cdrom:" name the file after them (QEMU strips
+ * them); other protocols are not files.  A relative image path is made
+ * absolute against CWD.  For each image FN is called with its absolute
+ * path and whether QEMU opens it writable (not with snapshot=on or
+ * -snapshot, which open it read-only under a temporary overlay); it
  * sets *replacement (new string, a qcow2 image) or leaves it NULL to keep
  * the image, or returns -1 with a message in err to refuse.  A -drive
  * that gets a replacement gets format=qcow2; the format node on top of a
  * replaced -blockdev file node becomes driver=qcow2.  0, or -1 with a
  * message in err (the command is then half changed: throw it away).
  */
-typedef int (*cmdline_image_fn)(void *arg, const char *image,
+typedef int (*cmdline_image_fn)(void *arg, const char *image, int writable,
 				char **replacement, char *err, size_t errlen);
 int cmdline_rewrite_disks(struct cmdline *c, const char *cwd,
 			  cmdline_image_fn fn, void *arg, char *err,
 			  size_t errlen);
+
+/*
+ * Options that make QEMU open a disk writable where `qckpt run` cannot put
+ * the disk's current image: -fda/-fdb, -pflash, -mtdblock, -sd (a bare
+ * image, no format, no overlay), -readconfig (disks in a file), -set
+ * (changes an option after qckpt read it), a writable -drive/-hdX image
+ * named through "json:{...}".  From argv index *POS (0: the start): 1 with
+ * one phrase in WHY and *POS past the option, or 0 when there is none.
+ */
+int cmdline_find_unplaceable(const struct cmdline *c, size_t *pos, char *why,
+			     size_t len);
 
 /* PATH made absolute against CWD, "." and ".." components folded
  * lexically (symlinks are kept: QEMU opens the name it is given). */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "migrate.h"
+#include "util.h"
 
 int migrate_has_cap(json_t *caps, const char *cap)
 {
@@ -179,7 +180,7 @@ json_t *migrate_record_caps(const struct migrate_plan *plan)
 int migrate_max_live_passes(void)
 {
 	const char *env = getenv("QCKPT_LIVE_MAX_PASSES");
-	long n = env ? strtol(env, NULL, 10) : 0;
+	long n;
 
-	return n >= 2 && n <= 1000 ? (int)n : MIGRATE_MAX_LIVE_PASSES;
+	return env && parse_long(env, 2, 1000, &n) == 0 ? (int)n : MIGRATE_MAX_LIVE_PASSES;
 }

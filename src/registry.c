@@ -49,13 +49,26 @@ int registry_valid_name(const char *name)
 	return 1;
 }
 
+const char *registry_unix_path(const char *address)
+{
+	if (strncmp(address, "unix:", 5) == 0)
+		address += 5;
+	return address[0] == '/' ? address : NULL;
+}
+
 int registry_valid_monitor(const char *monitor)
 {
-	if (strncmp(monitor, "unix:", 5) == 0)
-		return monitor[5] == '/';
 	if (strncmp(monitor, "tcp:", 4) == 0)
 		return strrchr(monitor + 4, ':') != NULL;
-	return monitor[0] == '/';
+	return registry_unix_path(monitor) != NULL;
+}
+
+int registry_one_word(const char *word)
+{
+	for (const char *p = word; *p; p++)
+		if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p))
+			return 0;
+	return word[0] != '\0' && word[0] != '#';
 }
 
 static void entry_free(struct registry_entry *e)
@@ -108,7 +121,10 @@ static const char *entry_set_key(struct registry_entry *e, const char *word)
 		return "unknown key (known: dir, overlay-dir, agent, type)";
 	if (*slot != NULL)
 		return "key given twice";
-	if (eq[1] != '/')
+	/* The agent is a socket, spelled as the monitor is. */
+	if (slot == &e->agent && !registry_valid_monitor(eq + 1))
+		return "agent must be unix:PATH, an absolute path or tcp:HOST:PORT";
+	if (slot != &e->agent && eq[1] != '/')
 		return "path must be absolute";
 	*slot = xstrdup(eq + 1);
 	return NULL;
@@ -374,9 +390,24 @@ static char *append_line(const char *path, const char *text, void *arg,
 int registry_add(const char *path, const char *name, const char *monitor,
 		 char *const *keys, size_t nkeys, char *err, size_t errlen)
 {
-	struct add_args a = { .name = name, .line = xasprintf("%s %s", name, monitor) };
+	struct add_args a = { .name = name };
 	int rc;
 
+	/* A blank or a newline in a value would make another word or another
+	 * line (another VM) of the registry. */
+	if (!registry_one_word(name) || !registry_one_word(monitor)) {
+		snprintf(err, errlen, "%s: the name and the monitor must be words without blanks or control characters",
+			 path);
+		return -1;
+	}
+	for (size_t i = 0; i < nkeys; i++) {
+		if (!registry_one_word(keys[i])) {
+			snprintf(err, errlen, "%s: setting '%.*s' must be key=value without blanks or control characters",
+				 path, (int)strcspn(keys[i], "="), keys[i]);
+			return -1;
+		}
+	}
+	a.line = xasprintf("%s %s", name, monitor);
 	for (size_t i = 0; i < nkeys; i++) {
 		char *longer = xasprintf("%s %s", a.line, keys[i]);
 

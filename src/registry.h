@@ -21,7 +21,7 @@ struct registry_entry {
 	char *monitor;     /* "unix:PATH", "/abs/path" or "tcp:HOST:PORT" */
 	char *dir;         /* catalog directory, NULL for the default */
 	char *overlay_dir; /* where new overlays go, NULL: beside the image */
-	char *agent;       /* guest agent socket, NULL if none */
+	char *agent;       /* guest agent socket, as monitor; NULL if none */
 	enum vm_type type;
 	int line;
 };
@@ -55,8 +55,15 @@ const char *registry_type_name(enum vm_type type);
 
 /* A VM name: letters, digits, '.', '_', '-', not starting with '-' or '.'. */
 int registry_valid_name(const char *name);
-/* A monitor address qckpt understands. */
+/* A monitor (or agent) address qckpt understands: unix:/PATH, /PATH or
+ * tcp:HOST:PORT. */
 int registry_valid_monitor(const char *monitor);
+/* The socket path of a unix address ("unix:/p" or "/p": "/p", pointing
+ * into ADDRESS), or NULL for any other (tcp:, relative). */
+const char *registry_unix_path(const char *address);
+/* Can WORD stay one word of a registry line: not empty, no blanks, no
+ * control characters (a newline would add a line), no leading '#'? */
+int registry_one_word(const char *word);
 
 /*
  * The registry file that register/unregister change: PATH if given, else

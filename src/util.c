@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,19 +119,49 @@ static int write_all(int fd, const char *data, size_t len)
 	return 0;
 }
 
+int open_temp_beside(const char *path, int mode, char **tmp)
+{
+	static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+
+	for (int attempt = 0; attempt < 100; attempt++) {
+		unsigned char r[6];
+		char suffix[7];
+		int fd;
+
+		if (uv_random(NULL, NULL, r, sizeof r, 0, NULL) != 0)
+			return -EIO;
+		for (size_t i = 0; i < sizeof r; i++)
+			suffix[i] = chars[r[i] % (sizeof chars - 1)];
+		suffix[6] = '\0';
+		*tmp = xasprintf("%s.tmp.%s", path, suffix);
+		fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+		if (fd >= 0)
+			return fd;
+		fd = -errno;
+		free(*tmp);
+		*tmp = NULL;
+		if (fd != -EEXIST)
+			return fd;
+	}
+	return -EEXIST;
+}
+
 int write_file_atomic(const char *path, const char *data, size_t len,
 		      int mode)
 {
-	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+	char *tmp = NULL;
 	char *dir = dir_name(path);
 	int fd, rc;
 
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	fd = open_temp_beside(path, mode, &tmp);
 	if (fd < 0) {
-		rc = -errno;
+		rc = fd;
 		goto out;
 	}
-	rc = write_all(fd, data, len);
+	/* The umask must not narrow MODE: the file replaces one of MODE. */
+	rc = fchmod(fd, (mode_t)mode) < 0 ? -errno : 0;
+	if (rc == 0)
+		rc = write_all(fd, data, len);
 	if (rc == 0 && fsync(fd) < 0)
 		rc = -errno;
 	if (close(fd) < 0 && rc == 0)
@@ -168,6 +199,72 @@ int mkdir_p(const char *path, int mode)
 	}
 	free(p);
 	return rc;
+}
+
+/* May PATH's parent ST be changed only by root or EUID?  Others' writes to
+ * a sticky directory (/tmp) cannot rename or remove our entries. */
+static int safe_parent(const struct stat *st)
+{
+	if (st->st_uid != 0 && st->st_uid != geteuid())
+		return 0;
+	return (st->st_mode & (S_IWGRP | S_IWOTH)) == 0 || (st->st_mode & S_ISVTX);
+}
+
+static int check_parents(const char *path, char *err, size_t errlen)
+{
+	char *p = dir_name(path);
+	int rc = 0;
+
+	for (;;) {
+		struct stat st;
+
+		if (stat(p, &st) < 0) {
+			snprintf(err, errlen, "%s: %s", p, strerror(errno));
+			rc = -1;
+		} else if (!safe_parent(&st)) {
+			snprintf(err, errlen, "%s can be changed by uid %u or by others (mode %04o), so a directory in it is not private",
+				 p, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+			rc = -1;
+		}
+		if (rc < 0 || strcmp(p, "/") == 0 || strcmp(p, ".") == 0)
+			break;
+		char *up = dir_name(p);
+
+		free(p);
+		p = up;
+	}
+	free(p);
+	return rc;
+}
+
+int private_dir(const char *path, char *err, size_t errlen)
+{
+	char *parent = dir_name(path);
+	struct stat st;
+	int rc = mkdir_p(parent, 0700);
+
+	free(parent);
+	if (rc == 0 && mkdir(path, 0700) < 0 && errno != EEXIST)
+		rc = -errno;
+	if (rc == 0 && lstat(path, &st) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot create %s: %s", path, strerror(-rc));
+		return -1;
+	}
+	if (S_ISLNK(st.st_mode))
+		snprintf(err, errlen, "%s is a symbolic link, not a private directory", path);
+	else if (!S_ISDIR(st.st_mode))
+		snprintf(err, errlen, "%s is not a directory", path);
+	else if (st.st_uid != geteuid())
+		snprintf(err, errlen, "%s is owned by uid %u, not %u", path,
+			 (unsigned)st.st_uid, (unsigned)geteuid());
+	else if ((st.st_mode & 077) != 0)
+		snprintf(err, errlen, "%s has mode %04o, not 0700 (chmod 700 it if it is yours)",
+			 path, (unsigned)(st.st_mode & 07777));
+	else
+		return check_parents(path, err, errlen);
+	return -1;
 }
 
 int remove_dir_files(const char *path)
@@ -286,4 +383,55 @@ long long proc_start_time(long pid)
 	if (p != NULL && sscanf(p + 1, "%lld", &start) != 1)
 		start = -1;
 	return start;
+}
+
+int parse_long(const char *text, long min, long max, long *out)
+{
+	const char *p = text;
+	long v = 0;
+	int neg = *p == '-';
+
+	if (neg || *p == '+')
+		p++;
+	if (*p == '\0')
+		return -EINVAL;
+	/* Digit by digit, so an overflow is seen before it happens. */
+	for (; *p; p++) {
+		int d = *p - '0';
+
+		if (d < 0 || d > 9)
+			return -EINVAL;
+		if (neg ? v < (LONG_MIN + d) / 10 : v > (LONG_MAX - d) / 10) {
+			while (*++p)
+				if (*p < '0' || *p > '9')
+					return -EINVAL;
+			return -ERANGE;
+		}
+		v = v * 10 + (neg ? -d : d);
+	}
+	if (v < min || v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+int parse_double(const char *text, double min, double max, double *out)
+{
+	char *end;
+	double v;
+
+	/* Decimal digits and at most one '.', an optional sign: no
+	 * exponents, hex, "inf" or "nan" that strtod would take. */
+	if (text[strspn(text, "0123456789.+-")] != '\0' || text[0] == '\0' ||
+	    strspn(text + (text[0] == '-' || text[0] == '+'), "0123456789.") !=
+		    strlen(text + (text[0] == '-' || text[0] == '+')))
+		return -EINVAL;
+	errno = 0;
+	v = strtod(text, &end);
+	if (end == text || *end != '\0')
+		return -EINVAL;
+	if (errno == ERANGE || !isfinite(v) || v < min || v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
 }

@@ -27,8 +27,24 @@ int read_whole_file(const char *path, char **text);
 int write_file_atomic(const char *path, const char *data, size_t len,
 		      int mode);
 
+/*
+ * Open a new temporary file beside PATH ("PATH.tmp.XXXXXX", random) with
+ * O_EXCL|O_NOFOLLOW|O_CLOEXEC and MODE, so nobody can have prepared it or
+ * a symlink in its place.  The fd, its name in *tmp (new string), or -errno.
+ */
+int open_temp_beside(const char *path, int mode, char **tmp);
+
 /* mkdir -p with MODE for the directories it creates; 0 or -errno. */
 int mkdir_p(const char *path, int mode);
+
+/*
+ * Create PATH (and missing parents, 0700) or check the one there: a
+ * directory, not a symlink, owned by the effective user, mode 0700 (no
+ * access for group and others), under parents that only root or that user
+ * can change (sticky directories like /tmp are fine).  0, or -1 with the
+ * reason in err ("/tmp/qckpt-0 is owned by uid 65534, not 0").
+ */
+int private_dir(const char *path, char *err, size_t errlen);
 
 /* fsync a directory (after creating or renaming entries in it). */
 int fsync_dir(const char *path);
@@ -53,6 +69,16 @@ uint64_t mono_ms(void);
  * pid has another one.
  */
 long long proc_start_time(long pid);
+
+/*
+ * Numbers given by users: the whole of TEXT (no blanks, nothing after),
+ * in [MIN, MAX], checked before any conversion, so "1e30", "nan", "inf"
+ * and overflow are refused, never undefined.  0 or -EINVAL (not such a
+ * number) or -ERANGE (a number, out of range).  parse_long takes decimal
+ * integers, parse_double decimal numbers ("0.5", "2").
+ */
+int parse_long(const char *text, long min, long max, long *out);
+int parse_double(const char *text, double min, double max, double *out);
 
 /* Absolute path of PATH (which must exist) in a new string, or NULL. */
 char *absolute_path(const char *path);

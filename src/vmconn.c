@@ -63,8 +63,9 @@ int vmconn_resolve(const struct registry *reg, const char *target,
 
 static const char *socket_path(const struct vmconn *conn)
 {
-	return strncmp(conn->monitor, "unix:", 5) == 0 ? conn->monitor + 5 :
-							 conn->monitor;
+	const char *path = registry_unix_path(conn->monitor);
+
+	return path ? path : conn->monitor;
 }
 
 void vmconn_explain(struct vmconn *conn, int status,

@@ -133,7 +133,7 @@ static void test_qmp_monitors_are_found_in_every_spelling(void **state)
 
 /* The callback of the rewrite tests: "/w/base,x.raw" and "/w/old.qcow2"
  * move to "/w/new,1.qcow2"; "/w/missing.img" is refused. */
-static int fake_image(void *arg, const char *image, char **replacement, char *err,
+static int fake_image(void *arg, const char *image, int writable, char **replacement, char *err,
 		      size_t errlen)
 {
 	int *calls = arg;
