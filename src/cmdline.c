@@ -483,7 +483,7 @@ static int writable_json_image(const char *value, int drive, int snapshot)
 	return yes;
 }
 
-/* WHY for the option at I (with value V), or 0 when qckpt can place it. */
+/* 1 with WHY for option OPT with value V, or 0 when qckpt can place it. */
 static int unplaceable(const char *opt, const char *v, int snapshot, char *why, size_t len)
 {
 	for (size_t k = 0; k < sizeof bare_disk_options / sizeof bare_disk_options[0]; k++)
@@ -502,7 +502,7 @@ static int unplaceable(const char *opt, const char *v, int snapshot, char *why, 
 			 v);
 		return 1;
 	}
-	if (writable_json_image(v, strcmp(opt, "drive") == 0, snapshot) ||
+	if ((strcmp(opt, "drive") == 0 && writable_json_image(v, 1, snapshot)) ||
 	    (strncmp(opt, "hd", 2) == 0 && strlen(opt) == 3 && opt[2] >= 'a' && opt[2] <= 'd' &&
 	     writable_json_image(v, 0, snapshot))) {
 		snprintf(why, len, "-%s %.200s names a disk through json:, whose images qckpt does not read; use -blockdev",

@@ -246,6 +246,111 @@ static void test_rewrite_refusals(void **state)
 	rewrite_fails(offset, "offset=");
 }
 
+/* Which images the rewrite asks about, and whether QEMU writes them:
+ * "image:w" or "image:r" per call, space-separated. */
+static int record_image(void *arg, const char *image, int writable, char **replacement,
+			char *err, size_t errlen)
+{
+	char *seen = arg;
+
+	(void)replacement, (void)err, (void)errlen;
+	snprintf(seen + strlen(seen), 1024 - strlen(seen), "%s%s:%c", seen[0] ? " " : "", image,
+		 writable ? 'w' : 'r');
+	return 0;
+}
+
+static void assert_images_seen(const char *const *in, const char *want)
+{
+	struct cmdline c;
+	char err[256], seen[1024] = "";
+
+	from_words(&c, in);
+	assert_int_equal(cmdline_rewrite_disks(&c, "/w", record_image, seen, err, sizeof err), 0);
+	assert_string_equal(seen, want);
+	cmdline_free(&c);
+}
+
+static void test_local_protocols_are_files_and_other_protocols_are_not(void **state)
+{
+	const char *in[] = { "qemu", "-drive", "file=file:/w/old.qcow2,if=virtio",
+			     "-hda", "host_device:/dev/sdz", "-hdb", "file:rel.img",
+			     "-drive", "file=nbd:host:10809", "-hdc", "ssh://h/x.img", NULL };
+	const char *want[] = { "qemu", "-drive", "file=/w/new,,1.qcow2,if=virtio,format=qcow2",
+			       "-hda", "host_device:/dev/sdz", "-hdb", "file:rel.img",
+			       "-drive", "file=nbd:host:10809", "-hdc", "ssh://h/x.img", NULL };
+
+	(void)state;
+	/* file:/x is the file /x: it moves to the current image like /x */
+	rewrite_ok(in, want);
+	assert_images_seen(in, "/w/old.qcow2:w /dev/sdz:w /w/rel.img:w");
+}
+
+static void test_snapshot_and_read_only_uses_are_not_writable(void **state)
+{
+	const char *per_drive[] = { "qemu", "-drive", "file=/w/a.img,snapshot=on",
+				    "-drive", "file=/w/b.img", "-drive", "file=/w/c.img,readonly=on",
+				    "-blockdev", "driver=file,filename=/w/d.img,node-name=f,read-only=on",
+				    "-cdrom", "/w/e.iso", NULL };
+	const char *global[] = { "qemu", "-snapshot", "-drive", "file=/w/a.img", "-hda", "/w/b.img", NULL };
+
+	(void)state;
+	assert_images_seen(per_drive, "/w/a.img:r /w/b.img:w");
+	assert_images_seen(global, "/w/a.img:r /w/b.img:r");
+}
+
+/* The phrases cmdline_find_unplaceable gives for IN, joined with '|'. */
+static void assert_unplaceable(const char *const *in, const char *want)
+{
+	struct cmdline c;
+	char why[512], all[2048] = "";
+	size_t pos = 0;
+
+	from_words(&c, in);
+	while (cmdline_find_unplaceable(&c, &pos, why, sizeof why))
+		snprintf(all + strlen(all), sizeof all - strlen(all), "%s%s", all[0] ? "|" : "", why);
+	if (strcmp(all, want) != 0 && (want[0] == '\0' || strstr(all, want) == NULL))
+		fail_msg("unplaceable: got '%s', want '%s'", all, want);
+	if (want[0] == '\0')
+		assert_string_equal(all, "");
+	cmdline_free(&c);
+}
+
+static void test_disks_run_cannot_place_are_found(void **state)
+{
+	const char *fda[] = { "qemu", "-fda", "/w/floppy.img", NULL };
+	const char *fdb[] = { "qemu", "--fdb", "/w/floppy.img", NULL };
+	const char *pflash[] = { "qemu", "-pflash", "/w/vars.fd", NULL };
+	const char *mtd[] = { "qemu", "-mtdblock", "/w/mtd.img", NULL };
+	const char *sd[] = { "qemu", "-sd", "/w/sd.img", NULL };
+	const char *readconfig[] = { "qemu", "-readconfig", "/w/vm.cfg", NULL };
+	const char *set[] = { "qemu", "-set", "drive.d0.file=/w/other.img", NULL };
+	const char *json_drive[] = { "qemu", "-drive", "file=json:{\"driver\":\"file\"},if=virtio", NULL };
+	const char *json_hda[] = { "qemu", "-hda", "json:{}", NULL };
+	const char *json_bare[] = { "qemu", "json:{}", NULL };
+	const char *fine[] = { "qemu", "-name", "-fda", "-drive", "file=json:{},readonly=on",
+			       "-drive", "file=json:{},snapshot=on", "-cdrom", "json:{}",
+			       "-drive", "file=/w/a.img", NULL };
+	const char *global_snapshot[] = { "qemu", "-snapshot", "-hda", "json:{}", NULL };
+	const char *two[] = { "qemu", "-fda", "/w/a", "-pflash", "/w/b", NULL };
+
+	(void)state;
+	assert_unplaceable(fda, "-fda /w/floppy.img opens a writable disk");
+	assert_unplaceable(fda, "-drive if=floppy,index=0,file=IMAGE");
+	assert_unplaceable(fdb, "-fdb /w/floppy.img");
+	assert_unplaceable(pflash, "-pflash /w/vars.fd");
+	assert_unplaceable(mtd, "-mtdblock /w/mtd.img");
+	assert_unplaceable(sd, "-sd /w/sd.img");
+	assert_unplaceable(readconfig, "-readconfig /w/vm.cfg may define disks");
+	assert_unplaceable(set, "-set drive.d0.file=/w/other.img changes options");
+	assert_unplaceable(json_drive, "through json:");
+	assert_unplaceable(json_hda, "-hda json:{} names a disk through json:");
+	assert_unplaceable(json_bare, "the image json:{} names a disk through json:");
+	assert_unplaceable(fine, "");
+	assert_unplaceable(global_snapshot, "");
+	assert_unplaceable(two, "-fda /w/a opens a writable disk qckpt cannot move onto its overlays; write it as -drive if=floppy,index=0,file=IMAGE|"
+			   "-pflash /w/b opens a writable disk qckpt cannot move onto its overlays; write it as -drive if=pflash,format=raw,file=IMAGE");
+}
+
 static void test_absolute_paths_and_quoting(void **state)
 {
 	const char *w[] = { "qemu", "-append", "console=ttyS0 it's", "-m", "128", NULL };
@@ -399,6 +504,9 @@ int main(void)
 		cmocka_unit_test(test_blockdev_keyval_file_node_and_its_format_node),
 		cmocka_unit_test(test_blockdev_json_flat_and_nested),
 		cmocka_unit_test(test_rewrite_refusals),
+		cmocka_unit_test(test_local_protocols_are_files_and_other_protocols_are_not),
+		cmocka_unit_test(test_snapshot_and_read_only_uses_are_not_writable),
+		cmocka_unit_test(test_disks_run_cannot_place_are_found),
 		cmocka_unit_test(test_absolute_paths_and_quoting),
 		cmocka_unit_test(test_chain_checks_headers_against_the_catalog),
 		cmocka_unit_test(test_launch_is_running_means_same_pid_and_start_time),

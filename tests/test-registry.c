@@ -135,6 +135,66 @@ static void test_add_and_remove_keep_comments_and_order(void **state)
 	}
 }
 
+static void test_agent_takes_the_forms_of_the_monitor(void **state)
+{
+	struct registry reg;
+	char err[256];
+
+	assert_int_equal(registry_parse("reg",
+		"a /run/a.sock agent=unix:/run/a-ga.sock\n"
+		"b /run/b.sock agent=/run/b-ga.sock\n"
+		"c unix:/run/c.sock agent=tcp:localhost:4445\n", &reg, err, sizeof err), 0);
+	assert_string_equal(registry_find(&reg, "a")->agent, "unix:/run/a-ga.sock");
+	assert_string_equal(registry_find(&reg, "c")->agent, "tcp:localhost:4445");
+	registry_free(&reg);
+	refused("a /run/a.sock agent=unix:relative\n", ":1: agent must be unix:PATH");
+	refused("a /run/a.sock agent=relative\n", ":1: agent must be unix:PATH");
+	refused("a /run/a.sock dir=unix:/x\n", ":1: path must be absolute");
+}
+
+static void test_unix_path_is_one_helper_for_every_spelling(void **state)
+{
+	assert_string_equal(registry_unix_path("unix:/run/x.qmp"), "/run/x.qmp");
+	assert_string_equal(registry_unix_path("/run/x.qmp"), "/run/x.qmp");
+	assert_null(registry_unix_path("unix:x.qmp"));
+	assert_null(registry_unix_path("x.qmp"));
+	assert_null(registry_unix_path("tcp:localhost:4444"));
+	assert_true(registry_valid_monitor("unix:/a"));
+	assert_true(registry_valid_monitor("/a"));
+	assert_true(registry_valid_monitor("tcp:h:1"));
+	assert_false(registry_valid_monitor("unix:a"));
+	assert_false(registry_valid_monitor("tcp:nohostport"));
+}
+
+static void test_add_refuses_values_that_would_make_another_word_or_line(void **state)
+{
+	char dir[] = "/tmp/qckpt-registry-test.XXXXXX";
+	char path[256], err[512], before[4096];
+	char *newline[] = { "dir=/x\nevil unix:/tmp/evil.qmp" };
+	char *blank[] = { "overlay-dir=/a b" };
+	char *hash[] = { "#dir=/x" };
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/registry", dir);
+	assert_int_equal(registry_add(path, "a", "/run/a.sock", NULL, 0, err, sizeof err), 0);
+	snprintf(before, sizeof before, "%s", slurp(path));
+	assert_int_equal(registry_add(path, "b", "/run/b.sock", newline, 1, err, sizeof err), -1);
+	assert_non_null(strstr(err, "setting 'dir'"));
+	assert_int_equal(registry_add(path, "b", "/run/b.sock", blank, 1, err, sizeof err), -1);
+	assert_int_equal(registry_add(path, "b", "/run/b.sock", hash, 1, err, sizeof err), -1);
+	assert_int_equal(registry_add(path, "b", "/run/b\nc /run/c.sock", NULL, 0, err, sizeof err), -1);
+	assert_non_null(strstr(err, "without blanks or control characters"));
+	assert_int_equal(registry_add(path, "b", "/run/b\t.sock", NULL, 0, err, sizeof err), -1);
+	assert_int_equal(registry_add(path, "b\nc", "/run/b.sock", NULL, 0, err, sizeof err), -1);
+	assert_string_equal(slurp(path), before);
+	{
+		char cmd[300];
+
+		snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -142,6 +202,9 @@ int main(void)
 		cmocka_unit_test(test_mistakes_are_refused_with_file_and_line),
 		cmocka_unit_test(test_missing_default_registry_is_empty_but_named_one_is_an_error),
 		cmocka_unit_test(test_add_and_remove_keep_comments_and_order),
+		cmocka_unit_test(test_agent_takes_the_forms_of_the_monitor),
+		cmocka_unit_test(test_unix_path_is_one_helper_for_every_spelling),
+		cmocka_unit_test(test_add_refuses_values_that_would_make_another_word_or_line),
 	};
 
 	return cmocka_run_group_tests_name("registry", tests, NULL, NULL);
