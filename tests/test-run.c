@@ -26,6 +26,7 @@
 
 #include "harness.h"
 #include "testutil.h"
+#include "util.h"
 
 #define BOOT_MS 90000u
 #define WAIT_MS 30000u
@@ -377,6 +378,197 @@ static void test_run_refuses_another_guest_name(void **state)
 	free(name);
 }
 
+/* A record of NAME's catalog whose disk drv0 froze FROZEN (checkpoint
+ * "before-upgrade"), as a restore by hand leaves it: not in vm.json's chain. */
+static void fake_record(const char *name, const char *frozen)
+{
+	char *dir = fmt("%s/%s/ck-frozen", catalog_dir, name), *path = fmt("%s/checkpoint.json", dir);
+	json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:I, s:[{s:s, s:s, s:s}]}",
+				"Id", "ck-frozen", "Name", "before-upgrade", "VMName", name,
+				"CreationTime", "2026-11-25T07:55:45.594+00:00",
+				"CreationEpochMs", (json_int_t)1764057345594, "Disks",
+				"Device", "drv0", "CheckpointImage", frozen, "ActiveImage", "/gone.qcow2");
+
+	assert_int_equal(mkdir_p(dir, 0700), 0);
+	assert_int_equal(json_dump_file(rec, path, 0), 0);
+	json_decref(rec);
+	free(path);
+	free(dir);
+}
+
+static struct run dry_run(const char *name, const char *opt, const char *value, const char *force)
+{
+	return force ? qckpt("run", "--dry-run", force, "--dir", catalog_dir, name, "--", harness_qemu(),
+			     opt, value, NULL)
+		     : qckpt("run", "--dry-run", "--dir", catalog_dir, name, "--", harness_qemu(),
+			     opt, value, NULL);
+}
+
+static void test_run_refuses_disks_it_cannot_place_and_force_launches_anyway(void **state)
+{
+	char *name = fmt("place%d", ++serial), *img = fmt("%s/%s-bare.raw", harness_tmpdir(), name);
+	char *json_drive = fmt("file=json:{\"driver\":\"file\",\"filename\":\"%s\"},if=virtio", img);
+	const char *cases[][2] = {
+		{ "-fda", img }, { "-fdb", img }, { "-pflash", img }, { "-mtdblock", img },
+		{ "-sd", img }, { "-readconfig", img }, { "-set", "drive.d0.file=/x.img" },
+		{ "-drive", json_drive },
+	};
+	struct run r;
+	char *before = read_file(registry_path);
+
+	assert_int_equal(disk_create(img, HVM_RAW, 1), 0);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		r = dry_run(name, cases[i][0], cases[i][1], NULL);
+		assert_refused(&r, 2, name, "nothing was started (--force launches anyway");
+		assert_non_null(strstr(r.err, cases[i][0]));
+		assert_string_equal(r.out, "");
+		run_free(&r);
+		r = dry_run(name, cases[i][0], cases[i][1], "--force");
+		if (r.status != 0 || strstr(r.err, "launching anyway (--force)") == NULL ||
+		    strstr(r.out, cases[i][0]) == NULL)
+			fail_msg("--force %s: status %d, out '%s', err '%s'", cases[i][0], r.status, r.out, r.err);
+		run_free(&r);
+	}
+	/* Not a dry run: nothing registered, no vm.json written. */
+	r = qckpt("run", "--dir", catalog_dir, name, "--", harness_qemu(), "-fda", img, NULL);
+	assert_refused(&r, 2, name, "-fda");
+	run_free(&r);
+	{
+		char *after = read_file(registry_path), *vmdir = fmt("%s/%s", catalog_dir, name);
+
+		assert_string_equal(after, before);
+		assert_int_equal(access(vmdir, F_OK), -1);
+		free(after);
+		free(vmdir);
+	}
+	free(before);
+	free(json_drive);
+	free(img);
+	free(name);
+}
+
+static void test_run_refuses_a_frozen_image_opened_writable(void **state)
+{
+	char *name = fmt("frozen%d", ++serial), *base, *ov1, *ov2, *frozen, *drive, *want;
+	struct run r;
+
+	fake_catalog(name, &base, &ov1, &ov2);
+	frozen = fmt("%s/%s-restored-onto.qcow2", harness_tmpdir(), name);
+	assert_int_equal(disk_create_overlay(frozen, base, "raw"), 0);
+	fake_record(name, frozen);
+
+	/* written: refused, naming the disk, the image and the current one */
+	drive = fmt("file=%s,format=qcow2,if=virtio", frozen);
+	r = dry_run(name, "-drive", drive, NULL);
+	assert_refused(&r, 1, name, "disk drv0: ");
+	assert_non_null(strstr(r.err, "is frozen (checkpoint 'before-upgrade' depends on it)"));
+	assert_non_null(strstr(r.err, ov2));
+	run_free(&r);
+	free(drive);
+	/* "file:" is the same file to QEMU */
+	drive = fmt("file=file:%s,format=qcow2", frozen);
+	r = dry_run(name, "-drive", drive, NULL);
+	assert_refused(&r, 1, name, "is frozen");
+	run_free(&r);
+	free(drive);
+	r = dry_run(name, "-hda", frozen, NULL);
+	assert_refused(&r, 1, name, "is frozen");
+	run_free(&r);
+	/* read-only uses are fine and left as they are */
+	drive = fmt("file=%s,format=qcow2,readonly=on", frozen);
+	r = dry_run(name, "-drive", drive, NULL);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, frozen));
+	run_free(&r);
+	free(drive);
+	drive = fmt("file=%s,format=qcow2,snapshot=on", frozen);
+	r = dry_run(name, "-drive", drive, NULL);
+	assert_int_equal(r.status, 0);
+	run_free(&r);
+	free(drive);
+	r = dry_run(name, "-cdrom", frozen, NULL);
+	assert_int_equal(r.status, 0);
+	run_free(&r);
+	/* an image of the chain, spelled file:, moves to the current image */
+	drive = fmt("file=file:%s,format=raw,if=virtio", base);
+	r = dry_run(name, "-drive", drive, NULL);
+	if (r.status != 0)
+		fail_msg("file:%s refused (%d): %s", base, r.status, r.err);
+	want = fmt("-drive file=%s,format=qcow2,if=virtio", ov2);
+	if (strstr(r.out, want) == NULL)
+		fail_msg("dry run printed '%s', lacking '%s'", r.out, want);
+	run_free(&r);
+	free(want);
+	free(drive);
+	/* two images of one chain would both become its current image */
+	drive = fmt("file=%s,format=raw,if=virtio", base);
+	want = fmt("file=%s,format=qcow2,if=virtio", ov1);
+	r = qckpt("run", "--dry-run", "--dir", catalog_dir, name, "--", harness_qemu(),
+		  "-drive", drive, "-drive", want, NULL);
+	assert_refused(&r, 1, name, "name the disk once");
+	run_free(&r);
+	free(want);
+	free(drive);
+	free(frozen);
+	free(base);
+	free(ov1);
+	free(ov2);
+	free(name);
+}
+
+/* What QEMU does with snapshot=on (the reason run lets it open a frozen
+ * image): the guest writes the disk, the image stays as it was. */
+static void test_snapshot_on_a_frozen_image_boots_and_leaves_it_unchanged(void **state)
+{
+	char *name = fmt("snap%d", ++serial);
+	char *frozen = fmt("%s/%s-frozen.raw", harness_tmpdir(), name);
+	char *drive = fmt("file=%s,format=raw,if=none,id=frozen0,snapshot=on", frozen);
+	const char *extra[] = { "-drive", drive, "-device", "virtio-blk-pci,drive=frozen0", NULL };
+	struct hvm_opts o = { .ndisks = 0, .mem_mib = 128, .qemu = qemu_bin, .extra_args = extra };
+	char *cmp;
+	json_t *blocks = NULL, *b;
+	size_t i;
+	int seen = 0;
+	struct hvm *vm;
+
+	assert_int_equal(disk_create(frozen, HVM_RAW, 1), 0);
+	fake_record(name, frozen);
+	vm = boot_through_run(&o, name, NULL);
+	assert_non_null(vm);
+	/* The guest has written its counter before tick 2. */
+	assert_true(hvm_wait_tick(vm, BOOT_MS) > 0);
+	assert_true(hvm_wait_tick(vm, WAIT_MS) > 0);
+	assert_int_equal(hvm_qmp(vm, "query-block", NULL, &blocks), 0);
+	json_array_foreach(blocks, i, b) {
+		json_t *img = json_object_get(json_object_get(b, "inserted"), "image");
+		const char *backing = jstr(json_object_get(img, "backing-image"), "filename");
+
+		if (strcmp(jstr(b, "device") ? jstr(b, "device") : "", "frozen0") == 0) {
+			/* QEMU writes to a temporary overlay on top of it */
+			assert_non_null(backing);
+			assert_string_equal(backing, frozen);
+			seen = 1;
+		}
+	}
+	assert_true(seen);
+	json_decref(blocks);
+	assert_int_equal(hvm_quit(vm), 0);
+	hvm_free(vm);
+	/* disk_create made it all zeros; the guest's counter is not */
+	cmp = fmt("cmp -n 65536 %s /dev/zero", frozen);
+	{
+		struct run r = shell(cmp);
+
+		if (r.status != 0)
+			fail_msg("QEMU wrote the frozen image: %s", r.out);
+		run_free(&r);
+	}
+	free(cmp);
+	free(drive);
+	free(frozen);
+	free(name);
+}
+
 /* ---- without the shim ------------------------------------------------- */
 
 /* A VM started by hand: the checkpoint output says where the disk writes
@@ -491,11 +683,15 @@ int main(void)
 		cmocka_unit_test(test_without_run_checkpoint_says_which_path_and_disks_lists_it),
 		cmocka_unit_test(test_relaunch_after_two_checkpoints_drive_qcow2),
 		cmocka_unit_test(test_relaunch_after_two_checkpoints_blockdev_raw_base),
+		cmocka_unit_test(test_snapshot_on_a_frozen_image_boots_and_leaves_it_unchanged),
 	};
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_dry_run_shows_the_rewritten_command),
 		cmocka_unit_test(test_run_refuses_a_missing_overlay_or_a_wrong_backing_file),
 		cmocka_unit_test(test_run_refuses_another_guest_name),
+		cmocka_unit_test(test_run_refuses_disks_it_cannot_place_and_force_launches_anyway),
+		cmocka_unit_test(test_run_refuses_a_frozen_image_opened_writable),
+		cmocka_unit_test(test_snapshot_on_a_frozen_image_boots_and_leaves_it_unchanged),
 		cmocka_unit_test(test_run_execs_qemu_in_place_and_registers),
 		cmocka_unit_test(test_without_run_checkpoint_says_which_path_and_disks_lists_it),
 		cmocka_unit_test(test_relaunch_after_two_checkpoints_drive_qcow2),
@@ -509,6 +705,8 @@ int main(void)
 		fprintf(stderr, "QCKPT_BIN not set: run through make check\n");
 		return HARNESS_SKIP;
 	}
+	if (getenv("QCKPT_TEST_FILTER") != NULL)
+		cmocka_set_test_filter(getenv("QCKPT_TEST_FILTER"));
 	failed = cmocka_run_group_tests_name("qckpt run and qckpt disks", tests, setup, teardown);
 	if (harness_want_qemu10())
 		failed += cmocka_run_group_tests_name("qckpt run and qckpt disks on QEMU 10",
