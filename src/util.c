@@ -158,10 +158,7 @@ int write_file_atomic(const char *path, const char *data, size_t len,
 		rc = fd;
 		goto out;
 	}
-	/* The umask must not narrow MODE: the file replaces one of MODE. */
-	rc = fchmod(fd, (mode_t)mode) < 0 ? -errno : 0;
-	if (rc == 0)
-		rc = write_all(fd, data, len);
+	rc = write_all(fd, data, len);
 	if (rc == 0 && fsync(fd) < 0)
 		rc = -errno;
 	if (close(fd) < 0 && rc == 0)

@@ -305,7 +305,7 @@ static void test_dry_run_shows_the_rewritten_command(void **state)
 
 	fake_catalog(name, &base, &ov1, &ov2);
 	drive = fmt("file=%s,format=raw,if=virtio", base);
-	r = qckpt("run", "--dir", catalog_dir, "-n", name, "--", harness_qemu(),
+	r = qckpt("run", "--dir", catalog_dir, "--dry-run", name, "--", harness_qemu(),
 		  "-drive", drive, "-cdrom", base, NULL);
 	if (r.status != 0)
 		fail_msg("dry run failed (%d): %s", r.status, r.err);
