@@ -51,11 +51,9 @@ struct run_opts {
 };
 
 /* "unix:/p" and "/p" are one monitor. */
-#define monitor_path registry_unix_path
-
 static int same_monitor(const char *a, const char *b)
 {
-	const char *pa = monitor_path(a), *pb = monitor_path(b);
+	const char *pa = registry_unix_path(a), *pb = registry_unix_path(b);
 
 	if (pa && pb)
 		return strcmp(pa, pb) == 0;
@@ -99,7 +97,7 @@ static int socket_answers(const char *path)
 static int make_socket_dir(const char *vm, const char *path)
 {
 	char *dir = dir_name(path), *def = default_monitor(vm);
-	char *def_dir = dir_name(monitor_path(def)), why[512];
+	char *def_dir = dir_name(registry_unix_path(def)), why[512];
 	struct stat st;
 	int rc = 0;
 
@@ -121,7 +119,7 @@ static int make_socket_dir(const char *vm, const char *path)
 
 static void add_qmp(struct cmdline *cl, const char *monitor)
 {
-	const char *path = monitor_path(monitor);
+	const char *path = registry_unix_path(monitor);
 
 	if (path != NULL) {
 		char *esc = qopts_escape(path);
@@ -150,7 +148,7 @@ static char *choose_monitor(const struct run_opts *o, const struct registry_entr
 
 	cmdline_find_qmp(cl, &mine);
 	*add = mine == NULL;
-	if (mine != NULL && monitor_path(mine) == NULL && strncmp(mine, "tcp:", 4) != 0) {
+	if (mine != NULL && registry_unix_path(mine) == NULL && strncmp(mine, "tcp:", 4) != 0) {
 		error_vm(o->vm, "the command's QMP socket '%s' is not an absolute path; give it one", mine + 5);
 		free(mine);
 		return NULL;
@@ -460,9 +458,9 @@ static int launch(struct run_opts *o, struct registry *reg, struct cmdline *give
 		goto out;
 	if ((monitor = choose_monitor(o, e, &cl, &add_monitor)) == NULL)
 		goto out;
-	if (monitor_path(monitor) && socket_answers(monitor_path(monitor))) {
+	if (registry_unix_path(monitor) && socket_answers(registry_unix_path(monitor))) {
 		error_vm(o->vm, "already running: its QMP socket %s answers; stop that QEMU first",
-			 monitor_path(monitor));
+			 registry_unix_path(monitor));
 		goto out;
 	}
 	root = catalog_root(e ? e : &unreg);
@@ -487,7 +485,7 @@ static int launch(struct run_opts *o, struct registry *reg, struct cmdline *give
 		rc = EXIT_ALL_OK;
 		goto out;
 	}
-	if (add_monitor && monitor_path(monitor) && make_socket_dir(o->vm, monitor_path(monitor)) < 0)
+	if (add_monitor && registry_unix_path(monitor) && make_socket_dir(o->vm, registry_unix_path(monitor)) < 0)
 		goto out;
 	if (e == NULL && register_vm(o, monitor) < 0)
 		goto out;

@@ -8,6 +8,7 @@
 
 #include "cmd.h"
 #include "log.h"
+#include "output.h"
 
 static const struct cmd_entry *cmd_table[] = {
 	&cmd_checkpoint_entry,
@@ -124,6 +125,8 @@ static int leading_options(int argc, char **argv, int *help, int *version)
 			cmd_registry_path = a + 11;
 		else if (strcmp(a, "--registry") == 0 && i + 1 < argc)
 			cmd_registry_path = argv[++i];
+		else if (strncmp(a, "--registry", 10) == 0)
+			return error("--registry needs a FILE; see 'qckpt help'");
 		else if (a[1] != '-' && a[strspn(a + 1, "vqh") + 1] == '\0')
 			for (const char *p = a + 1; *p; p++) {
 				log_verbose |= *p == 'v';
@@ -141,16 +144,17 @@ static int leading_options(int argc, char **argv, int *help, int *version)
  * closed pipe is a failure, not a silent success. */
 static int check_stdout(int rc)
 {
-	int failed;
+	int failed, err;
 
 	errno = 0;
-	failed = fflush(stdout) == EOF || ferror(stdout);
-	if (!failed)
+	failed = fflush(stdout) == EOF;
+	err = output_write_errno ? output_write_errno : failed ? errno : 0;
+	if (!failed && !ferror(stdout))
 		return rc;
 	/* A reader that went away (| head) knows it did. */
-	if (errno != EPIPE)
+	if (err != EPIPE)
 		error("cannot write to standard output: %s",
-		      errno ? strerror(errno) : "write error");
+		      err ? strerror(err) : "write error");
 	return rc == EXIT_ALL_OK ? EXIT_SOME_FAILED : rc;
 }
 

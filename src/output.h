@@ -10,4 +10,8 @@
 /* One compact JSON object and a newline, keys in insertion order. */
 void output_json_line(json_t *obj);
 
+/* errno of the first write to stdout that failed in output_json_line (its
+ * flush), 0 if none: the final check names the cause (cmd.c). */
+extern int output_write_errno;
+
 #endif

@@ -226,6 +226,26 @@ static void test_a_failed_write_to_stdout_exits_1_with_one_line(void **state)
 	r = run_to("/dev/full", (char *const[]){ "help", NULL });
 	assert_one_line(&r, 1, "cannot write to standard output");
 	cli_free(&r);
+	/* --json flushes every object: the first failed flush is the cause */
+	{
+		char *dir = xasprintf("%s/cat/web/c1", tmpdir), *rec = xasprintf("%s/checkpoint.json", dir);
+		char *reg = xasprintf("web unix:/nonexistent/web.qmp dir=%s/cat\n", tmpdir);
+		const char *text = "{\"Id\":\"c1\",\"Name\":\"n1\",\"VMName\":\"web\",\"CreationEpochMs\":1}\n";
+
+		assert_int_equal(mkdir_p(dir, 0700), 0);
+		assert_int_equal(write_file_atomic(rec, text, strlen(text), 0600), 0);
+		write_registry(reg);
+		r = cli("list", "--json", "web");
+		assert_int_equal(r.status, 0);
+		assert_non_null(strstr(r.out, "\"Name\":\"n1\""));
+		cli_free(&r);
+		r = run_to("/dev/full", (char *const[]){ "list", "--json", "web", NULL });
+		assert_one_line(&r, 1, "cannot write to standard output: No space left on device");
+		cli_free(&r);
+		free(reg);
+		free(rec);
+		free(dir);
+	}
 }
 
 /* ---- arguments ------------------------------------------------------------- */
