@@ -276,7 +276,7 @@ static int registry_lock(const char *path)
 	char *dir = dir_name(path);
 	int fd, rc = mkdir_p(dir, 0755);
 
-	fd = rc < 0 ? rc : open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	fd = rc < 0 ? rc : open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0 && rc == 0)
 		fd = -errno;
 	if (fd >= 0 && flock(fd, LOCK_EX) < 0) {

@@ -215,7 +215,12 @@ static int check_parents(const char *path, char *err, size_t errlen)
 	for (;;) {
 		struct stat st;
 
-		if (stat(p, &st) < 0) {
+		/* A symlink others made (in /tmp) could point anywhere. */
+		if (lstat(p, &st) == 0 && S_ISLNK(st.st_mode) && st.st_uid != 0 &&
+		    st.st_uid != geteuid()) {
+			snprintf(err, errlen, "%s is a symbolic link of uid %u", p, (unsigned)st.st_uid);
+			rc = -1;
+		} else if (stat(p, &st) < 0) {
 			snprintf(err, errlen, "%s: %s", p, strerror(errno));
 			rc = -1;
 		} else if (!safe_parent(&st)) {

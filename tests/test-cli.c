@@ -472,12 +472,21 @@ static void test_private_dir_refuses_another_owner_a_symlink_and_mode_0777(void 
 	assert_int_equal(private_dir(child, why, sizeof why), -1);
 	assert_non_null(strstr(why, "can be changed"));
 
-	/* Tests run as root in CI: a directory given to nobody. */
+	/* Tests run as root in CI: a directory given to nobody, and a
+	 * parent that is nobody's symlink to a directory of ours. */
 	if (geteuid() == 0) {
+		char *via = xasprintf("%s/via", tmpdir), *below = xasprintf("%s/via/mine", tmpdir);
+
 		assert_int_equal(mkdir(other, 0700), 0);
 		assert_int_equal(chown(other, 65534, 65534), 0);
 		assert_int_equal(private_dir(other, why, sizeof why), -1);
 		assert_non_null(strstr(why, "owned by uid 65534"));
+		assert_int_equal(symlink(target, via), 0);
+		assert_int_equal(lchown(via, 65534, 65534), 0);
+		assert_int_equal(private_dir(below, why, sizeof why), -1);
+		assert_non_null(strstr(why, "symbolic link of uid 65534"));
+		free(via);
+		free(below);
 	}
 	free(mode);
 	free(link);
