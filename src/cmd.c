@@ -92,8 +92,12 @@ const struct cmd_entry *cmd_find(const char *name)
 static void cmd_print_help(void)
 {
 	printf("usage: qckpt COMMAND [ARGUMENTS]\n\ncommands:\n");
-	for (int i = 0; cmd_table[i] != NULL; i++)
-		printf("  %-12s %s\n", cmd_table[i]->name, cmd_table[i]->summary);
+	for (int i = 0; cmd_table[i] != NULL; i++) {
+		const struct cmd_entry *e = cmd_table[i];
+
+		printf("  %-12s %s%s%s%s\n", e->name, e->summary, e->alias ? " (alias: " : "",
+		       e->alias ? e->alias : "", e->alias ? ")" : "");
+	}
 	printf("\nqckpt COMMAND --help shows a command's usage; qckpt(1) has everything.\n");
 }
 

@@ -582,9 +582,9 @@ static int resolve_image(struct disk_walk *w, const char *path, int writable,
 		*out = rep;
 		*replaced = 1;
 	} else if (local != NULL) {
-		/* Kept as given: host_device: is not file:. */
+		/* The prefix is kept: host_device: is not file:. */
+		*out = xasprintf("%.*s%s", (int)(local - orig), orig, abs);
 		free(abs);
-		*out = xstrdup(orig);
 	} else {
 		*out = abs;
 	}

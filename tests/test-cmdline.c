@@ -276,7 +276,7 @@ static void test_local_protocols_are_files_and_other_protocols_are_not(void **st
 			     "-hda", "host_device:/dev/sdz", "-hdb", "file:rel.img",
 			     "-drive", "file=nbd:host:10809", "-hdc", "ssh://h/x.img", NULL };
 	const char *want[] = { "qemu", "-drive", "file=/w/new,,1.qcow2,if=virtio,format=qcow2",
-			       "-hda", "host_device:/dev/sdz", "-hdb", "file:rel.img",
+			       "-hda", "host_device:/dev/sdz", "-hdb", "file:/w/rel.img",
 			       "-drive", "file=nbd:host:10809", "-hdc", "ssh://h/x.img", NULL };
 
 	(void)state;
