@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -51,9 +52,16 @@ static char *slurp(const char *path)
 	return text;
 }
 
+/* How a run differs: the user it runs as (0: this one) and more
+ * environment ("K=V", NULL-terminated), set after the defaults. */
+struct cli_as {
+	uid_t uid;
+	char *const *env;
+};
+
 /* qckpt ARGS with stdout to STDOUT_PATH (NULL: a file read back), in the
  * test's registry. */
-static struct cli run_to(const char *stdout_path, char *const *args)
+static struct cli run_as(const struct cli_as *as, const char *stdout_path, char *const *args)
 {
 	char *out = xasprintf("%s/out", tmpdir), *err = xasprintf("%s/err", tmpdir);
 	char *argv[64];
@@ -74,6 +82,10 @@ static struct cli run_to(const char *stdout_path, char *const *args)
 		if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0)
 			_exit(99);
 		setenv("QCKPT_REGISTRY", registry_file, 1);
+		for (char *const *kv = as ? as->env : NULL; kv && *kv; kv++)
+			putenv(*kv);
+		if (as && as->uid && (setgroups(0, NULL) < 0 || setgid(as->uid) < 0 || setuid(as->uid) < 0))
+			_exit(97);
 		execv(argv[0], argv);
 		_exit(98);
 	}
@@ -87,6 +99,11 @@ static struct cli run_to(const char *stdout_path, char *const *args)
 	free(out);
 	free(err);
 	return r;
+}
+
+static struct cli run_to(const char *stdout_path, char *const *args)
+{
+	return run_as(NULL, stdout_path, args);
 }
 
 #define cli(...) run_to(NULL, (char *const[]){ __VA_ARGS__, NULL })
@@ -516,6 +533,68 @@ static void test_jobs_dir_of_another_user_is_refused(void **state)
 	free(jobs);
 }
 
+/*
+ * qckpt run's default socket directory ($XDG_RUNTIME_DIR/qckpt for a user)
+ * is checked as the jobs directory is.  Run as nobody, since root's is
+ * /run/qckpt, which a test must not touch.
+ */
+static void test_run_refuses_a_default_socket_dir_that_is_not_private(void **state)
+{
+	char *home = xasprintf("%s/nobody", tmpdir);
+	char *runtime, *sockdir, *env_runtime, *env_data, *env_config, *env_registry, *cmd;
+	struct cli r;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip(); /* needs to become another user; CI runs as root */
+	/* nobody must get through the test's directory to its own */
+	assert_int_equal(chmod(tmpdir, 0711), 0);
+	assert_int_equal(mkdir(home, 0700), 0);
+	runtime = xasprintf("%s/runtime", home);
+	sockdir = xasprintf("%s/qckpt", runtime);
+	env_runtime = xasprintf("XDG_RUNTIME_DIR=%s", runtime);
+	env_data = xasprintf("XDG_DATA_HOME=%s/data", home);
+	env_config = xasprintf("XDG_CONFIG_HOME=%s/config", home);
+	env_registry = xasprintf("QCKPT_REGISTRY=%s/registry", home);
+	assert_int_equal(mkdir(runtime, 0700), 0);
+	assert_int_equal(mkdir(sockdir, 0700), 0);
+	assert_int_equal(chmod(sockdir, 0777), 0);
+	assert_int_equal(chown(home, 65534, 65534), 0);
+	assert_int_equal(chown(runtime, 65534, 65534), 0);
+	assert_int_equal(chown(sockdir, 65534, 65534), 0);
+	{
+		char *const env[] = { env_runtime, env_data, env_config, env_registry, NULL };
+		struct cli_as nobody = { 65534, env };
+		char *const args[] = { "run", "vm1", "--", "/bin/true", NULL };
+		struct stat st;
+
+		r = run_as(&nobody, NULL, args);
+		assert_one_line(&r, 2, "cannot put the QMP socket in");
+		assert_non_null(strstr(r.err, "has mode 0777"));
+		cli_free(&r);
+		/* made private: qckpt goes on and execs the command (true) */
+		assert_int_equal(rmdir(sockdir), 0);
+		r = run_as(&nobody, NULL, args);
+		if (r.status != 0)
+			fail_msg("run as nobody failed (%d): %s", r.status, r.err);
+		cli_free(&r);
+		assert_int_equal(lstat(sockdir, &st), 0);
+		assert_int_equal(st.st_mode & 07777, 0700);
+		assert_int_equal(st.st_uid, 65534);
+	}
+	cmd = xasprintf("rm -rf '%s'", home);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(chmod(tmpdir, 0700), 0);
+	free(cmd);
+	free(home);
+	free(env_runtime);
+	free(env_data);
+	free(env_config);
+	free(env_registry);
+	free(sockdir);
+	free(runtime);
+}
+
 static void test_atomic_writes_use_fresh_temp_files_and_leave_none(void **state)
 {
 	char *path = xasprintf("%s/atomic/file.json", tmpdir), *dir = xasprintf("%s/atomic", tmpdir);
@@ -594,6 +673,7 @@ int main(void)
 		cmocka_unit_test(test_private_dir_is_created_0700_and_accepted_again),
 		cmocka_unit_test(test_private_dir_refuses_another_owner_a_symlink_and_mode_0777),
 		cmocka_unit_test(test_jobs_dir_of_another_user_is_refused),
+		cmocka_unit_test(test_run_refuses_a_default_socket_dir_that_is_not_private),
 		cmocka_unit_test(test_atomic_writes_use_fresh_temp_files_and_leave_none),
 	};
 
