@@ -419,14 +419,13 @@ int parse_long(const char *text, long min, long max, long *out)
 
 int parse_double(const char *text, double min, double max, double *out)
 {
+	const char *digits = text + (text[0] == '-' || text[0] == '+');
 	char *end;
 	double v;
 
-	/* Decimal digits and at most one '.', an optional sign: no
-	 * exponents, hex, "inf" or "nan" that strtod would take. */
-	if (text[strspn(text, "0123456789.+-")] != '\0' || text[0] == '\0' ||
-	    strspn(text + (text[0] == '-' || text[0] == '+'), "0123456789.") !=
-		    strlen(text + (text[0] == '-' || text[0] == '+')))
+	/* An optional sign, then digits and '.' only: no blanks, exponents,
+	 * hex, "inf" or "nan", which strtod would take. */
+	if (digits[0] == '\0' || digits[strspn(digits, "0123456789.")] != '\0')
 		return -EINVAL;
 	errno = 0;
 	v = strtod(text, &end);
