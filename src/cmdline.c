@@ -425,11 +425,13 @@ static int has_protocol(const char *path)
 	return path[strcspn(path, ":/\\")] == ':';
 }
 
-/* The protocols of file-posix, which QEMU strips to open the local file
- * named after them ("file:/x" is /x); the path, or NULL for any other. */
+/* The protocols of block/file-posix.c, which QEMU strips to open the local
+ * file named after them ("file:/x" is /x; zoned_host_device: since 8.1);
+ * the path, or NULL for any other. */
 static const char *local_protocol_path(const char *path)
 {
-	static const char *const prefixes[] = { "file:", "host_device:", "host_cdrom:", NULL };
+	static const char *const prefixes[] = { "file:", "host_device:", "host_cdrom:",
+						"zoned_host_device:", NULL };
 
 	for (size_t i = 0; prefixes[i]; i++)
 		if (strncmp(path, prefixes[i], strlen(prefixes[i])) == 0)

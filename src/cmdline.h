@@ -86,8 +86,8 @@ int cmdline_find_qmp(const struct cmdline *c, char **address);
  * and JSON, nested "file" too), -hda..-hdd and bare image arguments.
  * Read-only disks and CD-ROMs (-cdrom, media=cdrom, readonly=on,
  * read-only=on) are left alone.  The local-file protocols "file:",
- * "host_device:" and "host_cdrom:" name the file after them (QEMU strips
- * them); other protocols are not files.  A relative image path is made
+ * "host_device:", "host_cdrom:" and "zoned_host_device:" name the file
+ * after them (QEMU strips them); other protocols are not files.  A relative image path is made
  * absolute against CWD.  For each image FN is called with its absolute
  * path and whether QEMU opens it writable (not with snapshot=on or
  * -snapshot, which open it read-only under a temporary overlay); it
