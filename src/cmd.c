@@ -18,6 +18,7 @@ static const struct cmd_entry *cmd_table[] = {
 	&cmd_qmp_entry,
 	&cmd_register_entry,
 	&cmd_run_entry,
+	&cmd_stop_entry,
 	&cmd_unregister_entry,
 	&cmd_vms_entry,
 	NULL,

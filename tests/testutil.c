@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <uv.h>
+
 #include "harness.h"
 #include "testutil.h"
 
@@ -134,4 +136,63 @@ char *fmt(const char *f, ...)
 	assert_true(vasprintf(&s, f, ap) >= 0);
 	va_end(ap);
 	return s;
+}
+
+/* ---- a program in the background ---- */
+
+static void child_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+	struct child *c = h->data;
+
+	b->base = c->errbuf + c->errlen;
+	b->len = sizeof c->errbuf - 1 - c->errlen;
+}
+
+static void child_err_closed(uv_handle_t *h)
+{
+	((struct child *)h->data)->err_closed = true;
+}
+
+static void child_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+	struct child *c = s->data;
+
+	if (n > 0) {
+		c->errlen += (size_t)n;
+		c->errbuf[c->errlen] = '\0';
+	} else if (n < 0) {
+		uv_close((uv_handle_t *)s, child_err_closed);
+	}
+}
+
+static void child_exit(uv_process_t *p, int64_t status, int sig)
+{
+	struct child *c = p->data;
+
+	c->status = sig ? 128 + sig : (int)status;
+	c->exited = true;
+	uv_close((uv_handle_t *)p, NULL);
+}
+
+void child_start(struct child *c, char **argv)
+{
+	uv_stdio_container_t io[3] = {
+		{ .flags = UV_IGNORE }, { .flags = UV_IGNORE },
+		{ .flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&c->err },
+	};
+	uv_process_options_t opts = { .file = argv[0], .args = argv, .exit_cb = child_exit,
+				      .stdio = io, .stdio_count = 3 };
+
+	memset(c, 0, sizeof *c);
+	uv_pipe_init(harness_loop(), &c->err, 0);
+	c->err.data = c->proc.data = c;
+	assert_int_equal(uv_spawn(harness_loop(), &c->proc, &opts), 0);
+	uv_read_start((uv_stream_t *)&c->err, child_alloc, child_read);
+}
+
+bool child_done(void *arg)
+{
+	struct child *c = arg;
+
+	return c->exited && c->err_closed;
 }

@@ -7,7 +7,9 @@
 #ifndef TESTUTIL_H
 #define TESTUTIL_H
 
+#include <stdbool.h>
 #include <jansson.h>
+#include <uv.h>
 
 struct run {
 	char *out, *err; /* what it printed (malloc'd) */
@@ -34,6 +36,22 @@ json_t *json_lines(const char *text);
 
 /* A string member, NULL if absent. */
 const char *jstr(json_t *o, const char *key);
+
+/* A program (qckpt) running in the background on the harness loop, so the
+ * test can act on what QEMU does meanwhile (kill it, interrupt qckpt, make
+ * the guest power off): child_start, then harness_run_until(child_done).
+ * Its stdout is dropped; its stderr is kept in errbuf. */
+struct child {
+	uv_process_t proc;
+	uv_pipe_t err;
+	char errbuf[8192];
+	size_t errlen;
+	int status; /* exit status, 128 + signal if killed */
+	bool exited, err_closed;
+};
+
+void child_start(struct child *c, char **argv);
+bool child_done(void *arg);
 
 /* A text file's whole content (malloc'd); a missing file fails the test. */
 char *read_file(const char *path);
