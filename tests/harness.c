@@ -143,9 +143,16 @@ static bool env_is(const char *name, const char *value)
 	return v && strcmp(v, value) == 0;
 }
 
+/* A missing QEMU or guest fails instead of skipping: only the exact values
+ * count, so CI=false or QCKPT_REQUIRE_QEMU=0 still skip. */
+static bool qemu_required(void)
+{
+	return env_is("CI", "true") || env_is("QCKPT_REQUIRE_QEMU", "1");
+}
+
 int harness_init(void)
 {
-	bool required = env_is("CI", "true") || env_is("QCKPT_REQUIRE_QEMU", "1");
+	bool required = qemu_required();
 	const char *missing = NULL;
 
 	verbose = env_is("QCKPT_VERBOSE", "1");
@@ -243,7 +250,7 @@ const char *harness_qemu10(void) { return qemu10_path; }
 
 bool harness_want_qemu10(void)
 {
-	if (qemu10_path != NULL || getenv("CI") || getenv("QCKPT_REQUIRE_QEMU10"))
+	if (qemu10_path != NULL || qemu_required() || env_is("QCKPT_REQUIRE_QEMU10", "1"))
 		return true;
 	fprintf(stderr, "QEMU 10 not found: its group is skipped (scripts/get-qemu10)\n");
 	return false;

@@ -56,7 +56,8 @@ char *harness_path(const char *name);
  * NULL. */
 const char *harness_qemu10(void);
 /* Whether a test program runs its QEMU 10 group: QEMU 10 is there, or it
- * must be (CI=true, QCKPT_REQUIRE_QEMU10); if not, says the group is skipped. */
+ * must be (CI=true, QCKPT_REQUIRE_QEMU=1 or
+ * QCKPT_REQUIRE_QEMU10=1); if not, says the group is skipped. */
 bool harness_want_qemu10(void);
 /* For a QEMU 10 group's setup: the wrapper, or NULL after saying that it is
  * missing (the group then fails, as it must under CI). */
