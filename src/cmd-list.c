@@ -27,23 +27,18 @@ const struct cmd_entry cmd_list_entry = {
 	.exec = cmd_list_exec,
 };
 
-static const char *jstr(json_t *o, const char *key)
-{
-	return output_str(o, key, "-");
-}
-
 /* One record's row; in a tree, its name indented by its depth. */
 static void add_row(struct output_table *t, json_t *r, int depth)
 {
 	char when[32], id[9], pause[24];
-	char *name = xasprintf("%*s%s", depth * 2, "", jstr(r, "Name"));
+	char *name = xasprintf("%*s%s", depth * 2, "", output_str(r, "Name", "-"));
 
-	output_short_time(jstr(r, "CreationTime"), when, sizeof when);
-	snprintf(id, sizeof id, "%s", jstr(r, "Id"));
+	output_short_time(output_str(r, "CreationTime", "-"), when, sizeof when);
+	snprintf(id, sizeof id, "%s", output_str(r, "Id", "-"));
 	snprintf(pause, sizeof pause, "%lld",
 		 (long long)json_integer_value(json_object_get(r, "PauseMs")));
-	output_table_add(t, (const char *const[]){ jstr(r, "VMName"), name, id, when,
-			 jstr(r, "CheckpointType"), jstr(r, "Mode"), pause });
+	output_table_add(t, (const char *const[]){ output_str(r, "VMName", "-"), name, id, when,
+			 output_str(r, "CheckpointType", "-"), output_str(r, "Mode", "-"), pause });
 	free(name);
 }
 
@@ -57,7 +52,7 @@ static void add_tree(struct output_table *t, json_t *list, const char *parent, i
 
 		if ((parent == NULL && p == NULL) || (parent && p && strcmp(parent, p) == 0)) {
 			add_row(t, r, depth);
-			add_tree(t, list, jstr(r, "Id"), depth + 1);
+			add_tree(t, list, output_str(r, "Id", "-"), depth + 1);
 		}
 	}
 }
@@ -73,7 +68,7 @@ static void fix_orphans(json_t *list)
 		int found = 0;
 
 		json_array_foreach(list, j, q)
-			if (p && strcmp(p, jstr(q, "Id")) == 0)
+			if (p && strcmp(p, output_str(q, "Id", "-")) == 0)
 				found = 1;
 		if (p && !found)
 			json_object_set_new(r, "ParentCheckpointId", json_null());
