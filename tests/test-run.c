@@ -455,16 +455,7 @@ static void test_without_run_checkpoint_says_which_path_and_disks_lists_it(void 
 
 static int setup(void **state)
 {
-	FILE *f;
-
-	registry_path = harness_path("registry");
-	catalog_dir = harness_path("catalog");
-	mkdir(catalog_dir, 0700);
-	setenv("QCKPT_REGISTRY", registry_path, 1);
-	f = fopen(registry_path, "w");
-	fputs("# written by test-run\n", f);
-	fclose(f);
-	return 0;
+	return group_files_setup("test-run", &registry_path, &catalog_dir);
 }
 
 static int setup_qemu10(void **state)
@@ -475,13 +466,9 @@ static int setup_qemu10(void **state)
 	return setup(state);
 }
 
-/* cmocka runs a group's teardown even when its setup failed, after the
- * previous group's teardown: leave nothing that a second free would hit. */
 static int teardown(void **state)
 {
-	free(registry_path);
-	free(catalog_dir);
-	registry_path = catalog_dir = NULL;
+	group_files_teardown(&registry_path, &catalog_dir);
 	return 0;
 }
 
