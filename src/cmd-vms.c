@@ -17,8 +17,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "catalog.h"
 #include "blockdev.h"
+#include "catalog.h"
 #include "cmd.h"
 #include "log.h"
 #include "output.h"
