@@ -16,8 +16,7 @@
 #include "blockdev.h"
 #include "util.h"
 
-/* "/machine/peripheral/vd1/virtio-backend" -> "vd1"; anonymous -> NULL. */
-static char *device_id_from_qdev(const char *qdev)
+char *blockdev_device_from_qdev(const char *qdev)
 {
 	const char *p = "/machine/peripheral/";
 
@@ -51,7 +50,7 @@ static int disk_from_block(json_t *block, struct disk *d, char *err,
 	memset(d, 0, sizeof *d);
 	if (device != NULL && device[0] != '\0')
 		d->device = xstrdup(device);
-	else if ((d->device = device_id_from_qdev(json_string_value(
+	else if ((d->device = blockdev_device_from_qdev(json_string_value(
 			  json_object_get(block, "qdev")))) == NULL)
 		d->device = xstrdup(node ? node : "?");
 	if (file == NULL || node == NULL || drv == NULL) {

@@ -28,6 +28,11 @@ struct disk {
 	int switched; /* the transaction made it the active image */
 };
 
+/* A disk's device id from query-block's qdev path, as qckpt names disks:
+ * "/machine/peripheral/vd1/virtio-backend" -> "vd1" (malloc'd); NULL for an
+ * anonymous device or no path. */
+char *blockdev_device_from_qdev(const char *qdev);
+
 /*
  * The checkpointable disks from a query-block reply: every drive with a
  * medium that is writable.  Empty drives and read-only media are skipped.

@@ -28,13 +28,6 @@ const struct cmd_entry cmd_disks_entry = {
 	.exec = cmd_disks_exec,
 };
 
-static const char *jstr(json_t *o, const char *key)
-{
-	const char *s = json_string_value(json_object_get(o, key));
-
-	return s ? s : "-";
-}
-
 static int width(json_t *disks, const char *key, int min)
 {
 	size_t i;
@@ -42,8 +35,8 @@ static int width(json_t *disks, const char *key, int min)
 	int w = min;
 
 	json_array_foreach(disks, i, d)
-		if ((int)strlen(jstr(d, key)) > w)
-			w = (int)strlen(jstr(d, key));
+		if ((int)strlen(output_str(d, key, "-")) > w)
+			w = (int)strlen(output_str(d, key, "-"));
 	return w;
 }
 
@@ -55,8 +48,8 @@ static void print_table(json_t *disks)
 
 	printf("%-*s  %-*s  %s\n", wd, "Device", wo, "OriginalImage", "ActiveImage");
 	json_array_foreach(disks, i, d) {
-		printf("%-*s  %-*s  %s\n", wd, jstr(d, "Device"), wo, jstr(d, "OriginalImage"),
-		       jstr(d, "ActiveImage"));
+		printf("%-*s  %-*s  %s\n", wd, output_str(d, "Device", "-"), wo, output_str(d, "OriginalImage", "-"),
+		       output_str(d, "ActiveImage", "-"));
 		/* The chain, oldest first, one image a line under the row. */
 		json_array_foreach(json_object_get(d, "Chain"), j, c)
 			printf("%*s  %s %s\n", wd, "", j == 0 ? "chain:" : "    <-",
@@ -132,7 +125,7 @@ static int cmd_disks_exec(int argc, char **argv)
 		verbose_vm(vm, "no checkpoint has switched its disks yet: the images its launch command names are current");
 	json_array_foreach(disks, i, d) {
 		if (chain_check(d, err, sizeof err) < 0) {
-			error_vm(vm, "disk %s: %s; put the file back before launching the VM", jstr(d, "Device"), err);
+			error_vm(vm, "disk %s: %s; put the file back before launching the VM", output_str(d, "Device", "-"), err);
 			rc = EXIT_SOME_FAILED;
 		}
 	}

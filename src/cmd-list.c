@@ -27,27 +27,22 @@ const struct cmd_entry cmd_list_entry = {
 	.exec = cmd_list_exec,
 };
 
-static const char *jstr(json_t *o, const char *key)
+/* One record's row; in a tree, its name indented by its depth. */
+static void add_row(struct output_table *t, json_t *r, int depth)
 {
-	const char *s = json_string_value(json_object_get(o, key));
+	char when[32], id[9], pause[24];
+	char *name = xasprintf("%*s%s", depth * 2, "", output_str(r, "Name", "-"));
 
-	return s ? s : "-";
+	output_short_time(output_str(r, "CreationTime", "-"), when, sizeof when);
+	snprintf(id, sizeof id, "%s", output_str(r, "Id", "-"));
+	snprintf(pause, sizeof pause, "%lld",
+		 (long long)json_integer_value(json_object_get(r, "PauseMs")));
+	output_table_add(t, (const char *const[]){ output_str(r, "VMName", "-"), name, id, when,
+			 output_str(r, "CheckpointType", "-"), output_str(r, "Mode", "-"), pause });
+	free(name);
 }
 
-static void print_row(json_t *r, int depth)
-{
-	char when[20];
-
-	/* "2026-11-25T07:55:45.594+00:00" -> "2026-11-25 07:55:45" */
-	snprintf(when, sizeof when, "%.10s %.8s", jstr(r, "CreationTime"),
-		 jstr(r, "CreationTime") + (strlen(jstr(r, "CreationTime")) > 11 ? 11 : 0));
-	printf("%-16s %*s%-*s %-8.8s %-19s %-9s %-10s %7lld\n", jstr(r, "VMName"),
-	       depth * 2, "", 24 - depth * 2 > 0 ? 24 - depth * 2 : 1, jstr(r, "Name"),
-	       jstr(r, "Id"), when, jstr(r, "CheckpointType"), jstr(r, "Mode"),
-	       (long long)json_integer_value(json_object_get(r, "PauseMs")));
-}
-
-static void print_tree(json_t *list, const char *parent, int depth)
+static void add_tree(struct output_table *t, json_t *list, const char *parent, int depth)
 {
 	size_t i;
 	json_t *r;
@@ -56,8 +51,8 @@ static void print_tree(json_t *list, const char *parent, int depth)
 		const char *p = json_string_value(json_object_get(r, "ParentCheckpointId"));
 
 		if ((parent == NULL && p == NULL) || (parent && p && strcmp(parent, p) == 0)) {
-			print_row(r, depth);
-			print_tree(list, jstr(r, "Id"), depth + 1);
+			add_row(t, r, depth);
+			add_tree(t, list, output_str(r, "Id", "-"), depth + 1);
 		}
 	}
 }
@@ -73,31 +68,32 @@ static void fix_orphans(json_t *list)
 		int found = 0;
 
 		json_array_foreach(list, j, q)
-			if (p && strcmp(p, jstr(q, "Id")) == 0)
+			if (p && strcmp(p, output_str(q, "Id", "-")) == 0)
 				found = 1;
 		if (p && !found)
 			json_object_set_new(r, "ParentCheckpointId", json_null());
 	}
 }
 
-static void list_vm(const char *vm, const char *root, int json, int tree)
+/* The VM's records as JSON lines (t NULL) or rows of t. */
+static void list_vm(const char *vm, const char *root, struct output_table *t, int tree)
 {
 	json_t *list = catalog_list(root, vm);
 	size_t i;
 	json_t *r;
 
-	if (json) {
+	if (t == NULL) {
 		json_array_foreach(list, i, r)
 			output_json_line(r);
 	} else if (tree) {
 		json_t *copy = json_deep_copy(list);
 
 		fix_orphans(copy);
-		print_tree(copy, NULL, 0);
+		add_tree(t, copy, NULL, 0);
 		json_decref(copy);
 	} else {
 		json_array_foreach(list, i, r)
-			print_row(r, 0);
+			add_row(t, r, 0);
 	}
 	json_decref(list);
 }
@@ -110,6 +106,9 @@ static int cmd_list_exec(int argc, char **argv)
 		{ "tree", no_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 },
 	};
+	static const char *const headers[] = { "VMName", "Name", "Id", "CreationTime",
+					       "Type", "Mode", "PauseMs" };
+	struct output_table *t = NULL;
 	struct registry reg;
 	char err[512];
 	int opt, json = 0, tree = 0, rc = EXIT_ALL_OK;
@@ -133,13 +132,12 @@ static int cmd_list_exec(int argc, char **argv)
 	if (registry_load(cmd_registry_path, &reg, err, sizeof err) < 0)
 		return error("%s", err), EXIT_USAGE;
 	if (!json)
-		printf("%-16s %-24s %-8s %-19s %-9s %-10s %7s\n", "VMName", "Name", "Id",
-		       "CreationTime", "Type", "Mode", "PauseMs");
+		t = output_table_new("llllllr", headers);
 	if (optind == argc) {
 		for (size_t i = 0; i < reg.count; i++) {
 			char *root = catalog_root(&reg.entries[i]);
 
-			list_vm(reg.entries[i].name, root, json, tree);
+			list_vm(reg.entries[i].name, root, t, tree);
 			free(root);
 		}
 	}
@@ -152,11 +150,13 @@ static int cmd_list_exec(int argc, char **argv)
 			error_vm(argv[i], "not in the registry and no checkpoints in %s; check the name with 'qckpt list'", root);
 			rc = EXIT_SOME_FAILED;
 		} else {
-			list_vm(argv[i], root, json, tree);
+			list_vm(argv[i], root, t, tree);
 		}
 		free(dir);
 		free(root);
 	}
+	if (t != NULL)
+		output_table_print(t, stdout);
 	registry_free(&reg);
 	return rc;
 }

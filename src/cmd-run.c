@@ -63,8 +63,11 @@ static int same_monitor(const char *a, const char *b)
 /* Where a VM's QMP socket goes when nobody said: a per-user runtime dir. */
 static char *default_monitor(const char *vm)
 {
+	const char *env = getenv("QCKPT_RUNTIME_DIR");
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
 
+	if (env != NULL && env[0] == '/')
+		return xasprintf("unix:%s/%s.qmp", env, vm);
 	if (geteuid() == 0)
 		return xasprintf("unix:/run/qckpt/%s.qmp", vm);
 	if (xdg != NULL && xdg[0] == '/')

@@ -52,6 +52,8 @@ void registry_free(struct registry *reg);
 
 int registry_parse_type(const char *text, enum vm_type *type);
 const char *registry_type_name(enum vm_type type);
+/* The same type as Hyper-V's CheckpointType names it ("ProductionOnly"). */
+const char *registry_checkpoint_type_name(enum vm_type type);
 
 /* A VM name: letters, digits, '.', '_', '-', not starting with '-' or '.'. */
 int registry_valid_name(const char *name);

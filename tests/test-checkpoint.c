@@ -1130,21 +1130,23 @@ static void test_registry_error_names_file_and_line(void **state)
 
 /* ---- groups ----------------------------------------------------------- */
 
+/* The registry is this file's own (registry_reset, registry_add). */
 static int setup_common(void)
 {
-	free(registry_path);
-	free(catalog_dir);
-	registry_path = harness_path("registry");
-	catalog_dir = harness_path("catalog");
-	mkdir(catalog_dir, 0700);
-	setenv("QCKPT_REGISTRY", registry_path, 1);
-	{
-		char *jobs = harness_path("jobs");
+	char *jobs = harness_path("jobs");
 
-		setenv("QCKPT_JOBS_DIR", jobs, 1);
-		free(jobs);
-	}
+	setenv("QCKPT_JOBS_DIR", jobs, 1);
+	free(jobs);
+	free(registry_path);
+	registry_path = harness_path("registry");
+	setenv("QCKPT_REGISTRY", registry_path, 1);
 	registry_reset();
+	return group_files_setup("test-checkpoint", NULL, &catalog_dir);
+}
+
+static int teardown(void **state)
+{
+	group_files_teardown(&registry_path, &catalog_dir);
 	return 0;
 }
 
@@ -1207,9 +1209,9 @@ int main(void)
 	if (getenv("QCKPT_TEST_FILTER") != NULL)
 		cmocka_set_test_filter(getenv("QCKPT_TEST_FILTER"));
 	failed = cmocka_run_group_tests_name("checkpoint on QEMU (default)",
-					     tests_default, setup_default, NULL);
+					     tests_default, setup_default, teardown);
 	if (harness_want_qemu10())
 		failed += cmocka_run_group_tests_name("checkpoint on QEMU 10", tests_qemu10,
-						      setup_qemu10, NULL);
+						      setup_qemu10, teardown);
 	return failed ? 1 : 0;
 }

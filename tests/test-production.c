@@ -462,18 +462,12 @@ static void test_production_only_without_agent_setting_says_what_to_add(void **s
 
 static int setup_common(void)
 {
-	FILE *f;
+	return group_files_setup("test-production", &registry_path, &catalog_dir);
+}
 
-	free(registry_path);
-	free(catalog_dir);
-	registry_path = harness_path("production-registry");
-	catalog_dir = harness_path("production-catalog");
-	f = fopen(registry_path, "w");
-	if (f == NULL)
-		return -1;
-	fputs("# written by test-production\n", f);
-	fclose(f);
-	setenv("QCKPT_REGISTRY", registry_path, 1);
+static int teardown(void **state)
+{
+	group_files_teardown(&registry_path, &catalog_dir);
 	return 0;
 }
 
@@ -515,9 +509,9 @@ int main(void)
 	if (getenv("QCKPT_TEST_FILTER") != NULL)
 		cmocka_set_test_filter(getenv("QCKPT_TEST_FILTER"));
 	failed = cmocka_run_group_tests_name("production on QEMU (default)", tests_default,
-					     setup_default, NULL);
+					     setup_default, teardown);
 	if (harness_want_qemu10())
 		failed += cmocka_run_group_tests_name("production on QEMU 10", tests_qemu10,
-						      setup_qemu10, NULL);
+						      setup_qemu10, teardown);
 	return failed ? 1 : 0;
 }

@@ -692,9 +692,7 @@ static void test_register_warns_when_the_socket_belongs_to_another_vm(void **sta
 
 static int setup(void **state)
 {
-	catalog_dir = harness_path("catalog");
-	mkdir(catalog_dir, 0700);
-	return 0;
+	return group_files_setup("test-vms", NULL, &catalog_dir);
 }
 
 static int setup_qemu10(void **state)
@@ -707,8 +705,7 @@ static int setup_qemu10(void **state)
 
 static int teardown(void **state)
 {
-	free(catalog_dir);
-	catalog_dir = NULL;
+	group_files_teardown(NULL, &catalog_dir);
 	return 0;
 }
 
