@@ -127,16 +127,23 @@ void output_table_add(struct output_table *t, const char *const *cells)
 	json_array_append_new(t->rows, row);
 }
 
-static void print_padded(FILE *f, const char *s, size_t width, char align, int last)
+void output_padded(FILE *f, const char *s, size_t width)
 {
-	size_t pad = width - output_display_width(s);
+	size_t w = output_display_width(s);
+
+	fprintf(f, "%s%*s", s, w < width ? (int)(width - w) : 0, "");
+}
+
+static void print_cell(FILE *f, const char *s, size_t width, char align, int last)
+{
+	size_t w = output_display_width(s);
 
 	if (align == 'r')
-		fprintf(f, "%*s%s", (int)pad, "", s);
+		fprintf(f, "%*s%s", (int)(width - w), "", s);
 	else if (last)
 		fputs(s, f);
 	else
-		fprintf(f, "%s%*s", s, (int)pad, "");
+		output_padded(f, s, width);
 }
 
 void output_table_print(struct output_table *t, FILE *f)
@@ -156,7 +163,7 @@ void output_table_print(struct output_table *t, FILE *f)
 		for (size_t c = 0; c < t->ncols; c++) {
 			if (c > 0)
 				fputc(' ', f);
-			print_padded(f, json_string_value(json_array_get(row, c)), width[c],
+			print_cell(f, json_string_value(json_array_get(row, c)), width[c],
 				     t->align[c], c + 1 == t->ncols);
 		}
 		fputc('\n', f);

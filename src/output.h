@@ -28,6 +28,9 @@ void output_short_time(const char *iso8601, char *out, size_t len);
  */
 size_t output_display_width(const char *s);
 
+/* S then spaces up to WIDTH display columns (S as is when wider). */
+void output_padded(FILE *f, const char *s, size_t width);
+
 /*
  * A text table: each column as wide as its widest cell, measured in display
  * width, so that "Production" and a name like "café" or "数据库" keep the

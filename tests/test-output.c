@@ -76,6 +76,22 @@ static void test_table_lines_up_non_ascii_names(void **state)
 	free(text);
 }
 
+static void test_padding_counts_display_columns(void **state)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	(void)state;
+	assert_non_null(f);
+	output_padded(f, "/vm/\xe6\x95\xb0.qcow2", 14); /* 数 is 2 columns: 12 in all */
+	output_padded(f, "|", 0);
+	output_padded(f, "too-wide", 3);
+	fclose(f);
+	assert_string_equal(text, "/vm/\xe6\x95\xb0.qcow2  |too-wide");
+	free(text);
+}
+
 static void test_short_time_keeps_date_and_seconds(void **state)
 {
 	char out[32];
@@ -93,6 +109,7 @@ int main(void)
 		cmocka_unit_test(test_display_width_counts_columns_not_bytes),
 		cmocka_unit_test(test_table_columns_fit_the_widest_cell),
 		cmocka_unit_test(test_table_lines_up_non_ascii_names),
+		cmocka_unit_test(test_padding_counts_display_columns),
 		cmocka_unit_test(test_short_time_keeps_date_and_seconds),
 	};
 
