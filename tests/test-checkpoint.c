@@ -480,6 +480,219 @@ static void test_four_vms_in_one_command(void **state)
 	run_free(&r);
 }
 
+/* ---- qckpt killed at any step ------------------------------------------ */
+
+struct said {
+	struct child *c;
+	const char *text;
+};
+
+static bool child_said(void *arg)
+{
+	struct said *s = arg;
+
+	return strstr(s->c->errbuf, s->text) != NULL || s->c->exited;
+}
+
+/* Start `qckpt checkpoint` with QCKPT_TEST_STOP_AT=STOPS and wait until it
+ * stops at FIRST (it says so on stderr, then raises SIGSTOP). */
+static void child_start_stopping(struct child *c, char **argv, const char *stops,
+				 const char *first)
+{
+	char *text = fmt("stopped at %s ", first);
+	struct said s = { c, text };
+
+	setenv("QCKPT_TEST_STOP_AT", stops, 1);
+	child_start(c, argv);
+	unsetenv("QCKPT_TEST_STOP_AT");
+	if (harness_run_until(child_said, &s, WAIT_MS) != 0 || c->exited)
+		fail_msg("qckpt did not stop at %s: %s", first, c->errbuf);
+	free(text);
+}
+
+/* vm.json's disk 0 (a new reference), NULL if there is no vm.json. */
+static json_t *vm_json_disk(const char *vm)
+{
+	char *path = fmt("%s/%s/vm.json", catalog_dir, vm);
+	json_t *st = json_load_file(path, 0, NULL);
+	json_t *d;
+
+	free(path);
+	if (st == NULL)
+		return NULL;
+	d = json_incref(json_array_get(json_object_get(st, "Disks"), 0));
+	assert_non_null(d);
+	json_decref(st);
+	return d;
+}
+
+/* The image file QEMU's disk 0 writes to, per query-block (malloc'd). */
+static char *qemu_top_image(struct hvm *vm)
+{
+	json_t *res = NULL, *b;
+	size_t i;
+	char *top = NULL;
+
+	assert_int_equal(hvm_qmp(vm, "query-block", NULL, &res), 0);
+	json_array_foreach(res, i, b)
+		if (jstr(b, "device") && strcmp(jstr(b, "device"), "drv0") == 0)
+			top = fmt("%s", jstr(json_object_get(b, "inserted"), "file"));
+	json_decref(res);
+	assert_non_null(top);
+	return top;
+}
+
+static bool chain_holds(json_t *disk, const char *image)
+{
+	size_t i;
+	json_t *f;
+
+	json_array_foreach(json_object_get(disk, "Chain"), i, f)
+		if (strcmp(json_string_value(f), image) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * What a user finds after qckpt was killed: the VM runs (cont, as a user
+ * would, if the kill left it stopped), vm.json names an image that holds
+ * the guest's newest writes and sits on what QEMU runs on, `qckpt run`
+ * would boot that image, and no record claims a checkpoint.
+ */
+static void assert_state_after_kill(struct hvm *vm, const char *where)
+{
+	char *st = hvm_status(vm), *top, *line, *cmd;
+	json_t *disk;
+	long t;
+	struct run r;
+	char **argv;
+	size_t n = 0;
+
+	assert_non_null(st);
+	if (strcmp(st, "running") != 0)
+		assert_int_equal(hvm_qmp(vm, "cont", NULL, NULL), 0);
+	free(st);
+	hvm_consume_serial(vm);
+	t = hvm_wait_tick(vm, WAIT_MS);
+	assert_true(t > 0);
+	disk = vm_json_disk(hvm_name(vm));
+	top = qemu_top_image(vm);
+	if (disk == NULL) /* never written: the user's command names the image */
+		disk = json_pack("{s:s, s:[s]}", "ActiveImage", hvm_disk_path(vm, 0),
+				 "Chain", hvm_disk_path(vm, 0));
+	if (!chain_holds(disk, top))
+		fail_msg("killed at %s: QEMU runs on %s, which vm.json's chain lacks (active %s)",
+			 where, top, jstr(disk, "ActiveImage"));
+	/* QEMU may not have flushed the overlay's new cluster mapping at
+	 * tick t yet: what the guest wrote is on the image a tick later. */
+	if (disk_read_counter(jstr(disk, "ActiveImage")) < t && hvm_wait_tick(vm, WAIT_MS) > t &&
+	    disk_read_counter(jstr(disk, "ActiveImage")) < t)
+		fail_msg("killed at %s: vm.json's %s holds counter %ld, the guest is at %ld",
+			 where, jstr(disk, "ActiveImage"), disk_read_counter(jstr(disk, "ActiveImage")), t);
+	/* qckpt run would boot that image.  It refuses while the VM's socket
+	 * answers, so it is asked about a twin registered on a socket that
+	 * nobody serves, with the same catalog. */
+	while (hvm_argv(vm)[n] != NULL)
+		n++;
+	argv = calloc(n + 6, sizeof *argv);
+	argv[0] = "run";
+	argv[1] = "--dry-run";
+	argv[2] = (char *)hvm_name(vm);
+	argv[3] = "--";
+	for (size_t i = 0; i < n; i++) {
+		const char *a = hvm_argv(vm)[i], *at = strstr(a, hvm_qmp_path(vm));
+
+		argv[4 + i] = at ? fmt("%.*s%s.twin%s", (int)(at - a), a, hvm_qmp_path(vm),
+				       at + strlen(hvm_qmp_path(vm)))
+				 : fmt("%s", a);
+	}
+	{
+		char *reg = fmt("%s.twin", registry_path);
+		FILE *f = fopen(reg, "w");
+
+		assert_non_null(f);
+		fprintf(f, "%s unix:%s.twin dir=%s\n", hvm_name(vm), hvm_qmp_path(vm), catalog_dir);
+		fclose(f);
+		setenv("QCKPT_REGISTRY", reg, 1);
+		r = qckpt_argv(argv);
+		setenv("QCKPT_REGISTRY", registry_path, 1);
+		free(reg);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(argv[4 + i]);
+	if (r.status != 0 || strstr(r.out, jstr(disk, "ActiveImage")) == NULL)
+		fail_msg("killed at %s: qckpt run --dry-run (%d) would not boot %s: %s%s", where,
+			 r.status, jstr(disk, "ActiveImage"), r.out, r.err);
+	line = strstr(r.out, hvm_disk_path(vm, 0));
+	if (strcmp(jstr(disk, "ActiveImage"), hvm_disk_path(vm, 0)) != 0)
+		assert_null(line); /* not the frozen image either */
+	run_free(&r);
+	free(argv);
+	/* nothing claims a checkpoint */
+	cmd = fmt("ls %s/%s/*/checkpoint.json 2>/dev/null | wc -l", catalog_dir, hvm_name(vm));
+	r = shell(cmd);
+	assert_int_equal(atoi(r.out), 0);
+	run_free(&r);
+	free(cmd);
+	free(top);
+	json_decref(disk);
+}
+
+static void kill_checkpoint_at(struct hvm *vm, const char *mode, const char *state)
+{
+	char *mode_opt = fmt("--mode=%s", mode);
+	char *argv[] = { getenv("QCKPT_BIN"), "checkpoint", mode_opt, (char *)hvm_name(vm),
+			 "killed", NULL };
+	struct child c;
+
+	child_start_stopping(&c, argv, state, state);
+	uv_process_kill(&c.proc, SIGKILL);
+	assert_int_equal(harness_run_until(child_done, &c, WAIT_MS), 0);
+	assert_int_equal(c.status, 128 + SIGKILL);
+	assert_state_after_kill(vm, state);
+	free(mode_opt);
+}
+
+/*
+ * vm.json never lags behind QEMU: qckpt SIGKILLed on entering each step of
+ * a checkpoint (QCKPT_TEST_STOP_AT stops it there) never leaves `qckpt run`
+ * booting a frozen image, nor a record of a checkpoint that is not whole;
+ * and the next checkpoint works and restores.  Background last: a killed
+ * background job leaves QEMU's background-snapshot capability on.
+ */
+static void test_qckpt_killed_at_any_step_leaves_vm_json_right(void **state)
+{
+	struct hvm_opts o = { .name = "sigkill", .ndisks = 1 };
+	struct hvm *vm = boot(o);
+	static const char *const live[] = { "catalog", "migrate-setup", "save", "snapshot",
+					    "settle", "record" };
+	json_t *rec, *disk;
+
+	registry_add(hvm_name(vm), hvm_qmp_path(vm), NULL);
+	for (size_t i = 0; i < sizeof live / sizeof live[0]; i++)
+		kill_checkpoint_at(vm, "live", live[i]);
+	kill_checkpoint_at(vm, "paused", "stop");
+	kill_checkpoint_at(vm, "paused", "snapshot");
+	kill_checkpoint_at(vm, "disk-only", "snapshot");
+	kill_checkpoint_at(vm, "background", "snapshot");
+	kill_checkpoint_at(vm, "background", "save");
+	rec = checkpoint_ok(hvm_name(vm), "background", "after", NULL);
+	disk = vm_json_disk(hvm_name(vm));
+	assert_non_null(disk);
+	assert_string_equal(jstr(disk, "ActiveImage"),
+			    jstr(json_array_get(json_object_get(rec, "Disks"), 0), "ActiveImage"));
+	{
+		char *top = qemu_top_image(vm);
+
+		assert_string_equal(top, jstr(disk, "ActiveImage"));
+		free(top);
+	}
+	restore_and_check(rec, o);
+	json_decref(disk);
+	json_decref(rec);
+	hvm_free(vm);
+}
+
 /* ---- what QEMU cannot be made to do on demand ------------------------ */
 
 /* A reply of QEMU 7.2's, recorded in tests/fixtures/qemu-7.2/COMMAND.json,
@@ -1260,11 +1473,13 @@ int main(void)
 		cmocka_unit_test(test_qmp_command_prints_reply_and_qemu_errors),
 		cmocka_unit_test(test_registry_error_names_file_and_line),
 		cmocka_unit_test(test_monitor_lost_after_the_transaction_keeps_the_overlays),
+		cmocka_unit_test(test_qckpt_killed_at_any_step_leaves_vm_json_right),
 	};
 	const struct CMUnitTest tests_qemu10[] = {
 		MODE_TESTS,
 		cmocka_unit_test(test_background_save_failing_after_the_disk_snapshot_records_disk_only),
 		cmocka_unit_test(test_live_save_that_does_not_converge_still_finishes),
+		cmocka_unit_test(test_qckpt_killed_at_any_step_leaves_vm_json_right),
 	};
 	int failed;
 
