@@ -171,7 +171,25 @@ static bool has_cap(json_t *record, const char *cap)
  * load its memory state, run it, and check the guest continued from the
  * instant its disks hold.  Returns the first tick after the restore.
  */
+static struct hvm *restore_vm(json_t *record, struct hvm_opts orig, const char *name,
+			      long *first_tick);
+
 static long restore_and_check(json_t *record, struct hvm_opts orig)
+{
+	long tick;
+	struct hvm *vm = restore_vm(record, orig, NULL, &tick);
+
+	hvm_free(vm);
+	return tick;
+}
+
+/*
+ * The restore itself, as the README shows it done by hand; the VM is left
+ * running.  NAME: start it as exactly that VM (-name, monitor), or NULL
+ * for a new "restored" VM beside the original.
+ */
+static struct hvm *restore_vm(json_t *record, struct hvm_opts orig, const char *name,
+			      long *first_tick)
 {
 	json_t *disks = json_object_get(record, "Disks");
 	const char *mem = jstr(json_object_get(record, "MemoryState"), "Path");
@@ -182,13 +200,14 @@ static long restore_and_check(json_t *record, struct hvm_opts orig)
 	json_t *caps = json_array(), *res = NULL;
 	char *st;
 	long tick;
+	static int restores;
 
 	assert_non_null(mem);
 	assert_true(n < 8);
 	for (i = 0; i < n; i++) {
 		json_t *d = json_array_get(disks, i);
 		const char *img = jstr(d, "CheckpointImage");
-		char *ov = fmt("%s/restore-%d-%zu.qcow2", harness_tmpdir(), vm_serial, i);
+		char *ov = fmt("%s/restore-%d-%d-%zu.qcow2", harness_tmpdir(), vm_serial, ++restores, i);
 
 		counters[i] = disk_read_counter(img);
 		assert_true(counters[i] > 0);
@@ -199,7 +218,8 @@ static long restore_and_check(json_t *record, struct hvm_opts orig)
 	orig.disk_format = HVM_QCOW2;
 	orig.ndisks = (unsigned)n;
 	orig.incoming = "defer";
-	orig.name = "restored";
+	orig.name = name ? name : "restored";
+	orig.exact_name = name != NULL;
 	orig.qemu = qemu_bin;
 	vm = hvm_start(&orig);
 	assert_non_null(vm);
@@ -257,8 +277,8 @@ static long restore_and_check(json_t *record, struct hvm_opts orig)
 				 jstr(record, "VMName"), i, counters[i], tick);
 		free((char *)paths[i]);
 	}
-	hvm_free(vm);
-	return tick;
+	*first_tick = tick;
+	return vm;
 }
 
 /* ---- checkpointing ---------------------------------------------------- */
@@ -553,6 +573,8 @@ static bool chain_holds(json_t *disk, const char *image)
 	return false;
 }
 
+static struct run run_dry(struct hvm *vm);
+
 /*
  * What a user finds after qckpt was killed: the VM runs (cont, as a user
  * would, if the kill left it stopped), vm.json names an image that holds
@@ -565,8 +587,6 @@ static void assert_state_after_kill(struct hvm *vm, const char *where)
 	json_t *disk;
 	long t;
 	struct run r;
-	char **argv;
-	size_t n = 0;
 
 	assert_non_null(st);
 	if (strcmp(st, "running") != 0)
@@ -589,9 +609,33 @@ static void assert_state_after_kill(struct hvm *vm, const char *where)
 	    disk_read_counter(jstr(disk, "ActiveImage")) < t)
 		fail_msg("killed at %s: vm.json's %s holds counter %ld, the guest is at %ld",
 			 where, jstr(disk, "ActiveImage"), disk_read_counter(jstr(disk, "ActiveImage")), t);
-	/* qckpt run would boot that image.  It refuses while the VM's socket
-	 * answers, so it is asked about a twin registered on a socket that
-	 * nobody serves, with the same catalog. */
+	r = run_dry(vm);
+	if (r.status != 0 || strstr(r.out, jstr(disk, "ActiveImage")) == NULL)
+		fail_msg("killed at %s: qckpt run --dry-run (%d) would not boot %s: %s%s", where,
+			 r.status, jstr(disk, "ActiveImage"), r.out, r.err);
+	line = strstr(r.out, hvm_disk_path(vm, 0));
+	if (strcmp(jstr(disk, "ActiveImage"), hvm_disk_path(vm, 0)) != 0)
+		assert_null(line); /* not the frozen image either */
+	run_free(&r);
+	/* nothing claims a checkpoint */
+	cmd = fmt("ls %s/%s/*/checkpoint.json 2>/dev/null | wc -l", catalog_dir, hvm_name(vm));
+	r = shell(cmd);
+	assert_int_equal(atoi(r.out), 0);
+	run_free(&r);
+	free(cmd);
+	free(top);
+	json_decref(disk);
+}
+
+/* `qckpt run --dry-run VM -- <VM's QEMU command>`: what it would launch.
+ * It refuses while the VM's socket answers, so it is asked about a twin
+ * registered on a socket that nobody serves, with the same catalog. */
+static struct run run_dry(struct hvm *vm)
+{
+	struct run r;
+	char **argv;
+	size_t n = 0;
+
 	while (hvm_argv(vm)[n] != NULL)
 		n++;
 	argv = calloc(n + 6, sizeof *argv);
@@ -620,22 +664,8 @@ static void assert_state_after_kill(struct hvm *vm, const char *where)
 	}
 	for (size_t i = 0; i < n; i++)
 		free(argv[4 + i]);
-	if (r.status != 0 || strstr(r.out, jstr(disk, "ActiveImage")) == NULL)
-		fail_msg("killed at %s: qckpt run --dry-run (%d) would not boot %s: %s%s", where,
-			 r.status, jstr(disk, "ActiveImage"), r.out, r.err);
-	line = strstr(r.out, hvm_disk_path(vm, 0));
-	if (strcmp(jstr(disk, "ActiveImage"), hvm_disk_path(vm, 0)) != 0)
-		assert_null(line); /* not the frozen image either */
-	run_free(&r);
 	free(argv);
-	/* nothing claims a checkpoint */
-	cmd = fmt("ls %s/%s/*/checkpoint.json 2>/dev/null | wc -l", catalog_dir, hvm_name(vm));
-	r = shell(cmd);
-	assert_int_equal(atoi(r.out), 0);
-	run_free(&r);
-	free(cmd);
-	free(top);
-	json_decref(disk);
+	return r;
 }
 
 static void kill_checkpoint_at(struct hvm *vm, const char *mode, const char *state)
@@ -691,6 +721,81 @@ static void test_qckpt_killed_at_any_step_leaves_vm_json_right(void **state)
 	json_decref(disk);
 	json_decref(rec);
 	hvm_free(vm);
+}
+
+/* ---- the catalog follows QEMU ------------------------------------------ */
+
+/*
+ * A VM restored by hand as the README shows (a new overlay on a
+ * checkpoint's frozen image, QEMU started with -incoming) runs on a chain
+ * the catalog never saw.  The next checkpoint takes the chain from QEMU
+ * (query-block), says so in one line, records the restored checkpoint as
+ * its parent, and `qckpt disks` and `qckpt run` name the right images.
+ */
+static void test_checkpoint_after_a_restore_by_hand_follows_qemus_chain(void **state)
+{
+	struct hvm_opts o = { .name = "byhand", .ndisks = 1, .disk_format = HVM_QCOW2 };
+	struct hvm *vm = boot(o);
+	char *name = fmt("%s", hvm_name(vm));
+	char *base = fmt("%s", hvm_disk_path(vm, 0));
+	json_t *a, *b, *disk, *chain, *lines;
+	const char *restored_on, *b_active;
+	char *err = NULL;
+	struct run r;
+	long tick;
+
+	registry_add(name, hvm_qmp_path(vm), NULL);
+	a = checkpoint_ok(name, "live", "a", NULL);
+	hvm_free(vm);
+	/* the same VM (name, monitor), on a new overlay of a's frozen image */
+	vm = restore_vm(a, o, name, &tick);
+	assert_true(tick > 0);
+	restored_on = hvm_disk_path(vm, 0);
+	assert_string_not_equal(restored_on, jstr(json_array_get(json_object_get(a, "Disks"), 0),
+						  "ActiveImage"));
+
+	b = checkpoint_ok(name, "live", "b", &err);
+	if (strstr(err, "the catalog now follows QEMU's chain") == NULL || strstr(err, restored_on) == NULL)
+		fail_msg("no word that the catalog followed QEMU: %s", err);
+	assert_string_equal(jstr(b, "ParentCheckpointId"), jstr(a, "Id"));
+	assert_string_equal(jstr(b, "ParentCheckpointName"), "a");
+	b_active = jstr(json_array_get(json_object_get(b, "Disks"), 0), "ActiveImage");
+	assert_string_equal(jstr(json_array_get(json_object_get(b, "Disks"), 0), "CheckpointImage"),
+			    restored_on);
+
+	/* vm.json: QEMU's chain, bottom to top, then b's overlay */
+	disk = vm_json_disk(name);
+	assert_non_null(disk);
+	chain = json_object_get(disk, "Chain");
+	assert_string_equal(jstr(disk, "OriginalImage"), base);
+	assert_string_equal(jstr(disk, "ActiveImage"), b_active);
+	assert_int_equal(json_array_size(chain), 3);
+	assert_string_equal(json_string_value(json_array_get(chain, 0)), base);
+	assert_string_equal(json_string_value(json_array_get(chain, 1)), restored_on);
+	assert_string_equal(json_string_value(json_array_get(chain, 2)), b_active);
+
+	r = qckpt("disks", "--json", name, NULL);
+	if (r.status != 0)
+		fail_msg("qckpt disks: %s", r.err);
+	lines = json_lines(r.out);
+	assert_string_equal(jstr(json_array_get(lines, 0), "ActiveImage"), b_active);
+	assert_string_equal(jstr(json_array_get(lines, 0), "OriginalImage"), base);
+	json_decref(lines);
+	run_free(&r);
+	r = run_dry(vm);
+	if (r.status != 0 || strstr(r.out, b_active) == NULL || strstr(r.out, restored_on) != NULL)
+		fail_msg("qckpt run --dry-run (%d) would not boot %s: %s%s", r.status, b_active,
+			 r.out, r.err);
+	run_free(&r);
+
+	restore_and_check(b, o);
+	free(err);
+	json_decref(disk);
+	json_decref(a);
+	json_decref(b);
+	hvm_free(vm);
+	free(base);
+	free(name);
 }
 
 /* ---- what QEMU cannot be made to do on demand ------------------------ */
@@ -1474,12 +1579,14 @@ int main(void)
 		cmocka_unit_test(test_registry_error_names_file_and_line),
 		cmocka_unit_test(test_monitor_lost_after_the_transaction_keeps_the_overlays),
 		cmocka_unit_test(test_qckpt_killed_at_any_step_leaves_vm_json_right),
+		cmocka_unit_test(test_checkpoint_after_a_restore_by_hand_follows_qemus_chain),
 	};
 	const struct CMUnitTest tests_qemu10[] = {
 		MODE_TESTS,
 		cmocka_unit_test(test_background_save_failing_after_the_disk_snapshot_records_disk_only),
 		cmocka_unit_test(test_live_save_that_does_not_converge_still_finishes),
 		cmocka_unit_test(test_qckpt_killed_at_any_step_leaves_vm_json_right),
+		cmocka_unit_test(test_checkpoint_after_a_restore_by_hand_follows_qemus_chain),
 	};
 	int failed;
 
