@@ -907,6 +907,153 @@ static void test_monitor_lost_after_the_transaction_keeps_the_overlays(void **st
 	free(image);
 }
 
+/*
+ * QEMU quits during the final cont, after memory and disks were both
+ * taken: the checkpoint is whole and stays a Standard one with its memory
+ * (not a DiskOnly record), the settings that cannot be put back any more
+ * are not a failure, and the user is told the guest could not be resumed.
+ * The fake QMP server plays QEMU 7.2 and hangs up on the cont.
+ */
+static void test_monitor_lost_during_the_final_cont_keeps_the_whole_checkpoint(void **state)
+{
+	char *image = fmt("%s/quit.qcow2", harness_tmpdir());
+	char *sock = fmt("%s/quit.qmp", harness_tmpdir());
+	char *address = fmt("unix:%s", sock), *reply;
+	const char *ok = "{\"return\": {}, \"id\": %ID%}";
+	const char *replies[][2] = {
+		{ "query-name", "{\"return\": {\"name\": \"quit\"}, \"id\": %ID%}" },
+		{ "query-status", NULL }, { "query-block", NULL },
+		{ "query-migrate-capabilities", NULL }, { "query-migrate-parameters", NULL },
+		{ "query-migrate", ok }, { "query-memory-size-summary", NULL },
+		{ "blockdev-add", ok },
+		{ "blockdev-create", "{\"return\": {}, \"id\": %ID%}\r\n"
+		  "{\"timestamp\": {\"seconds\": 1, \"microseconds\": 0}, \"event\": "
+		  "\"JOB_STATUS_CHANGE\", \"data\": {\"status\": \"concluded\", \"id\": %JOBID%}}" },
+		{ "query-jobs", "{\"return\": [], \"id\": %ID%}" },
+		{ "job-dismiss", ok }, { "blockdev-add", ok },
+		{ "migrate-set-capabilities", ok }, { "migrate-set-parameters", ok },
+		{ "getfd", ok },
+		{ "stop", "{\"return\": {}, \"id\": %ID%}\r\n"
+		  "{\"timestamp\": {\"seconds\": 2, \"microseconds\": 0}, \"event\": \"STOP\"}" },
+		{ "migrate", "{\"return\": {}, \"id\": %ID%}\r\n"
+		  "{\"timestamp\": {\"seconds\": 3, \"microseconds\": 0}, \"event\": "
+		  "\"MIGRATION\", \"data\": {\"status\": \"completed\"}}" },
+		{ "transaction", ok },
+	};
+	struct fakeqmp *fake;
+	struct run r;
+	json_t *lines, *rec;
+
+	assert_int_equal(disk_create(image, HVM_QCOW2, 64), 0);
+	fake = fakeqmp_new(harness_loop(), address);
+	assert_non_null(fake);
+	fakeqmp_negotiate(fake);
+	for (size_t i = 0; i < sizeof replies / sizeof replies[0]; i++) {
+		reply = replies[i][1] ? fmt("%s", replies[i][1]) : recorded_reply(replies[i][0], image);
+		fakeqmp_expect(fake, replies[i][0], reply);
+		free(reply);
+	}
+	fakeqmp_expect(fake, "cont", NULL);
+	fakeqmp_hangup(fake);
+	registry_add("quit", sock, NULL);
+
+	r = qckpt("checkpoint", "--passthru", "--mode=paused", "quit", "q1", NULL);
+	if (fakeqmp_error(fake) != NULL)
+		fail_msg("the conversation left the script: %s", fakeqmp_error(fake));
+	assert_true(fakeqmp_finished(fake));
+	if (r.status != 1 || strstr(r.err, "the checkpoint was taken but the guest could not be resumed") == NULL)
+		fail_msg("expected exit 1, a whole checkpoint and word of the guest, got %d: %s",
+			 r.status, r.err);
+	assert_null(strstr(r.err, "disk-only"));
+	lines = json_lines(r.out);
+	assert_int_equal(json_array_size(lines), 1);
+	rec = json_array_get(lines, 0);
+	assert_string_equal(jstr(rec, "CheckpointType"), "Standard");
+	assert_non_null(json_object_get(rec, "MemoryState"));
+	assert_recorded(rec);
+	json_decref(lines);
+	run_free(&r);
+	fakeqmp_free(fake);
+	free(address);
+	free(sock);
+	free(image);
+}
+
+/*
+ * A QEMU without -name cannot be told apart from another VM's: under a
+ * registered name it is refused, naming the fix, unless that registry
+ * line says name-check=off.
+ */
+static void test_qemu_without_a_name_is_refused_unless_name_check_is_off(void **state)
+{
+	char *sock = fmt("%s/anon.qmp", harness_tmpdir());
+	char *sock2 = fmt("%s/anon2.qmp", harness_tmpdir());
+	char *a1 = fmt("unix:%s", sock), *a2 = fmt("unix:%s", sock2);
+	struct fakeqmp *fake = fakeqmp_new(harness_loop(), a1);
+	struct fakeqmp *fake2 = fakeqmp_new(harness_loop(), a2);
+	struct run r;
+
+	fakeqmp_negotiate(fake);
+	fakeqmp_expect(fake, "query-name", "{\"return\": {}, \"id\": %ID%}");
+	registry_add("anon", sock, NULL);
+	r = qckpt("checkpoint", "anon", NULL);
+	if (r.status != 1 || strstr(r.err, "qckpt: anon: ") == NULL ||
+	    strstr(r.err, "-name") == NULL || strstr(r.err, "name-check=off") == NULL)
+		fail_msg("expected a refusal naming -name and name-check=off, got %d: %s", r.status, r.err);
+	assert_null(strchr(strchr(r.err, '\n') + 1, '\n'));
+	assert_int_equal(fakeqmp_command_count(fake), 2); /* nothing after query-name */
+	run_free(&r);
+
+	/* name-check=off: the checkpoint goes on (here until the fake hangs up) */
+	fakeqmp_negotiate(fake2);
+	fakeqmp_expect(fake2, "query-name", "{\"return\": {}, \"id\": %ID%}");
+	fakeqmp_expect(fake2, "query-status", NULL);
+	fakeqmp_hangup(fake2);
+	registry_add("anon2", sock2, "name-check=off");
+	r = qckpt("checkpoint", "anon2", NULL);
+	assert_int_equal(r.status, 1);
+	assert_null(strstr(r.err, "name-check"));
+	assert_true(fakeqmp_finished(fake2));
+	run_free(&r);
+	fakeqmp_free(fake);
+	fakeqmp_free(fake2);
+	free(a1);
+	free(a2);
+	free(sock);
+	free(sock2);
+}
+
+/* --error-action stop: every VM whose turn never came is named, one line
+ * each; none is dropped in silence. */
+static void test_error_action_stop_names_the_vms_it_skipped(void **state)
+{
+	struct run r;
+	char *sock[3];
+
+	for (int i = 0; i < 3; i++) {
+		char *name = fmt("gone%d", i);
+
+		sock[i] = fmt("%s/gone%d.qmp", harness_tmpdir(), i);
+		registry_add(name, sock[i], NULL);
+		free(name);
+	}
+	r = qckpt("checkpoint", "--error-action=stop", "--throttle-limit=1", "gone0,gone1,gone2", NULL);
+	assert_int_equal(r.status, 1);
+	if (strstr(r.err, "qckpt: gone0: checkpoint failed") == NULL ||
+	    strstr(r.err, "qckpt: gone1: not checkpointed: stopped after an earlier failure") == NULL ||
+	    strstr(r.err, "qckpt: gone2: not checkpointed: stopped after an earlier failure") == NULL)
+		fail_msg("%s", r.err);
+	run_free(&r);
+	/* a name that cannot be resolved stops the rest before any starts */
+	r = qckpt("checkpoint", "--error-action=stop", "nosuchvm,gone1", NULL);
+	assert_int_equal(r.status, 1);
+	if (strstr(r.err, "qckpt: gone1: not checkpointed: stopped after an earlier failure") == NULL)
+		fail_msg("%s", r.err);
+	run_free(&r);
+	for (int i = 0; i < 3; i++)
+		free(sock[i]);
+}
+
 /* ---- what is skipped, what is refused --------------------------------- */
 
 /* Read-only disks, empty CD-ROMs are skipped; a raw base gets an overlay. */
@@ -1580,6 +1727,9 @@ int main(void)
 		cmocka_unit_test(test_monitor_lost_after_the_transaction_keeps_the_overlays),
 		cmocka_unit_test(test_qckpt_killed_at_any_step_leaves_vm_json_right),
 		cmocka_unit_test(test_checkpoint_after_a_restore_by_hand_follows_qemus_chain),
+		cmocka_unit_test(test_monitor_lost_during_the_final_cont_keeps_the_whole_checkpoint),
+		cmocka_unit_test(test_qemu_without_a_name_is_refused_unless_name_check_is_off),
+		cmocka_unit_test(test_error_action_stop_names_the_vms_it_skipped),
 	};
 	const struct CMUnitTest tests_qemu10[] = {
 		MODE_TESTS,
@@ -1587,6 +1737,9 @@ int main(void)
 		cmocka_unit_test(test_live_save_that_does_not_converge_still_finishes),
 		cmocka_unit_test(test_qckpt_killed_at_any_step_leaves_vm_json_right),
 		cmocka_unit_test(test_checkpoint_after_a_restore_by_hand_follows_qemus_chain),
+		cmocka_unit_test(test_monitor_lost_during_the_final_cont_keeps_the_whole_checkpoint),
+		cmocka_unit_test(test_qemu_without_a_name_is_refused_unless_name_check_is_off),
+		cmocka_unit_test(test_error_action_stop_names_the_vms_it_skipped),
 	};
 	int failed;
 
