@@ -1130,22 +1130,113 @@ static void test_postmigrate_vm_is_refused_and_left_alone(void **state)
 	hvm_free(vm);
 }
 
-/* A VM given by its socket path is catalogued under its -name. */
+/*
+ * A VM given by its socket path is the VM QEMU names (query-name): it is
+ * checkpointed under that name's registry entry (its catalog, its type),
+ * so `qckpt list NAME` finds the record and type=disabled holds; a name
+ * registered with another socket is refused.  Every case here has its own
+ * registry line with this test's catalog: nothing lands in /var/lib/qckpt.
+ */
 static void test_socket_path_target_uses_the_qemu_name(void **state)
 {
 	struct hvm_opts o = { .name = "direct", .ndisks = 1 };
 	struct hvm *vm = boot(o);
+	char *other = fmt("%s/elsewhere.qmp", harness_tmpdir());
 	struct run r;
 	json_t *lines;
 
-	r = qckpt("checkpoint", "--passthru", hvm_qmp_path(vm), "d1", NULL);
+	registry_reset();
+	registry_add(hvm_name(vm), other, NULL);
+	r = qckpt("checkpoint", "--mode=disk-only", hvm_qmp_path(vm), "d0", NULL);
+	if (r.status != 1 || strstr(r.err, other) == NULL || strstr(r.err, hvm_name(vm)) == NULL)
+		fail_msg("expected a refusal naming the registered socket, got %d: %s", r.status, r.err);
+	run_free(&r);
+	assert_int_equal(overlays_beside(vm), 0);
+
+	registry_reset();
+	registry_add(hvm_name(vm), hvm_qmp_path(vm), "type=disabled");
+	r = qckpt("checkpoint", "--mode=disk-only", "--type=standard", hvm_qmp_path(vm), "d0", NULL);
+	if (r.status != 1 || strstr(r.err, "disabled") == NULL)
+		fail_msg("expected type=disabled to hold, got %d: %s", r.status, r.err);
+	run_free(&r);
+	assert_int_equal(overlays_beside(vm), 0);
+
+	registry_reset();
+	registry_add(hvm_name(vm), hvm_qmp_path(vm), NULL);
+	r = qckpt("checkpoint", "--passthru", "--mode=disk-only", hvm_qmp_path(vm), "d1", NULL);
 	if (r.status != 0)
 		fail_msg("%s", r.err);
 	lines = json_lines(r.out);
 	assert_string_equal(jstr(json_array_get(lines, 0), "VMName"), hvm_name(vm));
+	{
+		char *under = fmt("%s/%s/", catalog_dir, hvm_name(vm));
+
+		assert_int_equal(strncmp(jstr(json_array_get(lines, 0), "Path"), under, strlen(under)), 0);
+		free(under);
+	}
 	json_decref(lines);
 	run_free(&r);
+	r = qckpt("list", "--json", hvm_name(vm), NULL);
+	lines = json_lines(r.out);
+	assert_int_equal(json_array_size(lines), 1);
+	assert_string_equal(jstr(json_array_get(lines, 0), "Name"), "d1");
+	json_decref(lines);
+	run_free(&r);
+	free(other);
 	hvm_free(vm);
+}
+
+/*
+ * Two disks whose images share a file stem (os/disk.qcow2, data/disk.qcow2)
+ * with one overlay-dir= get distinct overlays, and the checkpoint works
+ * (it used to fail on the second overlay's O_EXCL create).
+ */
+static void test_disks_with_one_stem_get_distinct_overlays(void **state)
+{
+	char *os = fmt("%s/os", harness_tmpdir()), *data = fmt("%s/data", harness_tmpdir());
+	char *ovdir = fmt("%s/stem-overlays", harness_tmpdir());
+	char *img0 = fmt("%s/disk.qcow2", os), *img1 = fmt("%s/disk.qcow2", data);
+	const char *paths[] = { img0, img1, NULL };
+	struct hvm_opts o = { .name = "stem", .disk_paths = paths, .disk_format = HVM_QCOW2 };
+	struct hvm *vm;
+	char *extra = fmt("overlay-dir=%s", ovdir);
+	json_t *rec, *disks;
+	const char *a0, *a1;
+	long t, c0, c1;
+
+	mkdir(os, 0700);
+	mkdir(data, 0700);
+	mkdir(ovdir, 0700);
+	assert_int_equal(disk_create(img0, HVM_QCOW2, 16), 0);
+	assert_int_equal(disk_create(img1, HVM_QCOW2, 16), 0);
+	vm = boot(o);
+	registry_add(hvm_name(vm), hvm_qmp_path(vm), extra);
+	for (int round = 0; round < 2; round++) {
+		rec = checkpoint_ok(hvm_name(vm), "disk-only", round ? "s2" : "s1", NULL);
+		disks = json_object_get(rec, "Disks");
+		assert_int_equal(json_array_size(disks), 2);
+		a0 = jstr(json_array_get(disks, 0), "ActiveImage");
+		a1 = jstr(json_array_get(disks, 1), "ActiveImage");
+		assert_string_not_equal(a0, a1);
+		assert_int_equal(strncmp(a0, ovdir, strlen(ovdir)), 0);
+		assert_int_equal(strncmp(a1, ovdir, strlen(ovdir)), 0);
+		/* each disk writes on into its own overlay */
+		hvm_consume_serial(vm);
+		t = hvm_wait_tick(vm, WAIT_MS);
+		t = hvm_wait_tick(vm, WAIT_MS);
+		c0 = disk_read_counter(a0);
+		c1 = disk_read_counter(a1);
+		assert_true(c0 >= t - 1);
+		assert_true(c1 >= t - 1);
+		json_decref(rec);
+	}
+	hvm_free(vm);
+	free(extra);
+	free(img0);
+	free(img1);
+	free(ovdir);
+	free(os);
+	free(data);
 }
 
 static void test_socket_of_another_vm_is_refused(void **state)
@@ -1730,6 +1821,7 @@ int main(void)
 		cmocka_unit_test(test_monitor_lost_during_the_final_cont_keeps_the_whole_checkpoint),
 		cmocka_unit_test(test_qemu_without_a_name_is_refused_unless_name_check_is_off),
 		cmocka_unit_test(test_error_action_stop_names_the_vms_it_skipped),
+		cmocka_unit_test(test_disks_with_one_stem_get_distinct_overlays),
 	};
 	const struct CMUnitTest tests_qemu10[] = {
 		MODE_TESTS,
@@ -1740,6 +1832,7 @@ int main(void)
 		cmocka_unit_test(test_monitor_lost_during_the_final_cont_keeps_the_whole_checkpoint),
 		cmocka_unit_test(test_qemu_without_a_name_is_refused_unless_name_check_is_off),
 		cmocka_unit_test(test_error_action_stop_names_the_vms_it_skipped),
+		cmocka_unit_test(test_disks_with_one_stem_get_distinct_overlays),
 	};
 	int failed;
 
