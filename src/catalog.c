@@ -168,6 +168,28 @@ json_t *catalog_load_vm(const char *root, const char *vm)
 	return state;
 }
 
+int catalog_vm_exists(const char *root, const char *vm)
+{
+	char *path = xasprintf("%s/%s/vm.json", root, vm);
+	int rc = access(path, F_OK) == 0;
+
+	free(path);
+	return rc;
+}
+
+int catalog_remove_vm(const char *root, const char *vm)
+{
+	char *dir = catalog_vm_dir(root, vm);
+	char *path = xasprintf("%s/vm.json", dir);
+	int rc = unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+
+	if (rc == 0)
+		rc = fsync_dir(dir);
+	free(path);
+	free(dir);
+	return rc;
+}
+
 int catalog_write_vm(const char *root, const char *vm, json_t *state)
 {
 	char *dir = catalog_vm_dir(root, vm);

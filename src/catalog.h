@@ -37,6 +37,9 @@ int catalog_write_record(const char *dir, json_t *record);
  */
 json_t *catalog_load_vm(const char *root, const char *vm);
 int catalog_write_vm(const char *root, const char *vm, json_t *state);
+/* Whether <root>/<vm>/vm.json exists; remove it (0 or -errno). */
+int catalog_vm_exists(const char *root, const char *vm);
+int catalog_remove_vm(const char *root, const char *vm);
 
 /*
  * Make DEVICE's entry say what QEMU really runs on: CHAIN (image files,

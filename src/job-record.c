@@ -121,7 +121,9 @@ void job_catalog_write(struct job *job)
 
 	job_follow_qemu(job, state);
 	json_decref(job->vm_before);
-	job->vm_before = json_deep_copy(state);
+	/* No vm.json before: the undo removes it again. */
+	job->vm_before = catalog_vm_exists(job->spec.catalog_root, job->spec.vm) ?
+			 json_deep_copy(state) : NULL;
 	for (size_t i = 0; i < job->ndisks; i++) {
 		const struct disk *d = &job->disks[i];
 
@@ -147,9 +149,12 @@ int job_catalog_rollback(struct job *job)
 {
 	int rc;
 
-	if (!job->catalog_written || job->vm_before == NULL)
+	if (!job->catalog_written)
 		return 0;
-	rc = catalog_write_vm(job->spec.catalog_root, job->spec.vm, job->vm_before);
+	if (job->vm_before == NULL)
+		rc = catalog_remove_vm(job->spec.catalog_root, job->spec.vm);
+	else
+		rc = catalog_write_vm(job->spec.catalog_root, job->spec.vm, job->vm_before);
 	if (rc == 0)
 		job->catalog_written = 0;
 	return rc;
