@@ -449,7 +449,9 @@ static void on_disconnect(qmp_client *client, int status, void *arg)
 	 * event (the migration) must move on by itself. */
 	job->migrating = 0;
 	job->formats_pending = 0;
-	if (job->outstanding > 0)
+	/* vm.json is being written in the thread pool: its end steps the job
+	 * (undoing before it could delete overlays the write then names). */
+	if (job->outstanding > 0 || job->state == JOB_CATALOG)
 		return;
 	if (job->state == JOB_UNDO)
 		job_undo_next(job);
