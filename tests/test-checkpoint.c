@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fakeqmp.h"
@@ -514,6 +515,18 @@ static bool child_said(void *arg)
 	return strstr(s->c->errbuf, s->text) != NULL || s->c->exited;
 }
 
+/* qckpt says it stops, then raises SIGSTOP: a SIGCONT sent in between
+ * would be lost, so wait for the stop itself (WNOWAIT: libuv still reaps
+ * the child when it exits). */
+static void child_wait_stopped(struct child *c)
+{
+	siginfo_t info;
+
+	memset(&info, 0, sizeof info);
+	if (waitid(P_PID, (id_t)c->proc.pid, &info, WSTOPPED | WNOWAIT) != 0)
+		fail_msg("waiting for qckpt to stop: %s", strerror(errno));
+}
+
 /* Start `qckpt checkpoint` with QCKPT_TEST_STOP_AT=STOPS and wait until it
  * stops at FIRST (it says so on stderr, then raises SIGSTOP). */
 static void child_start_stopping(struct child *c, char **argv, const char *stops,
@@ -527,6 +540,7 @@ static void child_start_stopping(struct child *c, char **argv, const char *stops
 	unsetenv("QCKPT_TEST_STOP_AT");
 	if (harness_run_until(child_said, &s, WAIT_MS) != 0 || c->exited)
 		fail_msg("qckpt did not stop at %s: %s", first, c->errbuf);
+	child_wait_stopped(c);
 	free(text);
 }
 
@@ -739,11 +753,13 @@ static int qemu_memory_fds(struct hvm *vm)
 }
 
 /*
- * A migrate that QEMU refuses (here: another tool's migration ran to the
- * end after qckpt handed QEMU the memory file, so the VM is in postmigrate)
- * leaves no descriptor behind in QEMU: the file given with getfd is closed
- * again (closefd), and the guest runs on.  QEMU 7.2 (getfd); QEMU 10's
- * add-fd sets were always removed.
+ * A migrate that QEMU refuses (here: another tool's migration is running
+ * when qckpt, stopped just before its migrate, goes on) leaves no
+ * descriptor behind in QEMU: the file given with getfd is closed again
+ * (closefd), and the guest runs on.  QEMU 7.2 (getfd); QEMU 10's add-fd
+ * sets were always removed.  The other migration crawls (max-bandwidth
+ * 1 KiB/s, set before qckpt starts, so that it is also what qckpt puts
+ * back) and is cancelled at the end.
  */
 static void test_refused_migrate_leaves_no_descriptor_in_qemu(void **state)
 {
@@ -755,17 +771,24 @@ static void test_refused_migrate_leaves_no_descriptor_in_qemu(void **state)
 	char *st;
 
 	registry_add(hvm_name(vm), hvm_qmp_path(vm), NULL);
+	assert_int_equal(hvm_qmp(vm, "migrate-set-parameters",
+				 json_pack("{s:i}", "max-bandwidth", 1024), NULL), 0);
 	child_start_stopping(&c, argv, "save", "save");
 	assert_int_equal(qemu_memory_fds(vm), 1); /* handed over, not used yet */
+	assert_int_equal(hvm_qmp(vm, "migrate-set-parameters",
+				 json_pack("{s:i}", "max-bandwidth", 1024), NULL), 0);
 	assert_int_equal(hvm_qmp(vm, "migrate", json_pack("{s:s}", "uri", "exec:cat >/dev/null"),
 				 NULL), 0);
-	assert_true(migration_reaches(vm, "completed"));
+	assert_true(migration_reaches(vm, "active"));
 	uv_process_kill(&c.proc, SIGCONT);
 	assert_int_equal(harness_run_until(child_done, &c, WAIT_MS), 0);
 	if (c.status != 1 || strstr(c.errbuf, "migrate") == NULL)
 		fail_msg("expected exit 1 and the refused migrate, got %d: %s", c.status, c.errbuf);
 	assert_int_equal(qemu_memory_fds(vm), 0);
+	assert_int_equal(hvm_qmp(vm, "migrate_cancel", NULL, NULL), 0);
+	assert_true(migration_reaches(vm, "cancelled"));
 	st = hvm_status(vm);
+	assert_non_null(st);
 	assert_string_equal(st, "running");
 	free(st);
 	assert_true(hvm_wait_tick(vm, WAIT_MS) > 0);
@@ -815,6 +838,7 @@ static void test_ctrl_c_with_a_reply_in_flight_cancels_and_a_second_one_reports(
 	}
 	if (harness_run_until(child_said, &undo, WAIT_MS) != 0 || c.exited)
 		fail_msg("qckpt did not go on to undo: %s", c.errbuf);
+	child_wait_stopped(&c);
 	uv_process_kill(&c.proc, SIGINT); /* the second Ctrl-C */
 	uv_process_kill(&c.proc, SIGCONT);
 	if (harness_run_until(child_done, &c, WAIT_MS) != 0)
