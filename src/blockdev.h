@@ -16,6 +16,8 @@ struct disk {
 	char *image;     /* its image file: frozen by the checkpoint */
 	char *format;    /* its format driver, "qcow2" or "raw" */
 	char *base;      /* the bottom image of the chain (for naming) */
+	char *base_format; /* its format, as QEMU reports it */
+	json_t *chain;   /* the image files QEMU runs on, bottom .. top */
 	int64_t size;    /* virtual size in bytes */
 
 	/* the new overlay */

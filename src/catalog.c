@@ -113,21 +113,48 @@ json_t *catalog_list(const char *root, const char *vm)
 	return list;
 }
 
-json_t *catalog_find_parent(json_t *list, const char *image)
+static int chain_has(json_t *chain, const char *image)
 {
-	size_t i, j;
-	json_t *record, *disk;
+	size_t i;
+	json_t *f;
 
-	/* Newest first: after a restore two records may share an image. */
+	json_array_foreach(chain, i, f)
+		if (image != NULL && json_string_value(f) != NULL &&
+		    strcmp(json_string_value(f), image) == 0)
+			return 1;
+	return 0;
+}
+
+int catalog_record_on_chain(json_t *record, json_t *chain)
+{
+	size_t j;
+	json_t *disk;
+
+	json_array_foreach(json_object_get(record, "Disks"), j, disk)
+		if (chain_has(chain, json_string_value(json_object_get(disk, "ActiveImage"))) ||
+		    chain_has(chain, json_string_value(json_object_get(disk, "CheckpointImage"))))
+			return 1;
+	return 0;
+}
+
+json_t *catalog_find_parent(json_t *list, json_t *chain, const char *current_id)
+{
+	size_t i;
+	json_t *record;
+
+	json_array_foreach(list, i, record) {
+		const char *id = json_string_value(json_object_get(record, "Id"));
+
+		if (current_id != NULL && id != NULL && strcmp(id, current_id) == 0 &&
+		    catalog_record_on_chain(record, chain))
+			return record;
+	}
+	/* Newest first: a restored VM runs on an overlay of an older
+	 * record's image, below the images of the records made since. */
 	for (i = json_array_size(list); i-- > 0;) {
 		record = json_array_get(list, i);
-		json_array_foreach(json_object_get(record, "Disks"), j, disk) {
-			const char *active = json_string_value(
-				json_object_get(disk, "ActiveImage"));
-
-			if (active != NULL && strcmp(active, image) == 0)
-				return record;
-		}
+		if (catalog_record_on_chain(record, chain))
+			return record;
 	}
 	return NULL;
 }
@@ -145,6 +172,28 @@ json_t *catalog_load_vm(const char *root, const char *vm)
 	if (!json_is_array(json_object_get(state, "Disks")))
 		json_object_set_new(state, "Disks", json_array());
 	return state;
+}
+
+int catalog_vm_exists(const char *root, const char *vm)
+{
+	char *path = xasprintf("%s/%s/vm.json", root, vm);
+	int rc = access(path, F_OK) == 0;
+
+	free(path);
+	return rc;
+}
+
+int catalog_remove_vm(const char *root, const char *vm)
+{
+	char *dir = catalog_vm_dir(root, vm);
+	char *path = xasprintf("%s/vm.json", dir);
+	int rc = unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+
+	if (rc == 0)
+		rc = fsync_dir(dir);
+	free(path);
+	free(dir);
+	return rc;
 }
 
 int catalog_write_vm(const char *root, const char *vm, json_t *state)
@@ -177,6 +226,48 @@ static json_t *find_disk(json_t *disks, const char *device, const char *frozen)
 			return d;
 	}
 	return NULL;
+}
+
+const char *catalog_vm_active_image(json_t *state, const char *device)
+{
+	size_t i;
+	json_t *d;
+
+	json_array_foreach(json_object_get(state, "Disks"), i, d) {
+		const char *dev = json_string_value(json_object_get(d, "Device"));
+
+		if (dev != NULL && strcmp(dev, device) == 0)
+			return json_string_value(json_object_get(d, "ActiveImage"));
+	}
+	return NULL;
+}
+
+int catalog_vm_follow_chain(json_t *state, const char *device, json_t *chain,
+			    const char *base_format)
+{
+	size_t n = json_array_size(chain);
+	const char *top = json_string_value(json_array_get(chain, n - 1));
+	const char *bottom = json_string_value(json_array_get(chain, 0));
+	json_t *d, *act;
+	int existed;
+
+	if (n == 0 || top == NULL || bottom == NULL)
+		return 0;
+	d = find_disk(json_object_get(state, "Disks"), device, top);
+	act = json_object_get(d, "ActiveImage");
+	if (json_is_string(act) && strcmp(json_string_value(act), top) == 0)
+		return 0;
+	existed = d != NULL;
+	if (d == NULL) {
+		d = json_object();
+		json_array_append_new(json_object_get(state, "Disks"), d);
+	}
+	json_object_set_new(d, "Device", json_string(device));
+	json_object_set_new(d, "OriginalImage", json_string(bottom));
+	json_object_set_new(d, "OriginalFormat", json_string(base_format));
+	json_object_set_new(d, "ActiveImage", json_string(top));
+	json_object_set_new(d, "Chain", json_deep_copy(chain));
+	return existed;
 }
 
 void catalog_vm_switch_disk(json_t *state, const char *device,

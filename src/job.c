@@ -26,6 +26,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,65 @@ static const char *const mode_names[] = {
 const char *job_mode_name(enum ckpt_mode mode)
 {
 	return mode_names[mode];
+}
+
+static const struct {
+	const char *name;  /* for QCKPT_TEST_STOP_AT */
+	const char *doing; /* for a second Ctrl-C */
+} job_states[] = {
+	[JOB_CONNECT] = { "connect", "connecting to the monitor" },
+	[JOB_PROBE] = { "probe", "asking QEMU about the VM" },
+	[JOB_AGENT] = { "agent", "connecting to the guest agent" },
+	[JOB_PREPARE] = { "prepare", "attaching the new overlay files" },
+	[JOB_FORMAT] = { "format", "formatting the new overlays" },
+	[JOB_FORMAT_DONE] = { "format-done", "formatting the new overlays" },
+	[JOB_ATTACH] = { "attach", "attaching the new overlays" },
+	[JOB_CATALOG] = { "catalog", "writing vm.json" },
+	[JOB_MIGRATE_SETUP] = { "migrate-setup", "setting up the memory save" },
+	[JOB_STOP] = { "stop", "stopping the guest" },
+	[JOB_SAVE] = { "save", "saving memory" },
+	[JOB_FREEZE] = { "freeze", "freezing the guest's file systems" },
+	[JOB_SNAPSHOT] = { "snapshot", "switching the disks and resuming the guest" },
+	[JOB_THAW] = { "thaw", "thawing the guest's file systems" },
+	[JOB_SETTLE] = { "settle", "putting the migration settings back" },
+	[JOB_RECORD] = { "record", "writing the record" },
+	[JOB_DONE] = { "done", "done" },
+	[JOB_UNDO] = { "undo", "undoing the checkpoint" },
+	[JOB_FAILED] = { "failed", "failed" },
+};
+
+const char *job_state_name(enum job_state state)
+{
+	return job_states[state].name;
+}
+
+const char *job_state_doing(const struct job *job)
+{
+	if (job->state == JOB_UNDO && job->migrating)
+		return "waiting for QEMU to end the memory save (migrate_cancel sent)";
+	return job_states[job->state].doing;
+}
+
+/*
+ * Testing only: QCKPT_TEST_STOP_AT=STATE[,STATE...] stops the process
+ * (SIGSTOP) on entering each named state, before its commands go out, so
+ * that a test can kill qckpt at exactly that step.  Says so on stderr first.
+ */
+static void job_test_stop_at(const struct job *job, enum job_state state)
+{
+	const char *list = getenv("QCKPT_TEST_STOP_AT");
+	const char *name = job_states[state].name;
+	size_t len = strlen(name);
+
+	for (const char *p = list; p != NULL && *p != '\0'; p += strcspn(p, ",")) {
+		p += *p == ',';
+		if (strncmp(p, name, len) == 0 && (p[len] == ',' || p[len] == '\0')) {
+			fprintf(stderr, "qckpt: %s: test: stopped at %s (QCKPT_TEST_STOP_AT)\n",
+				job->spec.vm, name);
+			raise(SIGSTOP);
+			return;
+		}
+	}
 }
 
 int job_parse_mode(const char *text, enum ckpt_mode *mode)
@@ -112,6 +172,7 @@ struct job_call {
 	struct disk *creating; /* blockdev-create for this disk */
 	int *done;             /* set to 1 on success */
 	int resume;            /* a cont, retried while QEMU finalizes */
+	int quiet;             /* optional and expected to fail at times */
 };
 
 static void job_retry_resume(struct job_call *call);
@@ -141,6 +202,9 @@ static void on_reply(qmp_client *client, int status, json_t *result,
 	}
 	if (status == 0 && call->done != NULL)
 		*call->done = 1;
+	/* A migrate QEMU refused started nothing: no event will come. */
+	if (status == QMP_ECOMMAND && strcmp(call->command, "migrate") == 0)
+		job->migrating = 0;
 	/* A transaction without an answer may still be carried out. */
 	if (status == QMP_ETIMEDOUT && call->done == &job->transaction_done)
 		job->transaction_unknown = 1;
@@ -148,7 +212,7 @@ static void on_reply(qmp_client *client, int status, json_t *result,
 		json_decref(*call->slot);
 		*call->slot = json_incref(result);
 	} else if (status != 0 && call->optional) {
-		if (status == QMP_ECOMMAND)
+		if (status == QMP_ECOMMAND && !call->quiet)
 			warn_vm(job->spec.vm, "%s: %s", call->command, qerr->desc);
 	} else if (status == QMP_ECOMMAND) {
 		job_set_error(job, status, "%s: %s", call->command, qerr->desc);
@@ -189,7 +253,12 @@ static struct job_call *job_send_call_timeout(struct job *job, const char *comma
 	if (rc < 0) {
 		job->outstanding--;
 		free(call);
-		job_set_error(job, rc, "%s: %s", command, qmp_strerror(rc));
+		/* An optional command that cannot even be sent (the monitor
+		 * closed) is no more a failure than one QEMU refused. */
+		if (optional)
+			verbose_vm(job->spec.vm, "%s not sent: %s", command, qmp_strerror(rc));
+		else
+			job_set_error(job, rc, "%s: %s", command, qmp_strerror(rc));
 		return NULL;
 	}
 	return call;
@@ -380,7 +449,9 @@ static void on_disconnect(qmp_client *client, int status, void *arg)
 	 * event (the migration) must move on by itself. */
 	job->migrating = 0;
 	job->formats_pending = 0;
-	if (job->outstanding > 0)
+	/* vm.json is being written in the thread pool: its end steps the job
+	 * (undoing before it could delete overlays the write then names). */
+	if (job->outstanding > 0 || job->state == JOB_CATALOG)
 		return;
 	if (job->state == JOB_UNDO)
 		job_undo_next(job);
@@ -509,18 +580,64 @@ static int job_make_files(struct job *job)
 	return 0;
 }
 
-/* A VM given by its socket, not a registered name, is catalogued under the
- * name QEMU reports (query-name): a path is no name for checkpoints. */
+/* Whether two monitor addresses are the same socket ("unix:" or not,
+ * or another path to the same file). */
+static int same_monitor(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	if (strncmp(a, "unix:", 5) == 0)
+		a += 5;
+	if (strncmp(b, "unix:", 5) == 0)
+		b += 5;
+	if (strcmp(a, b) == 0)
+		return 1;
+	return a[0] == '/' && b[0] == '/' && stat(a, &sa) == 0 && stat(b, &sb) == 0 &&
+	       sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* A registered VM reached by its socket gets its entry's settings, as if
+ * named: its catalog, overlays, agent and type (--type aside). */
+static void job_adopt_entry(struct job *job, const struct registry_entry *e)
+{
+	struct job_spec *s = &job->spec;
+
+	free(s->catalog_root);
+	s->catalog_root = catalog_root(e);
+	free(s->overlay_dir);
+	s->overlay_dir = e->overlay_dir ? xstrdup(e->overlay_dir) : NULL;
+	free(s->agent);
+	s->agent = e->agent ? xstrdup(e->agent) : NULL;
+	if (!s->type_given || e->type == VM_TYPE_DISABLED)
+		s->type = e->type;
+}
+
+/*
+ * A VM given by its socket, not a registered name, is the VM QEMU names
+ * (query-name): its checkpoints go where `qckpt list NAME` looks, under
+ * the registry entry of that name if there is one.  A path is no name.
+ */
 static int job_name_direct_socket(struct job *job)
 {
+	const char *name = job->conn.qemu_name;
+	const struct registry_entry *e;
+
 	if (job->spec.expect_name != NULL)
 		return 0;
-	if (job->conn.qemu_name == NULL || !registry_valid_name(job->conn.qemu_name))
+	if (name == NULL || !registry_valid_name(name))
 		return job_set_error(job, -EINVAL,
 			"QEMU at this socket has no usable -name, so its checkpoints would have no name: start it with -name NAME, or register it ('qckpt register NAME %s')",
 			job->spec.monitor), -1;
 	free(job->spec.vm);
-	job->spec.vm = xstrdup(job->conn.qemu_name);
+	job->spec.vm = xstrdup(name);
+	e = job->spec.registry ? registry_find(job->spec.registry, name) : NULL;
+	if (e == NULL)
+		return 0;
+	if (!same_monitor(e->monitor, job->spec.monitor))
+		return job_set_error(job, -EINVAL,
+			"this QEMU says it is '%s', but the registry gives '%s' the monitor %s, not %s: fix the registry line or QEMU's -name",
+			name, name, e->monitor, job->spec.monitor), -1;
+	job_adopt_entry(job, e);
 	return 0;
 }
 
@@ -554,7 +671,7 @@ static long long free_bytes_at(const char *path)
  * waits in handle_userfault for good (seen here; QEMU 10.0 recovers).  So
  * background mode starts only with room for all of the guest's memory.
  */
-static int job_check_background_room(struct job *job)
+int job_check_background_room(struct job *job)
 {
 	json_int_t ram = json_integer_value(json_object_get(job->memsize, "base-memory")) +
 			 json_integer_value(json_object_get(job->memsize, "plugged-memory"));
@@ -574,8 +691,7 @@ static int job_plan(struct job *job)
 	int n;
 	json_t *list;
 
-	if (job_choose_mode(job) < 0 || job_name_direct_socket(job) < 0 ||
-	    job_check_background_room(job) < 0)
+	if (job_choose_mode(job) < 0 || job_check_background_room(job) < 0)
 		return -1;
 	n = blockdev_disks_from_query(job->block, &job->disks, err, sizeof err);
 	if (n < 0)
@@ -591,8 +707,13 @@ static int job_plan(struct job *job)
 	blockdev_plan_overlays(job->disks, job->ndisks, job->spec.overlay_dir,
 			       job->name, job->id);
 	list = catalog_list(job->spec.catalog_root, job->spec.vm);
-	if (job->ndisks > 0)
-		job->parent = json_incref(catalog_find_parent(list, job->disks[0].image));
+	if (job->ndisks > 0) {
+		json_t *vm = catalog_load_vm(job->spec.catalog_root, job->spec.vm);
+
+		job->parent = json_incref(catalog_find_parent(list, job->disks[0].chain,
+			json_string_value(json_object_get(vm, "CurrentCheckpointId"))));
+		json_decref(vm);
+	}
 	json_decref(list);
 	if (job->mode != MODE_DISK_ONLY)
 		migrate_plan_init(&job->plan, job->caps, job->params,
@@ -687,10 +808,15 @@ static void enter_stop(struct job *job)
 
 static void enter_save(struct job *job)
 {
+	struct job_call *call;
+
 	migrate_fd_reply(&job->plan, job->fd_reply);
 	job->migrating = 1;
-	job->fd_consumed = !job->plan.use_fdset;
-	job_send(job, "migrate", migrate_args(&job->plan), NULL);
+	call = job_send_call(job, "migrate", migrate_args(&job->plan), -1, NULL, 0, NULL);
+	/* getfd's named fd belongs to the migration once QEMU accepted it;
+	 * a refused migrate leaves it in QEMU for settle to close. */
+	if (call != NULL && !job->plan.use_fdset)
+		call->done = &job->fd_consumed;
 }
 
 /* The pause window: transaction and cont go out back to back. */
@@ -713,6 +839,13 @@ static void enter_snapshot(struct job *job)
 
 void job_enter_settle(struct job *job)
 {
+	/* A monitor that closed after the checkpoint was taken has nothing
+	 * left to put back: QEMU is gone, the checkpoint stays whole. */
+	if (!job_connected(job)) {
+		job->settings_changed = 0;
+		job->fd_given = 0;
+		return;
+	}
 	/* background: QEMU 7.2 resumes the guest itself after its setup;
 	 * QEMU 9+ restores the state it found (stopped by us) and sends no
 	 * event when its own stop is over.  Resuming on MIGRATION "active"
@@ -729,9 +862,17 @@ void job_enter_settle(struct job *job)
 			    migrate_restore_params_args(&job->plan), -1, NULL, 1);
 		job->settings_changed = 0;
 	}
-	if (job->fd_given && !job->fd_consumed)
-		job_send_ex(job, migrate_release_command(&job->plan),
-			    migrate_release_args(&job->plan), -1, NULL, 1);
+	if (job->fd_given && !job->fd_consumed) {
+		struct job_call *call = job_send_call(job, migrate_release_command(&job->plan),
+						      migrate_release_args(&job->plan), -1,
+						      NULL, 1, NULL);
+
+		/* A migrate that QEMU refused may have taken getfd's fd
+		 * already (then closefd finds none) or not: release it
+		 * either way, without a warning when it is gone. */
+		if (call != NULL)
+			call->quiet = 1;
+	}
 	job->fd_given = 0;
 }
 
@@ -754,6 +895,8 @@ static enum job_state job_next(const struct job *job, enum job_state state)
 	case JOB_FORMAT_DONE:
 		return JOB_ATTACH;
 	case JOB_ATTACH:
+		return JOB_CATALOG;
+	case JOB_CATALOG:
 		if (job->production)
 			return JOB_FREEZE;
 		return job->mode == MODE_DISK_ONLY ? JOB_SNAPSHOT : JOB_MIGRATE_SETUP;
@@ -793,6 +936,7 @@ static enum job_state job_next(const struct job *job, enum job_state state)
 static void job_enter(struct job *job, enum job_state state)
 {
 	job->state = state;
+	job_test_stop_at(job, state);
 	switch (state) {
 	case JOB_PROBE:         enter_probe(job); break;
 	case JOB_AGENT:         job_agent_connect(job); break;
@@ -800,6 +944,7 @@ static void job_enter(struct job *job, enum job_state state)
 	case JOB_FORMAT:        enter_format(job); break;
 	case JOB_FORMAT_DONE:   enter_format_done(job); break;
 	case JOB_ATTACH:        enter_attach(job); break;
+	case JOB_CATALOG:       job_catalog_write(job); return;
 	case JOB_MIGRATE_SETUP: enter_migrate_setup(job); break;
 	case JOB_STOP:          enter_stop(job); break;
 	case JOB_SAVE:          enter_save(job); break;
@@ -887,6 +1032,14 @@ void job_finish(struct job *job, enum job_state final)
 
 /* ---- starting, stopping ---------------------------------------------- */
 
+static int job_check_disabled(struct job *job)
+{
+	if (job->spec.type != VM_TYPE_DISABLED)
+		return 0;
+	return job_set_error(job, -EPERM,
+		"checkpoints are disabled for this VM (type=disabled in the registry)"), -1;
+}
+
 static void on_ready(struct vmconn *conn, int status)
 {
 	struct job *job = conn->data;
@@ -898,6 +1051,10 @@ static void on_ready(struct vmconn *conn, int status)
 	}
 	qmp_client_on_event(&conn->qmp, on_event, job);
 	qmp_client_on_disconnect(&conn->qmp, on_disconnect, job);
+	if (job_name_direct_socket(job) < 0 || job_check_disabled(job) < 0) {
+		job_finish(job, JOB_FAILED);
+		return;
+	}
 	job_enter(job, JOB_PROBE);
 }
 
@@ -909,9 +1066,8 @@ void job_start(struct job *job, uv_loop_t *loop, job_done_cb on_done)
 	job->state = JOB_CONNECT;
 	job->start_ms = mono_ms();
 	job->conn.data = job;
-	if (job->spec.type == VM_TYPE_DISABLED) {
-		job_set_error(job, -EPERM,
-			      "checkpoints are disabled for this VM (type=disabled in the registry)");
+	job->conn.require_name = !job->spec.name_check_off;
+	if (job_check_disabled(job) < 0) {
 		job_finish(job, JOB_FAILED);
 		return;
 	}
@@ -936,9 +1092,19 @@ void job_interrupt(struct job *job)
 		warn_vm(job->spec.vm, "interrupted after the disk snapshot: finishing the checkpoint");
 		return;
 	}
-	if (job->state == JOB_SAVE && job->migrating && job->outstanding == 0) {
-		job_set_error(job, -EINTR, "interrupted");
+	if (job->state != JOB_SAVE || !job->migrating)
+		return;
+	job_set_error(job, -EINTR, "interrupted");
+	if (job->outstanding == 0) {
 		job_enter(job, JOB_UNDO);
+		return;
+	}
+	/* A reply is still due (the migrate itself, a stop): cancel the save
+	 * now rather than after it; the undo follows when the replies and
+	 * QEMU's MIGRATION cancelled event are in. */
+	if (!job->cancel_sent && job->mode != MODE_BACKGROUND && job_connected(job)) {
+		job->cancel_sent = 1;
+		job_send_ex(job, "migrate_cancel", NULL, -1, NULL, 1);
 	}
 }
 
@@ -954,6 +1120,8 @@ void job_free(struct job *job)
 	json_decref(job->fd_reply);
 	json_decref(job->parent);
 	json_decref(job->record);
+	json_decref(job->vm_before);
+	json_decref(job->vm_after);
 	migrate_plan_free(&job->plan);
 	blockdev_disks_free(job->disks, job->ndisks);
 	free(job->name);

@@ -51,6 +51,28 @@ static const char *const *wanted_caps(const struct migrate_plan *plan)
 	return plan->mapped_ram ? with_ram : plain;
 }
 
+/* Whether CAP, on now, must go off for this plan: another mode's
+ * capability (left on by another tool, or by a qckpt that was killed)
+ * that QEMU will not combine with ours, or that would change the save. */
+static int cap_in_the_way(const struct migrate_plan *plan, json_t *caps, const char *cap)
+{
+	static const char *const exclusive[] = { "background-snapshot", "multifd",
+						 "mapped-ram", NULL };
+
+	if (!cap_state(caps, cap))
+		return 0;
+	for (const char *const *w = wanted_caps(plan); *w; w++)
+		if (strcmp(*w, cap) == 0)
+			return 0;
+	for (const char *const *x = exclusive; *x; x++)
+		if (strcmp(*x, cap) == 0)
+			return 1;
+	return 0;
+}
+
+static const char *const known_caps[] = { "background-snapshot", "multifd",
+					  "mapped-ram", NULL };
+
 void migrate_plan_init(struct migrate_plan *plan, json_t *caps,
 		       json_t *params, int background, const char *id)
 {
@@ -70,6 +92,14 @@ void migrate_plan_init(struct migrate_plan *plan, json_t *caps,
 		json_array_append_new(plan->saved_caps, json_pack(
 			"{s:s, s:b}", "capability", *want, "state",
 			cap_state(caps, *want)));
+	plan->caps_off = json_array();
+	for (want = known_caps; *want; want++) {
+		if (!cap_in_the_way(plan, caps, *want))
+			continue;
+		json_array_append_new(plan->caps_off, json_string(*want));
+		json_array_append_new(plan->saved_caps, json_pack(
+			"{s:s, s:b}", "capability", *want, "state", 1));
+	}
 	plan->saved_params = json_pack("{s:O?, s:O?, s:O?}",
 		"max-bandwidth", json_object_get(params, "max-bandwidth"),
 		"downtime-limit", json_object_get(params, "downtime-limit"),
@@ -80,13 +110,20 @@ void migrate_plan_free(struct migrate_plan *plan)
 {
 	json_decref(plan->saved_caps);
 	json_decref(plan->saved_params);
-	plan->saved_caps = plan->saved_params = NULL;
+	json_decref(plan->caps_off);
+	plan->saved_caps = plan->saved_params = plan->caps_off = NULL;
 }
 
 json_t *migrate_set_caps_args(const struct migrate_plan *plan)
 {
 	json_t *list = json_array();
+	size_t i;
+	json_t *off;
 
+	/* One command: QEMU checks the combination, not each change. */
+	json_array_foreach(plan->caps_off, i, off)
+		json_array_append_new(list, json_pack("{s:O, s:b}", "capability",
+						      off, "state", 0));
 	for (const char *const *c = wanted_caps(plan); *c; c++)
 		json_array_append_new(list, json_pack("{s:s, s:b}", "capability",
 						      *c, "state", 1));

@@ -30,6 +30,8 @@ struct migrate_plan {
 	char fdname[32];  /* for getfd / fd: */
 	json_t *saved_caps;   /* the user's capability states we change */
 	json_t *saved_params; /* the user's parameters we change */
+	json_t *caps_off;     /* capabilities of another mode, on, that we
+			       * switch off for this save (and back after) */
 };
 
 /* Does QEMU offer CAP (from a query-migrate-capabilities reply)? */

@@ -125,8 +125,14 @@ static const char *entry_set_key(struct registry_entry *e, const char *word)
 	else if (strncmp(word, "type=", 5) == 0)
 		return registry_parse_type(eq + 1, &e->type) == 0 ? NULL :
 		       "type must be standard, production, production-only or disabled";
-	else
-		return "unknown key (known: dir, overlay-dir, agent, type)";
+	else if (strncmp(word, "name-check=", 11) == 0) {
+		/* off: a QEMU without -name is trusted to be this VM */
+		if (strcmp(eq + 1, "on") != 0 && strcmp(eq + 1, "off") != 0)
+			return "name-check must be on or off";
+		e->name_check_off = strcmp(eq + 1, "off") == 0;
+		return NULL;
+	} else
+		return "unknown key (known: dir, overlay-dir, agent, type, name-check)";
 	if (*slot != NULL)
 		return "key given twice";
 	/* The agent is a socket, spelled as the monitor is. */

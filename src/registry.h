@@ -23,6 +23,7 @@ struct registry_entry {
 	char *overlay_dir; /* where new overlays go, NULL: beside the image */
 	char *agent;       /* guest agent socket, as monitor; NULL if none */
 	enum vm_type type;
+	int name_check_off; /* name-check=off: a QEMU without -name is accepted */
 	int line;
 };
 

@@ -148,6 +148,14 @@ static void on_query_name(qmp_client *client, int status, json_t *result,
 		conn->on_ready(conn, -EINVAL);
 		return;
 	}
+	if (conn->expect_name != NULL && name == NULL && conn->require_name) {
+		conn->reason = "unnamed";
+		snprintf(conn->error, sizeof conn->error,
+			 "QEMU at %s has no -name, so qckpt cannot check that it is '%s': start it with -name %s, or add name-check=off to its registry line if that socket can only ever be this VM",
+			 socket_path(conn), conn->expect_name, conn->expect_name);
+		conn->on_ready(conn, -EINVAL);
+		return;
+	}
 	if (conn->expect_name != NULL && name == NULL)
 		verbose_vm(conn->vm, "QEMU has no -name, so the socket cannot be checked against the registry");
 	conn->on_ready(conn, 0);

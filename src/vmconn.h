@@ -20,6 +20,10 @@ struct vmconn {
 	char *monitor;     /* the address connected to */
 	char *expect_name; /* the -name QEMU must report, or NULL */
 	char *qemu_name;   /* what query-name said, or NULL */
+	/* Set before vmconn_open: a QEMU without -name cannot be checked
+	 * against expect_name, so refuse it (checkpoints: the registry's
+	 * name-check=off lifts it). */
+	int require_name;
 	char error[512];   /* the last failure, one line without the VM name */
 	const char *reason; /* the same in a few words ("no socket"), for tables */
 	vmconn_ready_cb on_ready;
