@@ -941,8 +941,14 @@ static void enter_snapshot(struct job *job)
 	}
 	if (job->was_running && (job->mode == MODE_LIVE || job->mode == MODE_PAUSED))
 		job_send_resume(job, 0);
-	/* A guest that stays stopped by this save (postmigrate): what tells
-	 * this save apart, so that the next checkpoint can share its memory. */
+}
+
+/* A guest that stays stopped by this save (postmigrate): what tells this
+ * save apart (job_find_current_memory), so that the next checkpoint can
+ * share its memory.  Asked in SETTLE, not at once: QEMU 7.2 fills in the
+ * save's total time only after its completed event. */
+static void job_remember_save(struct job *job)
+{
 	if (!job->was_running && job->mode == MODE_PAUSED && job->shared_memory == NULL)
 		job_send_ex(job, "query-migrate", NULL, -1, &job->saved_migration, 1);
 }
@@ -1053,7 +1059,7 @@ static void job_enter(struct job *job, enum job_state state)
 	case JOB_FREEZE:        job_agent_freeze(job); break;
 	case JOB_SNAPSHOT:      enter_snapshot(job); break;
 	case JOB_THAW:          job_agent_thaw(job); break;
-	case JOB_SETTLE:        job_enter_settle(job); break;
+	case JOB_SETTLE:        job_enter_settle(job); job_remember_save(job); break;
 	case JOB_RECORD:        job_record_write(job); return;
 	case JOB_DONE:          job_finish(job, JOB_DONE); return;
 	case JOB_UNDO:          job_undo_next(job); return;

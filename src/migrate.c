@@ -196,7 +196,7 @@ json_t *migrate_fingerprint(json_t *query_migrate)
 	json_t *ram = json_object_get(query_migrate, "ram");
 
 	if (status == NULL || strcmp(status, "completed") != 0 ||
-	    !json_is_integer(json_object_get(query_migrate, "total-time")) ||
+	    json_integer_value(json_object_get(query_migrate, "total-time")) <= 0 ||
 	    !json_is_integer(json_object_get(ram, "transferred")))
 		return NULL;
 	return json_pack("{s:O, s:O?, s:O}",

@@ -44,7 +44,8 @@ json_t *migrate_one_cap_args(const char *cap, int state);
  * What tells one completed save from any other in QEMU's query-migrate
  * reply (total time, downtime, RAM bytes), for the record (MemoryState's
  * Migration): a guest still stopped by that save (postmigrate) still has
- * that memory.  NULL unless the reply is of a completed migration.
+ * that memory.  NULL unless the reply is of a completed migration whose
+ * total time QEMU has filled in.
  */
 json_t *migrate_fingerprint(json_t *query_migrate);
 

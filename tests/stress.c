@@ -244,6 +244,9 @@ static void restore_check(struct restore *r)
 	tick = hvm_wait_tick(r->vm, WAIT_MS);
 	if (tick <= 1) {
 		r->failed = "the guest printed no tick";
+		for (size_t i = 0; i < hvm_serial_count(r->vm); i++)
+			if (is_oops(hvm_serial_line(r->vm, i)))
+				r->failed = "the guest oopsed or panicked (no tick)";
 		return;
 	}
 	if (r->counter < tick - 1 || r->counter > tick) {
