@@ -546,6 +546,9 @@ int main(void)
 	int rc = harness_init();
 	if (rc != 0)
 		return rc;
+	/* QCKPT_TEST_FILTER=pattern runs only the matching tests. */
+	if (getenv("QCKPT_TEST_FILTER") != NULL)
+		cmocka_set_test_filter(getenv("QCKPT_TEST_FILTER"));
 	const struct CMUnitTest tests_default[] = QMP_TESTS;
 	const struct CMUnitTest tests_qemu10[] = QMP_TESTS;
 	int failed = cmocka_run_group_tests_name("qmp on QEMU (default)",

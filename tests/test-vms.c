@@ -732,6 +732,9 @@ int main(void)
 
 	if (rc != 0)
 		return rc;
+	/* QCKPT_TEST_FILTER=pattern runs only the matching tests. */
+	if (getenv("QCKPT_TEST_FILTER") != NULL)
+		cmocka_set_test_filter(getenv("QCKPT_TEST_FILTER"));
 	failed = cmocka_run_group_tests_name("vms, register, unregister", tests,
 					     setup, teardown);
 	if (harness_want_qemu10())
