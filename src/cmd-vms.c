@@ -123,6 +123,10 @@ static void on_status(qmp_client *client, int status, json_t *result,
 	if (probe_reply(p, status, qerr, "query-status") < 0)
 		return;
 	s = json_string_value(json_object_get(result, "status"));
+	/* postmigrate is QEMU's word for a guest stopped by a save: to the
+	 * user it is paused (cont resumes it, qckpt checkpoints it again). */
+	if (s != NULL && strcmp(s, "postmigrate") == 0)
+		s = "paused";
 	p->state = xstrdup(s ? s : "unknown");
 	probe_done_if_complete(p);
 }

@@ -31,6 +31,32 @@ static json_t *job_disks_json(const struct job *job)
 	return list;
 }
 
+/* MemoryState: the save's file and what a restore must set; or, for a
+ * guest that has not run since its last save, that save's, shared. */
+static json_t *job_memory_json(const struct job *job)
+{
+	json_t *m;
+
+	if (job->shared_memory != NULL) {
+		m = json_deep_copy(job->shared_memory);
+		json_object_set_new(m, "Path", json_string(job->memory_path));
+		return m;
+	}
+	m = json_pack("{s:s, s:I, s:o, s:i}", "Path", job->memory_path,
+		      "Bytes", (json_int_t)job->memory_bytes,
+		      "Capabilities", migrate_record_caps(&job->plan),
+		      "MultifdChannels", job->plan.mapped_ram ? MIGRATE_MULTIFD_CHANNELS : 0);
+	/* The guest stays stopped by this save: how the next checkpoint
+	 * knows the save is still its memory. */
+	if (job->saved_migration != NULL) {
+		json_t *fp = migrate_fingerprint(job->saved_migration);
+
+		if (fp != NULL)
+			json_object_set_new(m, "Migration", fp);
+	}
+	return m;
+}
+
 json_t *job_build_record(struct job *job)
 {
 	char when[64];
@@ -46,11 +72,7 @@ json_t *job_build_record(struct job *job)
 		      "ParentCheckpointName", json_object_get(job->parent, "Name"),
 		      "Path", job->dir, "Disks", job_disks_json(job));
 	if (job->mode != MODE_DISK_ONLY)
-		json_object_set_new(r, "MemoryState", json_pack(
-			"{s:s, s:I, s:o, s:i}", "Path", job->memory_path,
-			"Bytes", (json_int_t)job->memory_bytes,
-			"Capabilities", migrate_record_caps(&job->plan),
-			"MultifdChannels", job->plan.mapped_ram ? MIGRATE_MULTIFD_CHANNELS : 0));
+		json_object_set_new(r, "MemoryState", job_memory_json(job));
 	if (job->production) {
 		json_object_set_new(r, "FrozenFilesystems", json_integer(job->frozen_filesystems));
 		json_object_set_new(r, "FreezeMs", json_integer(job->freeze_ms));
@@ -61,6 +83,8 @@ json_t *job_build_record(struct job *job)
 	json_object_set_new(r, "Monitor", json_string(job->spec.monitor));
 	json_object_set_new(r, "PauseMs", json_integer(job->pause_ms));
 	json_object_set_new(r, "DurationMs", json_integer((json_int_t)(mono_ms() - job->start_ms)));
+	if (json_array_size(job->warnings) > 0)
+		json_object_set(r, "Warnings", job->warnings);
 	return r;
 }
 

@@ -49,7 +49,8 @@ void job_spec_free(struct job_spec *spec);
 
 enum job_state {
 	JOB_CONNECT,       /* connect, negotiate, query-name */
-	JOB_PROBE,         /* status, disks, migration abilities */
+	JOB_PROBE,         /* status, disks, migration abilities, accelerator */
+	JOB_TRY_BACKGROUND, /* auto: would QEMU take background-snapshot? */
 	JOB_AGENT,         /* production types: connect to the guest agent */
 	JOB_PREPARE,       /* plan; overlay files; blockdev-add protocol nodes */
 	JOB_FORMAT,        /* blockdev-create qcow2 jobs, until concluded */
@@ -82,8 +83,17 @@ struct job {
 	job_done_cb on_done;
 
 	/* probes */
-	json_t *status, *block, *caps, *params, *migration, *jobs, *memsize;
+	json_t *status, *block, *caps, *params, *migration, *jobs, *memsize, *kvm;
 	int was_running;
+	int background_works;     /* QEMU took background-snapshot=on (a trial) */
+	char background_refused[256]; /* what QEMU said when it did not */
+	json_t *warnings;         /* the record's Warnings (strings) */
+	/* postmigrate: the record whose memory file is still the guest's
+	 * memory, shared (hard link) instead of saved again; see
+	 * job_find_current_memory() */
+	int postmigrate;
+	json_t *shared_memory;    /* that record's MemoryState */
+	json_t *saved_migration;  /* query-migrate after a save that stays stopped */
 	enum ckpt_mode mode;      /* the mode chosen */
 	enum ckpt_mode fallback_mode; /* production: the standard mode instead */
 	char checkpoint_type[16]; /* Standard, DiskOnly, Production */

@@ -25,7 +25,7 @@ int migrate_has_cap(json_t *caps, const char *cap)
 	return 0;
 }
 
-static int cap_state(json_t *caps, const char *cap)
+int migrate_cap_state(json_t *caps, const char *cap)
 {
 	size_t i;
 	json_t *c;
@@ -59,7 +59,7 @@ static int cap_in_the_way(const struct migrate_plan *plan, json_t *caps, const c
 	static const char *const exclusive[] = { "background-snapshot", "multifd",
 						 "mapped-ram", NULL };
 
-	if (!cap_state(caps, cap))
+	if (!migrate_cap_state(caps, cap))
 		return 0;
 	for (const char *const *w = wanted_caps(plan); *w; w++)
 		if (strcmp(*w, cap) == 0)
@@ -91,7 +91,7 @@ void migrate_plan_init(struct migrate_plan *plan, json_t *caps,
 	for (want = wanted_caps(plan); *want; want++)
 		json_array_append_new(plan->saved_caps, json_pack(
 			"{s:s, s:b}", "capability", *want, "state",
-			cap_state(caps, *want)));
+			migrate_cap_state(caps, *want)));
 	plan->caps_off = json_array();
 	for (want = known_caps; *want; want++) {
 		if (!cap_in_the_way(plan, caps, *want))
@@ -220,4 +220,25 @@ int migrate_max_live_passes(void)
 	long n;
 
 	return env && parse_long(env, 2, 1000, &n) == 0 ? (int)n : MIGRATE_MAX_LIVE_PASSES;
+}
+
+json_t *migrate_one_cap_args(const char *cap, int state)
+{
+	return json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability", cap,
+			 "state", state);
+}
+
+json_t *migrate_fingerprint(json_t *query_migrate)
+{
+	const char *status = json_string_value(json_object_get(query_migrate, "status"));
+	json_t *ram = json_object_get(query_migrate, "ram");
+
+	if (status == NULL || strcmp(status, "completed") != 0 ||
+	    json_integer_value(json_object_get(query_migrate, "total-time")) <= 0 ||
+	    !json_is_integer(json_object_get(ram, "transferred")))
+		return NULL;
+	return json_pack("{s:O, s:O?, s:O}",
+			 "TotalTimeMs", json_object_get(query_migrate, "total-time"),
+			 "DowntimeMs", json_object_get(query_migrate, "downtime"),
+			 "RamBytes", json_object_get(ram, "transferred"));
 }

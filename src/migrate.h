@@ -37,6 +37,20 @@ struct migrate_plan {
 /* Does QEMU offer CAP (from a query-migrate-capabilities reply)? */
 int migrate_has_cap(json_t *caps, const char *cap);
 
+/* Its state (on/off) in a query-migrate-capabilities reply; 0 if absent. */
+int migrate_cap_state(json_t *caps, const char *cap);
+/* migrate-set-capabilities arguments that set one capability. */
+json_t *migrate_one_cap_args(const char *cap, int state);
+
+/*
+ * What tells one completed save from any other in QEMU's query-migrate
+ * reply (total time, downtime, RAM bytes), for the record (MemoryState's
+ * Migration): a guest still stopped by that save (postmigrate) still has
+ * that memory.  NULL unless the reply is of a completed migration whose
+ * total time QEMU has filled in.
+ */
+json_t *migrate_fingerprint(json_t *query_migrate);
+
 /* Fill the plan from the probes. */
 void migrate_plan_init(struct migrate_plan *plan, json_t *caps,
 		       json_t *params, int background, const char *id);

@@ -447,6 +447,12 @@ static void test_fd_migration_restores_guest_from_saved_tick(void **state)
 	assert_int_equal(call(c, "migrate-set-parameters",
 			      json_pack("{s:i, s:i}", "max-bandwidth", 0,
 					"downtime-limit", 10), NULL), 0);
+	/* QEMU < 9.0 under TCG loses dirty pages in pre-copy (fixed by QEMU
+	 * commit 03bfc2188f): a live save there restores into a crashing
+	 * guest now and then.  Save it stopped, so that this test fails only
+	 * for the library's faults; QEMU 10 saves it live. */
+	if (qmp_client_version(&c->client) < 90000)
+		assert_int_equal(call(c, "stop", NULL, NULL), 0);
 	int fd = open(memfile, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	assert_true(fd >= 0);
 	assert_int_equal(call_fd(c, "getfd", json_pack("{s:s}", "fdname", "memfd"),
@@ -541,6 +547,9 @@ int main(void)
 	int rc = harness_init();
 	if (rc != 0)
 		return rc;
+	/* QCKPT_TEST_FILTER=pattern runs only the matching tests. */
+	if (getenv("QCKPT_TEST_FILTER") != NULL)
+		cmocka_set_test_filter(getenv("QCKPT_TEST_FILTER"));
 	const struct CMUnitTest tests_default[] = QMP_TESTS;
 	const struct CMUnitTest tests_qemu10[] = QMP_TESTS;
 	int failed = cmocka_run_group_tests_name("qmp on QEMU (default)",
