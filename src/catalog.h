@@ -48,4 +48,18 @@ json_t *catalog_list(const char *root, const char *vm);
  * VM's current state grew from.  Borrowed from LIST, or NULL. */
 json_t *catalog_find_parent(json_t *list, const char *image);
 
+/*
+ * The checkpoint WHAT names among LIST: its Id, a name unique in LIST, or a
+ * unique Id prefix (4 characters or more).  Borrowed from LIST; NULL with
+ * a message listing the candidates in err (for "VM: ..." by the caller).
+ */
+json_t *catalog_find_checkpoint(json_t *list, const char *what, char *err,
+				size_t errlen);
+
+/* The parent for a checkpoint of a disk now on IMAGE: catalog_find_parent,
+ * else vm.json's CurrentCheckpointId when IMAGE is the ActiveImage vm.json
+ * names (a restore's fresh overlay).  Borrowed from LIST, or NULL. */
+json_t *catalog_find_parent_of(const char *root, const char *vm, json_t *list,
+			       const char *image);
+
 #endif

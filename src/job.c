@@ -592,7 +592,8 @@ static int job_plan(struct job *job)
 			       job->name, job->id);
 	list = catalog_list(job->spec.catalog_root, job->spec.vm);
 	if (job->ndisks > 0)
-		job->parent = json_incref(catalog_find_parent(list, job->disks[0].image));
+		job->parent = json_incref(catalog_find_parent_of(job->spec.catalog_root, job->spec.vm,
+								    list, job->disks[0].image));
 	json_decref(list);
 	if (job->mode != MODE_DISK_ONLY)
 		migrate_plan_init(&job->plan, job->caps, job->params,
