@@ -150,18 +150,6 @@ static void report(struct restore_cmd *c, struct restore *r)
 			       r->spec.vm, name, r->id8, r->spec.vm);
 		return;
 	}
-	if (c->passthru) {
-		json_t *o = json_pack("{s:s, s:s, s:s, s:s?, s:I, s:I, s:s?}",
-				      "Name", r->spec.vm, "CheckpointId", json_string_value(json_object_get(r->record, "Id")),
-				      "CheckpointName", name ? name : "",
-				      "State", r->memory == NULL ? "Running" :
-					  strcmp(json_string_value(json_object_get(r->record, "GuestState")) ?: "", "running") == 0 ?
-					  "Running" : "Paused",
-				      "Pid", (json_int_t)r->qemu_pid, "RestoreMs", (json_int_t)r->resume_ms,
-				      "Log", r->log_path);
-		output_json_line(o);
-		json_decref(o);
-	}
 	if (log_quiet)
 		return;
 	if (r->memory == NULL)
@@ -399,6 +387,24 @@ static int parse_options(struct restore_cmd *c, int argc, char **argv)
 	return 0;
 }
 
+/* --passthru: each restored VM as `qckpt vms --json` shows it now. */
+static void passthru(struct restore_cmd *c, const struct registry *reg)
+{
+	const struct registry_entry **sel = xcalloc(c->n + 1, sizeof *sel);
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->n; i++) {
+		struct restore *r = c->restores[i];
+
+		if (r->finished && r->task.error_status == 0 && !r->spec.no_relaunch &&
+		    registry_find(reg, r->spec.vm) != NULL)
+			sel[n++] = registry_find(reg, r->spec.vm);
+	}
+	if (n > 0)
+		cmd_vms_probe_and_print(sel, n, 5000, 1);
+	free(sel);
+}
+
 static void free_all(struct restore_cmd *c)
 {
 	for (size_t i = 0; i < c->n; i++) {
@@ -451,8 +457,8 @@ static int cmd_restore_exec(int argc, char **argv)
 		c.saves[c.n] = c.save_current ? make_save(&reg, c.names[i]) : NULL;
 		c.n++;
 	}
-	registry_free(&reg);
 	if (rc < 0 || (some_unknown && c.stop_on_error)) {
+		registry_free(&reg);
 		free_all(&c);
 		rc = rc < 0 ? EXIT_USAGE : EXIT_SOME_FAILED;
 		goto out;
@@ -461,12 +467,16 @@ static int cmd_restore_exec(int argc, char **argv)
 		int detached = asjob_detach(argc, argv);
 
 		if (detached != 0) {
+			registry_free(&reg);
 			free_all(&c);
 			rc = detached > 0 ? EXIT_ALL_OK : EXIT_USAGE;
 			goto out;
 		}
 	}
 	rc = c.n > 0 ? run_all(&c) : EXIT_ALL_OK;
+	if (c.passthru)
+		passthru(&c, &reg);
+	registry_free(&reg);
 	free_all(&c);
 	if (some_unknown)
 		rc = EXIT_SOME_FAILED;

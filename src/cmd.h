@@ -73,6 +73,13 @@ int cmd_getopt(const struct cmd_entry *entry, int argc, char **argv,
 int cmd_usage(const struct cmd_entry *entry);
 
 const struct cmd_entry *cmd_find(const char *name);
+
+/* `qckpt vms` for these entries, all probed at once: the table, or one
+ * JSON object per VM (--json; what `restore --passthru` prints).  Returns
+ * how many were unreachable. */
+struct registry_entry;
+int cmd_vms_probe_and_print(const struct registry_entry **sel, size_t count,
+			    unsigned timeout_ms, int json);
 int cmd_dispatch(int argc, char **argv);
 
 #endif
