@@ -25,6 +25,13 @@
 /* QEMU under TCG on a loaded host can take a while to start. */
 #define LOAD_ACCEPT_TIMEOUT_MS 120000u
 #define LOAD_FDNAME "qckpt-restore"
+/* A load that neither completes nor fails: QEMU 10.0.2 with direct-io
+ * hangs in "active" when a multifd channel hits an error (seen with a
+ * stream for more RAM than the VM has: "page outside of ramblock").  The
+ * deadline allows 16 MiB/s, and never less than a minute;
+ * $QCKPT_RESTORE_LOAD_TIMEOUT (seconds) sets the minimum instead. */
+#define LOAD_MIN_RATE (16ll << 20)
+#define LOAD_MIN_TIMEOUT_MS 60000ll
 
 static void load_enter(struct restore_load *load, enum load_state state);
 
@@ -231,6 +238,32 @@ static void enter_fd_direct(struct restore_load *load)
 			     load->memfd_direct, NULL, 0);
 }
 
+static long long load_timeout_ms(const struct restore_load *load)
+{
+	const char *env = getenv("QCKPT_RESTORE_LOAD_TIMEOUT");
+	long long floor = env ? strtoll(env, NULL, 10) * 1000 : LOAD_MIN_TIMEOUT_MS;
+	long long bytes = json_integer_value(json_object_get(load->pending, "Bytes"));
+	long long ms = bytes / LOAD_MIN_RATE * 1000;
+
+	if (floor <= 0)
+		floor = LOAD_MIN_TIMEOUT_MS;
+	return ms > floor ? ms : floor;
+}
+
+static void on_load_deadline(uv_timer_t *timer)
+{
+	struct restore_load *load = timer->data;
+
+	if (!load->migrating || load->task.finished)
+		return;
+	load->migrating = 0;
+	task_set_error(&load->task, -ETIMEDOUT,
+		       "QEMU did not finish loading the memory state within %lld s and sent no error (QEMU 10.0.2 hangs so when a direct-io load fails; see the VM's log)",
+		       load_timeout_ms(load) / 1000);
+	load->task.awaiting = 0;
+	task_wait(&load->task);
+}
+
 static void enter_incoming(struct restore_load *load)
 {
 	char uri[64];
@@ -243,6 +276,7 @@ static void enter_incoming(struct restore_load *load)
 		   uri, load->direct_io ? ", direct-io" : "");
 	load->migrating = 1;
 	load->task.awaiting++;
+	uv_timer_start(&load->timer, on_load_deadline, (uint64_t)load_timeout_ms(load), 0);
 	task_send(&load->task, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL);
 }
 
@@ -393,10 +427,12 @@ static void load_event(struct task *task, const char *name, json_t *data)
 		const char *status = json_string_value(json_object_get(data, "status"));
 
 		if (status != NULL && strcmp(status, "completed") == 0) {
+			uv_timer_stop(&load->timer);
 			load->migrating = 0;
 			load->completed = 1;
 			task_arrived(task);
 		} else if (status != NULL && strcmp(status, "failed") == 0) {
+			uv_timer_stop(&load->timer);
 			load->migrating = 0;
 			task_set_error(task, -EIO, "loading the memory state failed");
 			task_send_ex(task, "query-migrate", NULL, -1, &load->migration, 1);

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,6 +148,20 @@ static void plan_overlays(struct restore *r)
  * overlays, and how to load the memory. */
 static void print_recipe(struct restore *r);
 
+/* A QEMU that exited but was never reaped (its parent gone, an init that
+ * does not reap) still has its /proc entry: it does not run. */
+static int proc_is_zombie(long pid)
+{
+	char path[64], *text = NULL, *p;
+	int zombie = 0;
+
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	if (read_whole_file(path, &text) == 0 && (p = strrchr(text, ')')) != NULL)
+		zombie = p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+	free(text);
+	return zombie;
+}
+
 static int restore_find(struct restore *r)
 {
 	json_t *list = catalog_list(r->spec.catalog_root, r->spec.vm), *rd;
@@ -162,8 +177,8 @@ static int restore_find(struct restore *r)
 	r->memory = json_object_get(r->record, "MemoryState");
 	r->vmstate = catalog_load_vm(r->spec.catalog_root, r->spec.vm);
 	cl = json_object_get(r->vmstate, "CommandLine");
-	r->running = cmdline_launch_is_running(cl);
 	r->pid = (long)json_integer_value(json_object_get(cl, "Pid"));
+	r->running = cmdline_launch_is_running(cl) && !proc_is_zombie(r->pid);
 	r->ndisks = json_array_size(json_object_get(r->record, "Disks"));
 	r->disks = xcalloc(r->ndisks + 1, sizeof *r->disks);
 	json_array_foreach(json_object_get(r->record, "Disks"), i, rd) {
@@ -605,7 +620,9 @@ static void on_qemu_exit(uv_process_t *proc, int64_t status, int signum)
 	r->exit_status = signum ? 128 + signum : (int)status;
 	uv_close((uv_handle_t *)proc, NULL);
 	r->proc_open = 0;
-	if (r->state == RESTORE_LOAD && !r->load.task.finished)
+	if (r->killing)
+		task_arrived(&r->task);
+	else if (r->state == RESTORE_LOAD && !r->load.task.finished)
 		restore_load_qemu_exited(&r->load);
 }
 
@@ -816,6 +833,14 @@ static void restore_step(struct task *task)
 		task_forget_undo(task); /* the old QEMU is gone: no way back */
 	if (task->error_status == 0 && r->interrupted && r->state < RESTORE_QUIT)
 		fail(r, -EINTR, "interrupted; nothing changed");
+	if (task->error_status != 0 && r->proc_open && !r->killing) {
+		/* A QEMU whose load failed is of no use: end it, and be there
+		 * when it exits, so nothing is left half started. */
+		r->killing = 1;
+		r->task.awaiting++;
+		uv_process_kill(&r->proc, SIGKILL);
+		return;
+	}
 	if (task->error_status != 0) {
 		task_fail(task);
 		return;

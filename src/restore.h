@@ -148,6 +148,7 @@ struct restore {
 	int load_used;
 	int work_rc;
 	uv_work_t work;
+	int killing;          /* the relaunched QEMU is being ended */
 	int quit_on_disconnect; /* no pidfd: the monitor's end stands in */
 	int exit_status;      /* the relaunched QEMU's, once it exited */
 	int past_quit;        /* the old QEMU is gone: the restore is pending */
