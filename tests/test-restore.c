@@ -780,6 +780,45 @@ static void test_the_same_checkpoint_restores_twenty_times(void **state)
 	rvm_kill_all();
 }
 
+/* A VM started by hand (not through `qckpt run`): refused, nothing made,
+ * and the commands to do it by hand are printed. */
+static void test_vm_without_recorded_command_line_gets_the_commands_instead(void **state)
+{
+	struct hvm_opts o = { .name = "byhand", .ndisks = 1, .disk_format = HVM_RAW, .mem_mib = 128 };
+	struct hvm *vm = hvm_start(&o);
+	FILE *f;
+	json_t *a;
+	struct run r;
+	char *line, *p, *overlay;
+
+	assert_non_null(vm);
+	assert_true(hvm_wait_tick(vm, BOOT_MS) > 0);
+	f = fopen(registry_path, "a");
+	fprintf(f, "%s unix:%s dir=%s\n", hvm_name(vm), hvm_qmp_path(vm), catalog_dir);
+	fclose(f);
+	a = checkpoint_ok(hvm_name(vm), "paused", "manual", NULL);
+	r = qckpt("restore", hvm_name(vm), "manual", NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "not launched through 'qckpt run'"));
+	line = fmt("qemu-img create -f qcow2 -b %s -F raw ", jstr(rec_disk(a, 0), "CheckpointImage"));
+	p = strstr(r.out, line);
+	assert_non_null(p);
+	overlay = strndup(p + strlen(line), strcspn(p + strlen(line), "\n"));
+	/* the command runs the disk on that overlay and loads the memory */
+	assert_non_null(strstr(r.out, overlay));
+	assert_non_null(strstr(strstr(r.out, line) + strlen(line), overlay));
+	assert_non_null(strstr(r.out, jstr(json_object_get(a, "MemoryState"), "Path")));
+	assert_non_null(strstr(r.out, "-incoming"));
+	/* nothing was made, the VM runs on */
+	assert_int_not_equal(access(overlay, F_OK), 0);
+	assert_true(hvm_wait_tick(vm, WAIT_MS) > 0);
+	free(overlay);
+	free(line);
+	run_free(&r);
+	json_decref(a);
+	hvm_free(vm);
+}
+
 /* ---- groups -------------------------------------------------------------- */
 
 static int setup(void **state)
@@ -834,6 +873,7 @@ int main(void)
 		T(test_qemu_dying_during_the_restore_leaves_it_pending_and_restorable),
 		T(test_three_vms_restored_in_one_command),
 		T(test_save_current_checkpoints_the_state_before),
+		T(test_vm_without_recorded_command_line_gets_the_commands_instead),
 	};
 	const struct CMUnitTest tests_qemu10[] = {
 		T(test_restore_by_name_id_and_id_prefix),
