@@ -58,8 +58,8 @@ static void on_load_ready(struct vmconn *conn, int status)
 		task_set_error(&load->task, status, "%s", conn->error);
 	} else {
 		task_attach(&load->task, conn);
-		verbose_vm(load->vm, "QEMU %s connected to the restore monitor",
-			   conn->qmp.version_string);
+		verbose_vm(load->vm, "QEMU %s connected to the restore monitor (+%llu ms)",
+			   conn->qmp.version_string, (unsigned long long)(mono_ms() - load->start_ms));
 	}
 	task_arrived(&load->task);
 }
@@ -275,6 +275,7 @@ static void enter_incoming(struct restore_load *load)
 	verbose_vm(load->vm, "loading %s (%s%s)", json_string_value(json_object_get(load->pending, "MemoryPath")),
 		   uri, load->direct_io ? ", direct-io" : "");
 	load->migrating = 1;
+	load->incoming_ms = mono_ms();
 	load->task.awaiting++;
 	uv_timer_start(&load->timer, on_load_deadline, (uint64_t)load_timeout_ms(load), 0);
 	task_send(&load->task, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL);
@@ -328,6 +329,32 @@ static void enter_resume(struct restore_load *load)
 	load_send_cont(load);
 }
 
+/* What the load switched on stays on in QEMU and would be the next
+ * checkpoint's setting: a direct-io left on makes its save fail ("Failed to
+ * find file descriptor with matching flags", its fdset has no O_DIRECT fd).
+ * Put QEMU's defaults back; failures are only warnings. */
+static void enter_settle(struct restore_load *load)
+{
+	json_t *caps = json_array();
+	size_t i = json_array_size(recorded_caps(load));
+
+	if (load->direct_io)
+		task_send_ex(&load->task, "migrate-set-parameters",
+			     json_pack("{s:b}", "direct-io", 0), -1, NULL, 1);
+	/* reverse order: mapped-ram off before the multifd it needs */
+	while (i-- > 0) {
+		const char *cap = json_string_value(json_array_get(recorded_caps(load), i));
+
+		if (cap != NULL && strcmp(cap, "background-snapshot") != 0)
+			json_array_append_new(caps, json_pack("{s:s, s:b}", "capability", cap, "state", 0));
+	}
+	if (json_array_size(caps) > 0)
+		task_send_ex(&load->task, "migrate-set-capabilities",
+			     json_pack("{s:o}", "capabilities", caps), -1, NULL, 1);
+	else
+		json_decref(caps);
+}
+
 static void work_record(uv_work_t *req)
 {
 	struct restore_load *load = req->data;
@@ -354,8 +381,6 @@ static void after_record(uv_work_t *req, int status)
 
 static void enter_record(struct restore_load *load)
 {
-	if (!load->guest_running)
-		load->resume_ms = (long long)(mono_ms() - load->start_ms);
 	load->work.data = load;
 	load->task.awaiting++;
 	if (uv_queue_work(load->task.loop, &load->work, work_record, after_record) < 0) {
@@ -373,8 +398,9 @@ static enum load_state load_next(const struct restore_load *load)
 	case LOAD_PROBE:     return LOAD_SETUP;
 	case LOAD_SETUP:     return LOAD_FD_DIRECT;
 	case LOAD_FD_DIRECT: return LOAD_INCOMING;
-	case LOAD_INCOMING:  return load->guest_running ? LOAD_RESUME : LOAD_RECORD;
-	case LOAD_RESUME:    return LOAD_RECORD;
+	case LOAD_INCOMING:  return load->guest_running ? LOAD_RESUME : LOAD_SETTLE;
+	case LOAD_RESUME:    return LOAD_SETTLE;
+	case LOAD_SETTLE:    return LOAD_RECORD;
 	default:             return LOAD_DONE;
 	}
 }
@@ -388,6 +414,7 @@ static void load_enter(struct restore_load *load, enum load_state state)
 	case LOAD_FD_DIRECT: enter_fd_direct(load); break;
 	case LOAD_INCOMING:  enter_incoming(load); break;
 	case LOAD_RESUME:    enter_resume(load); break;
+	case LOAD_SETTLE:    enter_settle(load); break;
 	case LOAD_RECORD:    enter_record(load); break;
 	case LOAD_DONE:      task_finish(&load->task); return;
 	default:             return;
@@ -428,8 +455,13 @@ static void load_event(struct task *task, const char *name, json_t *data)
 
 		if (status != NULL && strcmp(status, "completed") == 0) {
 			uv_timer_stop(&load->timer);
+			verbose_vm(load->vm, "memory state loaded in %llu ms (+%llu ms)",
+				   (unsigned long long)(mono_ms() - load->incoming_ms),
+				   (unsigned long long)(mono_ms() - load->start_ms));
 			load->migrating = 0;
 			load->completed = 1;
+			if (!load->guest_running) /* loaded is as far as it goes */
+				load->resume_ms = (long long)(mono_ms() - load->start_ms);
 			task_arrived(task);
 		} else if (status != NULL && strcmp(status, "failed") == 0) {
 			uv_timer_stop(&load->timer);
@@ -443,7 +475,7 @@ static void load_event(struct task *task, const char *name, json_t *data)
 
 static void load_lost(struct restore_load *load)
 {
-	if (load->task.finished || load->state >= LOAD_RECORD)
+	if (load->task.finished || load->state >= LOAD_SETTLE)
 		return;
 	task_set_error(&load->task, QMP_ECLOSED,
 		       "QEMU exited before the memory state was loaded (its output: the log named above)");

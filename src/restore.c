@@ -576,7 +576,8 @@ static void on_pid_exit(uv_poll_t *poll, int status, int events)
 	r->pidpoll_open = 0;
 	close(r->pidfd);
 	r->pidfd = -1;
-	verbose_vm(r->spec.vm, "QEMU (pid %ld) exited", r->pid);
+	verbose_vm(r->spec.vm, "QEMU (pid %ld) exited (+%llu ms)", r->pid,
+		   (unsigned long long)(mono_ms() - r->start_ms));
 	task_arrived(&r->task);
 }
 
@@ -735,8 +736,8 @@ static int spawn_run(struct restore *r)
 	} else {
 		r->proc_open = 1;
 		r->qemu_pid = r->proc.pid;
-		verbose_vm(r->spec.vm, "relaunched through 'qckpt run' (pid %ld), output in %s",
-			   r->qemu_pid, r->log_path);
+		verbose_vm(r->spec.vm, "relaunched through 'qckpt run' (pid %ld, +%llu ms), output in %s",
+			   r->qemu_pid, (unsigned long long)(mono_ms() - r->start_ms), r->log_path);
 	}
 out:
 	if (nullfd >= 0)

@@ -38,6 +38,7 @@ enum load_state {
 	LOAD_FD_DIRECT, /* the O_DIRECT twin in the same fdset (direct-io) */
 	LOAD_INCOMING, /* migrate-incoming, until MIGRATION completed */
 	LOAD_RESUME,   /* cont (running checkpoints), until RESUME */
+	LOAD_SETTLE,   /* capabilities and direct-io off again */
 	LOAD_RECORD,   /* vm.json: PendingRestore removed, CurrentCheckpointId */
 	LOAD_DONE,
 };
@@ -62,6 +63,7 @@ struct restore_load {
 	int migrating, resumed, completed;
 	int guest_running;    /* the checkpoint's GuestState */
 	uint64_t start_ms;    /* when the user's command started */
+	uint64_t incoming_ms; /* migrate-incoming sent */
 	long long resume_ms;  /* start to RESUME (or to loaded, paused) */
 	int work_rc;
 	uv_work_t work;

@@ -442,6 +442,33 @@ static void test_restore_by_name_id_and_id_prefix(void **state)
 	restore_ok(vm, a, jstr(a, "Id"));
 	snprintf(prefix, sizeof prefix, "%.8s", jstr(a, "Id"));
 	restore_ok(vm, a, prefix);
+	{
+		/* --as-job --passthru: the job's output is the VM as `qckpt vms
+		 * --json` shows it, running again */
+		int life = vm->lives + 1;
+		long counter = frozen_counter(a), tick;
+		struct run r = qckpt("restore", "--as-job", "--passthru", vm->name, prefix, NULL), w;
+		char id[16];
+		json_t *lines;
+
+		assert_int_equal(r.status, 0);
+		snprintf(id, sizeof id, "%.*s", (int)strcspn(r.out, "\n"), r.out);
+		assert_true(atoi(id) > 0);
+		w = qckpt("job", "wait", "--timeout", "90", id, NULL);
+		assert_int_equal(w.status, 0);
+		assert_non_null(strstr(w.out, "Completed"));
+		run_free(&w);
+		w = qckpt("job", "receive", id, NULL);
+		lines = json_lines(w.out);
+		assert_int_equal(json_array_size(lines), 1);
+		assert_string_equal(jstr(json_array_get(lines, 0), "Name"), vm->name);
+		assert_string_equal(jstr(json_array_get(lines, 0), "State"), "running");
+		json_decref(lines);
+		run_free(&w);
+		run_free(&r);
+		tick = wait_tick(vm, life, WAIT_MS);
+		assert_true(tick == counter || tick == counter + 1);
+	}
 	json_decref(a);
 	rvm_kill_all();
 }
@@ -453,8 +480,14 @@ static void test_restore_refuses_an_ambiguous_or_unknown_name_listing_candidates
 	json_t *b = checkpoint_ok(vm->name, "disk-only", "twin", NULL);
 	long pid = vm_pid(vm);
 	char id8[9];
-	struct run r = restore(vm, "twin", NULL);
+	struct run r = qckpt("restore", "--whatif", vm->name, "twin", NULL);
+	char *whatif = fmt("What if: Performing operation \"Restore\" on target \"%s\".\n", vm->name);
 
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.out, whatif);
+	free(whatif);
+	run_free(&r);
+	r = restore(vm, "twin", NULL);
 	assert_int_equal(r.status, 1);
 	assert_non_null(strstr(r.err, "'twin' matches 2 checkpoints"));
 	snprintf(id8, sizeof id8, "%.8s", jstr(a, "Id"));
