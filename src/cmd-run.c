@@ -251,17 +251,19 @@ static void add_restore_args(struct cmdline *cl, const char *sock)
 }
 
 static struct restore_load *child_load;
+static uv_poll_t child_poll;
+static int child_poll_open;
 
+/* QEMU (this process after its exec) ended. */
 static void on_child_pid(uv_poll_t *poll, int status, int events)
 {
 	uv_close((uv_handle_t *)poll, NULL);
+	child_poll_open = 0;
 	restore_load_qemu_exited(child_load);
 }
 
 static void on_child_load_done(struct restore_load *load)
 {
-	uv_poll_t *poll = load->data;
-
 	if (load->task.error_status != 0)
 		error_vm(load->vm, "restore of checkpoint %s failed: %s; it stays pending: run 'qckpt restore %s %s' to restore it again",
 			 json_string_value(json_object_get(load->pending, "CheckpointName")) ?: "?",
@@ -271,8 +273,10 @@ static void on_child_load_done(struct restore_load *load)
 		verbose_vm(load->vm, "restored to checkpoint %s in %lld ms",
 			   json_string_value(json_object_get(load->pending, "CheckpointName")) ?: "?",
 			   load->resume_ms);
-	if (!uv_is_closing((uv_handle_t *)poll))
-		uv_close((uv_handle_t *)poll, NULL);
+	if (child_poll_open) {
+		uv_close((uv_handle_t *)&child_poll, NULL);
+		child_poll_open = 0;
+	}
 	restore_load_close(load);
 }
 
@@ -282,21 +286,21 @@ static void run_child_loader(const char *vm, const char *root, json_t *pending,
 {
 	uv_loop_t loop;
 	struct restore_load load = { 0 };
-	uv_poll_t poll;
 	int pidfd, rc;
 
 	setsid();
 	uv_loop_init(&loop);
 	child_load = &load;
-	load.data = &poll;
 	rc = restore_load_adopt(&load, &loop, listen_fd, sock);
-	pidfd = (int)syscall(SYS_pidfd_open, qemu_pid, 0);
-	uv_poll_init(&loop, &poll, pidfd >= 0 ? pidfd : 0);
-	if (pidfd >= 0)
-		uv_poll_start(&poll, UV_READABLE, on_child_pid);
 	if (rc < 0) {
 		error_vm(vm, "cannot listen for the restore monitor: %s", uv_strerror(rc));
 		_exit(1);
+	}
+	/* Without a pidfd the monitor's end tells that QEMU is gone. */
+	pidfd = (int)syscall(SYS_pidfd_open, qemu_pid, 0);
+	if (pidfd >= 0 && uv_poll_init(&loop, &child_poll, pidfd) == 0) {
+		child_poll_open = 1;
+		uv_poll_start(&child_poll, UV_READABLE, on_child_pid);
 	}
 	restore_load_start(&load, vm, root, pending, mono_ms(), on_child_load_done);
 	uv_run(&loop, UV_RUN_DEFAULT);

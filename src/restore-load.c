@@ -554,7 +554,6 @@ void restore_load_free(struct restore_load *load)
 	json_decref(load->params);
 	json_decref(load->status);
 	json_decref(load->fd_reply);
-	json_decref(load->fd2_reply);
 	json_decref(load->migration);
 	free(load->vm);
 	free(load->catalog_root);

@@ -76,7 +76,7 @@ static json_t *vm_disk(json_t *state, const char *device)
 
 /* A frozen image is what the record says: there, qcow2 with a readable
  * chain, or a raw file. */
-static int check_disk(struct restore *r, json_t *rd, struct restore_disk *d)
+static int check_disk(struct restore *r, struct restore_disk *d)
 {
 	char err[1024] = "";
 	struct stat st;
@@ -99,7 +99,6 @@ static int check_disk(struct restore *r, json_t *rd, struct restore_disk *d)
 	d->chain = chain_from_image(d->frozen, err, sizeof err);
 	if (d->chain == NULL)
 		return fail(r, -EINVAL, "disk %s: %s; nothing changed", d->device, err), -1;
-	(void)rd;
 	return 0;
 }
 
@@ -188,7 +187,7 @@ static int restore_find(struct restore *r)
 		d->frozen = json_string_value(json_object_get(rd, "CheckpointImage")) ?
 			    xstrdup(json_string_value(json_object_get(rd, "CheckpointImage"))) : NULL;
 		d->format = xstrdup(json_string_value(json_object_get(rd, "Format")) ?: "qcow2");
-		if (check_disk(r, rd, d) < 0)
+		if (check_disk(r, d) < 0)
 			return -1;
 	}
 	if (r->memory != NULL && check_memory(r) < 0)
@@ -426,7 +425,6 @@ static void enter_overlays(struct restore *r)
 			uv_close((uv_handle_t *)&d->proc, NULL);
 			return;
 		}
-		d->spawned = 1;
 		task_on_undo(&r->task, undo_overlay, d);
 		r->task.awaiting++;
 	}

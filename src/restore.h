@@ -57,7 +57,7 @@ struct restore_load {
 	int timer_open;
 	int cont_retries;
 
-	json_t *caps, *params, *status, *fd_reply, *migration, *fd2_reply;
+	json_t *caps, *params, *status, *fd_reply, *migration;
 	int use_fdset, mapped_ram, direct_io, fdset_id;
 	int memfd, memfd_direct;
 	int migrating, resumed, completed;
@@ -113,9 +113,7 @@ enum restore_state {
 struct restore_disk {
 	char *device, *frozen, *format, *overlay, *original;
 	json_t *chain;
-	uv_process_t proc;
-	int spawned;
-	int created;
+	uv_process_t proc;    /* qemu-img create */
 };
 
 struct restore {
