@@ -2,7 +2,7 @@
  * restore.c: one VM's restore as a task (see restore.h for the states).
  * restore_step() reads top to bottom like the restore itself:
  *
- *   find the checkpoint and check its files -> [probe the running QEMU's
+ *   find the checkpoint and check its files -> its monitor: [probe the QEMU's
  *   migration abilities] -> new overlays on the frozen images (qemu-img) ->
  *   vm.json: new active images + PendingRestore -> [quit the old QEMU and
  *   wait for its process] -> `qckpt run` the recorded command, detached,
@@ -326,11 +326,20 @@ static void on_conn_ready(struct vmconn *conn, int status)
 {
 	struct restore *r = conn->data;
 
-	if (status < 0)
+	if (status < 0 && !r->running && (status == UV_ENOENT || status == UV_ECONNREFUSED)) {
+		/* nobody serves the monitor: the VM is stopped, start it */
+	} else if (status < 0) {
 		fail(r, status, "the VM runs (pid %ld) but its monitor cannot be used: %s; nothing changed",
 		     r->pid, conn->error);
-	else
+	} else if (!r->running) {
+		/* It answers, but not as the launch vm.json recorded: someone
+		 * started it by hand, and qckpt cannot relaunch that. */
+		print_recipe(r);
+		fail(r, -ENOTSUP, "it runs, but not as launched by 'qckpt run' (that launch, pid %ld, has ended), so qckpt cannot relaunch it; nothing changed: run the commands above, or quit it and restore again",
+		     r->pid);
+	} else {
 		task_attach(&r->task, conn);
+	}
 	task_arrived(&r->task);
 }
 
@@ -339,10 +348,16 @@ static void enter_connect(struct restore *r)
 	r->conn.data = r;
 	r->conn_used = 1;
 	r->task.awaiting++;
+	/* Also when vm.json's launch has ended: a QEMU started by hand on the
+	 * same monitor must not be left running beside the restored one. */
 	if (vmconn_open(r->loop, &r->conn, r->spec.vm, r->spec.monitor,
 			r->spec.expect_name, 10000, on_conn_ready) < 0) {
-		fail(r, -EINVAL, "%s; nothing changed", r->conn.error);
-		r->task.awaiting--;
+		if (!r->running)
+			r->task.awaiting--; /* no socket at all: stopped */
+		else {
+			fail(r, -EINVAL, "%s; nothing changed", r->conn.error);
+			r->task.awaiting--;
+		}
 	}
 }
 
@@ -793,8 +808,8 @@ static void enter_load(struct restore *r)
 static enum restore_state restore_next(const struct restore *r)
 {
 	switch (r->state) {
-	case RESTORE_FIND:     return r->running ? RESTORE_CONNECT : RESTORE_OVERLAYS;
-	case RESTORE_CONNECT:  return RESTORE_PROBE;
+	case RESTORE_FIND:     return RESTORE_CONNECT;
+	case RESTORE_CONNECT:  return r->running ? RESTORE_PROBE : RESTORE_OVERLAYS;
 	case RESTORE_PROBE:    return RESTORE_OVERLAYS;
 	case RESTORE_OVERLAYS: return RESTORE_COMMIT;
 	case RESTORE_COMMIT:   return r->running ? RESTORE_QUIT :

@@ -100,7 +100,7 @@ struct restore_spec {
 
 enum restore_state {
 	RESTORE_FIND,     /* the checkpoint and its files (touches nothing) */
-	RESTORE_CONNECT,  /* the running QEMU's monitor */
+	RESTORE_CONNECT,  /* its monitor: running? launched by qckpt run? */
 	RESTORE_PROBE,    /* its migration capabilities */
 	RESTORE_OVERLAYS, /* qemu-img create, one per disk */
 	RESTORE_COMMIT,   /* vm.json: new overlays, PendingRestore */
