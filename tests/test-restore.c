@@ -246,7 +246,8 @@ static const char *qemu(void)
 	return qemu_bin ? qemu_bin : harness_qemu();
 }
 
-static struct rvm *rvm_start(const char *base, unsigned ndisks, unsigned mem_mib)
+/* Start a VM through `qckpt run` without waiting for it to boot. */
+static struct rvm *rvm_launch(const char *base, unsigned ndisks, unsigned mem_mib)
 {
 	struct rvm *vm = calloc(1, sizeof *vm);
 	const char *guest = getenv("QCKPT_GUEST_DIR");
@@ -312,8 +313,22 @@ static struct rvm *rvm_start(const char *base, unsigned ndisks, unsigned mem_mib
 		free(s);
 	}
 	spawn_run(vm);
+	return vm;
+}
+
+static void rvm_wait_boot(struct rvm *vm)
+{
 	if (wait_tick(vm, 1, BOOT_MS) <= 0)
-		fail_msg("%s did not boot", vm->name);
+		fail_msg("%s did not boot within %u ms: %s, %zu serial lines, last: %s", vm->name, BOOT_MS,
+			 vm->proc_running ? "QEMU runs" : "qckpt run or QEMU exited",
+			 vm->nlines, vm->nlines ? vm->lines[vm->nlines - 1] : "(none)");
+}
+
+static struct rvm *rvm_start(const char *base, unsigned ndisks, unsigned mem_mib)
+{
+	struct rvm *vm = rvm_launch(base, ndisks, mem_mib);
+
+	rvm_wait_boot(vm);
 	return vm;
 }
 
@@ -739,8 +754,12 @@ static void test_three_vms_restored_in_one_command(void **state)
 	int lives[3];
 	struct run r;
 
+	/* booted side by side: one after the other is too slow under TCG on
+	 * a busy host */
 	for (int i = 0; i < 3; i++)
-		v[i] = rvm_start("three", 1, 128);
+		v[i] = rvm_launch("three", 1, 128);
+	for (int i = 0; i < 3; i++)
+		rvm_wait_boot(v[i]);
 	for (int i = 0; i < 3; i++) {
 		recs[i] = checkpoint_ok(v[i]->name, save_mode(), "lab", NULL);
 		lives[i] = v[i]->lives + 1;
