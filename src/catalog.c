@@ -300,3 +300,70 @@ void catalog_vm_switch_disk(json_t *state, const char *device,
 	json_object_set_new(d, "Format", json_string("qcow2"));
 	json_array_append_new(chain, json_string(active));
 }
+
+/* "a1b2c3d4 (nightly, 2026-12-01T22:40:56...)" for each record, joined. */
+static void describe(json_t **records, size_t n, char *out, size_t len)
+{
+	size_t used = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < n && used < len; i++) {
+		const char *id = json_string_value(json_object_get(records[i], "Id"));
+		const char *name = json_string_value(json_object_get(records[i], "Name"));
+		const char *when = json_string_value(json_object_get(records[i], "CreationTime"));
+		int k = snprintf(out + used, len - used, "%s%.8s (%s, %.19s)", i ? ", " : "",
+				 id ? id : "?", name ? name : "?", when ? when : "?");
+
+		if (k < 0)
+			break;
+		used += (size_t)k;
+	}
+}
+
+json_t *catalog_find_checkpoint(json_t *list, const char *what, char *err,
+				size_t errlen)
+{
+	size_t n = json_array_size(list), i, nname = 0, nprefix = 0;
+	json_t **byname = xcalloc(n + 1, sizeof *byname);
+	json_t **byprefix = xcalloc(n + 1, sizeof *byprefix);
+	json_t *record, *found = NULL;
+	char which[1536];
+
+	json_array_foreach(list, i, record) {
+		const char *id = json_string_value(json_object_get(record, "Id"));
+		const char *name = json_string_value(json_object_get(record, "Name"));
+
+		if (id != NULL && strcmp(id, what) == 0) {
+			found = record; /* an Id is unique */
+			goto out;
+		}
+		if (name != NULL && strcmp(name, what) == 0)
+			byname[nname++] = record;
+		else if (id != NULL && strlen(what) >= 4 && strncmp(id, what, strlen(what)) == 0)
+			byprefix[nprefix++] = record;
+	}
+	if (nname == 1 || (nname == 0 && nprefix == 1)) {
+		found = nname ? byname[0] : byprefix[0];
+		goto out;
+	}
+	if (nname > 1 || nprefix > 1) {
+		describe(nname > 1 ? byname : byprefix, nname > 1 ? nname : nprefix,
+			 which, sizeof which);
+		snprintf(err, errlen, "'%s' matches %zu checkpoints: %s; give its Id (or the first 8 characters that 'qckpt list' shows)",
+			 what, nname > 1 ? nname : nprefix, which);
+	} else if (n == 0) {
+		snprintf(err, errlen, "no checkpoint '%s': the VM has no checkpoints ('qckpt list' shows them)", what);
+	} else {
+		json_t **all = xcalloc(n, sizeof *all);
+
+		for (i = 0; i < n; i++)
+			all[i] = json_array_get(list, i);
+		describe(all, n, which, sizeof which);
+		free(all);
+		snprintf(err, errlen, "no checkpoint '%s'; it has %zu: %s", what, n, which);
+	}
+out:
+	free(byname);
+	free(byprefix);
+	return found;
+}

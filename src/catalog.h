@@ -73,4 +73,12 @@ int catalog_record_on_chain(json_t *record, json_t *chain);
  */
 json_t *catalog_find_parent(json_t *list, json_t *chain, const char *current_id);
 
+/*
+ * The checkpoint WHAT names among LIST: its Id, a name unique in LIST, or a
+ * unique Id prefix (4 characters or more).  Borrowed from LIST; NULL with
+ * a message listing the candidates in err (for "VM: ..." by the caller).
+ */
+json_t *catalog_find_checkpoint(json_t *list, const char *what, char *err,
+				size_t errlen);
+
 #endif

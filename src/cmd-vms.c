@@ -409,8 +409,8 @@ static int parse_timeout(const char *text, unsigned *ms)
 }
 
 /* Probe the selected VMs and print them; returns how many were unreachable. */
-static int probe_and_print(const struct registry_entry **sel, size_t count,
-			   unsigned timeout_ms, int json)
+int cmd_vms_probe_and_print(const struct registry_entry **sel, size_t count,
+			    unsigned timeout_ms, int json)
 {
 	struct vms_cmd cmd = { .timeout_ms = timeout_ms, .count = count };
 	char host[256] = "localhost";
@@ -520,7 +520,7 @@ static int cmd_vms_exec(int argc, char **argv)
 		for (size_t i = 0; i < count; i++)
 			printf("%s\n", sel[i]->name);
 	} else {
-		failed = probe_and_print(sel, count, timeout_ms, json);
+		failed = cmd_vms_probe_and_print(sel, count, timeout_ms, json);
 	}
 	free(sel);
 	registry_free(&reg);

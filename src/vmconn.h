@@ -45,6 +45,13 @@ int vmconn_open(uv_loop_t *loop, struct vmconn *conn, const char *vm,
 		const char *monitor, const char *expect_name,
 		unsigned timeout_ms, vmconn_ready_cb cb);
 
+/* The same for a monitor QEMU connected to us (-chardev socket in client
+ * mode): accept from SERVER, negotiate; no query-name check.  ADDRESS is
+ * the socket, for messages. */
+int vmconn_accept(uv_loop_t *loop, struct vmconn *conn, const char *vm,
+		  uv_stream_t *server, const char *address, unsigned timeout_ms,
+		  vmconn_ready_cb cb);
+
 /* Close and release; closed (may be NULL) runs when the memory is free
  * to reuse.  The strings are freed here. */
 void vmconn_close(struct vmconn *conn, void (*closed)(struct vmconn *conn));
