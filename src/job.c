@@ -65,6 +65,7 @@ static const struct {
 } job_states[] = {
 	[JOB_CONNECT] = { "connect", "connecting to the monitor" },
 	[JOB_PROBE] = { "probe", "asking QEMU about the VM" },
+	[JOB_TRY_BACKGROUND] = { "try-background", "asking QEMU whether it can save in the background" },
 	[JOB_AGENT] = { "agent", "connecting to the guest agent" },
 	[JOB_PREPARE] = { "prepare", "attaching the new overlay files" },
 	[JOB_FORMAT] = { "format", "formatting the new overlays" },
@@ -83,6 +84,8 @@ static const struct {
 	[JOB_UNDO] = { "undo", "undoing the checkpoint" },
 	[JOB_FAILED] = { "failed", "failed" },
 };
+_Static_assert(sizeof job_states / sizeof job_states[0] == JOB_FAILED + 1,
+	       "every state of job.h has its name here");
 
 const char *job_state_name(enum job_state state)
 {
