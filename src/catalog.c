@@ -159,6 +159,22 @@ json_t *catalog_find_parent(json_t *list, json_t *chain, const char *current_id)
 	return NULL;
 }
 
+json_t *catalog_current(const char *root, const char *vm, json_t *list)
+{
+	json_t *state = catalog_load_vm(root, vm), *record;
+	const char *id = json_string_value(json_object_get(state, "CurrentCheckpointId"));
+	size_t i;
+
+	json_array_foreach(list, i, record)
+		if (id != NULL && strcmp(id, json_string_value(json_object_get(record, "Id")) ?: "") == 0)
+			goto out;
+	record = catalog_find_parent(list, json_object_get(json_array_get(
+		json_object_get(state, "Disks"), 0), "Chain"), NULL);
+out:
+	json_decref(state);
+	return record;
+}
+
 json_t *catalog_load_vm(const char *root, const char *vm)
 {
 	char *path = xasprintf("%s/%s/vm.json", root, vm);

@@ -74,6 +74,14 @@ int catalog_record_on_chain(json_t *record, json_t *chain);
 json_t *catalog_find_parent(json_t *list, json_t *chain, const char *current_id);
 
 /*
+ * Where the VM is now: the checkpoint its current state grew from (the
+ * parent of its next checkpoint; Hyper-V draws "Now" under it).  vm.json's
+ * CurrentCheckpointId when it names a record of LIST, else the newest record
+ * on the chain vm.json gives its first disk.  Borrowed from LIST, or NULL.
+ */
+json_t *catalog_current(const char *root, const char *vm, json_t *list);
+
+/*
  * The checkpoint WHAT names among LIST: its Id, a name unique in LIST, or a
  * unique Id prefix (4 characters or more).  Borrowed from LIST; NULL with
  * a message listing the candidates in err (for "VM: ..." by the caller).

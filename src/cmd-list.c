@@ -1,10 +1,14 @@
 /*
  * cmd-list.c: "qckpt list [NAME...]", Hyper-V's Get-VMSnapshot: the
  * checkpoints recorded for each VM, oldest first, as a table, as JSON lines
- * (--json, the same objects `checkpoint --passthru` prints) or as a tree of
- * parents and children (--tree).
+ * (--json, the same objects `checkpoint --passthru` prints, with a Current
+ * flag) or as a tree of parents and children (--tree) with "Now" under the
+ * checkpoint the VM's current state grew from, as Hyper-V Manager draws it.
+ * Restores make branches: a checkpoint can have several children.
  */
 #include <dirent.h>
+#include <langinfo.h>
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,11 +31,44 @@ const struct cmd_entry cmd_list_entry = {
 	.exec = cmd_list_exec,
 };
 
-/* One record's row; in a tree, its name indented by its depth. */
-static void add_row(struct output_table *t, json_t *r, int depth)
+/* How a tree is drawn: box-drawing characters on a UTF-8 terminal,
+ * ASCII elsewhere (a pipe, a file, another locale). */
+struct tree_glyphs {
+	const char *tee, *ell, *bar, *gap;
+};
+
+static const struct tree_glyphs glyphs_utf8 = { "\u251c\u2500 ", "\u2514\u2500 ", "\u2502  ", "   " };
+static const struct tree_glyphs glyphs_ascii = { "|-- ", "`-- ", "|   ", "    " };
+
+static const struct tree_glyphs *tree_glyphs(void)
+{
+	locale_t loc;
+	int utf8 = 0;
+
+	if (!isatty(STDOUT_FILENO))
+		return &glyphs_ascii;
+	loc = newlocale(LC_CTYPE_MASK, "", (locale_t)0);
+	if (loc != (locale_t)0) {
+		const char *cs = nl_langinfo_l(CODESET, loc);
+
+		utf8 = strcmp(cs, "UTF-8") == 0 || strcmp(cs, "utf8") == 0;
+		freelocale(loc);
+	}
+	return utf8 ? &glyphs_utf8 : &glyphs_ascii;
+}
+
+struct tree {
+	struct output_table *t;
+	json_t *list;
+	json_t *current; /* the record "Now" hangs under, or NULL */
+	const struct tree_glyphs *g;
+};
+
+/* One record's row; in a tree, its name after the tree's lines (LEAD). */
+static void add_row(struct output_table *t, json_t *r, const char *lead)
 {
 	char when[32], id[9], pause[24];
-	char *name = xasprintf("%*s%s", depth * 2, "", output_str(r, "Name", "-"));
+	char *name = xasprintf("%s%s", lead, output_str(r, "Name", "-"));
 
 	output_short_time(output_str(r, "CreationTime", "-"), when, sizeof when);
 	snprintf(id, sizeof id, "%s", output_str(r, "Id", "-"));
@@ -42,18 +79,53 @@ static void add_row(struct output_table *t, json_t *r, int depth)
 	free(name);
 }
 
-static void add_tree(struct output_table *t, json_t *list, const char *parent, int depth)
+static int is_child(json_t *r, const char *parent)
 {
-	size_t i;
+	const char *p = json_string_value(json_object_get(r, "ParentCheckpointId"));
+
+	return parent == NULL ? p == NULL : p != NULL && strcmp(parent, p) == 0;
+}
+
+static void add_now(struct tree *tr, const char *lead)
+{
+	char *name = xasprintf("%sNow", lead);
+
+	output_table_add(tr->t, (const char *const[]){ "", name, "", "", "", "", "" });
+	free(name);
+}
+
+/*
+ * The children of PARENT (NULL: the roots), oldest first.  PREFIX is the
+ * lines drawn for the ancestors; roots are drawn flush, without lines.
+ */
+static void add_tree(struct tree *tr, json_t *parent, const char *prefix)
+{
+	const char *pid = parent ? output_str(parent, "Id", "") : NULL;
+	int now = parent != NULL && parent == tr->current;
+	size_t i, n = 0, k = 0;
 	json_t *r;
 
-	json_array_foreach(list, i, r) {
-		const char *p = json_string_value(json_object_get(r, "ParentCheckpointId"));
+	json_array_foreach(tr->list, i, r)
+		n += is_child(r, pid);
+	json_array_foreach(tr->list, i, r) {
+		int last;
+		char *lead, *below;
 
-		if ((parent == NULL && p == NULL) || (parent && p && strcmp(parent, p) == 0)) {
-			add_row(t, r, depth);
-			add_tree(t, list, output_str(r, "Id", "-"), depth + 1);
-		}
+		if (!is_child(r, pid))
+			continue;
+		last = ++k == n && !now;
+		lead = xasprintf("%s%s", prefix, parent ? (last ? tr->g->ell : tr->g->tee) : "");
+		below = xasprintf("%s%s", prefix, parent ? (last ? tr->g->gap : tr->g->bar) : "");
+		add_row(tr->t, r, lead);
+		add_tree(tr, r, below);
+		free(lead);
+		free(below);
+	}
+	if (now) {
+		char *lead = xasprintf("%s%s", prefix, tr->g->ell);
+
+		add_now(tr, lead);
+		free(lead);
 	}
 }
 
@@ -79,21 +151,23 @@ static void fix_orphans(json_t *list)
 static void list_vm(const char *vm, const char *root, struct output_table *t, int tree)
 {
 	json_t *list = catalog_list(root, vm);
+	json_t *current = catalog_current(root, vm, list);
 	size_t i;
 	json_t *r;
 
 	if (t == NULL) {
-		json_array_foreach(list, i, r)
+		json_array_foreach(list, i, r) {
+			json_object_set_new(r, "Current", json_boolean(r == current));
 			output_json_line(r);
+		}
 	} else if (tree) {
-		json_t *copy = json_deep_copy(list);
+		struct tree tr = { .t = t, .list = list, .current = current, .g = tree_glyphs() };
 
-		fix_orphans(copy);
-		add_tree(t, copy, NULL, 0);
-		json_decref(copy);
+		fix_orphans(list);
+		add_tree(&tr, NULL, "");
 	} else {
 		json_array_foreach(list, i, r)
-			add_row(t, r, 0);
+			add_row(t, r, "");
 	}
 	json_decref(list);
 }
