@@ -670,6 +670,77 @@ static void enter_attach(struct job *job)
 	}
 }
 
+/* ---- the save slot (--throttle-limit) ------------------------------- */
+
+/* JOB_QUEUED: take a slot and go on, or wait in line for one. */
+static void enter_queued(struct job *job)
+{
+	struct job_throttle *t = job->throttle;
+
+	if (t == NULL || t->limit <= 0 || t->active < t->limit) {
+		if (t != NULL) {
+			t->active++;
+			job->has_slot = 1;
+		}
+		job_step(job);
+		return;
+	}
+	job->queued = 1;
+	job->queued_ms = mono_ms();
+	job->throttle_next = NULL;
+	if (t->tail != NULL)
+		t->tail->throttle_next = job;
+	else
+		t->head = job;
+	t->tail = job;
+	verbose_vm(job->spec.vm, "prepared; waiting for one of the %d save slots (--throttle-limit)",
+		   t->limit);
+}
+
+static void throttle_unlink(struct job *job)
+{
+	struct job_throttle *t = job->throttle;
+	struct job **p = &t->head, *prev = NULL;
+
+	while (*p != NULL && *p != job) {
+		prev = *p;
+		p = &(*p)->throttle_next;
+	}
+	if (*p == NULL)
+		return;
+	*p = job->throttle_next;
+	if (t->tail == job)
+		t->tail = prev;
+	job->throttle_next = NULL;
+	job->queued = 0;
+}
+
+/* The job's save is over (or abandoned): hand its slot to the next in
+ * line, or leave the line.  Safe to call more than once. */
+static void job_throttle_leave(struct job *job)
+{
+	struct job_throttle *t = job->throttle;
+
+	if (t == NULL)
+		return;
+	if (job->queued)
+		throttle_unlink(job);
+	if (!job->has_slot)
+		return;
+	job->has_slot = 0;
+	t->active--;
+	while (t->active < t->limit && t->head != NULL) {
+		struct job *next = t->head;
+
+		throttle_unlink(next);
+		t->active++;
+		next->has_slot = 1;
+		verbose_vm(next->spec.vm, "save slot after %llu ms in line",
+			   (unsigned long long)(mono_ms() - next->queued_ms));
+		job_step(next);
+	}
+}
+
 static void enter_migrate_setup(struct job *job)
 {
 	job->settings_changed = 1;
@@ -748,7 +819,7 @@ static enum job_state job_next(const struct job *job, enum job_state state)
 	case JOB_AGENT:
 		return JOB_PREPARE;
 	case JOB_PREPARE:
-		return job->ndisks > 0 ? JOB_FORMAT : JOB_MIGRATE_SETUP;
+		return job->ndisks > 0 ? JOB_FORMAT : JOB_QUEUED;
 	case JOB_FORMAT:
 		return JOB_FORMAT_DONE;
 	case JOB_FORMAT_DONE:
@@ -756,7 +827,7 @@ static enum job_state job_next(const struct job *job, enum job_state state)
 	case JOB_ATTACH:
 		if (job->production)
 			return JOB_FREEZE;
-		return job->mode == MODE_DISK_ONLY ? JOB_SNAPSHOT : JOB_MIGRATE_SETUP;
+		return job->mode == MODE_DISK_ONLY ? JOB_SNAPSHOT : JOB_QUEUED;
 	case JOB_FREEZE:
 		/* Not frozen (production falls back): a freeze that got no
 		 * answer may still happen, so thaw before going on. */
@@ -764,11 +835,13 @@ static enum job_state job_next(const struct job *job, enum job_state state)
 			return JOB_SNAPSHOT;
 		if (job->freeze_unknown)
 			return JOB_THAW;
-		return job->mode == MODE_DISK_ONLY ? JOB_SNAPSHOT : JOB_MIGRATE_SETUP;
+		return job->mode == MODE_DISK_ONLY ? JOB_SNAPSHOT : JOB_QUEUED;
 	case JOB_THAW:
 		if (job->fell_back)
-			return job->mode == MODE_DISK_ONLY ? JOB_SNAPSHOT : JOB_MIGRATE_SETUP;
+			return job->mode == MODE_DISK_ONLY ? JOB_SNAPSHOT : JOB_QUEUED;
 		return JOB_SETTLE;
+	case JOB_QUEUED:
+		return JOB_MIGRATE_SETUP;
 	case JOB_MIGRATE_SETUP:
 		return job->was_running && job->mode != MODE_LIVE ? JOB_STOP : JOB_SAVE;
 	case JOB_STOP:
@@ -800,16 +873,17 @@ static void job_enter(struct job *job, enum job_state state)
 	case JOB_FORMAT:        enter_format(job); break;
 	case JOB_FORMAT_DONE:   enter_format_done(job); break;
 	case JOB_ATTACH:        enter_attach(job); break;
+	case JOB_QUEUED:        enter_queued(job); return;
 	case JOB_MIGRATE_SETUP: enter_migrate_setup(job); break;
 	case JOB_STOP:          enter_stop(job); break;
 	case JOB_SAVE:          enter_save(job); break;
 	case JOB_FREEZE:        job_agent_freeze(job); break;
 	case JOB_SNAPSHOT:      enter_snapshot(job); break;
 	case JOB_THAW:          job_agent_thaw(job); break;
-	case JOB_SETTLE:        job_enter_settle(job); break;
+	case JOB_SETTLE:        job_throttle_leave(job); job_enter_settle(job); break;
 	case JOB_RECORD:        job_record_write(job); return;
 	case JOB_DONE:          job_finish(job, JOB_DONE); return;
-	case JOB_UNDO:          job_undo_next(job); return;
+	case JOB_UNDO:          job_throttle_leave(job); job_undo_next(job); return;
 	default:                return;
 	}
 	job_wait(job);
@@ -872,6 +946,7 @@ void job_finish(struct job *job, enum job_state final)
 		return;
 	job->finished = 1;
 	job->state = final;
+	job_throttle_leave(job);
 	if (job->retry_timer_init)
 		uv_close((uv_handle_t *)&job->retry_timer, NULL);
 	agent_close(&job->agent);
@@ -936,7 +1011,8 @@ void job_interrupt(struct job *job)
 		warn_vm(job->spec.vm, "interrupted after the disk snapshot: finishing the checkpoint");
 		return;
 	}
-	if (job->state == JOB_SAVE && job->migrating && job->outstanding == 0) {
+	if ((job->state == JOB_SAVE && job->migrating && job->outstanding == 0) ||
+	    job->queued) {
 		job_set_error(job, -EINTR, "interrupted");
 		job_enter(job, JOB_UNDO);
 	}
