@@ -31,6 +31,18 @@
  *                      command line of the busy guest
  *   QCKPT_BENCH_MODES  "live paused background disk-only savevm"
  *   QCKPT_BENCH_REPS   5 (1..20)
+ *   QCKPT_BENCH_MULTI  8 (0..16): that many test guests (QCKPT_BENCH_MULTI_MIB,
+ *                      256) checkpointed per round one after another (one
+ *                      qckpt each), then in one command (default
+ *                      --throttle-limit), then in one command without a limit;
+ *                      worst and median pause of the VMs, total wall time
+ *                      (QCKPT_BENCH_MULTI_MODE, auto)
+ *   QCKPT_BENCH_DISTRO DIR of scripts/make-distro-guest's Debian guest: rows
+ *                      for it too (1 GiB; QCKPT_BENCH_DISTRO_LOADS "idle write",
+ *                      QCKPT_BENCH_DISTRO_MODES live on QEMU 9+, "auto
+ *                      background" before), run with qckpt --debug to tell
+ *                      where each pause goes (a second table)
+ *   QCKPT_BENCH_SIZES=0 leaves out the test guest's single-VM rows.
  * Progress goes to stderr, the report (markdown) to stdout.
  */
 #include <errno.h>
@@ -664,9 +676,10 @@ static struct cell *cell_for(const char *qemu, unsigned mib, const char *load,
 static char *versions_seen[8];
 static int nversions;
 
-/* The Debian guest of scripts/make-distro-guest (NULL: the test guest):
- * its root file system is a qcow2 overlay per VM on DIR/root.img. */
-static const char *distro_dir;
+/* The Debian guest of scripts/make-distro-guest (QCKPT_BENCH_DISTRO), and
+ * the one run_config boots now (NULL: the test guest): its root file
+ * system is a qcow2 overlay per VM on DIR/root.img. */
+static const char *distro_cfg, *distro_dir;
 
 /* The guest shows it runs: a tick, or one of the Debian guest's lines. */
 static long wait_progress(struct hvm *vm, unsigned ms)
@@ -1106,9 +1119,9 @@ int main(void)
 	char date[64];
 	double load[3];
 
-	distro_dir = getenv("QCKPT_BENCH_DISTRO");
-	if (distro_dir && !distro_dir[0])
-		distro_dir = NULL;
+	distro_cfg = getenv("QCKPT_BENCH_DISTRO");
+	if (distro_cfg && !distro_cfg[0])
+		distro_cfg = NULL;
 	/* qckpt --debug stamps its lines in local time: make that UTC, as
 	 * QEMU's event timestamps are */
 	setenv("TZ", "UTC", 1);
@@ -1167,7 +1180,7 @@ int main(void)
 					   loads[l], busy, modes, nm, reps);
 		if (multi_n > 0)
 			run_multi(bin, qemus[q], multi_n, multi_mib, multi_mode, reps);
-		if (distro_dir) {
+		if (distro_cfg) {
 			/* live pre-copy on QEMU < 9 under TCG can lose dirty
 			 * pages (issue 7): auto and background there */
 			bool old = qemus[q][0] == '7' || qemus[q][0] == '8';
@@ -1178,10 +1191,12 @@ int main(void)
 			int ndm = words(dm_s, dmodes, 8), ndl = words(dl_s, dloads, 4);
 
 			cur_guest = "debian";
+			distro_dir = distro_cfg;
 			breakdown = true;
 			for (int l = 0; l < ndl; l++)
 				run_config(bin, qemus[q], 1024, dloads[l], busy, dmodes, ndm, reps);
 			cur_guest = "busybox";
+			distro_dir = NULL;
 			breakdown = false;
 			/* the cells keep pointers to the words */
 		}
