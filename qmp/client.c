@@ -793,6 +793,37 @@ int qmp_client_connect(qmp_client *client, const char *address,
 	return 0;
 }
 
+int qmp_client_accept(qmp_client *client, uv_stream_t *server,
+		      unsigned timeout_ms, qmp_connect_cb cb)
+{
+	int err;
+
+	if (client->state != QMP_STATE_INIT)
+		return UV_EALREADY;
+	/* ipc=1: uv_write2 can then attach file descriptors. */
+	uv_pipe_init(client->loop, &client->io.pipe, 1);
+	client->io.handle.data = client;
+	client->io_open = 1;
+	client->open_handles++;
+	client->is_unix = 1;
+	err = uv_accept(server, &client->io.stream);
+	if (err == 0)
+		err = uv_read_start(&client->io.stream, on_alloc, on_read);
+	if (err) {
+		/* The handle is closed by qmp_client_close(); no callback. */
+		client->state = QMP_STATE_DISCONNECTED;
+		uv_close(&client->io.handle, client_handle_closed);
+		return err;
+	}
+	client->on_connect = cb;
+	client->connect_timeout_ms =
+		timeout_ms ? timeout_ms : QMP_DEFAULT_TIMEOUT_MS;
+	client->state = QMP_STATE_GREETING;
+	uv_timer_start(&client->connect_timer, on_connect_timeout,
+		       client->connect_timeout_ms, 0);
+	return 0;
+}
+
 int qmp_client_connect_agent(qmp_client *client, const char *address,
 			     unsigned timeout_ms, qmp_connect_cb cb)
 {

@@ -154,6 +154,16 @@ int qmp_client_connect(qmp_client *client, const char *address,
 		       unsigned timeout_ms, qmp_connect_cb cb);
 
 /*
+ * The same over a connection QEMU made to us: accept it from SERVER (a
+ * listening uv_pipe_t, whose connection callback we are in), then greeting,
+ * qmp_capabilities and cb as above.  For a monitor QEMU opens in client
+ * mode (-chardev socket,path=SOCK without server=on), which is there before
+ * the guest runs and leaves the user's own monitors free.
+ */
+int qmp_client_accept(qmp_client *client, uv_stream_t *server,
+		      unsigned timeout_ms, qmp_connect_cb cb);
+
+/*
  * Connect to a QEMU guest agent (qemu-ga) at ADDRESS, as above.  The agent
  * speaks the same JSON but sends no greeting and takes no
  * qmp_capabilities; its stream may still hold stale bytes of an earlier

@@ -58,6 +58,8 @@ static void agent_explain(struct agent *agent, int status,
 		snprintf(agent->error, sizeof agent->error,
 			 "guest agent at %s, %s: %s", addr, what,
 			 qmp_strerror(status));
+	/* The guest's words, printed and recorded: untrusted. */
+	text_strip_controls(agent->error);
 }
 
 static void on_agent_connected(qmp_client *client, int status)

@@ -16,8 +16,7 @@
 #include "blockdev.h"
 #include "util.h"
 
-/* "/machine/peripheral/vd1/virtio-backend" -> "vd1"; anonymous -> NULL. */
-static char *device_id_from_qdev(const char *qdev)
+char *blockdev_device_from_qdev(const char *qdev)
 {
 	const char *p = "/machine/peripheral/";
 
@@ -28,13 +27,29 @@ static char *device_id_from_qdev(const char *qdev)
 }
 
 /* Follow "backing-image" to the bottom of the chain. */
-static const char *chain_base(json_t *image)
+static json_t *chain_bottom(json_t *image)
 {
 	json_t *next;
 
 	while ((next = json_object_get(image, "backing-image")) != NULL)
 		image = next;
-	return json_string_value(json_object_get(image, "filename"));
+	return image;
+}
+
+/* The image files of the chain, bottom first: what the disk really is,
+ * whatever the catalog believes (a VM restored by hand runs on a chain of
+ * the user's making). */
+static json_t *chain_files(json_t *image)
+{
+	json_t *files = json_array();
+
+	for (; image != NULL; image = json_object_get(image, "backing-image")) {
+		const char *f = json_string_value(json_object_get(image, "filename"));
+
+		if (f != NULL)
+			json_array_insert_new(files, 0, json_string(f));
+	}
+	return files;
 }
 
 static int disk_from_block(json_t *block, struct disk *d, char *err,
@@ -46,12 +61,14 @@ static int disk_from_block(json_t *block, struct disk *d, char *err,
 	const char *node = json_string_value(json_object_get(ins, "node-name"));
 	const char *drv = json_string_value(json_object_get(ins, "drv"));
 	json_t *image = json_object_get(ins, "image");
-	const char *base = chain_base(image);
+	json_t *bottom = chain_bottom(image);
+	const char *base = json_string_value(json_object_get(bottom, "filename"));
+	const char *base_format = json_string_value(json_object_get(bottom, "format"));
 
 	memset(d, 0, sizeof *d);
 	if (device != NULL && device[0] != '\0')
 		d->device = xstrdup(device);
-	else if ((d->device = device_id_from_qdev(json_string_value(
+	else if ((d->device = blockdev_device_from_qdev(json_string_value(
 			  json_object_get(block, "qdev")))) == NULL)
 		d->device = xstrdup(node ? node : "?");
 	if (file == NULL || node == NULL || drv == NULL) {
@@ -68,6 +85,13 @@ static int disk_from_block(json_t *block, struct disk *d, char *err,
 	d->image = xstrdup(file);
 	d->format = xstrdup(drv);
 	d->base = xstrdup(base && base[0] == '/' ? base : file);
+	d->base_format = xstrdup(base_format ? base_format : drv);
+	d->chain = chain_files(image);
+	/* The top as QEMU opened it ("file"), whatever "filename" says. */
+	if (json_array_size(d->chain) == 0)
+		json_array_append_new(d->chain, json_string(file));
+	else
+		json_array_set_new(d->chain, json_array_size(d->chain) - 1, json_string(file));
 	d->size = json_integer_value(json_object_get(image, "virtual-size"));
 	return 0;
 }
@@ -103,6 +127,8 @@ void blockdev_disks_free(struct disk *disks, size_t n)
 		free(disks[i].image);
 		free(disks[i].format);
 		free(disks[i].base);
+		free(disks[i].base_format);
+		json_decref(disks[i].chain);
 		free(disks[i].overlay);
 	}
 	free(disks);
@@ -119,6 +145,15 @@ static char *file_safe(const char *name)
 	return s;
 }
 
+/* Whether an earlier disk already took PATH. */
+static int overlay_taken(const struct disk *disks, size_t i, const char *path)
+{
+	while (i-- > 0)
+		if (strcmp(disks[i].overlay, path) == 0)
+			return 1;
+	return 0;
+}
+
 void blockdev_plan_overlays(struct disk *disks, size_t n,
 			    const char *overlay_dir, const char *ckpt_name,
 			    const char *ckpt_id)
@@ -132,6 +167,16 @@ void blockdev_plan_overlays(struct disk *disks, size_t n,
 
 		d->overlay = xasprintf("%s/%s.%s.%.8s.qcow2", dir, stem, safe,
 				       ckpt_id);
+		/* Two images with one stem (os/disk.qcow2, data/disk.qcow2)
+		 * in one overlay directory: the disk's device tells them apart. */
+		if (overlay_taken(disks, i, d->overlay)) {
+			char *dev = file_safe(d->device);
+
+			free(d->overlay);
+			d->overlay = xasprintf("%s/%s.%s.%s.%.8s.qcow2", dir, stem, dev,
+					       safe, ckpt_id);
+			free(dev);
+		}
 		/* Node names: at most 31 characters, starting with a letter. */
 		snprintf(d->overlay_node, sizeof d->overlay_node, "qckpt-%.8s-%u",
 			 ckpt_id, (unsigned)(i % 1000));

@@ -16,6 +16,8 @@ struct disk {
 	char *image;     /* its image file: frozen by the checkpoint */
 	char *format;    /* its format driver, "qcow2" or "raw" */
 	char *base;      /* the bottom image of the chain (for naming) */
+	char *base_format; /* its format, as QEMU reports it */
+	json_t *chain;   /* the image files QEMU runs on, bottom .. top */
 	int64_t size;    /* virtual size in bytes */
 
 	/* the new overlay */
@@ -27,6 +29,11 @@ struct disk {
 	int overlay_added;
 	int switched; /* the transaction made it the active image */
 };
+
+/* A disk's device id from query-block's qdev path, as qckpt names disks:
+ * "/machine/peripheral/vd1/virtio-backend" -> "vd1" (malloc'd); NULL for an
+ * anonymous device or no path. */
+char *blockdev_device_from_qdev(const char *qdev);
 
 /*
  * The checkpointable disks from a query-block reply: every drive with a

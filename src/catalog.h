@@ -29,12 +29,29 @@ int catalog_write_record(const char *dir, json_t *record);
 /*
  * <root>/<vm>/vm.json: what the VM looks like now, for `qckpt run` and
  * `qckpt disks`: {"Name", "Disks": [{"Device", "OriginalImage",
- * "ActiveImage", "Format", "Chain": [oldest .. active]}], "CommandLine"}.
- * The checkpoint updates it as soon as its transaction switched the disks,
- * whether or not its record can be written.
+ * "ActiveImage", "Format", "Chain": [oldest .. active]}], "CommandLine",
+ * "CurrentCheckpointId"}.  A checkpoint writes the new overlays into it
+ * before its disk transaction (an overlay backed by the image it replaces is
+ * right to run on whether or not the switch happened) and puts it back only
+ * when QEMU refused the transaction.
  */
 json_t *catalog_load_vm(const char *root, const char *vm);
 int catalog_write_vm(const char *root, const char *vm, json_t *state);
+/* Whether <root>/<vm>/vm.json exists; remove it (0 or -errno). */
+int catalog_vm_exists(const char *root, const char *vm);
+int catalog_remove_vm(const char *root, const char *vm);
+
+/*
+ * Make DEVICE's entry say what QEMU really runs on: CHAIN (image files,
+ * bottom .. top, from query-block), the bottom's format BASE_FORMAT.
+ * Returns 1 when vm.json said otherwise and now follows QEMU (a VM
+ * restored or relaunched by hand), 0 when it agreed or had no entry.
+ */
+int catalog_vm_follow_chain(json_t *state, const char *device, json_t *chain,
+			    const char *base_format);
+
+/* DEVICE's ActiveImage in STATE (borrowed), or NULL. */
+const char *catalog_vm_active_image(json_t *state, const char *device);
 
 /* A disk now writes to ACTIVE (on top of FROZEN, its image until now). */
 void catalog_vm_switch_disk(json_t *state, const char *device,
@@ -44,8 +61,32 @@ void catalog_vm_switch_disk(json_t *state, const char *device,
 /* Every complete record of a VM, oldest first (a JSON array, new ref). */
 json_t *catalog_list(const char *root, const char *vm);
 
-/* The record whose disks' ActiveImage include IMAGE: the checkpoint the
- * VM's current state grew from.  Borrowed from LIST, or NULL. */
-json_t *catalog_find_parent(json_t *list, const char *image);
+/* Whether one of RECORD's disks has its ActiveImage or CheckpointImage
+ * in CHAIN (image files, as from query-block). */
+int catalog_record_on_chain(json_t *record, json_t *chain);
+
+/*
+ * The checkpoint the VM's current state grew from: the record CURRENT_ID
+ * (vm.json's CurrentCheckpointId, may be NULL) if it is on CHAIN, else the
+ * newest record on CHAIN (a VM restored onto a new overlay of a record's
+ * CheckpointImage grew from that record).  Borrowed from LIST, or NULL.
+ */
+json_t *catalog_find_parent(json_t *list, json_t *chain, const char *current_id);
+
+/*
+ * Where the VM is now: the checkpoint its current state grew from (the
+ * parent of its next checkpoint; Hyper-V draws "Now" under it).  vm.json's
+ * CurrentCheckpointId when it names a record of LIST, else the newest record
+ * on the chain vm.json gives its first disk.  Borrowed from LIST, or NULL.
+ */
+json_t *catalog_current(const char *root, const char *vm, json_t *list);
+
+/*
+ * The checkpoint WHAT names among LIST: its Id, a name unique in LIST, or a
+ * unique Id prefix (4 characters or more).  Borrowed from LIST; NULL with
+ * a message listing the candidates in err (for "VM: ..." by the caller).
+ */
+json_t *catalog_find_checkpoint(json_t *list, const char *what, char *err,
+				size_t errlen);
 
 #endif

@@ -168,3 +168,37 @@ int chain_check(json_t *disk, char *err, size_t errlen)
 	}
 	return 0;
 }
+
+json_t *chain_from_image(const char *image, char *err, size_t errlen)
+{
+	json_t *chain = json_array();
+	char *cur = xstrdup(image);
+
+	/* QEMU refuses chains deeper than this too (BDRV_MAX_CHAIN... is
+	 * larger, but a checkpoint tree this deep is a mistake). */
+	for (int depth = 0; depth < 1000; depth++) {
+		char *backing = NULL;
+		int rc;
+
+		json_array_insert_new(chain, 0, json_string(cur));
+		rc = qcow2_backing_file(cur, &backing);
+		if (rc == -EINVAL || (rc == 0 && backing == NULL)) {
+			free(cur);
+			return chain; /* raw, or a qcow2 without backing: the bottom */
+		}
+		if (rc < 0) {
+			snprintf(err, errlen, "cannot read %s: %s", cur, strerror(-rc));
+			break;
+		}
+		char *next = backing_path(cur, backing);
+
+		free(backing);
+		free(cur);
+		cur = next;
+	}
+	if (err[0] == '\0')
+		snprintf(err, errlen, "the backing chain of %s is too deep", image);
+	free(cur);
+	json_decref(chain);
+	return NULL;
+}

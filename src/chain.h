@@ -32,4 +32,11 @@ int chain_names(json_t *disk, const char *image);
  */
 int chain_check(json_t *disk, char *err, size_t errlen);
 
+/*
+ * The chain below IMAGE read from the qcow2 headers: [bottom .. IMAGE],
+ * each backing name taken as QEMU does.  NULL with the reason in err (a
+ * file in the chain unreadable, a loop).
+ */
+json_t *chain_from_image(const char *image, char *err, size_t errlen);
+
 #endif

@@ -62,7 +62,7 @@ struct checkpoint_cmd {
 	uv_signal_t sigint, sigterm;
 	struct job **jobs;
 	size_t njobs, next, running;
-	int failed, stopping;
+	int failed, stopping, interrupted, rest_reported;
 };
 
 static void add_name(struct checkpoint_cmd *c, const char *name)
@@ -205,6 +205,18 @@ static void report_job(struct checkpoint_cmd *c, struct job *job)
 				job->disks[i].image);
 }
 
+/* The VMs whose turn never came: one line each, never silence. */
+static void report_not_started(struct checkpoint_cmd *c, const char *why)
+{
+	if (c->rest_reported)
+		return;
+	c->rest_reported = 1;
+	for (size_t i = c->next; i < c->njobs; i++) {
+		error_vm(c->jobs[i]->spec.vm, "not checkpointed: %s", why);
+		c->failed = 1;
+	}
+}
+
 static void on_job_done(struct job *job)
 {
 	struct checkpoint_cmd *c = job->data;
@@ -215,6 +227,7 @@ static void on_job_done(struct job *job)
 		c->failed = 1;
 		if (c->stop_on_error && !c->stopping) {
 			c->stopping = 1;
+			report_not_started(c, "stopped after an earlier failure (--error-action stop)");
 			for (size_t i = 0; i < c->njobs; i++)
 				if (c->jobs[i] != NULL && c->jobs[i] != job)
 					job_interrupt(c->jobs[i]);
@@ -243,20 +256,33 @@ static void start_next(struct checkpoint_cmd *c)
 	}
 }
 
+/* A further Ctrl-C: what each VM still waits for.  qckpt does not walk
+ * away from QEMU mid-step: that could leave a guest stopped. */
+static void report_in_progress(struct checkpoint_cmd *c)
+{
+	for (size_t i = 0; i < c->next; i++) {
+		struct job *job = c->jobs[i];
+
+		if (!job->finished)
+			error_vm(job->spec.vm, "still %s: waiting for QEMU to answer so the VM is left as it was (kill -9 leaves it in that step; see qckpt(1) FAILURES)",
+				 job_state_doing(job));
+	}
+}
+
 static void on_signal(uv_signal_t *handle, int signum)
 {
 	struct checkpoint_cmd *c = handle->data;
 
-	if (c->stopping)
+	if (c->interrupted) {
+		report_in_progress(c);
 		return;
+	}
 	error("interrupted: undoing the checkpoints in progress (VMs that were running keep running)");
+	c->interrupted = 1;
 	c->stopping = 1;
 	/* A checkpoint past its disk snapshot finishes, and counts as made;
 	 * one undone fails; one never started fails here. */
-	for (size_t i = c->next; i < c->njobs; i++) {
-		error_vm(c->jobs[i]->spec.vm, "not checkpointed: interrupted before its turn");
-		c->failed = 1;
-	}
+	report_not_started(c, "interrupted before its turn");
 	for (size_t i = 0; i < c->next; i++)
 		job_interrupt(c->jobs[i]);
 	start_next(c);
@@ -304,6 +330,9 @@ static struct job *make_job(struct checkpoint_cmd *c, const struct registry *reg
 	s->snapshot_name = c->snapshot_name ? xstrdup(c->snapshot_name) : NULL;
 	s->computer_name = xstrdup(host);
 	s->type = c->type_given ? c->type : (e ? e->type : VM_TYPE_STANDARD);
+	s->type_given = c->type_given;
+	s->name_check_off = e && e->name_check_off;
+	s->registry = reg;
 	/* --type never overrides a VM whose checkpoints are disabled. */
 	if (e && e->type == VM_TYPE_DISABLED)
 		s->type = VM_TYPE_DISABLED;
@@ -481,8 +510,11 @@ static int cmd_checkpoint_exec(int argc, char **argv)
 		c.jobs = xrealloc(c.jobs, (c.njobs + 1) * sizeof *c.jobs);
 		c.jobs[c.njobs++] = job;
 	}
-	registry_free(&reg);
 	if (rc == EXIT_USAGE || (some_unknown && c.stop_on_error)) {
+		if (rc != EXIT_USAGE)
+			for (size_t i = 0; i < c.njobs; i++)
+				error_vm(c.jobs[i]->spec.vm, "not checkpointed: stopped after an earlier failure (--error-action stop)");
+		registry_free(&reg);
 		for (size_t i = 0; i < c.njobs; i++)
 			job_free(c.jobs[i]);
 		free(c.jobs);
@@ -497,11 +529,13 @@ static int cmd_checkpoint_exec(int argc, char **argv)
 			for (size_t i = 0; i < c.njobs; i++)
 				job_free(c.jobs[i]);
 			free(c.jobs);
+			registry_free(&reg);
 			rc = detached > 0 ? EXIT_ALL_OK : EXIT_USAGE;
 			goto out;
 		}
 	}
 	rc = run_jobs(&c);
+	registry_free(&reg); /* the jobs borrowed it */
 	if (some_unknown)
 		rc = EXIT_SOME_FAILED;
 	if (c.as_job)

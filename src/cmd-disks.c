@@ -28,38 +28,42 @@ const struct cmd_entry cmd_disks_entry = {
 	.exec = cmd_disks_exec,
 };
 
-static const char *jstr(json_t *o, const char *key)
+/* The widest of a column, in display width (paths may be UTF-8). */
+static size_t width(json_t *disks, const char *key, size_t min)
 {
-	const char *s = json_string_value(json_object_get(o, key));
+	size_t i, w = min;
+	json_t *d;
 
-	return s ? s : "-";
+	json_array_foreach(disks, i, d) {
+		size_t n = output_display_width(output_str(d, key, "-"));
+
+		if (n > w)
+			w = n;
+	}
+	return w;
 }
 
-static int width(json_t *disks, const char *key, int min)
+static void print_row(const char *device, size_t wd, const char *original,
+		      size_t wo, const char *active)
 {
-	size_t i;
-	json_t *d;
-	int w = min;
-
-	json_array_foreach(disks, i, d)
-		if ((int)strlen(jstr(d, key)) > w)
-			w = (int)strlen(jstr(d, key));
-	return w;
+	output_padded(stdout, device, wd + 2);
+	output_padded(stdout, original, wo + 2);
+	printf("%s\n", active);
 }
 
 static void print_table(json_t *disks)
 {
-	int wd = width(disks, "Device", 6), wo = width(disks, "OriginalImage", 13);
+	size_t wd = width(disks, "Device", 6), wo = width(disks, "OriginalImage", 13);
 	size_t i, j;
 	json_t *d, *c;
 
-	printf("%-*s  %-*s  %s\n", wd, "Device", wo, "OriginalImage", "ActiveImage");
+	print_row("Device", wd, "OriginalImage", wo, "ActiveImage");
 	json_array_foreach(disks, i, d) {
-		printf("%-*s  %-*s  %s\n", wd, jstr(d, "Device"), wo, jstr(d, "OriginalImage"),
-		       jstr(d, "ActiveImage"));
+		print_row(output_str(d, "Device", "-"), wd, output_str(d, "OriginalImage", "-"),
+			  wo, output_str(d, "ActiveImage", "-"));
 		/* The chain, oldest first, one image a line under the row. */
 		json_array_foreach(json_object_get(d, "Chain"), j, c)
-			printf("%*s  %s %s\n", wd, "", j == 0 ? "chain:" : "    <-",
+			printf("%*s  %s %s\n", (int)wd, "", j == 0 ? "chain:" : "    <-",
 			       json_is_string(c) ? json_string_value(c) : "?");
 	}
 }
@@ -132,7 +136,7 @@ static int cmd_disks_exec(int argc, char **argv)
 		verbose_vm(vm, "no checkpoint has switched its disks yet: the images its launch command names are current");
 	json_array_foreach(disks, i, d) {
 		if (chain_check(d, err, sizeof err) < 0) {
-			error_vm(vm, "disk %s: %s; put the file back before launching the VM", jstr(d, "Device"), err);
+			error_vm(vm, "disk %s: %s; put the file back before launching the VM", output_str(d, "Device", "-"), err);
 			rc = EXIT_SOME_FAILED;
 		}
 	}

@@ -31,13 +31,6 @@ const struct cmd_entry cmd_job_entry = {
 	.exec = cmd_job_exec,
 };
 
-static const char *jstr(json_t *o, const char *key)
-{
-	const char *s = json_string_value(json_object_get(o, key));
-
-	return s ? s : "";
-}
-
 static void print_header(void)
 {
 	printf("%-4s %-8s %-10s %-11s %s\n", "Id", "Name", "State", "HasMoreData", "Command");
@@ -47,9 +40,9 @@ static void print_row(json_t *job)
 {
 	printf("%-4lld %-8s %-10s %-11s %s\n",
 	       (long long)json_integer_value(json_object_get(job, "Id")),
-	       jstr(job, "Name"), jstr(job, "State"),
+	       output_str(job, "Name", ""), output_str(job, "State", ""),
 	       json_is_true(json_object_get(job, "HasMoreData")) ? "True" : "False",
-	       jstr(job, "Command"));
+	       output_str(job, "Command", ""));
 }
 
 static int job_list(int json)
@@ -227,7 +220,7 @@ static int job_wait(char **ids, int n, double timeout_s)
 		if (job == NULL)
 			continue;
 		print_row(job);
-		if (strcmp(jstr(job, "State"), "Completed") != 0)
+		if (strcmp(output_str(job, "State", ""), "Completed") != 0)
 			rc = EXIT_SOME_FAILED;
 		json_decref(job);
 	}

@@ -1,10 +1,14 @@
 /*
  * cmd-list.c: "qckpt list [NAME...]", Hyper-V's Get-VMSnapshot: the
  * checkpoints recorded for each VM, oldest first, as a table, as JSON lines
- * (--json, the same objects `checkpoint --passthru` prints) or as a tree of
- * parents and children (--tree).
+ * (--json, the same objects `checkpoint --passthru` prints, with a Current
+ * flag) or as a tree of parents and children (--tree) with "Now" under the
+ * checkpoint the VM's current state grew from, as Hyper-V Manager draws it.
+ * Restores make branches: a checkpoint can have several children.
  */
 #include <dirent.h>
+#include <langinfo.h>
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,38 +31,101 @@ const struct cmd_entry cmd_list_entry = {
 	.exec = cmd_list_exec,
 };
 
-static const char *jstr(json_t *o, const char *key)
-{
-	const char *s = json_string_value(json_object_get(o, key));
+/* How a tree is drawn: box-drawing characters on a UTF-8 terminal,
+ * ASCII elsewhere (a pipe, a file, another locale). */
+struct tree_glyphs {
+	const char *tee, *ell, *bar, *gap;
+};
 
-	return s ? s : "-";
+static const struct tree_glyphs glyphs_utf8 = { "\u251c\u2500 ", "\u2514\u2500 ", "\u2502  ", "   " };
+static const struct tree_glyphs glyphs_ascii = { "|-- ", "`-- ", "|   ", "    " };
+
+static const struct tree_glyphs *tree_glyphs(void)
+{
+	locale_t loc;
+	int utf8 = 0;
+
+	if (!isatty(STDOUT_FILENO))
+		return &glyphs_ascii;
+	loc = newlocale(LC_CTYPE_MASK, "", (locale_t)0);
+	if (loc != (locale_t)0) {
+		const char *cs = nl_langinfo_l(CODESET, loc);
+
+		utf8 = strcmp(cs, "UTF-8") == 0 || strcmp(cs, "utf8") == 0;
+		freelocale(loc);
+	}
+	return utf8 ? &glyphs_utf8 : &glyphs_ascii;
 }
 
-static void print_row(json_t *r, int depth)
-{
-	char when[20];
+struct tree {
+	struct output_table *t;
+	json_t *list;
+	json_t *current; /* the record "Now" hangs under, or NULL */
+	const struct tree_glyphs *g;
+};
 
-	/* "2026-11-25T07:55:45.594+00:00" -> "2026-11-25 07:55:45" */
-	snprintf(when, sizeof when, "%.10s %.8s", jstr(r, "CreationTime"),
-		 jstr(r, "CreationTime") + (strlen(jstr(r, "CreationTime")) > 11 ? 11 : 0));
-	printf("%-16s %*s%-*s %-8.8s %-19s %-9s %-10s %7lld\n", jstr(r, "VMName"),
-	       depth * 2, "", 24 - depth * 2 > 0 ? 24 - depth * 2 : 1, jstr(r, "Name"),
-	       jstr(r, "Id"), when, jstr(r, "CheckpointType"), jstr(r, "Mode"),
-	       (long long)json_integer_value(json_object_get(r, "PauseMs")));
+/* One record's row; in a tree, its name after the tree's lines (LEAD). */
+static void add_row(struct output_table *t, json_t *r, const char *lead)
+{
+	char when[32], id[9], pause[24];
+	char *name = xasprintf("%s%s", lead, output_str(r, "Name", "-"));
+
+	output_short_time(output_str(r, "CreationTime", "-"), when, sizeof when);
+	snprintf(id, sizeof id, "%s", output_str(r, "Id", "-"));
+	snprintf(pause, sizeof pause, "%lld",
+		 (long long)json_integer_value(json_object_get(r, "PauseMs")));
+	output_table_add(t, (const char *const[]){ output_str(r, "VMName", "-"), name, id, when,
+			 output_str(r, "CheckpointType", "-"), output_str(r, "Mode", "-"), pause });
+	free(name);
 }
 
-static void print_tree(json_t *list, const char *parent, int depth)
+static int is_child(json_t *r, const char *parent)
 {
-	size_t i;
+	const char *p = json_string_value(json_object_get(r, "ParentCheckpointId"));
+
+	return parent == NULL ? p == NULL : p != NULL && strcmp(parent, p) == 0;
+}
+
+static void add_now(struct tree *tr, const char *lead)
+{
+	char *name = xasprintf("%sNow", lead);
+
+	output_table_add(tr->t, (const char *const[]){ "", name, "", "", "", "", "" });
+	free(name);
+}
+
+/*
+ * The children of PARENT (NULL: the roots), oldest first.  PREFIX is the
+ * lines drawn for the ancestors; roots are drawn flush, without lines.
+ */
+static void add_tree(struct tree *tr, json_t *parent, const char *prefix)
+{
+	const char *pid = parent ? output_str(parent, "Id", "") : NULL;
+	int now = parent != NULL && parent == tr->current;
+	size_t i, n = 0, k = 0;
 	json_t *r;
 
-	json_array_foreach(list, i, r) {
-		const char *p = json_string_value(json_object_get(r, "ParentCheckpointId"));
+	json_array_foreach(tr->list, i, r)
+		n += is_child(r, pid);
+	json_array_foreach(tr->list, i, r) {
+		int last;
+		char *lead, *below;
 
-		if ((parent == NULL && p == NULL) || (parent && p && strcmp(parent, p) == 0)) {
-			print_row(r, depth);
-			print_tree(list, jstr(r, "Id"), depth + 1);
-		}
+		if (!is_child(r, pid))
+			continue;
+		last = ++k == n && !now;
+		lead = xasprintf("%s%s", prefix, parent ? (last ? tr->g->ell : tr->g->tee) : "");
+		below = xasprintf("%s%s", prefix, parent ? (last ? tr->g->gap : tr->g->bar) : "");
+		add_row(tr->t, r, lead);
+		add_tree(tr, r, below);
+		free(lead);
+		free(below);
+	}
+	if (now) {
+		char *lead = xasprintf("%s%s", prefix, tr->g->ell);
+
+		add_now(tr, lead);
+		free(lead);
 	}
 }
 
@@ -73,31 +140,34 @@ static void fix_orphans(json_t *list)
 		int found = 0;
 
 		json_array_foreach(list, j, q)
-			if (p && strcmp(p, jstr(q, "Id")) == 0)
+			if (p && strcmp(p, output_str(q, "Id", "-")) == 0)
 				found = 1;
 		if (p && !found)
 			json_object_set_new(r, "ParentCheckpointId", json_null());
 	}
 }
 
-static void list_vm(const char *vm, const char *root, int json, int tree)
+/* The VM's records as JSON lines (t NULL) or rows of t. */
+static void list_vm(const char *vm, const char *root, struct output_table *t, int tree)
 {
 	json_t *list = catalog_list(root, vm);
+	json_t *current = catalog_current(root, vm, list);
 	size_t i;
 	json_t *r;
 
-	if (json) {
-		json_array_foreach(list, i, r)
+	if (t == NULL) {
+		json_array_foreach(list, i, r) {
+			json_object_set_new(r, "Current", json_boolean(r == current));
 			output_json_line(r);
+		}
 	} else if (tree) {
-		json_t *copy = json_deep_copy(list);
+		struct tree tr = { .t = t, .list = list, .current = current, .g = tree_glyphs() };
 
-		fix_orphans(copy);
-		print_tree(copy, NULL, 0);
-		json_decref(copy);
+		fix_orphans(list);
+		add_tree(&tr, NULL, "");
 	} else {
 		json_array_foreach(list, i, r)
-			print_row(r, 0);
+			add_row(t, r, "");
 	}
 	json_decref(list);
 }
@@ -110,6 +180,9 @@ static int cmd_list_exec(int argc, char **argv)
 		{ "tree", no_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 },
 	};
+	static const char *const headers[] = { "VMName", "Name", "Id", "CreationTime",
+					       "Type", "Mode", "PauseMs" };
+	struct output_table *t = NULL;
 	struct registry reg;
 	char err[512];
 	int opt, json = 0, tree = 0, rc = EXIT_ALL_OK;
@@ -133,13 +206,12 @@ static int cmd_list_exec(int argc, char **argv)
 	if (registry_load(cmd_registry_path, &reg, err, sizeof err) < 0)
 		return error("%s", err), EXIT_USAGE;
 	if (!json)
-		printf("%-16s %-24s %-8s %-19s %-9s %-10s %7s\n", "VMName", "Name", "Id",
-		       "CreationTime", "Type", "Mode", "PauseMs");
+		t = output_table_new("llllllr", headers);
 	if (optind == argc) {
 		for (size_t i = 0; i < reg.count; i++) {
 			char *root = catalog_root(&reg.entries[i]);
 
-			list_vm(reg.entries[i].name, root, json, tree);
+			list_vm(reg.entries[i].name, root, t, tree);
 			free(root);
 		}
 	}
@@ -152,11 +224,13 @@ static int cmd_list_exec(int argc, char **argv)
 			error_vm(argv[i], "not in the registry and no checkpoints in %s; check the name with 'qckpt list'", root);
 			rc = EXIT_SOME_FAILED;
 		} else {
-			list_vm(argv[i], root, json, tree);
+			list_vm(argv[i], root, t, tree);
 		}
 		free(dir);
 		free(root);
 	}
+	if (t != NULL)
+		output_table_print(t, stdout);
 	registry_free(&reg);
 	return rc;
 }

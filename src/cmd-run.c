@@ -16,6 +16,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/syscall.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "catalog.h"
@@ -24,6 +26,7 @@
 #include "cmdline.h"
 #include "log.h"
 #include "registry.h"
+#include "restore.h"
 #include "util.h"
 
 static int cmd_run_exec(int argc, char **argv);
@@ -63,8 +66,11 @@ static int same_monitor(const char *a, const char *b)
 /* Where a VM's QMP socket goes when nobody said: a per-user runtime dir. */
 static char *default_monitor(const char *vm)
 {
+	const char *env = getenv("QCKPT_RUNTIME_DIR");
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
 
+	if (env != NULL && env[0] == '/')
+		return xasprintf("unix:%s/%s.qmp", env, vm);
 	if (geteuid() == 0)
 		return xasprintf("unix:/run/qckpt/%s.qmp", vm);
 	if (xdg != NULL && xdg[0] == '/')
@@ -293,6 +299,131 @@ static void warn_unmatched(struct run_disks *r)
 				json_string_value(json_object_get(d, "ActiveImage")));
 }
 
+/* ---- a pending restore ------------------------------------------------------ */
+
+/*
+ * vm.json holds a PendingRestore (`qckpt restore`): QEMU starts paused
+ * with -incoming defer and a second QMP monitor that it opens itself, in
+ * client mode, to SOCK, where the loader already listens; the user's own
+ * monitor stays free.  `qckpt restore` listens itself and names SOCK in
+ * the environment; otherwise (--no-relaunch: this run comes from systemd
+ * or a script) a detached child of this process listens and loads, and
+ * this process still becomes QEMU (same PID).
+ */
+static void add_restore_args(struct cmdline *cl, const char *sock)
+{
+	char *esc = qopts_escape(sock);
+	char *spec = xasprintf("socket,id=%s,path=%s", RESTORE_CHARDEV_ID, esc);
+
+	cmdline_append(cl, "-incoming", "defer", "-S", "-chardev", spec, "-mon",
+		       "chardev=" RESTORE_CHARDEV_ID ",mode=control", NULL);
+	free(spec);
+	free(esc);
+}
+
+static struct restore_load *child_load;
+static uv_poll_t child_poll;
+static int child_poll_open;
+
+/* QEMU (this process after its exec) ended. */
+static void on_child_pid(uv_poll_t *poll, int status, int events)
+{
+	uv_close((uv_handle_t *)poll, NULL);
+	child_poll_open = 0;
+	restore_load_qemu_exited(child_load);
+}
+
+static void on_child_load_done(struct restore_load *load)
+{
+	if (load->task.error_status != 0)
+		error_vm(load->vm, "restore of checkpoint %s failed: %s; it stays pending: run 'qckpt restore %s %s' to restore it again",
+			 json_string_value(json_object_get(load->pending, "CheckpointName")) ?: "?",
+			 load->task.error, load->vm,
+			 json_string_value(json_object_get(load->pending, "CheckpointId")) ?: "?");
+	else
+		verbose_vm(load->vm, "restored to checkpoint %s in %lld ms",
+			   json_string_value(json_object_get(load->pending, "CheckpointName")) ?: "?",
+			   load->resume_ms);
+	if (child_poll_open) {
+		uv_close((uv_handle_t *)&child_poll, NULL);
+		child_poll_open = 0;
+	}
+	restore_load_close(load);
+}
+
+/* The forked loader: load, record, exit; never returns. */
+static void run_child_loader(const char *vm, const char *root, json_t *pending,
+			     int listen_fd, const char *sock, pid_t qemu_pid)
+{
+	uv_loop_t loop;
+	struct restore_load load = { 0 };
+	int pidfd, rc;
+
+	setsid();
+	uv_loop_init(&loop);
+	child_load = &load;
+	rc = restore_load_adopt(&load, &loop, listen_fd, sock);
+	if (rc < 0) {
+		error_vm(vm, "cannot listen for the restore monitor: %s", uv_strerror(rc));
+		_exit(1);
+	}
+	/* Without a pidfd the monitor's end tells that QEMU is gone. */
+	pidfd = (int)syscall(SYS_pidfd_open, qemu_pid, 0);
+	if (pidfd >= 0 && uv_poll_init(&loop, &child_poll, pidfd) == 0) {
+		child_poll_open = 1;
+		uv_poll_start(&child_poll, UV_READABLE, on_child_pid);
+	}
+	restore_load_start(&load, vm, root, pending, mono_ms(), on_child_load_done);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	rc = load.task.error_status != 0;
+	uv_loop_close(&loop);
+	restore_load_free(&load);
+	_exit(rc);
+}
+
+/* Listen on a fresh private socket and fork the loader.  0 with *sock
+ * set, or -1 after saying why. */
+static int start_own_loader(const char *vm, const char *root, json_t *pending,
+			    char **sock)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	char *dir = xdg && xdg[0] == '/' && strlen(xdg) < 60 ? xasprintf("%s/qckpt-restore-XXXXXX", xdg)
+							   : xstrdup("/tmp/qckpt-restore-XXXXXX");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = -1;
+	pid_t pid;
+
+	if (mkdtemp(dir) == NULL) {
+		error_vm(vm, "cannot make a directory for the restore monitor (%s): %s", dir, strerror(errno));
+		free(dir);
+		return -1;
+	}
+	*sock = xasprintf("%s/monitor", dir);
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", *sock);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 1) < 0) {
+		error_vm(vm, "cannot listen on %s for the restore monitor: %s", *sock, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		free(dir);
+		return -1;
+	}
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0) {
+		error_vm(vm, "cannot fork the restore loader: %s", strerror(errno));
+		close(fd);
+		free(dir);
+		return -1;
+	}
+	if (pid == 0)
+		run_child_loader(vm, root, pending, fd, *sock, getppid());
+	close(fd);
+	free(dir);
+	return 0;
+}
+
 /* ---- the command ---------------------------------------------------------- */
 
 static int record_launch(const struct run_opts *o, const char *root, json_t *state,
@@ -448,7 +579,8 @@ static int launch(struct run_opts *o, struct registry *reg, struct cmdline *give
 	struct cmdline cl;
 	struct run_disks rd = { .vm = o->vm };
 	char *root = NULL, *monitor = NULL, cwd[4096], err[2048];
-	json_t *state = NULL;
+	json_t *state = NULL, *pending = NULL;
+	char *restore_sock = NULL;
 	int add_monitor, saved, rc = EXIT_USAGE;
 
 	if (getcwd(cwd, sizeof cwd) == NULL)
@@ -477,6 +609,11 @@ static int launch(struct run_opts *o, struct registry *reg, struct cmdline *give
 	warn_unmatched(&rd);
 	if (add_monitor)
 		add_qmp(&cl, monitor);
+	pending = json_object_get(state, "PendingRestore");
+	if (json_object_get(pending, "MemoryPath") == NULL)
+		pending = NULL;
+	if (pending != NULL && o->dry_run)
+		add_restore_args(&cl, "RESTORE-SOCKET");
 	if (o->dry_run) {
 		char *line = cmdline_quote(&cl);
 
@@ -489,6 +626,16 @@ static int launch(struct run_opts *o, struct registry *reg, struct cmdline *give
 		goto out;
 	if (e == NULL && register_vm(o, monitor) < 0)
 		goto out;
+	if (pending != NULL) {
+		const char *env = getenv(RESTORE_SOCKET_ENV);
+
+		if (env != NULL && env[0] != '\0')
+			restore_sock = xstrdup(env);
+		else if (start_own_loader(o->vm, root, pending, &restore_sock) < 0)
+			goto out;
+		add_restore_args(&cl, restore_sock);
+		unsetenv(RESTORE_SOCKET_ENV);
+	}
 	if (record_launch(o, root, state, given, &cl, cwd) < 0) {
 		rc = EXIT_SOME_FAILED;
 		goto out;
@@ -504,6 +651,7 @@ static int launch(struct run_opts *o, struct registry *reg, struct cmdline *give
 	rc = saved == ENOENT ? 127 : 126; /* as shells do */
 	error_vm(o->vm, "cannot run %s: %s", cl.argv[0], strerror(saved));
 out:
+	free(restore_sock);
 	free(rd.matched);
 	free(rd.vmdir);
 	json_decref(rd.records);

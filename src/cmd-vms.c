@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blockdev.h"
 #include "catalog.h"
 #include "cmd.h"
 #include "log.h"
@@ -122,6 +123,10 @@ static void on_status(qmp_client *client, int status, json_t *result,
 	if (probe_reply(p, status, qerr, "query-status") < 0)
 		return;
 	s = json_string_value(json_object_get(result, "status"));
+	/* postmigrate is QEMU's word for a guest stopped by a save: to the
+	 * user it is paused (cont resumes it, qckpt checkpoints it again). */
+	if (s != NULL && strcmp(s, "postmigrate") == 0)
+		s = "paused";
 	p->state = xstrdup(s ? s : "unknown");
 	probe_done_if_complete(p);
 }
@@ -216,25 +221,6 @@ static void probe_start_more(struct vms_cmd *cmd)
 
 /* ---- what is printed ---------------------------------------------------- */
 
-static const char *const checkpoint_type_names[] = {
-	[VM_TYPE_STANDARD] = "Standard",
-	[VM_TYPE_PRODUCTION] = "Production",
-	[VM_TYPE_PRODUCTION_ONLY] = "ProductionOnly",
-	[VM_TYPE_DISABLED] = "Disabled",
-};
-
-/* "/machine/peripheral/vd1/virtio-backend" -> "vd1" (as blockdev.c names
- * disks); NULL for anything else. */
-static char *device_from_qdev(const char *qdev)
-{
-	const char *prefix = "/machine/peripheral/";
-
-	if (qdev == NULL || strncmp(qdev, prefix, strlen(prefix)) != 0)
-		return NULL;
-	qdev += strlen(prefix);
-	return xstrndup(qdev, strcspn(qdev, "/"));
-}
-
 /* Every drive with a medium: {"Device", "ActiveImage", "Format",
  * "ReadOnly"}.  Empty drives (a CD-ROM without a disc) are left out. */
 static json_t *disks_from_block(json_t *block, int *writable, int *readonly)
@@ -247,7 +233,7 @@ static json_t *disks_from_block(json_t *block, int *writable, int *readonly)
 		json_t *ins = json_object_get(b, "inserted");
 		const char *device = json_string_value(json_object_get(b, "device"));
 		const char *node = json_string_value(json_object_get(ins, "node-name"));
-		char *qdev = device_from_qdev(json_string_value(json_object_get(b, "qdev")));
+		char *qdev = blockdev_device_from_qdev(json_string_value(json_object_get(b, "qdev")));
 		int ro = json_is_true(json_object_get(ins, "ro"));
 
 		if (ins == NULL) {
@@ -321,17 +307,10 @@ static json_t *probe_object(const struct probe *p, const char *host,
 				   "CreationTime", json_object_get(r, "CreationTime"));
 	}
 	json_object_set_new(o, "LatestCheckpoint", latest);
-	json_object_set_new(o, "CheckpointType", json_string(checkpoint_type_names[e->type]));
+	json_object_set_new(o, "CheckpointType", json_string(registry_checkpoint_type_name(e->type)));
 	json_object_set_new(o, "ComputerName", json_string(host));
 	json_object_set_new(o, "Monitor", json_string(e->monitor));
 	return o;
-}
-
-static const char *jstr(json_t *o, const char *key, const char *dflt)
-{
-	const char *s = json_string_value(json_object_get(o, key));
-
-	return s ? s : dflt;
 }
 
 static void print_header(int state_width)
@@ -345,7 +324,7 @@ static void print_row(json_t *o, const char *state, int state_width,
 {
 	char mem[24] = "-", disks[24] = "-", version[16], latest[280] = "-";
 	json_t *l = json_object_get(o, "LatestCheckpoint");
-	const char *ver = jstr(o, "QemuVersion", "-");
+	const char *ver = output_str(o, "QemuVersion", "-");
 
 	/* "7.2.0 (Debian 1:7.2+dfsg-7)" -> "7.2.0" */
 	snprintf(version, sizeof version, "%.*s", (int)strcspn(ver, " "), ver);
@@ -356,13 +335,12 @@ static void print_row(json_t *o, const char *state, int state_width,
 		snprintf(disks, sizeof disks, readonly > 0 ? "%d+%dro" : "%d",
 			 writable, readonly);
 	if (json_is_object(l)) {
-		const char *t = jstr(l, "CreationTime", "");
+		char when[32];
 
-		/* "2026-11-25T07:55:45.594+00:00" -> "2026-11-25 07:55:45" */
-		snprintf(latest, sizeof latest, "%.200s (%.10s %.8s)",
-			 jstr(l, "Name", "?"), t, strlen(t) > 11 ? t + 11 : "");
+		output_short_time(output_str(l, "CreationTime", ""), when, sizeof when);
+		snprintf(latest, sizeof latest, "%.200s (%s)", output_str(l, "Name", "?"), when);
 	}
-	printf("%-16s %-*s %-8s %7s %-6s %11lld  %s\n", jstr(o, "Name", "?"),
+	printf("%-16s %-*s %-8s %7s %-6s %11lld  %s\n", output_str(o, "Name", "?"),
 	       state_width, state, version, mem, disks,
 	       (long long)json_integer_value(json_object_get(o, "CheckpointCount")),
 	       latest);
@@ -431,8 +409,8 @@ static int parse_timeout(const char *text, unsigned *ms)
 }
 
 /* Probe the selected VMs and print them; returns how many were unreachable. */
-static int probe_and_print(const struct registry_entry **sel, size_t count,
-			   unsigned timeout_ms, int json)
+int cmd_vms_probe_and_print(const struct registry_entry **sel, size_t count,
+			    unsigned timeout_ms, int json)
 {
 	struct vms_cmd cmd = { .timeout_ms = timeout_ms, .count = count };
 	char host[256] = "localhost";
@@ -542,7 +520,7 @@ static int cmd_vms_exec(int argc, char **argv)
 		for (size_t i = 0; i < count; i++)
 			printf("%s\n", sel[i]->name);
 	} else {
-		failed = probe_and_print(sel, count, timeout_ms, json);
+		failed = cmd_vms_probe_and_print(sel, count, timeout_ms, json);
 	}
 	free(sel);
 	registry_free(&reg);

@@ -30,6 +30,7 @@ extern const struct cmd_entry cmd_job_entry;
 extern const struct cmd_entry cmd_list_entry;
 extern const struct cmd_entry cmd_qmp_entry;
 extern const struct cmd_entry cmd_register_entry;
+extern const struct cmd_entry cmd_restore_entry;
 extern const struct cmd_entry cmd_run_entry;
 extern const struct cmd_entry cmd_stop_entry;
 extern const struct cmd_entry cmd_unregister_entry;
@@ -73,6 +74,13 @@ int cmd_getopt(const struct cmd_entry *entry, int argc, char **argv,
 int cmd_usage(const struct cmd_entry *entry);
 
 const struct cmd_entry *cmd_find(const char *name);
+
+/* `qckpt vms` for these entries, all probed at once: the table, or one
+ * JSON object per VM (--json; what `restore --passthru` prints).  Returns
+ * how many were unreachable. */
+struct registry_entry;
+int cmd_vms_probe_and_print(const struct registry_entry **sel, size_t count,
+			    unsigned timeout_ms, int json);
 int cmd_dispatch(int argc, char **argv);
 
 #endif

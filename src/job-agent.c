@@ -131,7 +131,7 @@ static int job_fall_back_to_standard(struct job *job)
 	if (!migrate_has_cap(job->caps, "events"))
 		return job_set_error(job, -ENOTSUP,
 			"this QEMU does not offer migration events; use --mode disk-only"), -1;
-	if (job_open_memory_file(job) < 0)
+	if (job_check_background_room(job) < 0 || job_open_memory_file(job) < 0)
 		return -1;
 	migrate_plan_init(&job->plan, job->caps, job->params,
 			  job->mode == MODE_BACKGROUND, job->id);

@@ -33,6 +33,8 @@ void job_enter_settle(struct job *job);
 int job_is_production_type(const struct job *job);
 const char *job_run_status(const struct job *job);
 int job_open_memory_file(struct job *job);
+/* Background mode needs room for the guest's memory: 0, or -1 failed. */
+int job_check_background_room(struct job *job);
 
 /* ---- job-agent.c ---- */
 
@@ -45,8 +47,11 @@ void job_agent_after_thaw(struct job *job);
 /* ---- job-record.c ---- */
 
 json_t *job_build_record(struct job *job);
-/* Where each switched disk writes now, in vm.json. */
-int job_update_vm_state(struct job *job);
+/* JOB_CATALOG: vm.json follows QEMU's chains and names the new overlays
+ * (thread pool); job_step() follows. */
+void job_catalog_write(struct job *job);
+/* Undo: vm.json as it was before JOB_CATALOG.  0 or -errno. */
+int job_catalog_rollback(struct job *job);
 void job_record_write(struct job *job);          /* JOB_RECORD */
 
 /* ---- job-undo.c ---- */

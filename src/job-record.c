@@ -1,6 +1,7 @@
 /*
  * job-record.c: what a finished checkpoint job writes: the record
- * (checkpoint.json, the SPEC's checkpoint object) and vm.json's disks.
+ * (checkpoint.json, the SPEC's checkpoint object) and vm.json's disks,
+ * which it writes before the disk transaction (JOB_CATALOG).
  * The fsyncs run in libuv's thread pool so that one VM's record never
  * stalls another VM's pause window on the same loop.
  */
@@ -12,6 +13,7 @@
 #include "catalog.h"
 #include "job.h"
 #include "job-impl.h"
+#include "log.h"
 #include "util.h"
 
 static json_t *job_disks_json(const struct job *job)
@@ -29,6 +31,32 @@ static json_t *job_disks_json(const struct job *job)
 	return list;
 }
 
+/* MemoryState: the save's file and what a restore must set; or, for a
+ * guest that has not run since its last save, that save's, shared. */
+static json_t *job_memory_json(const struct job *job)
+{
+	json_t *m;
+
+	if (job->shared_memory != NULL) {
+		m = json_deep_copy(job->shared_memory);
+		json_object_set_new(m, "Path", json_string(job->memory_path));
+		return m;
+	}
+	m = json_pack("{s:s, s:I, s:o, s:i}", "Path", job->memory_path,
+		      "Bytes", (json_int_t)job->memory_bytes,
+		      "Capabilities", migrate_record_caps(&job->plan),
+		      "MultifdChannels", job->plan.mapped_ram ? MIGRATE_MULTIFD_CHANNELS : 0);
+	/* The guest stays stopped by this save: how the next checkpoint
+	 * knows the save is still its memory. */
+	if (job->saved_migration != NULL) {
+		json_t *fp = migrate_fingerprint(job->saved_migration);
+
+		if (fp != NULL)
+			json_object_set_new(m, "Migration", fp);
+	}
+	return m;
+}
+
 json_t *job_build_record(struct job *job)
 {
 	char when[64];
@@ -44,11 +72,7 @@ json_t *job_build_record(struct job *job)
 		      "ParentCheckpointName", json_object_get(job->parent, "Name"),
 		      "Path", job->dir, "Disks", job_disks_json(job));
 	if (job->mode != MODE_DISK_ONLY)
-		json_object_set_new(r, "MemoryState", json_pack(
-			"{s:s, s:I, s:o, s:i}", "Path", job->memory_path,
-			"Bytes", (json_int_t)job->memory_bytes,
-			"Capabilities", migrate_record_caps(&job->plan),
-			"MultifdChannels", job->plan.mapped_ram ? MIGRATE_MULTIFD_CHANNELS : 0));
+		json_object_set_new(r, "MemoryState", job_memory_json(job));
 	if (job->production) {
 		json_object_set_new(r, "FrozenFilesystems", json_integer(job->frozen_filesystems));
 		json_object_set_new(r, "FreezeMs", json_integer(job->freeze_ms));
@@ -59,27 +83,108 @@ json_t *job_build_record(struct job *job)
 	json_object_set_new(r, "Monitor", json_string(job->spec.monitor));
 	json_object_set_new(r, "PauseMs", json_integer(job->pause_ms));
 	json_object_set_new(r, "DurationMs", json_integer((json_int_t)(mono_ms() - job->start_ms)));
+	if (json_array_size(job->warnings) > 0)
+		json_object_set(r, "Warnings", job->warnings);
 	return r;
 }
 
-/* The disks switched: remember where each one writes now (vm.json), for
- * `qckpt run` and `qckpt disks`, whatever happens to the record. */
-int job_update_vm_state(struct job *job)
+/* ---- vm.json, before the transaction --------------------------------- */
+
+/* vm.json must follow what QEMU runs on (query-block), not what it last
+ * wrote: a VM restored or relaunched by hand runs on a chain of the
+ * user's.  Says so, one line per disk that moved. */
+static void job_follow_qemu(struct job *job, json_t *state)
+{
+	for (size_t i = 0; i < job->ndisks; i++) {
+		const struct disk *d = &job->disks[i];
+		const char *was = catalog_vm_active_image(state, d->device);
+		char *copy = was ? xstrdup(was) : NULL;
+
+		if (catalog_vm_follow_chain(state, d->device, d->chain, d->base_format) > 0)
+			warn_vm(job->spec.vm, "disk %s runs on %s, not on %s as the catalog said: the catalog now follows QEMU's chain",
+				d->device, d->image, copy ? copy : "?");
+		free(copy);
+	}
+}
+
+static void work_catalog(uv_work_t *req)
+{
+	struct job *job = req->data;
+
+	job->work_rc = catalog_write_vm(job->spec.catalog_root, job->spec.vm,
+					job->vm_after);
+}
+
+static void after_catalog(uv_work_t *req, int status)
+{
+	struct job *job = req->data;
+
+	if (status < 0)
+		job->work_rc = status;
+	if (job->work_rc < 0)
+		job_set_error(job, job->work_rc, "cannot write %s/%s/vm.json: %s",
+			      job->spec.catalog_root, job->spec.vm, strerror(-job->work_rc));
+	else
+		job->catalog_written = 1;
+	json_decref(job->vm_after);
+	job->vm_after = NULL;
+	job_step(job);
+}
+
+/*
+ * JOB_CATALOG: vm.json names the new overlays before QEMU switches to
+ * them, so that a qckpt killed at any later step never leaves `qckpt run`
+ * booting an image that is frozen by then.  The overlays are backed by the
+ * images they replace, so running on them is right whether or not the
+ * switch happens.  The fsync runs in the thread pool, before the guest is
+ * stopped; the undo puts vm.json back only if QEMU refused the switch.
+ */
+void job_catalog_write(struct job *job)
 {
 	json_t *state = catalog_load_vm(job->spec.catalog_root, job->spec.vm);
-	int rc;
 
+	job_follow_qemu(job, state);
+	json_decref(job->vm_before);
+	/* No vm.json before: the undo removes it again. */
+	job->vm_before = catalog_vm_exists(job->spec.catalog_root, job->spec.vm) ?
+			 json_deep_copy(state) : NULL;
 	for (size_t i = 0; i < job->ndisks; i++) {
 		const struct disk *d = &job->disks[i];
 
-		if (d->switched)
-			catalog_vm_switch_disk(state, d->device, d->base, d->image,
-					       d->overlay, d->format);
+		catalog_vm_switch_disk(state, d->device, d->base, d->image,
+				       d->overlay, d->format);
 	}
-	rc = catalog_write_vm(job->spec.catalog_root, job->spec.vm, state);
-	json_decref(state);
+	/* Where the VM's state grows from now; a record that never gets
+	 * written is simply not found (the parent lookup falls back). */
+	json_object_set_new(state, "CurrentCheckpointId", json_string(job->id));
+	job->vm_after = state;
+	job->work.data = job;
+	if (uv_queue_work(job->loop, &job->work, work_catalog, after_catalog) < 0) {
+		job->vm_after = NULL;
+		json_decref(state);
+		job_set_error(job, -EIO, "cannot queue the vm.json write");
+		job_step(job);
+	}
+}
+
+/* The undo, when QEMU refused the transaction or it was never sent: vm.json
+ * names the images QEMU runs on again.  0 or -errno. */
+int job_catalog_rollback(struct job *job)
+{
+	int rc;
+
+	if (!job->catalog_written)
+		return 0;
+	if (job->vm_before == NULL)
+		rc = catalog_remove_vm(job->spec.catalog_root, job->spec.vm);
+	else
+		rc = catalog_write_vm(job->spec.catalog_root, job->spec.vm, job->vm_before);
+	if (rc == 0)
+		job->catalog_written = 0;
 	return rc;
 }
+
+/* ---- the record ------------------------------------------------------ */
 
 /* Thread pool: the fsyncs must not stall the other VMs' pause windows. */
 static void work_record(uv_work_t *req)
@@ -87,9 +192,7 @@ static void work_record(uv_work_t *req)
 	struct job *job = req->data;
 	struct stat st;
 
-	job->work_rc = job->ndisks > 0 ? job_update_vm_state(job) : 0;
-	if (job->work_rc < 0)
-		return;
+	job->work_rc = 0;
 	if (job->memfd >= 0) {
 		if (fsync(job->memfd) < 0 || fstat(job->memfd, &st) < 0) {
 			job->work_rc = -errno;

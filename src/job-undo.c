@@ -17,6 +17,25 @@
 #include "job-impl.h"
 #include "util.h"
 
+/* Sent, but no answer (timeout, monitor lost): the disks may be switched. */
+static int job_transaction_maybe_done(const struct job *job)
+{
+	return job->transaction_sent && !job->transaction_done &&
+	       (!job_connected(job) || job->transaction_unknown);
+}
+
+/* QEMU refused the switch or never got it: vm.json names the images QEMU
+ * runs on again. */
+static void job_undo_catalog(struct job *job)
+{
+	int rc = job_catalog_rollback(job);
+
+	if (rc < 0)
+		snprintf(job->error + strlen(job->error), sizeof job->error - strlen(job->error),
+			 "; and vm.json could not be put back (%s): it names the unused overlay %s, which is backed by %s and so still right to run on",
+			 strerror(-rc), job->disks[0].overlay, job->disks[0].image);
+}
+
 static int disk_needs_detach(const struct disk *d, int overlay)
 {
 	return !d->switched && (overlay ? d->overlay_added : d->file_added);
@@ -69,13 +88,13 @@ static void job_drop_memory(struct job *job)
  * guest data and are kept. */
 static void undo_files(struct job *job)
 {
-	int unknown = job->transaction_sent && !job->transaction_done &&
-		      (!job_connected(job) || job->transaction_unknown);
+	int unknown = job_transaction_maybe_done(job);
 
 	for (size_t i = 0; i < job->ndisks; i++) {
 		struct disk *d = &job->disks[i];
 
-		if (d->file_created && !d->switched && !unknown)
+		/* vm.json that could not be put back still names it */
+		if (d->file_created && !d->switched && !unknown && !job->catalog_written)
 			unlink(d->overlay);
 	}
 	job_drop_memory(job);
@@ -175,10 +194,10 @@ void job_undo_next(struct job *job)
 		snprintf(job->error + strlen(job->error), sizeof job->error - strlen(job->error),
 			 "; thawing failed too (%s): the guest's file systems may still be frozen, send guest-fsfreeze-thaw to %s",
 			 job->agent.error, job->spec.agent);
-	if (job->transaction_done) {
+	if (job->transaction_done)
 		job_drop_memory(job);
-		job_update_vm_state(job);
-	}
+	else if (!job_transaction_maybe_done(job))
+		job_undo_catalog(job);
 	if (job->transaction_done && (job->mode != MODE_DISK_ONLY || job->production))
 		job_record_disk_only(job);
 	undo_files(job);

@@ -26,6 +26,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,69 @@ static const char *const mode_names[] = {
 const char *job_mode_name(enum ckpt_mode mode)
 {
 	return mode_names[mode];
+}
+
+static const struct {
+	const char *name;  /* for QCKPT_TEST_STOP_AT */
+	const char *doing; /* for a second Ctrl-C */
+} job_states[] = {
+	[JOB_CONNECT] = { "connect", "connecting to the monitor" },
+	[JOB_PROBE] = { "probe", "asking QEMU about the VM" },
+	[JOB_TRY_BACKGROUND] = { "try-background", "asking QEMU whether it can save in the background" },
+	[JOB_AGENT] = { "agent", "connecting to the guest agent" },
+	[JOB_PREPARE] = { "prepare", "attaching the new overlay files" },
+	[JOB_FORMAT] = { "format", "formatting the new overlays" },
+	[JOB_FORMAT_DONE] = { "format-done", "formatting the new overlays" },
+	[JOB_ATTACH] = { "attach", "attaching the new overlays" },
+	[JOB_CATALOG] = { "catalog", "writing vm.json" },
+	[JOB_QUEUED] = { "queued", "waiting for a save slot (--throttle-limit)" },
+	[JOB_MIGRATE_SETUP] = { "migrate-setup", "setting up the memory save" },
+	[JOB_STOP] = { "stop", "stopping the guest" },
+	[JOB_SAVE] = { "save", "saving memory" },
+	[JOB_FREEZE] = { "freeze", "freezing the guest's file systems" },
+	[JOB_SNAPSHOT] = { "snapshot", "switching the disks and resuming the guest" },
+	[JOB_THAW] = { "thaw", "thawing the guest's file systems" },
+	[JOB_SETTLE] = { "settle", "putting the migration settings back" },
+	[JOB_RECORD] = { "record", "writing the record" },
+	[JOB_DONE] = { "done", "done" },
+	[JOB_UNDO] = { "undo", "undoing the checkpoint" },
+	[JOB_FAILED] = { "failed", "failed" },
+};
+_Static_assert(sizeof job_states / sizeof job_states[0] == JOB_FAILED + 1,
+	       "every state of job.h has its name here");
+
+const char *job_state_name(enum job_state state)
+{
+	return job_states[state].name;
+}
+
+const char *job_state_doing(const struct job *job)
+{
+	if (job->state == JOB_UNDO && job->migrating)
+		return "waiting for QEMU to end the memory save (migrate_cancel sent)";
+	return job_states[job->state].doing;
+}
+
+/*
+ * Testing only: QCKPT_TEST_STOP_AT=STATE[,STATE...] stops the process
+ * (SIGSTOP) on entering each named state, before its commands go out, so
+ * that a test can kill qckpt at exactly that step.  Says so on stderr first.
+ */
+static void job_test_stop_at(const struct job *job, enum job_state state)
+{
+	const char *list = getenv("QCKPT_TEST_STOP_AT");
+	const char *name = job_states[state].name;
+	size_t len = strlen(name);
+
+	for (const char *p = list; p != NULL && *p != '\0'; p += strcspn(p, ",")) {
+		p += *p == ',';
+		if (strncmp(p, name, len) == 0 && (p[len] == ',' || p[len] == '\0')) {
+			fprintf(stderr, "qckpt: %s: test: stopped at %s (QCKPT_TEST_STOP_AT)\n",
+				job->spec.vm, name);
+			raise(SIGSTOP);
+			return;
+		}
+	}
 }
 
 int job_parse_mode(const char *text, enum ckpt_mode *mode)
@@ -97,6 +161,24 @@ void job_set_error(struct job *job, int status, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Something about the checkpoint deserves the user's attention: one line
+ * on stderr now, and the record's Warnings. */
+static void job_warn(struct job *job, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void job_warn(struct job *job, const char *fmt, ...)
+{
+	char text[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	warn_vm(job->spec.vm, "%s", text);
+	if (job->warnings == NULL)
+		job->warnings = json_array();
+	json_array_append_new(job->warnings, json_string(text));
+}
+
 int job_connected(const struct job *job)
 {
 	return job->conn.qmp.state == QMP_STATE_READY;
@@ -112,6 +194,8 @@ struct job_call {
 	struct disk *creating; /* blockdev-create for this disk */
 	int *done;             /* set to 1 on success */
 	int resume;            /* a cont, retried while QEMU finalizes */
+	int quiet;             /* optional and expected to fail at times */
+	char *refusal;         /* a trial: QEMU's refusal goes here, no error */
 };
 
 static void job_retry_resume(struct job_call *call);
@@ -141,14 +225,19 @@ static void on_reply(qmp_client *client, int status, json_t *result,
 	}
 	if (status == 0 && call->done != NULL)
 		*call->done = 1;
+	/* A migrate QEMU refused started nothing: no event will come. */
+	if (status == QMP_ECOMMAND && strcmp(call->command, "migrate") == 0)
+		job->migrating = 0;
 	/* A transaction without an answer may still be carried out. */
 	if (status == QMP_ETIMEDOUT && call->done == &job->transaction_done)
 		job->transaction_unknown = 1;
 	if (status == 0 && call->slot != NULL) {
 		json_decref(*call->slot);
 		*call->slot = json_incref(result);
+	} else if (status == QMP_ECOMMAND && call->refusal != NULL) {
+		snprintf(call->refusal, sizeof job->background_refused, "%s", qerr->desc);
 	} else if (status != 0 && call->optional) {
-		if (status == QMP_ECOMMAND)
+		if (status == QMP_ECOMMAND && !call->quiet)
 			warn_vm(job->spec.vm, "%s: %s", call->command, qerr->desc);
 	} else if (status == QMP_ECOMMAND) {
 		job_set_error(job, status, "%s: %s", call->command, qerr->desc);
@@ -189,7 +278,12 @@ static struct job_call *job_send_call_timeout(struct job *job, const char *comma
 	if (rc < 0) {
 		job->outstanding--;
 		free(call);
-		job_set_error(job, rc, "%s: %s", command, qmp_strerror(rc));
+		/* An optional command that cannot even be sent (the monitor
+		 * closed) is no more a failure than one QEMU refused. */
+		if (optional)
+			verbose_vm(job->spec.vm, "%s not sent: %s", command, qmp_strerror(rc));
+		else
+			job_set_error(job, rc, "%s: %s", command, qmp_strerror(rc));
 		return NULL;
 	}
 	return call;
@@ -310,9 +404,8 @@ static void on_pass_event(struct job *job, json_t *data)
 	/* The guest dirties memory faster than it can be written: stop it so
 	 * the save finishes; it resumes right after the disk snapshot. */
 	job->converge_stop_sent = 1;
-	warn_vm(job->spec.vm,
-		"memory did not converge after %d passes; pausing the guest to finish the save",
-		(int)pass);
+	job_warn(job, "memory did not converge after %d passes; pausing the guest to finish the save",
+		 (int)pass);
 	job_send_ex(job, "stop", NULL, -1, NULL, 1);
 }
 
@@ -380,7 +473,9 @@ static void on_disconnect(qmp_client *client, int status, void *arg)
 	 * event (the migration) must move on by itself. */
 	job->migrating = 0;
 	job->formats_pending = 0;
-	if (job->outstanding > 0)
+	/* vm.json is being written in the thread pool: its end steps the job
+	 * (undoing before it could delete overlays the write then names). */
+	if (job->outstanding > 0 || job->state == JOB_CATALOG)
 		return;
 	if (job->state == JOB_UNDO)
 		job_undo_next(job);
@@ -401,6 +496,163 @@ int job_is_production_type(const struct job *job)
 {
 	return job->spec.type == VM_TYPE_PRODUCTION ||
 	       job->spec.type == VM_TYPE_PRODUCTION_ONLY;
+}
+
+/* Free bytes where PATH is or would be created (its nearest existing
+ * ancestor), or -1. */
+static long long free_bytes_at(const char *path)
+{
+	char *p = xstrdup(path);
+	struct statvfs sv;
+	long long bytes = -1;
+
+	while (statvfs(p, &sv) < 0) {
+		char *up = dir_name(p);
+
+		if (strcmp(up, p) == 0) {
+			free(up);
+			free(p);
+			return -1;
+		}
+		free(p);
+		p = up;
+	}
+	bytes = (long long)sv.f_bavail * (long long)sv.f_frsize;
+	free(p);
+	return bytes;
+}
+
+/*
+ * A background save that fails midway (a full disk) leaves QEMU 7.2's
+ * guest hung: its userfaultfd write protection stays armed and a vCPU
+ * waits in handle_userfault for good (seen here; QEMU 10.0 recovers).  So
+ * background mode starts only with room for all of the guest's memory.
+ * 1 when there is (or qckpt cannot tell), 0 with the numbers when not.
+ */
+static int job_background_room(const struct job *job, long long *ram_mib,
+			       long long *room_mib)
+{
+	json_int_t ram = json_integer_value(json_object_get(job->memsize, "base-memory")) +
+			 json_integer_value(json_object_get(job->memsize, "plugged-memory"));
+	long long room = free_bytes_at(job->spec.catalog_root);
+	const long long margin = 64ll << 20;
+
+	if (ram <= 0 || room < 0 || room >= ram + margin)
+		return 1;
+	*ram_mib = (long long)(ram >> 20);
+	*room_mib = room >> 20;
+	return 0;
+}
+
+int job_check_background_room(struct job *job)
+{
+	long long ram, room;
+
+	if (job->mode != MODE_BACKGROUND || job_background_room(job, &ram, &room))
+		return 0;
+	return job_set_error(job, -ENOSPC,
+		"background mode needs room for all of the guest's memory (%lld MiB) under %s, which has %lld MiB free: a background save that fails leaves QEMU 7.2's guest hung; free some space or use --mode live",
+		ram, job->spec.catalog_root, room), -1;
+}
+
+/* ---- choosing the mode ------------------------------------------------ */
+
+/*
+ * QEMU before 9.0 under TCG loses dirty pages in pre-copy: its bitmap sync
+ * clears migration dirty bits on a fast path that never resets the TCG
+ * TLB's dirty tracking, so stores after a sync can go unrecorded and a
+ * live save restores into a crashing guest (about 1 in 32 here).  Fixed by
+ * QEMU commit 03bfc2188f, first in 9.0.0.  KVM tracks dirty pages in the
+ * kernel.  The bug is bound to versions, so the version number decides;
+ * no query-kvm answer counts as TCG.
+ */
+static int job_precopy_loses_pages(const struct job *job)
+{
+	return qmp_client_version(&job->conn.qmp) < 90000 &&
+	       !json_is_true(json_object_get(job->kvm, "enabled"));
+}
+
+/* Since 9.0 ("migration: preserve suspended for bg_migration") a
+ * background save of a stopped guest leaves it stopped, its disks active
+ * and its state "paused", not "postmigrate"; 7.2's starts the guest. */
+static int job_background_keeps_it_paused(const struct job *job)
+{
+	return qmp_client_version(&job->conn.qmp) >= 90000;
+}
+
+/* Would the mode choice take background mode if QEMU accepts it here?
+ * Then JOB_TRY_BACKGROUND asks QEMU first. */
+static int job_background_wanted(const struct job *job)
+{
+	const char *status = job_run_status(job);
+	enum ckpt_mode m = job->spec.mode;
+	long long ram, room;
+
+	if (!migrate_has_cap(job->caps, "background-snapshot") ||
+	    !job_background_room(job, &ram, &room))
+		return 0;
+	if (strcmp(status, "running") == 0)
+		return m == MODE_AUTO && job_precopy_loses_pages(job);
+	return strcmp(status, "paused") == 0 && job_background_keeps_it_paused(job) &&
+	       (m == MODE_AUTO || m == MODE_LIVE || m == MODE_BACKGROUND);
+}
+
+/* Why background mode does not run here, for -v. */
+static const char *job_background_why_not(const struct job *job, char *buf, size_t len)
+{
+	long long ram, room;
+
+	if (!migrate_has_cap(job->caps, "background-snapshot"))
+		return "this QEMU does not offer background-snapshot";
+	if (!job_background_room(job, &ram, &room))
+		snprintf(buf, len, "it needs %lld MiB free under %s, which has %lld MiB",
+			 ram, job->spec.catalog_root, room);
+	else
+		snprintf(buf, len, "QEMU refused background-snapshot: %s",
+			 job->background_refused[0] ? job->background_refused : "no answer");
+	return buf;
+}
+
+/* auto, on a running guest. */
+static enum ckpt_mode job_auto_mode_running(struct job *job)
+{
+	char why[512];
+
+	if (!job_precopy_loses_pages(job))
+		return MODE_LIVE;
+	if (job->background_works) {
+		verbose_vm(job->spec.vm, "QEMU %s under TCG loses dirty pages in a live save (fixed in 9.0): saving in background mode",
+			   job->conn.qmp.version_string);
+		return MODE_BACKGROUND;
+	}
+	verbose_vm(job->spec.vm, "QEMU %s under TCG loses dirty pages in a live save (fixed in 9.0) and background mode cannot run here (%s): saving paused",
+		   job->conn.qmp.version_string, job_background_why_not(job, why, sizeof why));
+	return MODE_PAUSED;
+}
+
+/* Any memory mode, on a guest that is not running: it must stay so. */
+static enum ckpt_mode job_mode_stopped(struct job *job, enum ckpt_mode mode)
+{
+	const char *status = job_run_status(job);
+
+	if (mode == MODE_PAUSED)
+		return mode;
+	if (job->background_works) {
+		verbose_vm(job->spec.vm, "the guest is %s: saving it in background mode, which leaves it %s",
+			   status, status);
+		return MODE_BACKGROUND;
+	}
+	verbose_vm(job->spec.vm, "the guest is %s: saving it paused", status);
+	return MODE_PAUSED;
+}
+
+/* The explicit --mode live where the QEMU bug above applies: it runs, but
+ * the user hears why not to. */
+static void job_warn_live(struct job *job)
+{
+	if (job->mode == MODE_LIVE && job_precopy_loses_pages(job))
+		job_warn(job, "live mode on QEMU %s under TCG can save a memory state that restores into a crashing guest (dirty pages are lost; fixed in QEMU 9.0 by commit 03bfc2188f \"physmem: Fix migration dirty bitmap coherency with TCG memory access\"): use --mode auto, background or paused, or QEMU 9.0 or later",
+			 job->conn.qmp.version_string);
 }
 
 /* Check what QEMU reported; choose the mode.  0, or -1 with the error. */
@@ -432,15 +684,14 @@ static int job_choose_mode(struct job *job)
 		warn_vm(job->spec.vm, "%s: taking a standard checkpoint instead of a production one",
 			job->agent_skip);
 	}
-	if (mode == MODE_AUTO)
-		mode = job->was_running ? MODE_LIVE : MODE_PAUSED;
-	if (mode != MODE_DISK_ONLY && strcmp(status, "postmigrate") == 0)
-		return job_set_error(job, -EBUSY,
-			"the VM is in state postmigrate (stopped by an earlier migration) and QEMU cannot save its memory again until it runs; resume it ('qckpt qmp %s cont') or use --mode disk-only",
-			job->spec.vm), -1;
-	if ((mode == MODE_LIVE || mode == MODE_BACKGROUND) && !job->was_running) {
-		verbose_vm(job->spec.vm, "the guest is %s: saving it paused", status);
+	if (mode == MODE_AUTO && job->was_running)
+		mode = job_auto_mode_running(job);
+	if (mode != MODE_DISK_ONLY && strcmp(status, "postmigrate") == 0) {
+		/* QEMU cannot save it again: job_find_current_memory() */
+		job->postmigrate = 1;
 		mode = MODE_PAUSED;
+	} else if (mode != MODE_DISK_ONLY && !job->was_running) {
+		mode = job_mode_stopped(job, mode);
 	}
 	if (mode != MODE_DISK_ONLY && !migrate_has_cap(job->caps, "events"))
 		return job_set_error(job, -ENOTSUP,
@@ -486,6 +737,19 @@ int job_open_memory_file(struct job *job)
 	return 0;
 }
 
+/* The memory file of a guest that has not run since it was saved is that
+ * save's file, shared: a hard link, never a copy of all its memory. */
+static int job_link_memory(struct job *job)
+{
+	const char *from = json_string_value(json_object_get(job->shared_memory, "Path"));
+
+	job->memory_path = xasprintf("%s/memory.state", job->dir);
+	if (link(from, job->memory_path) < 0)
+		return job_set_error(job, -errno, "cannot link %s to %s: %s",
+				     from, job->memory_path, strerror(errno)), -1;
+	return 0;
+}
+
 /* Files first (catalog directory, memory file, empty overlays): a failure
  * here has touched nothing in QEMU yet. */
 static int job_make_files(struct job *job)
@@ -497,7 +761,8 @@ static int job_make_files(struct job *job)
 	if (rc < 0)
 		return job_set_error(job, rc, "cannot create the checkpoint directory under %s/%s: %s",
 				     job->spec.catalog_root, job->spec.vm, strerror(-rc)), -1;
-	if (job->mode != MODE_DISK_ONLY && job_open_memory_file(job) < 0)
+	if (job->shared_memory != NULL ? job_link_memory(job) < 0 :
+	    job->mode != MODE_DISK_ONLY && job_open_memory_file(job) < 0)
 		return -1;
 	for (size_t i = 0; i < job->ndisks; i++) {
 		rc = blockdev_create_overlay_file(&job->disks[i]);
@@ -509,63 +774,128 @@ static int job_make_files(struct job *job)
 	return 0;
 }
 
-/* A VM given by its socket, not a registered name, is catalogued under the
- * name QEMU reports (query-name): a path is no name for checkpoints. */
+/* Whether two monitor addresses are the same socket ("unix:" or not,
+ * or another path to the same file). */
+static int same_monitor(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	if (strncmp(a, "unix:", 5) == 0)
+		a += 5;
+	if (strncmp(b, "unix:", 5) == 0)
+		b += 5;
+	if (strcmp(a, b) == 0)
+		return 1;
+	return a[0] == '/' && b[0] == '/' && stat(a, &sa) == 0 && stat(b, &sb) == 0 &&
+	       sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* A registered VM reached by its socket gets its entry's settings, as if
+ * named: its catalog, overlays, agent and type (--type aside). */
+static void job_adopt_entry(struct job *job, const struct registry_entry *e)
+{
+	struct job_spec *s = &job->spec;
+
+	free(s->catalog_root);
+	s->catalog_root = catalog_root(e);
+	free(s->overlay_dir);
+	s->overlay_dir = e->overlay_dir ? xstrdup(e->overlay_dir) : NULL;
+	free(s->agent);
+	s->agent = e->agent ? xstrdup(e->agent) : NULL;
+	if (!s->type_given || e->type == VM_TYPE_DISABLED)
+		s->type = e->type;
+}
+
+/*
+ * A VM given by its socket, not a registered name, is the VM QEMU names
+ * (query-name): its checkpoints go where `qckpt list NAME` looks, under
+ * the registry entry of that name if there is one.  A path is no name.
+ */
 static int job_name_direct_socket(struct job *job)
 {
+	const char *name = job->conn.qemu_name;
+	const struct registry_entry *e;
+
 	if (job->spec.expect_name != NULL)
 		return 0;
-	if (job->conn.qemu_name == NULL || !registry_valid_name(job->conn.qemu_name))
+	if (name == NULL || !registry_valid_name(name))
 		return job_set_error(job, -EINVAL,
 			"QEMU at this socket has no usable -name, so its checkpoints would have no name: start it with -name NAME, or register it ('qckpt register NAME %s')",
 			job->spec.monitor), -1;
 	free(job->spec.vm);
-	job->spec.vm = xstrdup(job->conn.qemu_name);
+	job->spec.vm = xstrdup(name);
+	e = job->spec.registry ? registry_find(job->spec.registry, name) : NULL;
+	if (e == NULL)
+		return 0;
+	if (!same_monitor(e->monitor, job->spec.monitor))
+		return job_set_error(job, -EINVAL,
+			"this QEMU says it is '%s', but the registry gives '%s' the monitor %s, not %s: fix the registry line or QEMU's -name",
+			name, name, e->monitor, job->spec.monitor), -1;
+	job_adopt_entry(job, e);
 	return 0;
 }
 
-/* Free bytes where PATH is or would be created (its nearest existing
- * ancestor), or -1. */
-static long long free_bytes_at(const char *path)
+/* Does QEMU run on the disks RECORD left it on (its ActiveImages)? */
+static int job_runs_on(const struct job *job, json_t *record)
 {
-	char *p = xstrdup(path);
-	struct statvfs sv;
-	long long bytes = -1;
+	json_t *disks = json_object_get(record, "Disks"), *d;
+	size_t i, j;
 
-	while (statvfs(p, &sv) < 0) {
-		char *up = dir_name(p);
+	if (json_array_size(disks) != job->ndisks)
+		return 0;
+	for (i = 0; i < job->ndisks; i++) {
+		int found = 0;
 
-		if (strcmp(up, p) == 0) {
-			free(up);
-			free(p);
-			return -1;
-		}
-		free(p);
-		p = up;
+		json_array_foreach(disks, j, d)
+			found |= json_is_string(json_object_get(d, "ActiveImage")) &&
+				 strcmp(json_string_value(json_object_get(d, "ActiveImage")),
+					job->disks[i].image) == 0;
+		if (!found)
+			return 0;
 	}
-	bytes = (long long)sv.f_bavail * (long long)sv.f_frsize;
-	free(p);
-	return bytes;
+	return 1;
 }
 
 /*
- * A background save that fails midway (a full disk) leaves QEMU 7.2's
- * guest hung: its userfaultfd write protection stays armed and a vCPU
- * waits in handle_userfault for good (seen here; QEMU 10.0 recovers).  So
- * background mode starts only with room for all of the guest's memory.
+ * postmigrate: the guest has not run since QEMU's last completed save (only
+ * cont leaves that state), and QEMU refuses to save it again.  When that
+ * save is the one in this VM's latest record (query-migrate still reports
+ * it: same time and bytes), QEMU runs on that record's overlays and the
+ * file is as qckpt wrote it, that file is still the guest's memory: the
+ * new checkpoint shares it and takes only the disks.  Anything else (a
+ * save by another tool, a checkpoint since, a file gone) cannot be proven.
  */
-static int job_check_background_room(struct job *job)
+static int job_find_current_memory(struct job *job)
 {
-	json_int_t ram = json_integer_value(json_object_get(job->memsize, "base-memory")) +
-			 json_integer_value(json_object_get(job->memsize, "plugged-memory"));
-	long long room = free_bytes_at(job->spec.catalog_root);
-	const long long margin = 64ll << 20;
+	json_t *list = catalog_list(job->spec.catalog_root, job->spec.vm);
+	json_t *latest = json_array_get(list, json_array_size(list) - 1);
+	json_t *mem = json_object_get(latest, "MemoryState");
+	json_t *now = migrate_fingerprint(job->migration);
+	const char *path = json_string_value(json_object_get(mem, "Path"));
+	const char *why = NULL;
+	struct stat st;
 
-	if (job->mode != MODE_BACKGROUND || ram <= 0 || room < 0 || room >= ram + margin)
-		return 0;
-	return job_set_error(job, -ENOSPC,
-		"background mode needs room for all of the guest's memory (%lld MiB) under %s, which has %lld MiB free: a background save that fails leaves QEMU 7.2's guest hung; free some space or use --mode live",
-		(long long)(ram >> 20), job->spec.catalog_root, room >> 20), -1;
+	if (path == NULL)
+		why = "qckpt made no checkpoint with memory of it";
+	else if (now == NULL || !json_equal(now, json_object_get(mem, "Migration")))
+		why = "its last save is not the one in its latest checkpoint";
+	else if (!job_runs_on(job, latest))
+		why = "its disks are not the ones its latest checkpoint left it on";
+	else if (stat(path, &st) < 0 ||
+		 st.st_size != json_integer_value(json_object_get(mem, "Bytes")))
+		why = "its latest checkpoint's memory file is gone or changed";
+	json_decref(now);
+	if (why == NULL) {
+		verbose_vm(job->spec.vm, "the guest has not run since checkpoint '%s' saved its memory: sharing that memory file",
+			   json_string_value(json_object_get(latest, "Name")));
+		job->shared_memory = json_deep_copy(mem);
+	} else {
+		job_set_error(job, -EBUSY,
+			"the VM is in state postmigrate (stopped by a save) and qckpt cannot prove what its memory is (%s), nor can QEMU save it again until it runs; resume it ('qckpt qmp %s cont') or use --mode disk-only",
+			why, job->spec.vm);
+	}
+	json_decref(list);
+	return why == NULL ? 0 : -1;
 }
 
 static int job_plan(struct job *job)
@@ -574,13 +904,14 @@ static int job_plan(struct job *job)
 	int n;
 	json_t *list;
 
-	if (job_choose_mode(job) < 0 || job_name_direct_socket(job) < 0 ||
-	    job_check_background_room(job) < 0)
+	if (job_choose_mode(job) < 0 || job_check_background_room(job) < 0)
 		return -1;
 	n = blockdev_disks_from_query(job->block, &job->disks, err, sizeof err);
 	if (n < 0)
 		return job_set_error(job, -EINVAL, "%s", err), -1;
 	job->ndisks = (size_t)n;
+	if (job->postmigrate && job_find_current_memory(job) < 0)
+		return -1;
 	if (job->ndisks == 0 && job->mode == MODE_DISK_ONLY)
 		return job_set_error(job, -EINVAL, "the VM has no writable disk to checkpoint"), -1;
 	uuid_generate_str(job->id);
@@ -591,8 +922,13 @@ static int job_plan(struct job *job)
 	blockdev_plan_overlays(job->disks, job->ndisks, job->spec.overlay_dir,
 			       job->name, job->id);
 	list = catalog_list(job->spec.catalog_root, job->spec.vm);
-	if (job->ndisks > 0)
-		job->parent = json_incref(catalog_find_parent(list, job->disks[0].image));
+	if (job->ndisks > 0) {
+		json_t *vm = catalog_load_vm(job->spec.catalog_root, job->spec.vm);
+
+		job->parent = json_incref(catalog_find_parent(list, job->disks[0].chain,
+			json_string_value(json_object_get(vm, "CurrentCheckpointId"))));
+		json_decref(vm);
+	}
 	json_decref(list);
 	if (job->mode != MODE_DISK_ONLY)
 		migrate_plan_init(&job->plan, job->caps, job->params,
@@ -614,6 +950,26 @@ static void enter_probe(struct job *job)
 	job_send(job, "query-migrate", NULL, &job->migration);
 	/* Only for background mode's room check: not worth failing over. */
 	job_send_ex(job, "query-memory-size-summary", NULL, -1, &job->memsize, 1);
+	/* TCG or KVM: for QEMU < 9.0's pre-copy bug (no answer: TCG) */
+	job_send_ex(job, "query-kvm", NULL, -1, &job->kvm, 1);
+}
+
+/* Whether QEMU accepts background-snapshot here (the host's userfaultfd
+ * must support write protection for the guest's memory) is known only by
+ * asking: switch it on, then straight back to how it was. */
+static void enter_try_background(struct job *job)
+{
+	struct job_call *call = job_send_call(job, "migrate-set-capabilities",
+		migrate_one_cap_args("background-snapshot", 1), -1, NULL, 0, NULL);
+
+	if (call != NULL) {
+		call->done = &job->background_works;
+		call->refusal = job->background_refused;
+	}
+	job_send_ex(job, "migrate-set-capabilities",
+		    migrate_one_cap_args("background-snapshot",
+					 migrate_cap_state(job->caps, "background-snapshot")),
+		    -1, NULL, 1);
 }
 
 static void enter_prepare(struct job *job)
@@ -743,6 +1099,7 @@ static void job_throttle_leave(struct job *job)
 
 static void enter_migrate_setup(struct job *job)
 {
+	job_warn_live(job);
 	job->settings_changed = 1;
 	job_send(job, "migrate-set-capabilities", migrate_set_caps_args(&job->plan), NULL);
 	job_send(job, "migrate-set-parameters", migrate_set_params_args(&job->plan), NULL);
@@ -758,10 +1115,15 @@ static void enter_stop(struct job *job)
 
 static void enter_save(struct job *job)
 {
+	struct job_call *call;
+
 	migrate_fd_reply(&job->plan, job->fd_reply);
 	job->migrating = 1;
-	job->fd_consumed = !job->plan.use_fdset;
-	job_send(job, "migrate", migrate_args(&job->plan), NULL);
+	call = job_send_call(job, "migrate", migrate_args(&job->plan), -1, NULL, 0, NULL);
+	/* getfd's named fd belongs to the migration once QEMU accepted it;
+	 * a refused migrate leaves it in QEMU for settle to close. */
+	if (call != NULL && !job->plan.use_fdset)
+		call->done = &job->fd_consumed;
 }
 
 /* The pause window: transaction and cont go out back to back. */
@@ -782,8 +1144,25 @@ static void enter_snapshot(struct job *job)
 		job_send_resume(job, 0);
 }
 
+/* A guest that stays stopped by this save (postmigrate): what tells this
+ * save apart (job_find_current_memory), so that the next checkpoint can
+ * share its memory.  Asked in SETTLE, not at once: QEMU 7.2 fills in the
+ * save's total time only after its completed event. */
+static void job_remember_save(struct job *job)
+{
+	if (!job->was_running && job->mode == MODE_PAUSED && job->shared_memory == NULL)
+		job_send_ex(job, "query-migrate", NULL, -1, &job->saved_migration, 1);
+}
+
 void job_enter_settle(struct job *job)
 {
+	/* A monitor that closed after the checkpoint was taken has nothing
+	 * left to put back: QEMU is gone, the checkpoint stays whole. */
+	if (!job_connected(job)) {
+		job->settings_changed = 0;
+		job->fd_given = 0;
+		return;
+	}
 	/* background: QEMU 7.2 resumes the guest itself after its setup;
 	 * QEMU 9+ restores the state it found (stopped by us) and sends no
 	 * event when its own stop is over.  Resuming on MIGRATION "active"
@@ -800,9 +1179,17 @@ void job_enter_settle(struct job *job)
 			    migrate_restore_params_args(&job->plan), -1, NULL, 1);
 		job->settings_changed = 0;
 	}
-	if (job->fd_given && !job->fd_consumed)
-		job_send_ex(job, migrate_release_command(&job->plan),
-			    migrate_release_args(&job->plan), -1, NULL, 1);
+	if (job->fd_given && !job->fd_consumed) {
+		struct job_call *call = job_send_call(job, migrate_release_command(&job->plan),
+						      migrate_release_args(&job->plan), -1,
+						      NULL, 1, NULL);
+
+		/* A migrate that QEMU refused may have taken getfd's fd
+		 * already (then closefd finds none) or not: release it
+		 * either way, without a warning when it is gone. */
+		if (call != NULL)
+			call->quiet = 1;
+	}
 	job->fd_given = 0;
 }
 
@@ -815,19 +1202,27 @@ static enum job_state job_next(const struct job *job, enum job_state state)
 	case JOB_CONNECT:
 		return JOB_PROBE;
 	case JOB_PROBE:
+		return job_background_wanted(job) ? JOB_TRY_BACKGROUND : JOB_AGENT;
+	case JOB_TRY_BACKGROUND:
 		return JOB_AGENT;
 	case JOB_AGENT:
 		return JOB_PREPARE;
 	case JOB_PREPARE:
-		return job->ndisks > 0 ? JOB_FORMAT : JOB_QUEUED;
+		if (job->ndisks > 0)
+			return JOB_FORMAT;
+		return job->shared_memory != NULL ? JOB_SNAPSHOT : JOB_QUEUED;
 	case JOB_FORMAT:
 		return JOB_FORMAT_DONE;
 	case JOB_FORMAT_DONE:
 		return JOB_ATTACH;
 	case JOB_ATTACH:
+		return JOB_CATALOG;
+	case JOB_CATALOG:
 		if (job->production)
 			return JOB_FREEZE;
-		return job->mode == MODE_DISK_ONLY ? JOB_SNAPSHOT : JOB_QUEUED;
+		/* shared memory (postmigrate): only the disks are taken */
+		return job->mode == MODE_DISK_ONLY || job->shared_memory != NULL ?
+		       JOB_SNAPSHOT : JOB_QUEUED;
 	case JOB_FREEZE:
 		/* Not frozen (production falls back): a freeze that got no
 		 * answer may still happen, so thaw before going on. */
@@ -843,7 +1238,11 @@ static enum job_state job_next(const struct job *job, enum job_state state)
 	case JOB_QUEUED:
 		return JOB_MIGRATE_SETUP;
 	case JOB_MIGRATE_SETUP:
-		return job->was_running && job->mode != MODE_LIVE ? JOB_STOP : JOB_SAVE;
+		if (job->was_running && job->mode != MODE_LIVE)
+			return JOB_STOP;
+		/* background on a guest stopped already: disks first, as
+		 * after our own stop */
+		return job->mode == MODE_BACKGROUND ? JOB_SNAPSHOT : JOB_SAVE;
 	case JOB_STOP:
 		/* background: disks first, while the guest is stopped; the
 		 * memory is then saved as of QEMU's own stop, the same instant. */
@@ -866,13 +1265,16 @@ static enum job_state job_next(const struct job *job, enum job_state state)
 static void job_enter(struct job *job, enum job_state state)
 {
 	job->state = state;
+	job_test_stop_at(job, state);
 	switch (state) {
 	case JOB_PROBE:         enter_probe(job); break;
+	case JOB_TRY_BACKGROUND: enter_try_background(job); break;
 	case JOB_AGENT:         job_agent_connect(job); break;
 	case JOB_PREPARE:       enter_prepare(job); break;
 	case JOB_FORMAT:        enter_format(job); break;
 	case JOB_FORMAT_DONE:   enter_format_done(job); break;
 	case JOB_ATTACH:        enter_attach(job); break;
+	case JOB_CATALOG:       job_catalog_write(job); return;
 	case JOB_QUEUED:        enter_queued(job); return;
 	case JOB_MIGRATE_SETUP: enter_migrate_setup(job); break;
 	case JOB_STOP:          enter_stop(job); break;
@@ -880,7 +1282,11 @@ static void job_enter(struct job *job, enum job_state state)
 	case JOB_FREEZE:        job_agent_freeze(job); break;
 	case JOB_SNAPSHOT:      enter_snapshot(job); break;
 	case JOB_THAW:          job_agent_thaw(job); break;
-	case JOB_SETTLE:        job_throttle_leave(job); job_enter_settle(job); break;
+	case JOB_SETTLE:
+		job_throttle_leave(job);
+		job_enter_settle(job);
+		job_remember_save(job);
+		break;
 	case JOB_RECORD:        job_record_write(job); return;
 	case JOB_DONE:          job_finish(job, JOB_DONE); return;
 	case JOB_UNDO:          job_throttle_leave(job); job_undo_next(job); return;
@@ -962,6 +1368,14 @@ void job_finish(struct job *job, enum job_state final)
 
 /* ---- starting, stopping ---------------------------------------------- */
 
+static int job_check_disabled(struct job *job)
+{
+	if (job->spec.type != VM_TYPE_DISABLED)
+		return 0;
+	return job_set_error(job, -EPERM,
+		"checkpoints are disabled for this VM (type=disabled in the registry)"), -1;
+}
+
 static void on_ready(struct vmconn *conn, int status)
 {
 	struct job *job = conn->data;
@@ -973,6 +1387,10 @@ static void on_ready(struct vmconn *conn, int status)
 	}
 	qmp_client_on_event(&conn->qmp, on_event, job);
 	qmp_client_on_disconnect(&conn->qmp, on_disconnect, job);
+	if (job_name_direct_socket(job) < 0 || job_check_disabled(job) < 0) {
+		job_finish(job, JOB_FAILED);
+		return;
+	}
 	job_enter(job, JOB_PROBE);
 }
 
@@ -984,9 +1402,8 @@ void job_start(struct job *job, uv_loop_t *loop, job_done_cb on_done)
 	job->state = JOB_CONNECT;
 	job->start_ms = mono_ms();
 	job->conn.data = job;
-	if (job->spec.type == VM_TYPE_DISABLED) {
-		job_set_error(job, -EPERM,
-			      "checkpoints are disabled for this VM (type=disabled in the registry)");
+	job->conn.require_name = !job->spec.name_check_off;
+	if (job_check_disabled(job) < 0) {
 		job_finish(job, JOB_FAILED);
 		return;
 	}
@@ -1011,10 +1428,25 @@ void job_interrupt(struct job *job)
 		warn_vm(job->spec.vm, "interrupted after the disk snapshot: finishing the checkpoint");
 		return;
 	}
-	if ((job->state == JOB_SAVE && job->migrating && job->outstanding == 0) ||
-	    job->queued) {
+	if (job->queued) {
+		/* waiting for a save slot: nothing in flight */
 		job_set_error(job, -EINTR, "interrupted");
 		job_enter(job, JOB_UNDO);
+		return;
+	}
+	if (job->state != JOB_SAVE || !job->migrating)
+		return;
+	job_set_error(job, -EINTR, "interrupted");
+	if (job->outstanding == 0) {
+		job_enter(job, JOB_UNDO);
+		return;
+	}
+	/* A reply is still due (the migrate itself, a stop): cancel the save
+	 * now rather than after it; the undo follows when the replies and
+	 * QEMU's MIGRATION cancelled event are in. */
+	if (!job->cancel_sent && job->mode != MODE_BACKGROUND && job_connected(job)) {
+		job->cancel_sent = 1;
+		job_send_ex(job, "migrate_cancel", NULL, -1, NULL, 1);
 	}
 }
 
@@ -1027,9 +1459,15 @@ void job_free(struct job *job)
 	json_decref(job->migration);
 	json_decref(job->jobs);
 	json_decref(job->memsize);
+	json_decref(job->kvm);
+	json_decref(job->warnings);
+	json_decref(job->shared_memory);
+	json_decref(job->saved_migration);
 	json_decref(job->fd_reply);
 	json_decref(job->parent);
 	json_decref(job->record);
+	json_decref(job->vm_before);
+	json_decref(job->vm_after);
 	migrate_plan_free(&job->plan);
 	blockdev_disks_free(job->disks, job->ndisks);
 	free(job->name);

@@ -37,6 +37,11 @@ struct job_spec {
 	char *snapshot_name;
 	char *computer_name;
 	enum vm_type type;
+	int type_given;     /* --type: the registry's type does not apply */
+	int name_check_off; /* registry name-check=off: QEMU may lack -name */
+	/* The registry (borrowed; outlives the job): a VM given by its socket
+	 * takes the entry of the name QEMU reports. */
+	const struct registry *registry;
 	enum ckpt_mode mode;
 };
 
@@ -44,12 +49,15 @@ void job_spec_free(struct job_spec *spec);
 
 enum job_state {
 	JOB_CONNECT,       /* connect, negotiate, query-name */
-	JOB_PROBE,         /* status, disks, migration abilities */
+	JOB_PROBE,         /* status, disks, migration abilities, accelerator */
+	JOB_TRY_BACKGROUND, /* auto: would QEMU take background-snapshot? */
 	JOB_AGENT,         /* production types: connect to the guest agent */
 	JOB_PREPARE,       /* plan; overlay files; blockdev-add protocol nodes */
 	JOB_FORMAT,        /* blockdev-create qcow2 jobs, until concluded */
 	JOB_FORMAT_DONE,   /* query-jobs for errors, job-dismiss */
 	JOB_ATTACH,        /* blockdev-add the overlays (backing: null) */
+	JOB_CATALOG,       /* vm.json names the overlays (thread pool), before
+			    * the guest stops and the transaction is sent */
 	JOB_QUEUED,        /* prepared; waiting for a save slot (job_throttle) */
 	JOB_MIGRATE_SETUP, /* capabilities, parameters, hand over the file */
 	JOB_STOP,          /* paused / background on a running guest: stop */
@@ -90,8 +98,17 @@ struct job {
 	job_done_cb on_done;
 
 	/* probes */
-	json_t *status, *block, *caps, *params, *migration, *jobs, *memsize;
+	json_t *status, *block, *caps, *params, *migration, *jobs, *memsize, *kvm;
 	int was_running;
+	int background_works;     /* QEMU took background-snapshot=on (a trial) */
+	char background_refused[256]; /* what QEMU said when it did not */
+	json_t *warnings;         /* the record's Warnings (strings) */
+	/* postmigrate: the record whose memory file is still the guest's
+	 * memory, shared (hard link) instead of saved again; see
+	 * job_find_current_memory() */
+	int postmigrate;
+	json_t *shared_memory;    /* that record's MemoryState */
+	json_t *saved_migration;  /* query-migrate after a save that stays stopped */
 	enum ckpt_mode mode;      /* the mode chosen */
 	enum ckpt_mode fallback_mode; /* production: the standard mode instead */
 	char checkpoint_type[16]; /* Standard, DiskOnly, Production */
@@ -108,6 +125,9 @@ struct job {
 	json_t *fd_reply;
 	json_t *parent;
 	json_t *record;
+	json_t *vm_before;      /* vm.json as it was (after following QEMU) */
+	json_t *vm_after;       /* vm.json being written (JOB_CATALOG) */
+	int catalog_written;    /* vm.json names the overlays */
 
 	/* production checkpoints: the guest agent (see enter_agent) */
 	struct agent agent;
@@ -172,6 +192,11 @@ void job_start(struct job *job, uv_loop_t *loop, job_done_cb on_done);
 
 /* Ctrl-C: abandon the checkpoint, undoing what was done. */
 void job_interrupt(struct job *job);
+
+/* What the job still waits for, in a few words ("saving memory"). */
+const char *job_state_doing(const struct job *job);
+/* The state's name, as QCKPT_TEST_STOP_AT takes it ("snapshot"). */
+const char *job_state_name(enum job_state state);
 
 /* Release a finished job; only after the loop has run the connection's
  * close to its end (uv_run returned). */

@@ -25,7 +25,7 @@ int migrate_has_cap(json_t *caps, const char *cap)
 	return 0;
 }
 
-static int cap_state(json_t *caps, const char *cap)
+int migrate_cap_state(json_t *caps, const char *cap)
 {
 	size_t i;
 	json_t *c;
@@ -51,6 +51,28 @@ static const char *const *wanted_caps(const struct migrate_plan *plan)
 	return plan->mapped_ram ? with_ram : plain;
 }
 
+/* Whether CAP, on now, must go off for this plan: another mode's
+ * capability (left on by another tool, or by a qckpt that was killed)
+ * that QEMU will not combine with ours, or that would change the save. */
+static int cap_in_the_way(const struct migrate_plan *plan, json_t *caps, const char *cap)
+{
+	static const char *const exclusive[] = { "background-snapshot", "multifd",
+						 "mapped-ram", NULL };
+
+	if (!migrate_cap_state(caps, cap))
+		return 0;
+	for (const char *const *w = wanted_caps(plan); *w; w++)
+		if (strcmp(*w, cap) == 0)
+			return 0;
+	for (const char *const *x = exclusive; *x; x++)
+		if (strcmp(*x, cap) == 0)
+			return 1;
+	return 0;
+}
+
+static const char *const known_caps[] = { "background-snapshot", "multifd",
+					  "mapped-ram", NULL };
+
 void migrate_plan_init(struct migrate_plan *plan, json_t *caps,
 		       json_t *params, int background, const char *id)
 {
@@ -69,7 +91,15 @@ void migrate_plan_init(struct migrate_plan *plan, json_t *caps,
 	for (want = wanted_caps(plan); *want; want++)
 		json_array_append_new(plan->saved_caps, json_pack(
 			"{s:s, s:b}", "capability", *want, "state",
-			cap_state(caps, *want)));
+			migrate_cap_state(caps, *want)));
+	plan->caps_off = json_array();
+	for (want = known_caps; *want; want++) {
+		if (!cap_in_the_way(plan, caps, *want))
+			continue;
+		json_array_append_new(plan->caps_off, json_string(*want));
+		json_array_append_new(plan->saved_caps, json_pack(
+			"{s:s, s:b}", "capability", *want, "state", 1));
+	}
 	plan->saved_params = json_pack("{s:O?, s:O?, s:O?}",
 		"max-bandwidth", json_object_get(params, "max-bandwidth"),
 		"downtime-limit", json_object_get(params, "downtime-limit"),
@@ -80,13 +110,20 @@ void migrate_plan_free(struct migrate_plan *plan)
 {
 	json_decref(plan->saved_caps);
 	json_decref(plan->saved_params);
-	plan->saved_caps = plan->saved_params = NULL;
+	json_decref(plan->caps_off);
+	plan->saved_caps = plan->saved_params = plan->caps_off = NULL;
 }
 
 json_t *migrate_set_caps_args(const struct migrate_plan *plan)
 {
 	json_t *list = json_array();
+	size_t i;
+	json_t *off;
 
+	/* One command: QEMU checks the combination, not each change. */
+	json_array_foreach(plan->caps_off, i, off)
+		json_array_append_new(list, json_pack("{s:O, s:b}", "capability",
+						      off, "state", 0));
 	for (const char *const *c = wanted_caps(plan); *c; c++)
 		json_array_append_new(list, json_pack("{s:s, s:b}", "capability",
 						      *c, "state", 1));
@@ -183,4 +220,25 @@ int migrate_max_live_passes(void)
 	long n;
 
 	return env && parse_long(env, 2, 1000, &n) == 0 ? (int)n : MIGRATE_MAX_LIVE_PASSES;
+}
+
+json_t *migrate_one_cap_args(const char *cap, int state)
+{
+	return json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability", cap,
+			 "state", state);
+}
+
+json_t *migrate_fingerprint(json_t *query_migrate)
+{
+	const char *status = json_string_value(json_object_get(query_migrate, "status"));
+	json_t *ram = json_object_get(query_migrate, "ram");
+
+	if (status == NULL || strcmp(status, "completed") != 0 ||
+	    json_integer_value(json_object_get(query_migrate, "total-time")) <= 0 ||
+	    !json_is_integer(json_object_get(ram, "transferred")))
+		return NULL;
+	return json_pack("{s:O, s:O?, s:O}",
+			 "TotalTimeMs", json_object_get(query_migrate, "total-time"),
+			 "DowntimeMs", json_object_get(query_migrate, "downtime"),
+			 "RamBytes", json_object_get(ram, "transferred"));
 }

@@ -30,10 +30,26 @@ struct migrate_plan {
 	char fdname[32];  /* for getfd / fd: */
 	json_t *saved_caps;   /* the user's capability states we change */
 	json_t *saved_params; /* the user's parameters we change */
+	json_t *caps_off;     /* capabilities of another mode, on, that we
+			       * switch off for this save (and back after) */
 };
 
 /* Does QEMU offer CAP (from a query-migrate-capabilities reply)? */
 int migrate_has_cap(json_t *caps, const char *cap);
+
+/* Its state (on/off) in a query-migrate-capabilities reply; 0 if absent. */
+int migrate_cap_state(json_t *caps, const char *cap);
+/* migrate-set-capabilities arguments that set one capability. */
+json_t *migrate_one_cap_args(const char *cap, int state);
+
+/*
+ * What tells one completed save from any other in QEMU's query-migrate
+ * reply (total time, downtime, RAM bytes), for the record (MemoryState's
+ * Migration): a guest still stopped by that save (postmigrate) still has
+ * that memory.  NULL unless the reply is of a completed migration whose
+ * total time QEMU has filled in.
+ */
+json_t *migrate_fingerprint(json_t *query_migrate);
 
 /* Fill the plan from the probes. */
 void migrate_plan_init(struct migrate_plan *plan, json_t *caps,

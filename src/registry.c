@@ -15,17 +15,20 @@
 #include "registry.h"
 #include "util.h"
 
-static const char *const type_names[] = {
-	[VM_TYPE_STANDARD] = "standard",
-	[VM_TYPE_PRODUCTION] = "production",
-	[VM_TYPE_PRODUCTION_ONLY] = "production-only",
-	[VM_TYPE_DISABLED] = "disabled",
+/* Each type as the registry spells it and as Hyper-V's CheckpointType does. */
+static const struct {
+	const char *key, *checkpoint_type;
+} type_names[] = {
+	[VM_TYPE_STANDARD] = { "standard", "Standard" },
+	[VM_TYPE_PRODUCTION] = { "production", "Production" },
+	[VM_TYPE_PRODUCTION_ONLY] = { "production-only", "ProductionOnly" },
+	[VM_TYPE_DISABLED] = { "disabled", "Disabled" },
 };
 
 int registry_parse_type(const char *text, enum vm_type *type)
 {
 	for (size_t i = 0; i < sizeof type_names / sizeof type_names[0]; i++) {
-		if (strcmp(text, type_names[i]) == 0) {
+		if (strcmp(text, type_names[i].key) == 0) {
 			*type = (enum vm_type)i;
 			return 0;
 		}
@@ -35,7 +38,12 @@ int registry_parse_type(const char *text, enum vm_type *type)
 
 const char *registry_type_name(enum vm_type type)
 {
-	return type_names[type];
+	return type_names[type].key;
+}
+
+const char *registry_checkpoint_type_name(enum vm_type type)
+{
+	return type_names[type].checkpoint_type;
 }
 
 int registry_valid_name(const char *name)
@@ -117,8 +125,14 @@ static const char *entry_set_key(struct registry_entry *e, const char *word)
 	else if (strncmp(word, "type=", 5) == 0)
 		return registry_parse_type(eq + 1, &e->type) == 0 ? NULL :
 		       "type must be standard, production, production-only or disabled";
-	else
-		return "unknown key (known: dir, overlay-dir, agent, type)";
+	else if (strncmp(word, "name-check=", 11) == 0) {
+		/* off: a QEMU without -name is trusted to be this VM */
+		if (strcmp(eq + 1, "on") != 0 && strcmp(eq + 1, "off") != 0)
+			return "name-check must be on or off";
+		e->name_check_off = strcmp(eq + 1, "off") == 0;
+		return NULL;
+	} else
+		return "unknown key (known: dir, overlay-dir, agent, type, name-check)";
 	if (*slot != NULL)
 		return "key given twice";
 	/* The agent is a socket, spelled as the monitor is. */

@@ -23,6 +23,7 @@ struct registry_entry {
 	char *overlay_dir; /* where new overlays go, NULL: beside the image */
 	char *agent;       /* guest agent socket, as monitor; NULL if none */
 	enum vm_type type;
+	int name_check_off; /* name-check=off: a QEMU without -name is accepted */
 	int line;
 };
 
@@ -52,6 +53,8 @@ void registry_free(struct registry *reg);
 
 int registry_parse_type(const char *text, enum vm_type *type);
 const char *registry_type_name(enum vm_type type);
+/* The same type as Hyper-V's CheckpointType names it ("ProductionOnly"). */
+const char *registry_checkpoint_type_name(enum vm_type type);
 
 /* A VM name: letters, digits, '.', '_', '-', not starting with '-' or '.'. */
 int registry_valid_name(const char *name);

@@ -87,4 +87,10 @@ char *dir_name(const char *path);
 /* The last component of PATH without its extension, in a new string. */
 char *base_stem(const char *path);
 
+/* Text from outside (a guest agent's error): control characters, C0, DEL
+ * and UTF-8 C1 (U+0080..U+009F), become '?' in place, so that printing or
+ * recording it cannot move the cursor, recolour a terminal or forge a
+ * second line. */
+void text_strip_controls(char *s);
+
 #endif

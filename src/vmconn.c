@@ -148,6 +148,14 @@ static void on_query_name(qmp_client *client, int status, json_t *result,
 		conn->on_ready(conn, -EINVAL);
 		return;
 	}
+	if (conn->expect_name != NULL && name == NULL && conn->require_name) {
+		conn->reason = "unnamed";
+		snprintf(conn->error, sizeof conn->error,
+			 "QEMU at %s has no -name, so qckpt cannot check that it is '%s': start it with -name %s, or add name-check=off to its registry line if that socket can only ever be this VM",
+			 socket_path(conn), conn->expect_name, conn->expect_name);
+		conn->on_ready(conn, -EINVAL);
+		return;
+	}
 	if (conn->expect_name != NULL && name == NULL)
 		verbose_vm(conn->vm, "QEMU has no -name, so the socket cannot be checked against the registry");
 	conn->on_ready(conn, 0);
@@ -168,6 +176,15 @@ static void on_connect(qmp_client *client, int status)
 		vmconn_explain(conn, status, NULL, "query-name");
 		conn->on_ready(conn, status);
 	}
+}
+
+static void on_accepted(qmp_client *client, int status)
+{
+	struct vmconn *conn = client->data;
+
+	if (status < 0)
+		vmconn_explain(conn, status, NULL, "QMP negotiation");
+	conn->on_ready(conn, status);
 }
 
 int vmconn_open(uv_loop_t *loop, struct vmconn *conn, const char *vm,
@@ -192,6 +209,32 @@ int vmconn_open(uv_loop_t *loop, struct vmconn *conn, const char *vm,
 	rc = qmp_client_connect(&conn->qmp, monitor, timeout_ms, on_connect);
 	if (rc < 0)
 		vmconn_explain(conn, rc, NULL, "connecting");
+	return rc;
+}
+
+int vmconn_accept(uv_loop_t *loop, struct vmconn *conn, const char *vm,
+		  uv_stream_t *server, const char *address, unsigned timeout_ms,
+		  vmconn_ready_cb cb)
+{
+	int rc;
+
+	conn->vm = xstrdup(vm);
+	conn->monitor = xstrdup(address);
+	conn->expect_name = NULL;
+	conn->qemu_name = NULL;
+	conn->error[0] = '\0';
+	conn->reason = NULL;
+	conn->on_ready = cb;
+	rc = qmp_client_init(loop, &conn->qmp);
+	if (rc < 0)
+		return rc;
+	conn->opened = 1;
+	conn->qmp.data = conn;
+	qmp_client_on_trace(&conn->qmp, on_trace, conn);
+	/* QEMU opened it itself: the greeting's end is the ready point. */
+	rc = qmp_client_accept(&conn->qmp, server, timeout_ms, on_accepted);
+	if (rc < 0)
+		vmconn_explain(conn, rc, NULL, "accepting QEMU's connection");
 	return rc;
 }
 

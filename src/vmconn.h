@@ -20,6 +20,10 @@ struct vmconn {
 	char *monitor;     /* the address connected to */
 	char *expect_name; /* the -name QEMU must report, or NULL */
 	char *qemu_name;   /* what query-name said, or NULL */
+	/* Set before vmconn_open: a QEMU without -name cannot be checked
+	 * against expect_name, so refuse it (checkpoints: the registry's
+	 * name-check=off lifts it). */
+	int require_name;
 	char error[512];   /* the last failure, one line without the VM name */
 	const char *reason; /* the same in a few words ("no socket"), for tables */
 	vmconn_ready_cb on_ready;
@@ -40,6 +44,13 @@ int vmconn_resolve(const struct registry *reg, const char *target,
 int vmconn_open(uv_loop_t *loop, struct vmconn *conn, const char *vm,
 		const char *monitor, const char *expect_name,
 		unsigned timeout_ms, vmconn_ready_cb cb);
+
+/* The same for a monitor QEMU connected to us (-chardev socket in client
+ * mode): accept from SERVER, negotiate; no query-name check.  ADDRESS is
+ * the socket, for messages. */
+int vmconn_accept(uv_loop_t *loop, struct vmconn *conn, const char *vm,
+		  uv_stream_t *server, const char *address, unsigned timeout_ms,
+		  vmconn_ready_cb cb);
 
 /* Close and release; closed (may be NULL) runs when the memory is free
  * to reuse.  The strings are freed here. */

@@ -143,9 +143,61 @@ static bool env_is(const char *name, const char *value)
 	return v && strcmp(v, value) == 0;
 }
 
+/* NAME=<temp dir>/<sub>, the directory created 0700; 0 or -1. */
+static int setenv_private_dir(const char *name, const char *sub)
+{
+	char *path = xasprintf("%s/%s", tmpdir, sub);
+	char *p = path + strlen(tmpdir);
+	int rc = 0;
+
+	/* each component below the temp dir, e.g. home/.local/share */
+	while (rc == 0 && (p = strchr(p + 1, '/')) != NULL) {
+		*p = 0;
+		if (mkdir(path, 0700) < 0 && errno != EEXIST)
+			rc = -1;
+		*p = '/';
+	}
+	if (rc == 0 && mkdir(path, 0700) < 0 && errno != EEXIST)
+		rc = -1;
+	if (rc < 0)
+		fprintf(stderr, "harness: mkdir %s: %s\n", path, strerror(errno));
+	else
+		setenv(name, path, 1);
+	free(path);
+	return rc;
+}
+
+/*
+ * Every place qckpt (and anything the tests run) would use by default is
+ * moved into the temp dir, so the suite leaves nothing behind in
+ * /var/lib/qckpt, /run/qckpt, /etc/qckpt or the home directory, even as
+ * root and even when a test forgets to pass its own paths.  Tests that set
+ * QCKPT_REGISTRY, QCKPT_JOBS_DIR... themselves override these.
+ */
+static int isolate_environment(void)
+{
+	unsetenv("QCKPT_REGISTRY");
+	if (setenv_private_dir("HOME", "home") != 0 ||
+	    setenv_private_dir("XDG_CONFIG_HOME", "home/.config") != 0 ||
+	    setenv_private_dir("XDG_DATA_HOME", "home/.local/share") != 0 ||
+	    setenv_private_dir("XDG_RUNTIME_DIR", "run") != 0 ||
+	    setenv_private_dir("QCKPT_RUNTIME_DIR", "run/qckpt") != 0 ||
+	    setenv_private_dir("QCKPT_JOBS_DIR", "run/qckpt/jobs") != 0 ||
+	    setenv_private_dir("QCKPT_CATALOG_DIR", "home/catalog") != 0)
+		return -1;
+	return 0;
+}
+
+/* A missing QEMU or guest fails instead of skipping: only the exact values
+ * count, so CI=false or QCKPT_REQUIRE_QEMU=0 still skip. */
+static bool qemu_required(void)
+{
+	return env_is("CI", "true") || env_is("QCKPT_REQUIRE_QEMU", "1");
+}
+
 int harness_init(void)
 {
-	bool required = env_is("CI", "true") || env_is("QCKPT_REQUIRE_QEMU", "1");
+	bool required = qemu_required();
 	const char *missing = NULL;
 
 	verbose = env_is("QCKPT_VERBOSE", "1");
@@ -223,6 +275,9 @@ int harness_init(void)
 		return 1;
 	}
 
+	if (isolate_environment() != 0)
+		return 1;
+
 	const char *q10 = getenv("QCKPT_QEMU10");
 	if (q10 && q10[0])
 		qemu10_path = is_executable(q10) ? xstrdup(q10) : NULL;
@@ -243,7 +298,7 @@ const char *harness_qemu10(void) { return qemu10_path; }
 
 bool harness_want_qemu10(void)
 {
-	if (qemu10_path != NULL || getenv("CI") || getenv("QCKPT_REQUIRE_QEMU10"))
+	if (qemu10_path != NULL || qemu_required() || env_is("QCKPT_REQUIRE_QEMU10", "1"))
 		return true;
 	fprintf(stderr, "QEMU 10 not found: its group is skipped (scripts/get-qemu10)\n");
 	return false;

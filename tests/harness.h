@@ -41,6 +41,10 @@
  * make a private temp dir under $TMPDIR.  Returns 0; HARNESS_SKIP when a
  * piece is missing; 1 instead when CI=true or QCKPT_REQUIRE_QEMU=1 (a
  * missing piece is then a failure).  Prints why.  main() returns the value.
+ * Sets HOME, XDG_CONFIG_HOME, XDG_DATA_HOME, XDG_RUNTIME_DIR,
+ * QCKPT_CATALOG_DIR, QCKPT_RUNTIME_DIR and QCKPT_JOBS_DIR to directories in
+ * the temp dir (and unsets QCKPT_REGISTRY) for every program run after it:
+ * no test writes outside the temp dir, as root neither.
  */
 int harness_init(void);
 
@@ -56,7 +60,8 @@ char *harness_path(const char *name);
  * NULL. */
 const char *harness_qemu10(void);
 /* Whether a test program runs its QEMU 10 group: QEMU 10 is there, or it
- * must be (CI=true, QCKPT_REQUIRE_QEMU10); if not, says the group is skipped. */
+ * must be (CI=true, QCKPT_REQUIRE_QEMU=1 or
+ * QCKPT_REQUIRE_QEMU10=1); if not, says the group is skipped. */
 bool harness_want_qemu10(void);
 /* For a QEMU 10 group's setup: the wrapper, or NULL after saying that it is
  * missing (the group then fails, as it must under CI). */

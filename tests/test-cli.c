@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <jansson.h>
 
 #include "registry.h"
 #include "util.h"
@@ -632,6 +633,131 @@ static void test_atomic_writes_use_fresh_temp_files_and_leave_none(void **state)
 	free(dir);
 }
 
+/* ---- list: the tree, Now and Current -------------------------------- */
+
+/* A record as `qckpt checkpoint` writes it (the fields list reads). */
+static void write_record(const char *root, const char *id, const char *name,
+			 const char *parent, int n)
+{
+	char *dir = xasprintf("%s/tree/%s", root, id);
+	char *text = xasprintf(
+		"{\"Id\": \"%s\", \"Name\": \"%s\", \"VMName\": \"tree\", "
+		"\"CreationTime\": \"2026-12-01T10:00:0%d.000+00:00\", \"CreationEpochMs\": %d, "
+		"\"CheckpointType\": \"Standard\", \"ParentCheckpointId\": %s%s%s, "
+		"\"Path\": \"%s\", \"Disks\": [], \"Mode\": \"paused\", \"PauseMs\": 0}\n",
+		id, name, n, 1000 + n, parent ? "\"" : "", parent ? parent : "null",
+		parent ? "\"" : "", dir);
+	char *path = xasprintf("%s/checkpoint.json", dir);
+
+	assert_int_equal(mkdir_p(dir, 0700), 0);
+	assert_int_equal(write_file_atomic(path, text, strlen(text), 0600), 0);
+	free(path);
+	free(text);
+	free(dir);
+}
+
+/* The VM tree: A, its children B and C (a branch after a restore of A),
+ * D under C; the VM now runs on what grew from B. */
+static char *tree_fixture(void)
+{
+	char *root = xasprintf("%s/tree-catalog", tmpdir);
+	char *vmjson = xasprintf("%s/tree/vm.json", root);
+	const char *state = "{\"Name\": \"tree\", \"Disks\": [], "
+			    "\"CurrentCheckpointId\": \"bbbbbbbb-0000-4000-8000-000000000002\"}\n";
+	static int registered;
+
+	if (!registered++) {
+		FILE *f = fopen(registry_file, "a");
+
+		assert_non_null(f);
+		fprintf(f, "tree unix:%s/tree.qmp dir=%s\n", tmpdir, root);
+		fclose(f);
+	}
+	write_record(root, "aaaaaaaa-0000-4000-8000-000000000001", "A", NULL, 1);
+	write_record(root, "bbbbbbbb-0000-4000-8000-000000000002", "B",
+		     "aaaaaaaa-0000-4000-8000-000000000001", 2);
+	write_record(root, "cccccccc-0000-4000-8000-000000000003", "C",
+		     "aaaaaaaa-0000-4000-8000-000000000001", 3);
+	write_record(root, "dddddddd-0000-4000-8000-000000000004", "D",
+		     "cccccccc-0000-4000-8000-000000000003", 4);
+	assert_int_equal(write_file_atomic(vmjson, state, strlen(state), 0600), 0);
+	free(vmjson);
+	return root;
+}
+
+/* The Name column of each line of a tree table (where the header's
+ * "Name" starts), the header left out. */
+static void assert_tree(const char *out, const char *const *names)
+{
+	const char *line = strchr(out, '\n');
+	size_t at = (size_t)(strstr(out, " Name") + 1 - out);
+
+	for (; *names; names++) {
+		assert_non_null(line);
+		line++;
+		if (strcspn(line, "\n") < at + strlen(*names) ||
+		    strncmp(line + at, *names, strlen(*names)) != 0)
+			fail_msg("tree line '%.*s' does not show '%s'\nall:\n%s",
+				 (int)strcspn(line, "\n"), line, *names, out);
+		line = strchr(line, '\n');
+	}
+}
+
+static void test_list_tree_draws_branches_and_now_and_json_says_current(void **state)
+{
+	static const char *const ascii[] = { "A ", "|-- B ", "|   `-- Now", "`-- C ",
+					     "    `-- D ", NULL };
+	char *root = tree_fixture();
+	struct cli r = cli("list", "--tree", "tree");
+	json_error_t jerr;
+	int current = 0;
+
+	if (r.status != 0)
+		fail_msg("list --tree: %d: %s", r.status, r.err);
+	/* not a terminal: ASCII */
+	assert_tree(r.out, ascii);
+	cli_free(&r);
+	r = cli("list", "--json", "tree");
+	assert_int_equal(r.status, 0);
+	for (char *line = r.out; *line; line = strchr(line, '\n') + 1) {
+		json_t *o = json_loadb(line, strcspn(line, "\n"), 0, &jerr);
+
+		assert_non_null(o);
+		assert_true(json_is_boolean(json_object_get(o, "Current")));
+		assert_non_null(json_object_get(o, "ParentCheckpointId"));
+		if (json_is_true(json_object_get(o, "Current"))) {
+			current++;
+			assert_string_equal(json_string_value(json_object_get(o, "Name")), "B");
+		}
+		json_decref(o);
+	}
+	assert_int_equal(current, 1);
+	cli_free(&r);
+	free(root);
+}
+
+/* On a UTF-8 terminal (a pty from script(1)) the tree has box-drawing lines. */
+static void test_list_tree_on_a_utf8_terminal_draws_box_lines(void **state)
+{
+	char *root = tree_fixture();
+	char *cmd = xasprintf("QCKPT_REGISTRY='%s' LANG=C.UTF-8 LC_ALL=C.UTF-8 "
+			      "script -qec \"'%s' list --tree tree\" /dev/null",
+			      registry_file, getenv("QCKPT_BIN"));
+	FILE *p = popen(cmd, "r");
+	char *out = NULL;
+	size_t cap = 0;
+
+	assert_non_null(p);
+	assert_true(getdelim(&out, &cap, '\0', p) > 0);
+	assert_int_equal(pclose(p), 0);
+	if (strstr(out, "\u251c\u2500 B") == NULL || strstr(out, "\u2502  \u2514\u2500 Now") == NULL ||
+	    strstr(out, "\u2514\u2500 C") == NULL)
+		fail_msg("no box-drawing tree on a terminal:\n%s", out);
+	free(out);
+	free(cmd);
+	free(root);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -675,6 +801,8 @@ int main(void)
 		cmocka_unit_test(test_jobs_dir_of_another_user_is_refused),
 		cmocka_unit_test(test_run_refuses_a_default_socket_dir_that_is_not_private),
 		cmocka_unit_test(test_atomic_writes_use_fresh_temp_files_and_leave_none),
+		cmocka_unit_test(test_list_tree_draws_branches_and_now_and_json_says_current),
+		cmocka_unit_test(test_list_tree_on_a_utf8_terminal_draws_box_lines),
 	};
 
 	if (getenv("QCKPT_BIN") == NULL || access(getenv("QCKPT_BIN"), X_OK) != 0) {

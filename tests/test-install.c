@@ -112,6 +112,7 @@ static void assert_offers_word(const char *line, const char *word)
 static void test_completion_offers_commands_and_common_options(void **state)
 {
 	assert_offers("qckpt chec", "checkpoint\n");
+	assert_offers_word("qckpt ", "restore");
 	assert_offers_word("qckpt ", "stop");
 	assert_offers_word("qckpt ", "vms");
 	assert_offers("qckpt --verb", "--verbose\n");

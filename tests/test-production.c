@@ -17,6 +17,9 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <errno.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -369,6 +372,90 @@ static void test_refused_freeze_falls_back_to_standard(void **state)
 	fake_case_end(&c);
 }
 
+/* What a guest agent says is the guest's text: printed and recorded only
+ * without control characters (no escape sequences, no forged lines). */
+static void test_guest_agent_text_is_stripped_of_control_characters(void **state)
+{
+	struct fake_case c;
+	struct run r;
+	const char *nl;
+
+	fake_case_start(&c, "ctl", "production-only");
+	fakeqmp_expect(c.fake, "guest-fsfreeze-freeze",
+		       "{\"error\": {\"class\": \"GenericError\", \"desc\": \"busy\\u001b[2J\\u001b]0;owned\\u0007\\r\\nqckpt: forged line\\u0085\"}, \"id\": %ID%}");
+	r = qckpt("checkpoint", hvm_name(c.vm), NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "busy"));
+	assert_non_null(strstr(r.err, "forged line"));
+	assert_null(strchr(r.err, '\x1b'));
+	assert_null(strchr(r.err, '\a'));
+	assert_null(strchr(r.err, '\r'));
+	assert_null(strstr(r.err, "\xc2\x85"));
+	nl = strchr(r.err, '\n');
+	assert_non_null(nl);
+	if (nl[1] != '\0')
+		fail_msg("more than one line: %s", r.err);
+	assert_true(hvm_wait_tick(c.vm, WAIT_MS) > 0);
+	run_free(&r);
+	fake_case_end(&c);
+}
+
+/*
+ * A production checkpoint whose freeze fails turns into a standard one in
+ * the mode asked for; background mode then needs room for the guest's
+ * memory exactly as when asked for directly (a failed background save
+ * hangs QEMU 7.2's guest), so without it the fallback refuses, touching
+ * nothing.
+ */
+static void test_fallback_to_background_checks_the_room_first(void **state)
+{
+	struct hvm_opts o = { .ndisks = 1 };
+	char *small = fmt("%s/small-prod", harness_tmpdir());
+	char *name = fmt("roomfb%d", ++vm_serial);
+	struct hvm *vm;
+	struct fakeqmp *fake;
+	char *agent;
+	struct run r;
+	FILE *f;
+
+	mkdir(small, 0700);
+	if (mount("qckpt-test", small, "tmpfs", 0, "size=1m") != 0) {
+		if (getenv("CI") || getenv("QCKPT_REQUIRE_QEMU"))
+			fail_msg("cannot mount a small tmpfs (%s): run the tests as root", strerror(errno));
+		skip();
+	}
+	vm = boot(o, name);
+	agent = fmt("%s/%s.fakeqga", harness_tmpdir(), hvm_name(vm));
+	fake = fakeqmp_new(harness_loop(), agent);
+	fakeqmp_expect(fake, "guest-sync-delimited", FAKEQMP_AGENT_SYNC);
+	fakeqmp_expect(fake, "guest-fsfreeze-freeze",
+		       "{\"error\": {\"class\": \"GenericError\", \"desc\": \"cannot freeze\"}, \"id\": %ID%}");
+	f = fopen(registry_path, "a");
+	fprintf(f, "%s unix:%s dir=%s agent=%s type=production\n", hvm_name(vm),
+		hvm_qmp_path(vm), small, agent);
+	fclose(f);
+	r = qckpt("checkpoint", "--mode=background", hvm_name(vm), "fb", NULL);
+	assert_int_equal(r.status, 1);
+	if (strstr(r.err, "needs room") == NULL)
+		fail_msg("%s", r.err);
+	assert_true(hvm_wait_tick(vm, WAIT_MS) > 0);
+	{
+		char *cmd = fmt("find %s -name '*.state' -o -name checkpoint.json | wc -l", small);
+		struct run c = shell(cmd);
+
+		assert_int_equal(atoi(c.out), 0);
+		run_free(&c);
+		free(cmd);
+	}
+	run_free(&r);
+	fakeqmp_free(fake);
+	free(agent);
+	hvm_free(vm);
+	umount(small);
+	free(small);
+	free(name);
+}
+
 static void test_stuck_freeze_is_bounded_then_thawed_and_production_only_fails(void **state)
 {
 	struct fake_case c;
@@ -462,18 +549,12 @@ static void test_production_only_without_agent_setting_says_what_to_add(void **s
 
 static int setup_common(void)
 {
-	FILE *f;
+	return group_files_setup("test-production", &registry_path, &catalog_dir);
+}
 
-	free(registry_path);
-	free(catalog_dir);
-	registry_path = harness_path("production-registry");
-	catalog_dir = harness_path("production-catalog");
-	f = fopen(registry_path, "w");
-	if (f == NULL)
-		return -1;
-	fputs("# written by test-production\n", f);
-	fclose(f);
-	setenv("QCKPT_REGISTRY", registry_path, 1);
+static int teardown(void **state)
+{
+	group_files_teardown(&registry_path, &catalog_dir);
 	return 0;
 }
 
@@ -502,6 +583,8 @@ int main(void)
 		REAL_AGENT_TESTS,
 		cmocka_unit_test(test_production_only_without_agent_fails_and_leaves_nothing),
 		cmocka_unit_test(test_refused_freeze_falls_back_to_standard),
+		cmocka_unit_test(test_guest_agent_text_is_stripped_of_control_characters),
+		cmocka_unit_test(test_fallback_to_background_checks_the_room_first),
 		cmocka_unit_test(test_stuck_freeze_is_bounded_then_thawed_and_production_only_fails),
 		cmocka_unit_test(test_stuck_freeze_with_production_thaws_then_takes_a_standard_one),
 		cmocka_unit_test(test_agent_dying_before_the_thaw_keeps_the_checkpoint_and_says_so),
@@ -515,9 +598,9 @@ int main(void)
 	if (getenv("QCKPT_TEST_FILTER") != NULL)
 		cmocka_set_test_filter(getenv("QCKPT_TEST_FILTER"));
 	failed = cmocka_run_group_tests_name("production on QEMU (default)", tests_default,
-					     setup_default, NULL);
+					     setup_default, teardown);
 	if (harness_want_qemu10())
 		failed += cmocka_run_group_tests_name("production on QEMU 10", tests_qemu10,
-						      setup_qemu10, NULL);
+						      setup_qemu10, teardown);
 	return failed ? 1 : 0;
 }

@@ -182,7 +182,7 @@ static struct lib_event *wait_lib_event(struct conn *c, const char *name,
 
 struct fixture {
 	const char *label;
-	const char *qemu; /* NULL: the group is skipped */
+	const char *qemu;
 	struct hvm *vm;
 	struct conn *conn;
 };
@@ -194,12 +194,6 @@ static struct fixture fx10 = {.label = "QEMU 10"};
 static int group_setup(struct fixture *f)
 {
 	fx = f;
-	if (!f->qemu) {
-		fprintf(stderr, "%s not found (scripts/get-qemu10 "
-				"$builddir/qemu10, or QCKPT_QEMU10): its tests "
-				"are skipped\n", f->label);
-		return 0;
-	}
 	struct hvm_opts o = {.name = "lib", .qemu = f->qemu, .ndisks = 2,
 			     .readonly_disk = true, .cdrom = true};
 	f->vm = hvm_start(&o);
@@ -220,14 +214,21 @@ static int setup_default(void **state)
 
 static int setup_qemu10(void **state)
 {
-	fx10.qemu = harness_qemu10();
+	fx10.qemu = harness_require_qemu10();
+	if (fx10.qemu == NULL)
+		return -1;
 	return group_setup(&fx10);
 }
 
+/* cmocka runs it after a failed setup too: fx is then NULL (the previous
+ * group's teardown cleared it) or the fixture the setup began. */
 static int group_teardown(void **state)
 {
+	if (fx == NULL)
+		return 0;
 	hvm_free(fx->vm);
 	fx->vm = NULL;
+	fx = NULL;
 	return 0;
 }
 
@@ -446,6 +447,12 @@ static void test_fd_migration_restores_guest_from_saved_tick(void **state)
 	assert_int_equal(call(c, "migrate-set-parameters",
 			      json_pack("{s:i, s:i}", "max-bandwidth", 0,
 					"downtime-limit", 10), NULL), 0);
+	/* QEMU < 9.0 under TCG loses dirty pages in pre-copy (fixed by QEMU
+	 * commit 03bfc2188f): a live save there restores into a crashing
+	 * guest now and then.  Save it stopped, so that this test fails only
+	 * for the library's faults; QEMU 10 saves it live. */
+	if (qmp_client_version(&c->client) < 90000)
+		assert_int_equal(call(c, "stop", NULL, NULL), 0);
 	int fd = open(memfile, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	assert_true(fd >= 0);
 	assert_int_equal(call_fd(c, "getfd", json_pack("{s:s}", "fdname", "memfd"),
@@ -540,12 +547,16 @@ int main(void)
 	int rc = harness_init();
 	if (rc != 0)
 		return rc;
+	/* QCKPT_TEST_FILTER=pattern runs only the matching tests. */
+	if (getenv("QCKPT_TEST_FILTER") != NULL)
+		cmocka_set_test_filter(getenv("QCKPT_TEST_FILTER"));
 	const struct CMUnitTest tests_default[] = QMP_TESTS;
 	const struct CMUnitTest tests_qemu10[] = QMP_TESTS;
 	int failed = cmocka_run_group_tests_name("qmp on QEMU (default)",
 						 tests_default, setup_default,
 						 group_teardown);
-	failed += cmocka_run_group_tests_name("qmp on QEMU 10", tests_qemu10,
-					      setup_qemu10, group_teardown);
+	if (harness_want_qemu10())
+		failed += cmocka_run_group_tests_name("qmp on QEMU 10", tests_qemu10,
+						      setup_qemu10, group_teardown);
 	return failed ? 1 : 0;
 }

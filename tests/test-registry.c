@@ -60,6 +60,21 @@ static void test_mistakes_are_refused_with_file_and_line(void **state)
 	refused("vm1 /a.sock dir=/x dir=/y\n", "twice");
 	refused("vm1 /a.sock dir=\n", "empty value");
 	refused("vm1 /a.sock novalue\n", "key=value");
+	refused("vm1 /a.sock name-check=maybe\n", "name-check must be on or off");
+}
+
+/* name-check: on unless the line says off. */
+static void test_name_check_is_on_unless_turned_off(void **state)
+{
+	struct registry reg;
+	char err[256];
+
+	assert_int_equal(registry_parse("/r", "a /a.sock\nb /b.sock name-check=off\nc /c.sock name-check=on\n",
+					&reg, err, sizeof err), 0);
+	assert_int_equal(registry_find(&reg, "a")->name_check_off, 0);
+	assert_int_equal(registry_find(&reg, "b")->name_check_off, 1);
+	assert_int_equal(registry_find(&reg, "c")->name_check_off, 0);
+	registry_free(&reg);
 }
 
 static void test_missing_default_registry_is_empty_but_named_one_is_an_error(void **state)
@@ -200,6 +215,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_entries_with_every_key_parse),
 		cmocka_unit_test(test_mistakes_are_refused_with_file_and_line),
+		cmocka_unit_test(test_name_check_is_on_unless_turned_off),
 		cmocka_unit_test(test_missing_default_registry_is_empty_but_named_one_is_an_error),
 		cmocka_unit_test(test_add_and_remove_keep_comments_and_order),
 		cmocka_unit_test(test_agent_takes_the_forms_of_the_monitor),

@@ -647,16 +647,7 @@ static void test_without_run_checkpoint_says_which_path_and_disks_lists_it(void 
 
 static int setup(void **state)
 {
-	FILE *f;
-
-	registry_path = harness_path("registry");
-	catalog_dir = harness_path("catalog");
-	mkdir(catalog_dir, 0700);
-	setenv("QCKPT_REGISTRY", registry_path, 1);
-	f = fopen(registry_path, "w");
-	fputs("# written by test-run\n", f);
-	fclose(f);
-	return 0;
+	return group_files_setup("test-run", &registry_path, &catalog_dir);
 }
 
 static int setup_qemu10(void **state)
@@ -669,8 +660,7 @@ static int setup_qemu10(void **state)
 
 static int teardown(void **state)
 {
-	free(registry_path);
-	free(catalog_dir);
+	group_files_teardown(&registry_path, &catalog_dir);
 	return 0;
 }
 

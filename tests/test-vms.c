@@ -219,6 +219,8 @@ static int make_silent_listener(const char *path)
 
 /* ---- vms ------------------------------------------------------------------ */
 
+/* A VM stopped by a save (QEMU's postmigrate) is paused to the user: cont
+ * resumes it and qckpt checkpoints it again. */
 static void test_vms_shows_running_paused_and_postmigrate_vms(void **state)
 {
 	struct hvm *run = start_vm((struct hvm_opts){ .name = "run", .ndisks = 2,
@@ -262,7 +264,7 @@ static void test_vms_shows_running_paused_and_postmigrate_vms(void **state)
 	assert_string_equal(jstr(o, "Monitor"), monitor);
 	free(monitor);
 	assert_string_equal(jstr(by_name(list, hvm_name(pau)), "State"), "paused");
-	assert_string_equal(jstr(by_name(list, hvm_name(pm)), "State"), "postmigrate");
+	assert_string_equal(jstr(by_name(list, hvm_name(pm)), "State"), "paused");
 	json_decref(list);
 	run_free(&r);
 
@@ -286,7 +288,7 @@ static void test_vms_shows_running_paused_and_postmigrate_vms(void **state)
 	free(want);
 	assert_non_null(strstr(r.out, "128M"));
 	assert_non_null(strstr(r.out, "2+1ro"));
-	want = fmt("%-16s %-14s", hvm_name(pm), "postmigrate");
+	want = fmt("%-16s %-14s", hvm_name(pm), "paused");
 	assert_non_null(strstr(r.out, want));
 	free(want);
 	run_free(&r);
@@ -692,9 +694,7 @@ static void test_register_warns_when_the_socket_belongs_to_another_vm(void **sta
 
 static int setup(void **state)
 {
-	catalog_dir = harness_path("catalog");
-	mkdir(catalog_dir, 0700);
-	return 0;
+	return group_files_setup("test-vms", NULL, &catalog_dir);
 }
 
 static int setup_qemu10(void **state)
@@ -707,8 +707,7 @@ static int setup_qemu10(void **state)
 
 static int teardown(void **state)
 {
-	free(catalog_dir);
-	catalog_dir = NULL;
+	group_files_teardown(NULL, &catalog_dir);
 	return 0;
 }
 
@@ -730,6 +729,9 @@ int main(void)
 
 	if (rc != 0)
 		return rc;
+	/* QCKPT_TEST_FILTER=pattern runs only the matching tests. */
+	if (getenv("QCKPT_TEST_FILTER") != NULL)
+		cmocka_set_test_filter(getenv("QCKPT_TEST_FILTER"));
 	failed = cmocka_run_group_tests_name("vms, register, unregister", tests,
 					     setup, teardown);
 	if (harness_want_qemu10())

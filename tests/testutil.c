@@ -7,9 +7,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <uv.h>
 
@@ -136,6 +138,40 @@ char *fmt(const char *f, ...)
 	assert_true(vasprintf(&s, f, ap) >= 0);
 	va_end(ap);
 	return s;
+}
+
+int group_files_setup(const char *program, char **registry, char **catalog)
+{
+	FILE *f;
+
+	group_files_teardown(registry, catalog);
+	*catalog = harness_path("catalog");
+	if (mkdir(*catalog, 0700) < 0 && errno != EEXIST) {
+		fprintf(stderr, "mkdir %s: %s\n", *catalog, strerror(errno));
+		return -1;
+	}
+	if (registry == NULL)
+		return 0;
+	*registry = harness_path("registry");
+	f = fopen(*registry, "w");
+	if (f == NULL) {
+		fprintf(stderr, "%s: %s\n", *registry, strerror(errno));
+		return -1;
+	}
+	fprintf(f, "# written by %s\n", program);
+	fclose(f);
+	setenv("QCKPT_REGISTRY", *registry, 1);
+	return 0;
+}
+
+void group_files_teardown(char **registry, char **catalog)
+{
+	if (registry != NULL) {
+		free(*registry);
+		*registry = NULL;
+	}
+	free(*catalog);
+	*catalog = NULL;
 }
 
 /* ---- a program in the background ---- */

@@ -56,6 +56,18 @@ bool child_done(void *arg);
 /* A text file's whole content (malloc'd); a missing file fails the test. */
 char *read_file(const char *path);
 
+/*
+ * A test group's files, for its setup: *registry a new registry file (in
+ * the harness's temp dir) holding only "# written by PROGRAM", named by
+ * QCKPT_REGISTRY (registry NULL: no file), and *catalog the directory
+ * "catalog" there.  What they pointed to is freed first, so a setup may
+ * follow a failed one.  0, or -1 after saying why.
+ */
+int group_files_setup(const char *program, char **registry, char **catalog);
+/* For the group's teardown, which cmocka runs after a failed setup too:
+ * frees both (either may be NULL) and sets them NULL. */
+void group_files_teardown(char **registry, char **catalog);
+
 /* asprintf that fails the test instead of returning NULL. */
 char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
 

@@ -1,0 +1,970 @@
+/*
+ * restore.c: one VM's restore as a task (see restore.h for the states).
+ * restore_step() reads top to bottom like the restore itself:
+ *
+ *   find the checkpoint and check its files -> its monitor: [probe the QEMU's
+ *   migration abilities] -> new overlays on the frozen images (qemu-img) ->
+ *   vm.json: new active images + PendingRestore -> [quit the old QEMU and
+ *   wait for its process] -> `qckpt run` the recorded command, detached,
+ *   with the restore monitor -> the load (restore-load.c).
+ *
+ * Non-destructive: the current branch's overlays are kept, the frozen
+ * images are only ever backing files.  Until the old QEMU is quit, a
+ * failure undoes everything (the undo list puts vm.json back and removes
+ * the new overlays) and the VM runs on untouched.  After that the restore
+ * is pending in vm.json, and running `qckpt restore` again completes it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "catalog.h"
+#include "chain.h"
+#include "cmdline.h"
+#include "log.h"
+#include "migrate.h"
+#include "restore.h"
+#include "util.h"
+
+extern char **environ;
+
+static void restore_enter(struct restore *r, enum restore_state state);
+
+static void fail(struct restore *r, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void fail(struct restore *r, int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	task_vset_error(&r->task, status, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- finding the checkpoint, checking its files (touches nothing) ------ */
+
+static char *file_safe(const char *name)
+{
+	char *s = xstrdup(name);
+
+	for (char *p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+			*p = '_';
+	return s;
+}
+
+static json_t *vm_disk(json_t *state, const char *device)
+{
+	size_t i;
+	json_t *d;
+
+	json_array_foreach(json_object_get(state, "Disks"), i, d)
+		if (strcmp(json_string_value(json_object_get(d, "Device")) ?: "", device) == 0)
+			return d;
+	return NULL;
+}
+
+/* A frozen image is what the record says: there, qcow2 with a readable
+ * chain, or a raw file. */
+static int check_disk(struct restore *r, struct restore_disk *d)
+{
+	char err[1024] = "";
+	struct stat st;
+	char *backing = NULL;
+	int rc;
+
+	if (d->frozen == NULL || d->device == NULL)
+		return fail(r, -EINVAL, "the checkpoint's record lists a disk without Device or CheckpointImage"), -1;
+	if (stat(d->frozen, &st) < 0 || !S_ISREG(st.st_mode))
+		return fail(r, -ENOENT, "disk %s: the checkpoint's image %s is %s; nothing changed (restore another checkpoint, or put the file back)",
+			    d->device, d->frozen, errno == ENOENT ? "missing" : "not a file"), -1;
+	rc = qcow2_backing_file(d->frozen, &backing);
+	free(backing);
+	if (strcmp(d->format, "qcow2") == 0 && rc < 0)
+		return fail(r, rc, "disk %s: the checkpoint's image %s is %s; nothing changed",
+			    d->device, d->frozen, rc == -EINVAL ? "not a qcow2 image" : strerror(-rc)), -1;
+	if (strcmp(d->format, "raw") == 0 && rc == 0)
+		return fail(r, -EINVAL, "disk %s: the checkpoint's image %s is a qcow2 image, the record says raw; nothing changed",
+			    d->device, d->frozen), -1;
+	d->chain = chain_from_image(d->frozen, err, sizeof err);
+	if (d->chain == NULL)
+		return fail(r, -EINVAL, "disk %s: %s; nothing changed", d->device, err), -1;
+	return 0;
+}
+
+static int check_memory(struct restore *r)
+{
+	const char *path = json_string_value(json_object_get(r->memory, "Path"));
+	json_int_t bytes = json_integer_value(json_object_get(r->memory, "Bytes"));
+	struct stat st;
+
+	if (path == NULL)
+		return fail(r, -EINVAL, "the checkpoint's record has a MemoryState without Path"), -1;
+	if (stat(path, &st) < 0)
+		return fail(r, -errno, "the memory state %s is %s; nothing changed",
+			    path, errno == ENOENT ? "missing" : strerror(errno)), -1;
+	if (bytes > 0 && st.st_size != bytes)
+		return fail(r, -EINVAL, "the memory state %s has %lld bytes, the checkpoint recorded %lld: it was cut short or changed; nothing changed",
+			    path, (long long)st.st_size, (long long)bytes), -1;
+	return 0;
+}
+
+static void plan_overlays(struct restore *r)
+{
+	json_t *rd, *vd;
+	size_t i;
+	char id[37];
+	char *safe = file_safe(json_string_value(json_object_get(r->record, "Name")) ?: "checkpoint");
+
+	uuid_generate_str(id);
+	json_array_foreach(json_object_get(r->record, "Disks"), i, rd) {
+		struct restore_disk *d = &r->disks[i];
+		char *dir, *stem;
+
+		vd = vm_disk(r->vmstate, d->device);
+		d->original = xstrdup(json_string_value(json_object_get(vd, "OriginalImage")) ?:
+				      json_string_value(json_array_get(d->chain, 0)));
+		dir = r->spec.overlay_dir ? xstrdup(r->spec.overlay_dir) : dir_name(d->frozen);
+		stem = base_stem(d->original);
+		d->overlay = xasprintf("%s/%s.restore-%s.%.8s.qcow2", dir, stem, safe, id);
+		free(dir);
+		free(stem);
+	}
+	free(safe);
+}
+
+/* The exact command for a VM qckpt cannot relaunch: its disks on the new
+ * overlays, and how to load the memory. */
+static void print_recipe(struct restore *r);
+
+/* A QEMU that exited but was never reaped (its parent gone, an init that
+ * does not reap) still has its /proc entry: it does not run. */
+static int proc_is_zombie(long pid)
+{
+	char path[64], *text = NULL, *p;
+	int zombie = 0;
+
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	if (read_whole_file(path, &text) == 0 && (p = strrchr(text, ')')) != NULL)
+		zombie = p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+	free(text);
+	return zombie;
+}
+
+static int restore_find(struct restore *r)
+{
+	json_t *list = catalog_list(r->spec.catalog_root, r->spec.vm), *rd;
+	json_t *cl;
+	char err[2048];
+	size_t i;
+
+	r->record = json_incref(catalog_find_checkpoint(list, r->spec.checkpoint, err, sizeof err));
+	json_decref(list);
+	if (r->record == NULL)
+		return fail(r, -ENOENT, "%s", err), -1;
+	snprintf(r->id8, sizeof r->id8, "%.8s", json_string_value(json_object_get(r->record, "Id")) ?: "?");
+	r->memory = json_object_get(r->record, "MemoryState");
+	r->vmstate = catalog_load_vm(r->spec.catalog_root, r->spec.vm);
+	cl = json_object_get(r->vmstate, "CommandLine");
+	r->pid = (long)json_integer_value(json_object_get(cl, "Pid"));
+	r->running = cmdline_launch_is_running(cl) && !proc_is_zombie(r->pid);
+	r->ndisks = json_array_size(json_object_get(r->record, "Disks"));
+	r->disks = xcalloc(r->ndisks + 1, sizeof *r->disks);
+	json_array_foreach(json_object_get(r->record, "Disks"), i, rd) {
+		struct restore_disk *d = &r->disks[i];
+
+		d->device = xstrdup(json_string_value(json_object_get(rd, "Device")) ?: "");
+		d->frozen = json_string_value(json_object_get(rd, "CheckpointImage")) ?
+			    xstrdup(json_string_value(json_object_get(rd, "CheckpointImage"))) : NULL;
+		d->format = xstrdup(json_string_value(json_object_get(rd, "Format")) ?: "qcow2");
+		if (check_disk(r, d) < 0)
+			return -1;
+	}
+	if (r->memory != NULL && check_memory(r) < 0)
+		return -1;
+	plan_overlays(r);
+	if (!json_is_array(json_object_get(cl, "Given"))) {
+		print_recipe(r);
+		return fail(r, -ENOTSUP, "it was not launched through 'qckpt run', so qckpt cannot relaunch it; nothing changed: run the command above, or launch it with 'qckpt run %s -- QEMU-COMMAND' and restore again",
+			    r->spec.vm), -1;
+	}
+	return 0;
+}
+
+static int recipe_image(void *arg, const char *image, int writable, char **replacement,
+			char *err, size_t errlen)
+{
+	struct restore *r = arg;
+	size_t i;
+	json_t *vd;
+
+	for (i = 0; i < r->ndisks; i++) {
+		vd = vm_disk(r->vmstate, r->disks[i].device);
+		if ((vd != NULL && chain_names(vd, image)) ||
+		    (r->disks[i].original && chain_same_file(r->disks[i].original, image))) {
+			*replacement = xstrdup(r->disks[i].overlay);
+			return 0;
+		}
+	}
+	return 0;
+}
+
+/* The running QEMU's arguments from /proc (NUL-separated). */
+static int proc_cmdline(long pid, struct cmdline *c)
+{
+	char path[64], *buf = NULL, **argv = NULL;
+	size_t n = 0, len = 0, cap = 0;
+	ssize_t got;
+	int fd;
+
+	snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+	if (pid <= 0 || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	do {
+		if (len + 4096 + 1 > cap)
+			buf = xrealloc(buf, cap = 2 * cap + 8192);
+		got = read(fd, buf + len, 4096);
+		if (got > 0)
+			len += (size_t)got;
+	} while (got > 0);
+	close(fd);
+	if (buf != NULL)
+		buf[len] = '\0';
+	for (size_t k = 0; k < len; k += strlen(buf + k) + 1) {
+		argv = xrealloc(argv, (n + 1) * sizeof *argv);
+		argv[n++] = buf + k;
+	}
+	if (n > 0)
+		cmdline_init(c, argv, n);
+	free(argv);
+	free(buf);
+	return n > 0 ? 0 : -1;
+}
+
+/* The pid of the QEMU serving MONITOR, from /proc: for a VM qckpt did
+ * not launch, only its command line names the socket. */
+static long find_qemu_pid(const char *monitor)
+{
+	const char *sock = strncmp(monitor, "unix:", 5) == 0 ? monitor + 5 : monitor;
+	DIR *dir = opendir("/proc");
+	struct dirent *de;
+	long found = -1;
+
+	while (dir != NULL && found < 0 && (de = readdir(dir)) != NULL) {
+		struct cmdline c = { 0 };
+		long pid = strtol(de->d_name, NULL, 10);
+
+		if (pid <= 0 || pid == (long)getpid() || proc_cmdline(pid, &c) < 0)
+			continue;
+		for (size_t i = 1; i < c.argc && found < 0; i++)
+			if (strstr(c.argv[i], sock) != NULL && strstr(c.argv[0], "qemu") != NULL)
+				found = pid;
+		cmdline_free(&c);
+	}
+	if (dir != NULL)
+		closedir(dir);
+	return found;
+}
+
+static void print_recipe(struct restore *r)
+{
+	const char *mem = json_string_value(json_object_get(r->memory, "Path"));
+	struct cmdline c = { 0 };
+	char cwd[PATH_MAX], err[512];
+	/* 7.2 can read the stream from a pipe; file: needs QEMU >= 8.2 and
+	 * mapped-ram needs it and -incoming defer plus the capabilities. */
+	int mapped = 0;
+	size_t i;
+	json_t *cap;
+
+	json_array_foreach(json_object_get(r->memory, "Capabilities"), i, cap)
+		mapped |= strcmp(json_string_value(cap) ?: "", "mapped-ram") == 0;
+	for (i = 0; i < r->ndisks; i++)
+		printf("qemu-img create -f qcow2 -b %s -F %s %s\n", r->disks[i].frozen,
+		       r->disks[i].format, r->disks[i].overlay);
+	if (getcwd(cwd, sizeof cwd) == NULL)
+		strcpy(cwd, "/");
+	if (proc_cmdline(find_qemu_pid(r->spec.monitor), &c) == 0 &&
+	    cmdline_rewrite_disks(&c, cwd, recipe_image, r, err, sizeof err) == 0) {
+		char *inc = mem == NULL ? NULL : mapped ? xstrdup("defer") : xasprintf("exec:cat %s", mem);
+		char *line;
+
+		if (inc != NULL)
+			cmdline_append(&c, "-incoming", inc, NULL);
+		line = cmdline_quote(&c);
+		printf("%s\n", line);
+		free(line);
+		free(inc);
+	} else {
+		printf("# QEMU's usual command line, each disk on its overlay above%s%s\n",
+		       mem ? ", plus -incoming " : "", mem ? (mapped ? "defer" : "'exec:cat FILE'") : "");
+	}
+	cmdline_free(&c);
+	if (mem != NULL && mapped)
+		printf("# then over QMP: migrate-set-capabilities events, multifd, mapped-ram on; migrate-incoming {\"uri\": \"file:%s\"}; when MIGRATION is completed, cont%s\n",
+		       mem, strcmp(json_string_value(json_object_get(r->record, "GuestState")) ?: "", "running") == 0 ?
+		       "" : " only if you want the guest running (it was paused)");
+	else if (mem != NULL)
+		printf("# then over QMP: cont%s\n",
+		       strcmp(json_string_value(json_object_get(r->record, "GuestState")) ?: "", "running") == 0 ?
+		       " once the load is done" : " only if you want the guest running (it was paused)");
+}
+
+/* ---- the running QEMU -------------------------------------------------- */
+
+static void on_conn_ready(struct vmconn *conn, int status)
+{
+	struct restore *r = conn->data;
+
+	if (status < 0 && !r->running && (status == UV_ENOENT || status == UV_ECONNREFUSED)) {
+		/* nobody serves the monitor: the VM is stopped, start it */
+	} else if (status < 0) {
+		fail(r, status, "the VM runs (pid %ld) but its monitor cannot be used: %s; nothing changed",
+		     r->pid, conn->error);
+	} else if (!r->running) {
+		/* It answers, but not as the launch vm.json recorded: someone
+		 * started it by hand, and qckpt cannot relaunch that. */
+		print_recipe(r);
+		fail(r, -ENOTSUP, "it runs, but not as launched by 'qckpt run' (that launch, pid %ld, has ended), so qckpt cannot relaunch it; nothing changed: run the commands above, or quit it and restore again",
+		     r->pid);
+	} else {
+		task_attach(&r->task, conn);
+	}
+	task_arrived(&r->task);
+}
+
+static void enter_connect(struct restore *r)
+{
+	r->conn.data = r;
+	r->conn_used = 1;
+	r->task.awaiting++;
+	/* Also when vm.json's launch has ended: a QEMU started by hand on the
+	 * same monitor must not be left running beside the restored one. */
+	if (vmconn_open(r->loop, &r->conn, r->spec.vm, r->spec.monitor,
+			r->spec.expect_name, 10000, on_conn_ready) < 0) {
+		if (!r->running)
+			r->task.awaiting--; /* no socket at all: stopped */
+		else {
+			fail(r, -EINVAL, "%s; nothing changed", r->conn.error);
+			r->task.awaiting--;
+		}
+	}
+}
+
+static void enter_probe(struct restore *r)
+{
+	task_send(&r->task, "query-migrate-capabilities", NULL, &r->caps);
+}
+
+/* The memory state needs what it was saved with (mapped-ram must match). */
+static int check_caps(struct restore *r)
+{
+	size_t i;
+	json_t *c;
+
+	json_array_foreach(json_object_get(r->memory, "Capabilities"), i, c) {
+		const char *cap = json_string_value(c);
+
+		if (cap != NULL && strcmp(cap, "background-snapshot") != 0 &&
+		    !migrate_has_cap(r->caps, cap))
+			return fail(r, -ENOTSUP,
+				"the checkpoint's memory state was saved with the migration capability %s, which this QEMU (%s) does not offer; nothing changed: run the VM on QEMU 9.0 or later to restore it",
+				cap, r->conn.qmp.version_string), -1;
+	}
+	return 0;
+}
+
+/* ---- new overlays ------------------------------------------------------ */
+
+static void undo_overlay(struct task *task, void *arg)
+{
+	struct restore_disk *d = arg;
+
+	unlink(d->overlay);
+}
+
+static void on_overlay_exit(uv_process_t *proc, int64_t status, int signum)
+{
+	struct restore *r = proc->data;
+	struct restore_disk *d = NULL;
+
+	for (size_t i = 0; i < r->ndisks; i++)
+		if (&r->disks[i].proc == proc)
+			d = &r->disks[i];
+	if (status != 0 || signum != 0)
+		fail(r, -EIO, "disk %s: 'qemu-img create' of the overlay %s on %s failed (exit %d); nothing changed",
+		     d->device, d->overlay, d->frozen, signum ? 128 + signum : (int)status);
+	uv_close((uv_handle_t *)proc, NULL);
+	task_arrived(&r->task);
+}
+
+static const char *qemu_img(void)
+{
+	const char *env = getenv("QEMU_IMG");
+
+	return env != NULL && env[0] != '\0' ? env : "qemu-img";
+}
+
+static void enter_overlays(struct restore *r)
+{
+	for (size_t i = 0; i < r->ndisks; i++) {
+		struct restore_disk *d = &r->disks[i];
+		char *args[] = { (char *)qemu_img(), "create", "-q", "-f", "qcow2", "-b", d->frozen,
+				 "-F", d->format, d->overlay, NULL };
+		uv_process_options_t po = { 0 };
+		uv_stdio_container_t stdio[3] = {
+			{ .flags = UV_IGNORE }, { .flags = UV_IGNORE },
+			{ .flags = UV_INHERIT_FD, .data.fd = 2 },
+		};
+		int rc;
+
+		po.file = args[0];
+		po.args = args;
+		po.stdio = stdio;
+		po.stdio_count = 3;
+		po.exit_cb = on_overlay_exit;
+		d->proc.data = r;
+		rc = uv_spawn(r->loop, &d->proc, &po);
+		if (rc < 0) {
+			fail(r, rc, "cannot run %s: %s; nothing changed", args[0], uv_strerror(rc));
+			uv_close((uv_handle_t *)&d->proc, NULL);
+			return;
+		}
+		task_on_undo(&r->task, undo_overlay, d);
+		r->task.awaiting++;
+	}
+}
+
+/* ---- vm.json ------------------------------------------------------------ */
+
+/* The disk's chain for vm.json: from its OriginalImage (the chain read
+ * from the headers may go further down, into a base image) to OVERLAY. */
+static json_t *vm_chain(struct restore_disk *d)
+{
+	json_t *chain = json_array();
+	size_t i, from = 0;
+
+	for (i = 0; i < json_array_size(d->chain); i++)
+		if (chain_same_file(json_string_value(json_array_get(d->chain, i)), d->original))
+			from = i;
+	json_array_append_new(chain, json_string(d->original));
+	for (i = from + 1; i < json_array_size(d->chain); i++)
+		json_array_append(chain, json_array_get(d->chain, i));
+	json_array_append_new(chain, json_string(d->overlay));
+	return chain;
+}
+
+static json_t *new_vm_state(struct restore *r)
+{
+	json_t *state = json_deep_copy(r->vmstate), *vd;
+	char when[40];
+
+	for (size_t i = 0; i < r->ndisks; i++) {
+		struct restore_disk *d = &r->disks[i];
+
+		vd = vm_disk(state, d->device);
+		if (vd == NULL) {
+			vd = json_pack("{s:s, s:s}", "Device", d->device, "OriginalImage", d->original);
+			json_array_append_new(json_object_get(state, "Disks"), vd);
+		}
+		json_object_set_new(vd, "ActiveImage", json_string(d->overlay));
+		json_object_set_new(vd, "Format", json_string("qcow2"));
+		json_object_set_new(vd, "Chain", vm_chain(d));
+	}
+	format_iso8601(wall_ms(), when, sizeof when);
+	if (r->memory == NULL) {
+		/* Nothing to load: the VM is on the checkpoint once it boots. */
+		json_object_del(state, "PendingRestore");
+		json_object_set(state, "CurrentCheckpointId", json_object_get(r->record, "Id"));
+		json_object_set(state, "CurrentCheckpointName", json_object_get(r->record, "Name"));
+		return state;
+	}
+	json_object_set_new(state, "PendingRestore", json_pack(
+		"{s:O, s:O, s:O, s:O, s:O?, s:O?, s:O?, s:s}",
+		"CheckpointId", json_object_get(r->record, "Id"),
+		"CheckpointName", json_object_get(r->record, "Name"),
+		"MemoryPath", json_object_get(r->memory, "Path"),
+		"Bytes", json_object_get(r->memory, "Bytes"),
+		"GuestState", json_object_get(r->record, "GuestState"),
+		"Capabilities", json_object_get(r->memory, "Capabilities"),
+		"MultifdChannels", json_object_get(r->memory, "MultifdChannels"),
+		"RequestedAt", when));
+	return state;
+}
+
+struct commit_work {
+	uv_work_t req;
+	struct restore *r;
+	json_t *state;
+	int rc;
+};
+
+static void work_commit(uv_work_t *req)
+{
+	struct commit_work *w = req->data;
+
+	w->rc = catalog_write_vm(w->r->spec.catalog_root, w->r->spec.vm, w->state);
+}
+
+/* A pending restore's overlays that were never run on (its load did not
+ * finish) are replaced by this restore's. */
+static void remove_unused_overlays(struct restore *r)
+{
+	size_t i;
+	json_t *vd;
+
+	/* A QEMU that runs may be on them (a load that went through but
+	 * whose vm.json write failed): then they stay. */
+	if (json_object_get(r->vmstate, "PendingRestore") == NULL || r->running)
+		return;
+	json_array_foreach(json_object_get(r->vmstate, "Disks"), i, vd) {
+		const char *active = json_string_value(json_object_get(vd, "ActiveImage"));
+
+		if (active != NULL && strstr(active, ".restore-") != NULL)
+			unlink(active);
+	}
+}
+
+static void after_commit(uv_work_t *req, int status)
+{
+	struct commit_work *w = req->data;
+	struct restore *r = w->r;
+
+	if (status < 0)
+		w->rc = status;
+	if (w->rc < 0)
+		fail(r, w->rc, "cannot write %s/%s/vm.json: %s; nothing changed",
+		     r->spec.catalog_root, r->spec.vm, strerror(-w->rc));
+	else
+		r->vm_json_written = 1;
+	if (w->rc == 0)
+		remove_unused_overlays(r);
+	json_decref(w->state);
+	free(w);
+	task_arrived(&r->task);
+}
+
+static void undo_vm_json(struct task *task, void *arg)
+{
+	struct restore *r = arg;
+
+	if (r->vm_json_written && catalog_write_vm(r->spec.catalog_root, r->spec.vm, r->vmstate) < 0)
+		warn_vm(r->spec.vm, "could not put %s/%s/vm.json back", r->spec.catalog_root, r->spec.vm);
+}
+
+static void enter_commit(struct restore *r)
+{
+	struct commit_work *w = xcalloc(1, sizeof *w);
+
+	w->r = r;
+	w->state = new_vm_state(r);
+	w->req.data = w;
+	task_on_undo(&r->task, undo_vm_json, r);
+	r->task.awaiting++;
+	if (uv_queue_work(r->loop, &w->req, work_commit, after_commit) < 0) {
+		json_decref(w->state);
+		free(w);
+		fail(r, -EIO, "cannot queue the vm.json write; nothing changed");
+		r->task.awaiting--;
+	}
+}
+
+/* ---- quitting the old QEMU ------------------------------------------------ */
+
+static void on_pid_exit(uv_poll_t *poll, int status, int events)
+{
+	struct restore *r = poll->data;
+
+	uv_close((uv_handle_t *)poll, NULL);
+	r->pidpoll_open = 0;
+	close(r->pidfd);
+	r->pidfd = -1;
+	verbose_vm(r->spec.vm, "QEMU (pid %ld) exited (+%llu ms)", r->pid,
+		   (unsigned long long)(mono_ms() - r->start_ms));
+	task_arrived(&r->task);
+}
+
+static void enter_quit(struct restore *r)
+{
+	/* The process, not the monitor: QEMU closes the monitor before it
+	 * has let go of its files and its socket. */
+	r->pidfd = (int)syscall(SYS_pidfd_open, (pid_t)r->pid, 0);
+	if (r->pidfd >= 0) {
+		uv_poll_init(r->loop, &r->pidpoll, r->pidfd);
+		r->pidpoll.data = r;
+		r->pidpoll_open = 1;
+		uv_poll_start(&r->pidpoll, UV_READABLE, on_pid_exit);
+		r->task.awaiting++;
+	} else if (errno != ESRCH) {
+		/* No pidfd (Linux < 5.3): the monitor closing is the best sign. */
+		r->quit_on_disconnect = 1;
+		r->task.awaiting++;
+	}
+	verbose_vm(r->spec.vm, "quitting QEMU (pid %ld)", r->pid);
+	task_send_ex(&r->task, "quit", NULL, -1, NULL, 1);
+}
+
+/* ---- relaunching ------------------------------------------------------------ */
+
+static char *runtime_dir(void)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+
+	/* sun_path holds 108 bytes: keep the socket's path short. */
+	if (xdg != NULL && xdg[0] == '/' && strlen(xdg) < 60)
+		return xasprintf("%s/qckpt-restore-XXXXXX", xdg);
+	return xstrdup("/tmp/qckpt-restore-XXXXXX");
+}
+
+static void on_qemu_exit(uv_process_t *proc, int64_t status, int signum)
+{
+	struct restore *r = proc->data;
+
+	r->proc_exited = 1;
+	r->exit_status = signum ? 128 + signum : (int)status;
+	uv_close((uv_handle_t *)proc, NULL);
+	r->proc_open = 0;
+	if (r->killing)
+		task_arrived(&r->task);
+	else if (r->state == RESTORE_LOAD && !r->load.task.finished)
+		restore_load_qemu_exited(&r->load);
+}
+
+static void on_load_done(struct restore_load *load)
+{
+	struct restore *r = load->data;
+
+	if (load->task.error_status != 0)
+		fail(r, load->task.error_status, "%s", load->task.error);
+	r->resume_ms = load->resume_ms;
+	restore_load_close(load);
+	task_arrived(&r->task);
+}
+
+static char **spawn_env(const char *sock)
+{
+	size_t n = 0;
+	char **env;
+
+	while (environ[n] != NULL)
+		n++;
+	env = xcalloc(n + 2, sizeof *env);
+	for (size_t i = 0, j = 0; i < n; i++)
+		if (strncmp(environ[i], RESTORE_SOCKET_ENV "=", strlen(RESTORE_SOCKET_ENV) + 1) != 0)
+			env[j++] = environ[i];
+	if (sock != NULL)
+		for (size_t j = 0;; j++)
+			if (env[j] == NULL) {
+				env[j] = xasprintf("%s=%s", RESTORE_SOCKET_ENV, sock);
+				break;
+			}
+	return env;
+}
+
+static int open_log(struct restore *r)
+{
+	char *dir = catalog_vm_dir(r->spec.catalog_root, r->spec.vm);
+	char when[40], *line;
+	int fd;
+
+	r->log_path = xasprintf("%s/qemu.log", dir);
+	free(dir);
+	fd = open(r->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	format_iso8601(wall_ms(), when, sizeof when);
+	line = xasprintf("=== %s qckpt restore %s to '%s' (%s) ===\n", when, r->spec.vm,
+			 json_string_value(json_object_get(r->record, "Name")) ?: "", r->id8);
+	if (write(fd, line, strlen(line)) < 0)
+		warn_vm(r->spec.vm, "cannot write to %s: %s", r->log_path, strerror(errno));
+	free(line);
+	return fd;
+}
+
+static int spawn_run(struct restore *r)
+{
+	json_t *cl = json_object_get(r->vmstate, "CommandLine");
+	json_t *given = json_object_get(cl, "Given");
+	const char *cwd = json_string_value(json_object_get(cl, "WorkingDirectory"));
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	size_t nargs = 0, i;
+	char **args = xcalloc(json_array_size(given) + 8, sizeof *args), **env;
+	uv_process_options_t po = { 0 };
+	uv_stdio_container_t stdio[3];
+	int nullfd, logfd, rc;
+
+	if (n <= 0)
+		return -errno;
+	exe[n] = '\0';
+	args[nargs++] = exe;
+	if (r->spec.registry_path != NULL) {
+		args[nargs++] = "--registry";
+		args[nargs++] = r->spec.registry_path;
+	}
+	args[nargs++] = "run";
+	args[nargs++] = r->spec.vm;
+	args[nargs++] = "--";
+	for (i = 0; i < json_array_size(given); i++)
+		args[nargs++] = (char *)json_string_value(json_array_get(given, i));
+	nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	logfd = open_log(r);
+	if (nullfd < 0 || logfd < 0) {
+		rc = logfd < 0 ? logfd : -errno;
+		goto out;
+	}
+	stdio[0].flags = UV_INHERIT_FD;
+	stdio[0].data.fd = nullfd;
+	stdio[1].flags = stdio[2].flags = UV_INHERIT_FD;
+	stdio[1].data.fd = stdio[2].data.fd = logfd;
+	env = spawn_env(r->memory ? r->sock : NULL);
+	po.file = exe;
+	po.args = args;
+	po.env = env;
+	po.cwd = cwd;
+	po.stdio = stdio;
+	po.stdio_count = 3;
+	po.exit_cb = on_qemu_exit;
+	/* Its own session: the restored VM outlives this command and the
+	 * terminal it ran on. */
+	po.flags = UV_PROCESS_DETACHED;
+	r->proc.data = r;
+	rc = uv_spawn(r->loop, &r->proc, &po);
+	for (i = 0; env[i] != NULL; i++)
+		if (strncmp(env[i], RESTORE_SOCKET_ENV "=", strlen(RESTORE_SOCKET_ENV) + 1) == 0)
+			free(env[i]);
+	free(env);
+	if (rc < 0) {
+		uv_close((uv_handle_t *)&r->proc, NULL);
+	} else {
+		r->proc_open = 1;
+		r->qemu_pid = r->proc.pid;
+		verbose_vm(r->spec.vm, "relaunched through 'qckpt run' (pid %ld, +%llu ms), output in %s",
+			   r->qemu_pid, (unsigned long long)(mono_ms() - r->start_ms), r->log_path);
+	}
+out:
+	if (nullfd >= 0)
+		close(nullfd);
+	if (logfd >= 0)
+		close(logfd);
+	free(args);
+	return rc;
+}
+
+static void enter_launch(struct restore *r)
+{
+	char *tmpl = runtime_dir();
+	int rc;
+
+	r->past_quit = 1;
+	if (mkdtemp(tmpl) == NULL) {
+		fail(r, -errno, "cannot make a directory for the restore monitor (%s): %s",
+		     tmpl, strerror(errno));
+		free(tmpl);
+		return;
+	}
+	r->sockdir = tmpl;
+	r->sock = xasprintf("%s/monitor", r->sockdir);
+	if (r->memory != NULL) {
+		r->load.data = r;
+		r->load_used = 1;
+		rc = restore_load_listen(&r->load, r->loop, r->sock);
+		if (rc < 0) {
+			fail(r, rc, "cannot listen on %s: %s", r->sock, uv_strerror(rc));
+			return;
+		}
+	}
+	rc = spawn_run(r);
+	if (rc < 0) {
+		fail(r, rc, "cannot start 'qckpt run' for the VM: %s", uv_strerror(rc));
+		return;
+	}
+	if (r->memory != NULL) {
+		json_t *state = new_vm_state(r);
+
+		restore_load_start(&r->load, r->spec.vm, r->spec.catalog_root,
+				   json_object_get(state, "PendingRestore"), r->start_ms, on_load_done);
+		json_decref(state);
+	}
+}
+
+static void enter_load(struct restore *r)
+{
+	r->task.awaiting++; /* on_load_done */
+}
+
+/* ---- the machine ---------------------------------------------------------- */
+
+static enum restore_state restore_next(const struct restore *r)
+{
+	switch (r->state) {
+	case RESTORE_FIND:     return RESTORE_CONNECT;
+	case RESTORE_CONNECT:  return r->running ? RESTORE_PROBE : RESTORE_OVERLAYS;
+	case RESTORE_PROBE:    return RESTORE_OVERLAYS;
+	case RESTORE_OVERLAYS: return RESTORE_COMMIT;
+	case RESTORE_COMMIT:   return r->running ? RESTORE_QUIT :
+				      r->spec.no_relaunch ? RESTORE_DONE : RESTORE_LAUNCH;
+	case RESTORE_QUIT:     return r->spec.no_relaunch ? RESTORE_DONE : RESTORE_LAUNCH;
+	case RESTORE_LAUNCH:   return r->memory ? RESTORE_LOAD : RESTORE_DONE;
+	default:               return RESTORE_DONE;
+	}
+}
+
+static void restore_enter(struct restore *r, enum restore_state state)
+{
+	r->state = state;
+	switch (state) {
+	case RESTORE_CONNECT:  enter_connect(r); break;
+	case RESTORE_PROBE:    enter_probe(r); break;
+	case RESTORE_OVERLAYS: enter_overlays(r); break;
+	case RESTORE_COMMIT:   enter_commit(r); break;
+	case RESTORE_QUIT:     enter_quit(r); break;
+	case RESTORE_LAUNCH:   enter_launch(r); break;
+	case RESTORE_LOAD:     enter_load(r); break;
+	case RESTORE_DONE:     task_finish(&r->task); return;
+	default:               return;
+	}
+	task_wait(&r->task);
+}
+
+static void restore_step(struct task *task)
+{
+	struct restore *r = task->data;
+
+	if (r->state == RESTORE_PROBE && task->error_status == 0 && r->memory != NULL)
+		check_caps(r);
+	if (r->state == RESTORE_QUIT || (r->state == RESTORE_COMMIT && !r->running))
+		task_forget_undo(task); /* the old QEMU is gone: no way back */
+	if (task->error_status == 0 && r->interrupted && r->state < RESTORE_QUIT)
+		fail(r, -EINTR, "interrupted; nothing changed");
+	if (task->error_status != 0 && r->proc_open && !r->killing) {
+		/* A QEMU whose load failed is of no use: end it, and be there
+		 * when it exits, so nothing is left half started. */
+		r->killing = 1;
+		r->task.awaiting++;
+		uv_process_kill(&r->proc, SIGKILL);
+		return;
+	}
+	if (task->error_status != 0) {
+		task_fail(task);
+		return;
+	}
+	restore_enter(r, restore_next(r));
+}
+
+static void restore_event(struct task *task, const char *name, json_t *data)
+{
+}
+
+static void restore_disconnect(struct task *task)
+{
+	struct restore *r = task->data;
+
+	if (r->state == RESTORE_QUIT) {
+		if (r->quit_on_disconnect) {
+			r->quit_on_disconnect = 0;
+			task_arrived(task);
+		}
+		return;
+	}
+	if (r->state < RESTORE_QUIT)
+		fail(r, QMP_ECLOSED, "QEMU closed its monitor (did it exit?); nothing changed");
+}
+
+static void restore_done(struct task *task)
+{
+	struct restore *r = task->data;
+
+	r->finished = 1;
+	if (r->conn_used)
+		vmconn_close(&r->conn, NULL);
+	r->conn_used = 0;
+	if (r->load_used)
+		restore_load_close(&r->load);
+	if (r->pidpoll_open) {
+		uv_close((uv_handle_t *)&r->pidpoll, NULL);
+		close(r->pidfd);
+		r->pidpoll_open = 0;
+	}
+	/* Closing the handle leaves the detached QEMU running. */
+	if (r->proc_open) {
+		uv_close((uv_handle_t *)&r->proc, NULL);
+		r->proc_open = 0;
+	}
+	if (r->sock != NULL)
+		unlink(r->sock);
+	if (r->sockdir != NULL)
+		rmdir(r->sockdir);
+	if (task->error_status == 0 && r->memory == NULL)
+		r->resume_ms = (long long)(mono_ms() - r->start_ms);
+	r->on_done(r);
+}
+
+static const struct task_ops restore_ops = {
+	.step = restore_step,
+	.event = restore_event,
+	.disconnect = restore_disconnect,
+	.done = restore_done,
+};
+
+void restore_start(struct restore *r, uv_loop_t *loop,
+		   void (*on_done)(struct restore *r))
+{
+	r->loop = loop;
+	r->on_done = on_done;
+	r->pidfd = -1;
+	r->start_ms = r->start_ms ? r->start_ms : mono_ms();
+	task_init(&r->task, loop, r->spec.vm, &restore_ops, r);
+	r->state = RESTORE_FIND;
+	if (restore_find(r) < 0) {
+		task_finish(&r->task);
+		return;
+	}
+	restore_step(&r->task);
+}
+
+void restore_interrupt(struct restore *r)
+{
+	r->interrupted = 1;
+}
+
+void restore_free(struct restore *r)
+{
+	json_decref(r->record);
+	json_decref(r->vmstate);
+	json_decref(r->caps);
+	for (size_t i = 0; i < r->ndisks; i++) {
+		struct restore_disk *d = &r->disks[i];
+
+		free(d->device);
+		free(d->frozen);
+		free(d->format);
+		free(d->overlay);
+		free(d->original);
+		json_decref(d->chain);
+	}
+	free(r->disks);
+	if (r->load_used)
+		restore_load_free(&r->load);
+	free(r->sockdir);
+	free(r->sock);
+	free(r->log_path);
+	free(r->spec.vm);
+	free(r->spec.monitor);
+	free(r->spec.expect_name);
+	free(r->spec.catalog_root);
+	free(r->spec.overlay_dir);
+	free(r->spec.checkpoint);
+	free(r->spec.registry_path);
+	free(r);
+}

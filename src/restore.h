@@ -1,0 +1,167 @@
+/*
+ * restore.h: putting a VM back to a checkpoint (`qckpt restore`), as two
+ * tasks on one libuv loop (task.h):
+ *
+ *  - struct restore: one VM's restore: find the checkpoint, check its files
+ *    (touching nothing), new overlays on its frozen images, vm.json with a
+ *    PendingRestore, quit the running QEMU and wait for its process, then
+ *    relaunch the recorded command through `qckpt run` (restore.c);
+ *  - struct restore_load: the memory load on the monitor QEMU opens to us
+ *    (-incoming defer plus a client-mode QMP chardev): capabilities and
+ *    parameters as recorded, the memory file handed over, migrate-incoming,
+ *    cont when the guest was running, then vm.json says the restore is
+ *    complete (restore-load.c).  `qckpt run` uses it alone when it finds a
+ *    PendingRestore nobody is waiting for (--no-relaunch).
+ */
+#ifndef RESTORE_H
+#define RESTORE_H
+
+#include <stdint.h>
+#include <jansson.h>
+#include <uv.h>
+
+#include "task.h"
+#include "vmconn.h"
+
+/* The environment variable through which `qckpt restore` tells the
+ * `qckpt run` it spawns where it listens for QEMU's restore monitor. */
+#define RESTORE_SOCKET_ENV "QCKPT_RESTORE_SOCKET"
+/* The chardev id of that monitor in QEMU's command line. */
+#define RESTORE_CHARDEV_ID "qckpt-restore"
+
+/* ---- the load ---- */
+
+enum load_state {
+	LOAD_ACCEPT,   /* wait for QEMU to connect, negotiate */
+	LOAD_PROBE,    /* capabilities, parameters, run state */
+	LOAD_SETUP,    /* migrate-set-capabilities/-parameters, the fd */
+	LOAD_FD_DIRECT, /* the O_DIRECT twin in the same fdset (direct-io) */
+	LOAD_INCOMING, /* migrate-incoming, until MIGRATION completed */
+	LOAD_RESUME,   /* cont (running checkpoints), until RESUME */
+	LOAD_SETTLE,   /* capabilities and direct-io off again */
+	LOAD_RECORD,   /* vm.json: PendingRestore removed, CurrentCheckpointId */
+	LOAD_DONE,
+};
+
+struct restore_load {
+	void *data;
+	struct task task;
+	enum load_state state;
+	char *vm, *catalog_root, *sock_path;
+	json_t *pending;      /* vm.json's PendingRestore */
+	uv_pipe_t server;
+	int server_open;
+	struct vmconn conn;
+	int conn_used;
+	uv_timer_t timer;     /* accept deadline; cont retries */
+	int timer_open;
+	int cont_retries;
+
+	json_t *caps, *params, *status, *fd_reply, *migration;
+	int use_fdset, mapped_ram, direct_io, fdset_id;
+	int memfd, memfd_direct;
+	int migrating, resumed, completed;
+	int guest_running;    /* the checkpoint's GuestState */
+	uint64_t start_ms;    /* when the user's command started */
+	uint64_t incoming_ms; /* migrate-incoming sent */
+	long long resume_ms;  /* start to RESUME (or to loaded, paused) */
+	int work_rc;
+	uv_work_t work;
+	void (*on_done)(struct restore_load *load);
+};
+
+/* Listen on SOCK_PATH (a unix socket QEMU will connect to) before QEMU
+ * starts; or adopt FD, a socket already listening (run's forked child).
+ * 0, or -errno with nothing to clean up but restore_load_close. */
+int restore_load_listen(struct restore_load *load, uv_loop_t *loop,
+			const char *sock_path);
+int restore_load_adopt(struct restore_load *load, uv_loop_t *loop, int fd,
+		       const char *sock_path);
+/* Wait for QEMU and load; on_done once (load->task.error_status). */
+void restore_load_start(struct restore_load *load, const char *vm,
+			const char *catalog_root, json_t *pending,
+			uint64_t start_ms, void (*on_done)(struct restore_load *));
+/* QEMU is gone (its process exited): fail unless already loaded. */
+void restore_load_qemu_exited(struct restore_load *load);
+/* Close the handles (after on_done); free after the loop has run them. */
+void restore_load_close(struct restore_load *load);
+void restore_load_free(struct restore_load *load);
+
+/* ---- one VM's restore ---- */
+
+struct restore_spec {
+	char *vm;
+	char *monitor, *expect_name;
+	char *catalog_root, *overlay_dir;
+	char *checkpoint;     /* as given: name, Id or Id prefix */
+	char *registry_path;  /* --registry, passed on to run */
+	int no_relaunch;
+};
+
+enum restore_state {
+	RESTORE_FIND,     /* the checkpoint and its files (touches nothing) */
+	RESTORE_CONNECT,  /* its monitor: running? launched by qckpt run? */
+	RESTORE_PROBE,    /* its migration capabilities */
+	RESTORE_OVERLAYS, /* qemu-img create, one per disk */
+	RESTORE_COMMIT,   /* vm.json: new overlays, PendingRestore */
+	RESTORE_QUIT,     /* quit the old QEMU, until its process exits */
+	RESTORE_LAUNCH,   /* qckpt run, detached, QEMU connects back */
+	RESTORE_LOAD,     /* struct restore_load */
+	RESTORE_DONE,
+};
+
+struct restore_disk {
+	char *device, *frozen, *format, *overlay, *original;
+	json_t *chain;
+	uv_process_t proc;    /* qemu-img create */
+};
+
+struct restore {
+	void *data;
+	struct restore_spec spec;
+	struct task task;
+	enum restore_state state;
+	uv_loop_t *loop;
+	uint64_t start_ms;
+
+	json_t *record;      /* the checkpoint (new reference) */
+	json_t *vmstate;     /* vm.json before */
+	json_t *memory;      /* record's MemoryState (borrowed) */
+	int running;         /* its QEMU runs, launched by qckpt run */
+	long pid;
+	char id8[9];
+	struct vmconn conn;
+	int conn_used;
+	json_t *caps;
+	struct restore_disk *disks;
+	size_t ndisks;
+	int vm_json_written;
+
+	int pidfd;
+	uv_poll_t pidpoll;
+	int pidpoll_open;
+	uv_process_t proc;
+	int proc_open, proc_exited;
+	long qemu_pid;
+	char *sockdir, *sock, *log_path;
+	struct restore_load load;
+	int load_used;
+	int work_rc;
+	uv_work_t work;
+	int killing;          /* the relaunched QEMU is being ended */
+	int quit_on_disconnect; /* no pidfd: the monitor's end stands in */
+	int exit_status;      /* the relaunched QEMU's, once it exited */
+	int past_quit;        /* the old QEMU is gone: the restore is pending */
+	long long resume_ms;  /* command to RESUME (or to loaded, paused) */
+	int interrupted;
+	int finished;
+	void (*on_done)(struct restore *r);
+};
+
+void restore_start(struct restore *r, uv_loop_t *loop,
+		   void (*on_done)(struct restore *r));
+void restore_interrupt(struct restore *r);
+/* After the loop has run to its end. */
+void restore_free(struct restore *r);
+
+#endif

@@ -1,0 +1,953 @@
+/*
+ * test-restore.c: `qckpt restore` against real QEMU running the Linux test
+ * guest, on QEMU 7.2 and 10.0.
+ *
+ * A restore quits the VM's QEMU and starts a new one, detached, through
+ * `qckpt run`, with the command line recorded at launch.  So these VMs do
+ * not use the harness's hvm (its serial is QEMU's stdout and its observer
+ * monitor accepts one connection): each VM's serial console is a unix
+ * socket this test listens on, in QEMU's client mode, and every QEMU that
+ * runs the VM (the first one and each restored one) connects to it while
+ * it starts.  Lines are kept per connection ("life"), so a test tells the
+ * restored guest's output from the old one's.  Nothing sleeps: waits run
+ * the harness loop until a line, a connection or a process exit arrives.
+ *
+ * A restore is checked from the guest: the restored guest prints ticks
+ * that continue from the counter the checkpoint's frozen image holds (the
+ * guest writes N to its disk before it prints "tick N"), and never
+ * "qckpt-guest: boot".
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "harness.h"
+#include "testutil.h"
+#include "util.h"
+
+#define BOOT_MS 90000u
+#define WAIT_MS 30000u
+
+static char *registry_path, *catalog_dir;
+static const char *qemu_bin; /* NULL: QEMU 7.2 (harness_qemu()) */
+static int serial_no;
+
+/* ---- VMs whose serial console survives a relaunch ----------------------- */
+
+struct rvm;
+
+struct rconn {
+	uv_pipe_t pipe;
+	struct rvm *vm;
+	int life;
+	char buf[4096];
+	size_t len;
+};
+
+struct rvm {
+	char *name;
+	char *serial_path;
+	uv_pipe_t server;
+	char **lines;
+	int *life_of;
+	size_t nlines, cap, cursor;
+	int lives;            /* QEMU connections so far */
+	char **disks;
+	unsigned ndisks;
+	char **argv;          /* qckpt run ... -- QEMU ... */
+	uv_process_t proc;    /* the `qckpt run` we started, our child */
+	int proc_running;
+	int open;             /* handles not closed yet */
+};
+
+#define MAX_VMS 8
+static struct rvm *vms[MAX_VMS];
+
+static void add_line(struct rvm *vm, int life, const char *text, size_t len)
+{
+	if (len > 0 && text[len - 1] == '\r')
+		len--;
+	if (vm->nlines == vm->cap) {
+		vm->cap = vm->cap ? 2 * vm->cap : 256;
+		vm->lines = realloc(vm->lines, vm->cap * sizeof *vm->lines);
+		vm->life_of = realloc(vm->life_of, vm->cap * sizeof *vm->life_of);
+	}
+	vm->lines[vm->nlines] = strndup(text, len);
+	vm->life_of[vm->nlines++] = life;
+	if (getenv("QCKPT_VERBOSE"))
+		fprintf(stderr, "[%s/%d] %.*s\n", vm->name, life, (int)len, text);
+}
+
+static void on_serial_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
+{
+	struct rconn *c = h->data;
+
+	buf->base = c->buf + c->len;
+	buf->len = sizeof c->buf - c->len;
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+	struct rconn *c = h->data;
+
+	c->vm->open--;
+	free(c);
+}
+
+static void on_vm_handle_closed(uv_handle_t *h)
+{
+	((struct rvm *)h->data)->open--;
+}
+
+static void on_serial_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct rconn *c = s->data;
+	char *nl;
+
+	if (n < 0) {
+		uv_close((uv_handle_t *)s, on_conn_closed);
+		return;
+	}
+	c->len += (size_t)n;
+	while ((nl = memchr(c->buf, '\n', c->len)) != NULL) {
+		add_line(c->vm, c->life, c->buf, (size_t)(nl - c->buf));
+		c->len -= (size_t)(nl + 1 - c->buf);
+		memmove(c->buf, nl + 1, c->len);
+	}
+	if (c->len == sizeof c->buf)
+		c->len = 0; /* a line longer than the buffer: drop it */
+}
+
+static void on_serial_connection(uv_stream_t *server, int status)
+{
+	struct rvm *vm = server->data;
+	struct rconn *c;
+
+	if (status < 0)
+		return;
+	c = calloc(1, sizeof *c);
+	c->vm = vm;
+	c->life = ++vm->lives;
+	vm->open++;
+	uv_pipe_init(harness_loop(), &c->pipe, 0);
+	c->pipe.data = c;
+	if (uv_accept(server, (uv_stream_t *)&c->pipe) < 0) {
+		uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
+		return;
+	}
+	uv_read_start((uv_stream_t *)&c->pipe, on_serial_alloc, on_serial_read);
+}
+
+static void on_run_exit(uv_process_t *p, int64_t status, int sig)
+{
+	struct rvm *vm = p->data;
+
+	vm->proc_running = 0;
+	uv_close((uv_handle_t *)p, on_vm_handle_closed);
+}
+
+static void push(char ***v, size_t *n, const char *s)
+{
+	*v = realloc(*v, (*n + 2) * sizeof **v);
+	(*v)[(*n)++] = strdup(s);
+	(*v)[*n] = NULL;
+}
+
+static void spawn_run(struct rvm *vm)
+{
+	uv_process_options_t po = { 0 };
+	uv_stdio_container_t stdio[3] = {
+		{ .flags = UV_IGNORE }, { .flags = UV_IGNORE },
+		{ .flags = UV_INHERIT_FD, .data.fd = 2 },
+	};
+
+	po.file = vm->argv[0];
+	po.args = vm->argv;
+	po.stdio = stdio;
+	po.stdio_count = 3;
+	po.exit_cb = on_run_exit;
+	vm->proc.data = vm;
+	vm->open++;
+	assert_int_equal(uv_spawn(harness_loop(), &vm->proc, &po), 0);
+	vm->proc_running = 1;
+}
+
+struct life_wait {
+	struct rvm *vm;
+	int life;
+};
+
+static bool life_reached(void *arg)
+{
+	struct life_wait *w = arg;
+
+	return w->vm->lives >= w->life;
+}
+
+/* The next "tick N" of life LIFE after the cursor: N, or -1. */
+static long wait_tick(struct rvm *vm, int life, unsigned timeout_ms);
+
+struct tick_wait {
+	struct rvm *vm;
+	int life;
+	long tick;
+};
+
+static bool tick_seen(void *arg)
+{
+	struct tick_wait *w = arg;
+	struct rvm *vm = w->vm;
+
+	for (; vm->cursor < vm->nlines; vm->cursor++) {
+		const char *p = strstr(vm->lines[vm->cursor], "qckpt-guest: tick ");
+
+		if (p != NULL && vm->life_of[vm->cursor] == w->life) {
+			w->tick = strtol(p + strlen("qckpt-guest: tick "), NULL, 10);
+			vm->cursor++;
+			return true;
+		}
+	}
+	return false;
+}
+
+static long wait_tick(struct rvm *vm, int life, unsigned timeout_ms)
+{
+	struct tick_wait w = { vm, life, -1 };
+	struct life_wait lw = { vm, life };
+
+	if (harness_run_until(life_reached, &lw, timeout_ms) < 0)
+		return -1;
+	harness_run_until(tick_seen, &w, timeout_ms);
+	return w.tick;
+}
+
+/* Whether life LIFE printed a line containing TEXT (so far). */
+static bool life_printed(struct rvm *vm, int life, const char *text)
+{
+	uv_run(harness_loop(), UV_RUN_NOWAIT);
+	for (size_t i = 0; i < vm->nlines; i++)
+		if (vm->life_of[i] == life && strstr(vm->lines[i], text) != NULL)
+			return true;
+	return false;
+}
+
+static const char *qemu(void)
+{
+	return qemu_bin ? qemu_bin : harness_qemu();
+}
+
+/* Start a VM through `qckpt run` without waiting for it to boot. */
+static struct rvm *rvm_launch(const char *base, unsigned ndisks, unsigned mem_mib)
+{
+	struct rvm *vm = calloc(1, sizeof *vm);
+	const char *guest = getenv("QCKPT_GUEST_DIR");
+	size_t n = 0;
+	char *s;
+	int slot;
+
+	for (slot = 0; slot < MAX_VMS && vms[slot] != NULL; slot++)
+		;
+	assert_true(slot < MAX_VMS);
+	vms[slot] = vm;
+	vm->name = fmt("%s%d", base, ++serial_no);
+	vm->serial_path = fmt("%s/%s.serial", harness_tmpdir(), vm->name);
+	uv_pipe_init(harness_loop(), &vm->server, 0);
+	vm->server.data = vm;
+	vm->open++;
+	unlink(vm->serial_path);
+	assert_int_equal(uv_pipe_bind(&vm->server, vm->serial_path), 0);
+	assert_int_equal(uv_listen((uv_stream_t *)&vm->server, 4, on_serial_connection), 0);
+
+	push(&vm->argv, &n, harness_qckpt());
+	push(&vm->argv, &n, "run");
+	push(&vm->argv, &n, "--dir");
+	push(&vm->argv, &n, catalog_dir);
+	push(&vm->argv, &n, vm->name);
+	push(&vm->argv, &n, "--");
+	push(&vm->argv, &n, qemu());
+	for (const char *const *a = (const char *const[]){ "-accel", "tcg", "-nodefaults",
+			"-no-user-config", "-display", "none", "-no-reboot", NULL }; *a; a++)
+		push(&vm->argv, &n, *a);
+	s = fmt("%u", mem_mib);
+	push(&vm->argv, &n, "-m");
+	push(&vm->argv, &n, s);
+	free(s);
+	s = fmt("%s/vmlinuz", guest);
+	push(&vm->argv, &n, "-kernel");
+	push(&vm->argv, &n, s);
+	free(s);
+	s = fmt("%s/initrd.img", guest);
+	push(&vm->argv, &n, "-initrd");
+	push(&vm->argv, &n, s);
+	free(s);
+	push(&vm->argv, &n, "-append");
+	push(&vm->argv, &n, "console=ttyS0 quiet panic=-1");
+	s = fmt("socket,id=serial0,path=%s", vm->serial_path);
+	push(&vm->argv, &n, "-chardev");
+	push(&vm->argv, &n, s);
+	free(s);
+	push(&vm->argv, &n, "-serial");
+	push(&vm->argv, &n, "chardev:serial0");
+	vm->ndisks = ndisks;
+	vm->disks = calloc(ndisks + 1, sizeof *vm->disks);
+	for (unsigned i = 0; i < ndisks; i++) {
+		vm->disks[i] = fmt("%s/%s-disk%u.raw", harness_tmpdir(), vm->name, i);
+		assert_int_equal(disk_create(vm->disks[i], HVM_RAW, 16), 0);
+		s = fmt("file=%s,format=raw,if=none,id=drv%u", vm->disks[i], i);
+		push(&vm->argv, &n, "-drive");
+		push(&vm->argv, &n, s);
+		free(s);
+		s = fmt("virtio-blk-pci,drive=drv%u,id=vdisk%u", i, i);
+		push(&vm->argv, &n, "-device");
+		push(&vm->argv, &n, s);
+		free(s);
+	}
+	spawn_run(vm);
+	return vm;
+}
+
+static void rvm_wait_boot(struct rvm *vm)
+{
+	if (wait_tick(vm, 1, BOOT_MS) <= 0)
+		fail_msg("%s did not boot within %u ms: %s, %zu serial lines, last: %s", vm->name, BOOT_MS,
+			 vm->proc_running ? "QEMU runs" : "qckpt run or QEMU exited",
+			 vm->nlines, vm->nlines ? vm->lines[vm->nlines - 1] : "(none)");
+}
+
+static struct rvm *rvm_start(const char *base, unsigned ndisks, unsigned mem_mib)
+{
+	struct rvm *vm = rvm_launch(base, ndisks, mem_mib);
+
+	rvm_wait_boot(vm);
+	return vm;
+}
+
+static json_t *vm_json(struct rvm *vm)
+{
+	char *path = fmt("%s/%s/vm.json", catalog_dir, vm->name);
+	json_t *st = json_load_file(path, 0, NULL);
+
+	free(path);
+	assert_non_null(st);
+	return st;
+}
+
+/* The pid of the VM's QEMU now (vm.json's launch), or -1 if it is gone. */
+static long vm_pid(struct rvm *vm)
+{
+	json_t *st = vm_json(vm), *cl = json_object_get(st, "CommandLine");
+	long pid = (long)json_integer_value(json_object_get(cl, "Pid"));
+	long long start = json_integer_value(json_object_get(cl, "StartTime"));
+
+	json_decref(st);
+	return pid > 0 && proc_start_time(pid) == start ? pid : -1;
+}
+
+static bool all_closed(void *arg)
+{
+	return ((struct rvm *)arg)->open == 0;
+}
+
+/* Kill the VM's QEMU (whichever launch runs now), close and free. */
+static void rvm_kill_all(void)
+{
+	for (int i = 0; i < MAX_VMS; i++) {
+		struct rvm *vm = vms[i];
+		long pid;
+
+		if (vm == NULL)
+			continue;
+		vms[i] = NULL;
+		pid = vm_pid(vm);
+		if (pid > 0)
+			kill((pid_t)pid, SIGKILL);
+		if (vm->proc_running)
+			uv_process_kill(&vm->proc, SIGKILL);
+		uv_close((uv_handle_t *)&vm->server, on_vm_handle_closed);
+		unlink(vm->serial_path);
+		/* the serial connections end when QEMU does */
+		if (harness_run_until(all_closed, vm, WAIT_MS) < 0)
+			fail_msg("%s: its QEMU did not go away", vm->name);
+		for (size_t k = 0; k < vm->nlines; k++)
+			free(vm->lines[k]);
+		for (unsigned k = 0; k < vm->ndisks; k++)
+			free(vm->disks[k]);
+		for (size_t k = 0; vm->argv[k]; k++)
+			free(vm->argv[k]);
+		free(vm->lines);
+		free(vm->life_of);
+		free(vm->disks);
+		free(vm->argv);
+		free(vm->name);
+		free(vm->serial_path);
+		free(vm);
+	}
+}
+
+/* ---- checks ----------------------------------------------------------- */
+
+static json_t *rec_disk(json_t *rec, size_t i)
+{
+	return json_array_get(json_object_get(rec, "Disks"), i);
+}
+
+static long frozen_counter(json_t *rec)
+{
+	long c = disk_read_counter(jstr(rec_disk(rec, 0), "CheckpointImage"));
+
+	assert_true(c > 0);
+	return c;
+}
+
+static const char *save_mode(void)
+{
+	/* 7.2's live pre-copy under TCG can lose dirty pages (issue 7) */
+	return qemu_bin ? "live" : "paused";
+}
+
+static struct run restore(struct rvm *vm, const char *what, const char *opt)
+{
+	struct run r = opt ? qckpt("restore", "-v", opt, vm->name, what, NULL)
+			   : qckpt("restore", "-v", vm->name, what, NULL);
+
+	return r;
+}
+
+/* Restore VM to REC (named by WHAT): it succeeds, a new QEMU runs the
+ * guest, which carries on from the checkpoint's counter and never boots. */
+static void restore_ok(struct rvm *vm, json_t *rec, const char *what)
+{
+	int life = vm->lives + 1;
+	long counter = frozen_counter(rec), tick;
+	struct run r = restore(vm, what, NULL);
+	json_t *st;
+
+	if (r.status != 0)
+		fail_msg("qckpt restore %s %s: exit %d: %s", vm->name, what, r.status, r.err);
+	assert_non_null(strstr(r.err, "restored to"));
+	tick = wait_tick(vm, life, WAIT_MS);
+	if (tick != counter && tick != counter + 1)
+		fail_msg("%s restored to %s (counter %ld) printed tick %ld", vm->name, what, counter, tick);
+	assert_false(life_printed(vm, life, "qckpt-guest: boot"));
+	st = vm_json(vm);
+	assert_null(json_object_get(st, "PendingRestore"));
+	assert_string_equal(jstr(st, "CurrentCheckpointId"), jstr(rec, "Id"));
+	json_decref(st);
+	run_free(&r);
+}
+
+static void test_restore_by_name_id_and_id_prefix(void **state)
+{
+	struct rvm *vm = rvm_start("byname", 1, 128);
+	json_t *a = checkpoint_ok(vm->name, save_mode(), "first", NULL);
+	char prefix[9];
+
+	assert_true(wait_tick(vm, 1, WAIT_MS) > 0);
+	restore_ok(vm, a, "first");
+	restore_ok(vm, a, jstr(a, "Id"));
+	snprintf(prefix, sizeof prefix, "%.8s", jstr(a, "Id"));
+	restore_ok(vm, a, prefix);
+	{
+		/* --as-job --passthru: the job's output is the VM as `qckpt vms
+		 * --json` shows it, running again */
+		int life = vm->lives + 1;
+		long counter = frozen_counter(a), tick;
+		struct run r = qckpt("restore", "--as-job", "--passthru", vm->name, prefix, NULL), w;
+		char id[16];
+		json_t *lines;
+
+		assert_int_equal(r.status, 0);
+		snprintf(id, sizeof id, "%.*s", (int)strcspn(r.out, "\n"), r.out);
+		assert_true(atoi(id) > 0);
+		w = qckpt("job", "wait", "--timeout", "90", id, NULL);
+		assert_int_equal(w.status, 0);
+		assert_non_null(strstr(w.out, "Completed"));
+		run_free(&w);
+		w = qckpt("job", "receive", id, NULL);
+		lines = json_lines(w.out);
+		assert_int_equal(json_array_size(lines), 1);
+		assert_string_equal(jstr(json_array_get(lines, 0), "Name"), vm->name);
+		assert_string_equal(jstr(json_array_get(lines, 0), "State"), "running");
+		json_decref(lines);
+		run_free(&w);
+		run_free(&r);
+		tick = wait_tick(vm, life, WAIT_MS);
+		assert_true(tick == counter || tick == counter + 1);
+	}
+	json_decref(a);
+	rvm_kill_all();
+}
+
+static void test_restore_refuses_an_ambiguous_or_unknown_name_listing_candidates(void **state)
+{
+	struct rvm *vm = rvm_start("ambig", 1, 128);
+	json_t *a = checkpoint_ok(vm->name, "disk-only", "twin", NULL);
+	json_t *b = checkpoint_ok(vm->name, "disk-only", "twin", NULL);
+	long pid = vm_pid(vm);
+	char id8[9];
+	struct run r = qckpt("restore", "--whatif", vm->name, "twin", NULL);
+	char *whatif = fmt("What if: Performing operation \"Restore\" on target \"%s\".\n", vm->name);
+
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.out, whatif);
+	free(whatif);
+	run_free(&r);
+	r = restore(vm, "twin", NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "'twin' matches 2 checkpoints"));
+	snprintf(id8, sizeof id8, "%.8s", jstr(a, "Id"));
+	assert_non_null(strstr(r.err, id8));
+	snprintf(id8, sizeof id8, "%.8s", jstr(b, "Id"));
+	assert_non_null(strstr(r.err, id8));
+	run_free(&r);
+	r = restore(vm, "nosuch", NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "no checkpoint 'nosuch'; it has 2"));
+	run_free(&r);
+	/* untouched: the same QEMU runs on */
+	assert_int_equal(vm_pid(vm), pid);
+	assert_true(wait_tick(vm, 1, WAIT_MS) > 0);
+	json_decref(a);
+	json_decref(b);
+	rvm_kill_all();
+}
+
+/* A, run, B, restore A, run, C: C branches from A; every node restores
+ * to its own counter. */
+static void test_restore_walks_a_tree_of_checkpoints(void **state)
+{
+	struct rvm *vm = rvm_start("tree", 1, 128);
+	json_t *a, *b, *c;
+	long t;
+
+	a = checkpoint_ok(vm->name, save_mode(), "A", NULL);
+	while ((t = wait_tick(vm, 1, WAIT_MS)) > 0 && t < frozen_counter(a) + 3)
+		;
+	b = checkpoint_ok(vm->name, save_mode(), "B", NULL);
+	assert_string_equal(jstr(b, "ParentCheckpointId"), jstr(a, "Id"));
+	restore_ok(vm, a, "A");
+	while ((t = wait_tick(vm, vm->lives, WAIT_MS)) > 0 && t < frozen_counter(a) + 2)
+		;
+	c = checkpoint_ok(vm->name, save_mode(), "C", NULL);
+	/* the restored VM's next checkpoint is a child of the restored one */
+	assert_string_equal(jstr(c, "ParentCheckpointId"), jstr(a, "Id"));
+	assert_true(frozen_counter(c) < frozen_counter(b) + 100);
+	restore_ok(vm, b, "B");
+	restore_ok(vm, c, "C");
+	restore_ok(vm, a, "A");
+	json_decref(a);
+	json_decref(b);
+	json_decref(c);
+	rvm_kill_all();
+}
+
+static char *vm_status(struct rvm *vm)
+{
+	struct run r = qckpt("qmp", vm->name, "query-status", NULL);
+	json_t *o;
+	char *s;
+
+	assert_int_equal(r.status, 0);
+	o = json_loads(r.out, 0, NULL);
+	assert_non_null(o);
+	s = strdup(jstr(o, "status"));
+	json_decref(o);
+	run_free(&r);
+	return s;
+}
+
+static void test_paused_checkpoint_comes_back_paused(void **state)
+{
+	struct rvm *vm = rvm_start("paused", 1, 128);
+	struct run r = qckpt("qmp", vm->name, "stop", NULL);
+	json_t *a;
+	char *st;
+	long counter, tick;
+	int life;
+
+	assert_int_equal(r.status, 0);
+	run_free(&r);
+	a = checkpoint_ok(vm->name, "auto", "stopped", NULL);
+	assert_string_equal(jstr(a, "GuestState"), "paused");
+	r = qckpt("qmp", vm->name, "cont", NULL);
+	run_free(&r);
+	life = vm->lives + 1;
+	r = restore(vm, "stopped", NULL);
+	if (r.status != 0)
+		fail_msg("%s", r.err);
+	assert_non_null(strstr(r.err, "loaded and paused"));
+	run_free(&r);
+	st = vm_status(vm);
+	assert_string_equal(st, "paused");
+	free(st);
+	r = qckpt("qmp", vm->name, "cont", NULL);
+	run_free(&r);
+	counter = frozen_counter(a);
+	tick = wait_tick(vm, life, WAIT_MS);
+	assert_true(tick == counter || tick == counter + 1);
+	json_decref(a);
+	rvm_kill_all();
+}
+
+static void test_disk_only_checkpoint_boots_fresh_on_its_disks(void **state)
+{
+	struct rvm *vm = rvm_start("diskonly", 1, 128);
+	json_t *a = checkpoint_ok(vm->name, "disk-only", "disks", NULL);
+	int life = vm->lives + 1;
+	long counter = frozen_counter(a);
+	char *line = fmt("qckpt-guest: disk vda counter=%ld", counter);
+	struct run r = restore(vm, "disks", NULL);
+
+	if (r.status != 0)
+		fail_msg("%s", r.err);
+	assert_non_null(strstr(r.err, "holds no memory: the VM boots fresh on its disks"));
+	assert_true(wait_tick(vm, life, BOOT_MS) > 0);
+	assert_true(life_printed(vm, life, "qckpt-guest: boot"));
+	assert_true(life_printed(vm, life, line));
+	free(line);
+	run_free(&r);
+	json_decref(a);
+	rvm_kill_all();
+}
+
+static void test_no_relaunch_then_run_picks_up_the_restore(void **state)
+{
+	struct rvm *vm = rvm_start("norelaunch", 1, 128);
+	json_t *a = checkpoint_ok(vm->name, save_mode(), "later", NULL), *st;
+	struct run r = restore(vm, "later", "--no-relaunch");
+	long counter = frozen_counter(a), tick;
+	int life;
+
+	if (r.status != 0)
+		fail_msg("%s", r.err);
+	assert_non_null(strstr(r.out, "the next 'qckpt run"));
+	run_free(&r);
+	/* the old QEMU is gone, nothing runs, the restore is pending */
+	assert_int_equal(vm_pid(vm), -1);
+	st = vm_json(vm);
+	assert_string_equal(jstr(json_object_get(st, "PendingRestore"), "CheckpointId"), jstr(a, "Id"));
+	json_decref(st);
+	/* a plain `qckpt run` (systemd, a script) starts from it */
+	life = vm->lives + 1;
+	spawn_run(vm);
+	tick = wait_tick(vm, life, WAIT_MS);
+	assert_true(tick == counter || tick == counter + 1);
+	assert_false(life_printed(vm, life, "qckpt-guest: boot"));
+	/* and clears it: the next QEMU boots normally on its disks */
+	st = vm_json(vm);
+	assert_null(json_object_get(st, "PendingRestore"));
+	assert_string_equal(jstr(st, "CurrentCheckpointId"), jstr(a, "Id"));
+	json_decref(st);
+	json_decref(a);
+	rvm_kill_all();
+}
+
+/* Checked before anything is touched: the VM runs on, vm.json unchanged. */
+static void test_restore_refuses_a_truncated_memory_file_or_a_missing_image(void **state)
+{
+	struct rvm *vm = rvm_start("refuse", 1, 128);
+	json_t *a = checkpoint_ok(vm->name, save_mode(), "cut", NULL);
+	json_t *b = checkpoint_ok(vm->name, save_mode(), "gone", NULL);
+	const char *mem = jstr(json_object_get(a, "MemoryState"), "Path");
+	long pid = vm_pid(vm);
+	char *before = fmt("%s/%s/vm.json", catalog_dir, vm->name), *text = read_file(before), *after;
+	struct run r;
+
+	assert_int_equal(truncate(mem, json_integer_value(json_object_get(json_object_get(a, "MemoryState"), "Bytes")) / 2), 0);
+	r = restore(vm, "cut", NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "cut short"));
+	assert_non_null(strstr(r.err, mem));
+	run_free(&r);
+	/* B's frozen image is A's overlay: move it away */
+	{
+		char *img = fmt("%s", jstr(rec_disk(b, 0), "CheckpointImage"));
+		char *moved = fmt("%s.moved", img);
+
+		assert_int_equal(rename(img, moved), 0);
+		r = restore(vm, "gone", NULL);
+		assert_int_equal(r.status, 1);
+		assert_non_null(strstr(r.err, "missing"));
+		assert_non_null(strstr(r.err, img));
+		run_free(&r);
+		assert_int_equal(rename(moved, img), 0);
+		free(img);
+		free(moved);
+	}
+	assert_int_equal(vm_pid(vm), pid);
+	after = read_file(before);
+	assert_string_equal(after, text);
+	assert_true(wait_tick(vm, 1, WAIT_MS) > 0);
+	free(before);
+	free(text);
+	free(after);
+	json_decref(a);
+	json_decref(b);
+	rvm_kill_all();
+}
+
+/* The restored QEMU dies before its memory is loaded: here it starts with
+ * less RAM than the checkpoint (a wrapper adds -m), so QEMU rejects the
+ * stream and exits mid-load, every time.  Nothing is recorded as restored,
+ * the restore stays pending, and a second `qckpt restore` completes it. */
+static void test_qemu_dying_during_the_restore_leaves_it_pending_and_restorable(void **state)
+{
+	char *wrapper = fmt("%s/qemu-wrapper-%d", harness_tmpdir(), serial_no + 1);
+	char *marker = fmt("%s.short", wrapper);
+	FILE *f = fopen(wrapper, "w");
+	struct rvm *vm;
+	json_t *a, *st;
+	struct run r;
+	const char *saved = qemu_bin;
+	int life;
+
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\nif [ -e '%s' ]; then exec '%s' \"$@\" -m 64; fi\nexec '%s' \"$@\"\n",
+		marker, qemu(), qemu());
+	fclose(f);
+	chmod(wrapper, 0755);
+	qemu_bin = wrapper;
+	vm = rvm_start("dying", 1, 128);
+	qemu_bin = saved;
+	a = checkpoint_ok(vm->name, save_mode(), "again", NULL);
+	f = fopen(marker, "w");
+	fclose(f);
+	/* QEMU 10.0.2 with direct-io does not fail such a load, it hangs:
+	 * qckpt's load deadline ends it (a minute by default) */
+	setenv("QCKPT_RESTORE_LOAD_TIMEOUT", "10", 1);
+	r = restore(vm, "again", NULL);
+	unsetenv("QCKPT_RESTORE_LOAD_TIMEOUT");
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "run 'qckpt restore"));
+	assert_non_null(strstr(r.err, "again' again"));
+	run_free(&r);
+	st = vm_json(vm);
+	assert_non_null(json_object_get(st, "PendingRestore"));
+	/* nothing recorded as restored */
+	assert_null(json_object_get(st, "CurrentCheckpointId"));
+	json_decref(st);
+	unlink(marker);
+	life = vm->lives + 1;
+	(void)life;
+	restore_ok(vm, a, "again");
+	json_decref(a);
+	free(wrapper);
+	free(marker);
+	rvm_kill_all();
+}
+
+static void test_three_vms_restored_in_one_command(void **state)
+{
+	struct rvm *v[3];
+	json_t *recs[3];
+	char *names;
+	int lives[3];
+	struct run r;
+
+	/* booted side by side: one after the other is too slow under TCG on
+	 * a busy host */
+	for (int i = 0; i < 3; i++)
+		v[i] = rvm_launch("three", 1, 128);
+	for (int i = 0; i < 3; i++)
+		rvm_wait_boot(v[i]);
+	for (int i = 0; i < 3; i++) {
+		recs[i] = checkpoint_ok(v[i]->name, save_mode(), "lab", NULL);
+		lives[i] = v[i]->lives + 1;
+	}
+	names = fmt("%s,%s,%s", v[0]->name, v[1]->name, v[2]->name);
+	r = qckpt("restore", names, "lab", NULL);
+	if (r.status != 0)
+		fail_msg("%s", r.err);
+	for (int i = 0; i < 3; i++) {
+		long counter = frozen_counter(recs[i]);
+		long tick = wait_tick(v[i], lives[i], WAIT_MS);
+
+		if (tick != counter && tick != counter + 1)
+			fail_msg("%s: counter %ld, tick %ld", v[i]->name, counter, tick);
+		json_decref(recs[i]);
+	}
+	free(names);
+	run_free(&r);
+	rvm_kill_all();
+}
+
+static void test_save_current_checkpoints_the_state_before(void **state)
+{
+	struct rvm *vm = rvm_start("savecur", 1, 128);
+	json_t *a = checkpoint_ok(vm->name, save_mode(), "base", NULL), *list, *saved = NULL;
+	struct run r;
+	long t, before;
+	size_t i;
+	json_t *rec;
+
+	while ((t = wait_tick(vm, 1, WAIT_MS)) > 0 && t < frozen_counter(a) + 3)
+		;
+	before = t;
+	r = restore(vm, "base", "--save-current");
+	if (r.status != 0)
+		fail_msg("%s", r.err);
+	assert_non_null(strstr(r.err, "the current state is saved as checkpoint"));
+	run_free(&r);
+	r = qckpt("list", "--json", vm->name, NULL);
+	list = json_lines(r.out);
+	assert_int_equal(json_array_size(list), 2);
+	json_array_foreach(list, i, rec)
+		if (strcmp(jstr(rec, "Id"), jstr(a, "Id")) != 0)
+			saved = rec;
+	assert_non_null(saved);
+	/* it holds the state from before the restore, later than base */
+	assert_true(disk_read_counter(jstr(rec_disk(saved, 0), "CheckpointImage")) >= before);
+	assert_true(wait_tick(vm, vm->lives, WAIT_MS) > 0);
+	json_decref(list);
+	run_free(&r);
+	json_decref(a);
+	rvm_kill_all();
+}
+
+static void test_the_same_checkpoint_restores_twenty_times(void **state)
+{
+	struct rvm *vm = rvm_start("twenty", 1, 128);
+	json_t *a = checkpoint_ok(vm->name, save_mode(), "again", NULL);
+	const char *frozen = jstr(rec_disk(a, 0), "CheckpointImage");
+	struct stat st0, st1;
+
+	assert_int_equal(stat(frozen, &st0), 0);
+	for (int i = 0; i < 20; i++)
+		restore_ok(vm, a, "again");
+	/* the frozen image was never written */
+	assert_int_equal(stat(frozen, &st1), 0);
+	assert_int_equal(st0.st_mtime, st1.st_mtime);
+	assert_int_equal(st0.st_size, st1.st_size);
+	json_decref(a);
+	rvm_kill_all();
+}
+
+/* A VM started by hand (not through `qckpt run`): refused, nothing made,
+ * and the commands to do it by hand are printed. */
+static void test_vm_without_recorded_command_line_gets_the_commands_instead(void **state)
+{
+	struct hvm_opts o = { .name = "byhand", .ndisks = 1, .disk_format = HVM_RAW, .mem_mib = 128 };
+	struct hvm *vm = hvm_start(&o);
+	FILE *f;
+	json_t *a;
+	struct run r;
+	char *line, *p, *overlay;
+
+	assert_non_null(vm);
+	assert_true(hvm_wait_tick(vm, BOOT_MS) > 0);
+	f = fopen(registry_path, "a");
+	fprintf(f, "%s unix:%s dir=%s\n", hvm_name(vm), hvm_qmp_path(vm), catalog_dir);
+	fclose(f);
+	a = checkpoint_ok(hvm_name(vm), "paused", "manual", NULL);
+	r = qckpt("restore", hvm_name(vm), "manual", NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "not launched through 'qckpt run'"));
+	line = fmt("qemu-img create -f qcow2 -b %s -F raw ", jstr(rec_disk(a, 0), "CheckpointImage"));
+	p = strstr(r.out, line);
+	assert_non_null(p);
+	overlay = strndup(p + strlen(line), strcspn(p + strlen(line), "\n"));
+	/* the command runs the disk on that overlay and loads the memory */
+	assert_non_null(strstr(r.out, overlay));
+	assert_non_null(strstr(strstr(r.out, line) + strlen(line), overlay));
+	assert_non_null(strstr(r.out, jstr(json_object_get(a, "MemoryState"), "Path")));
+	assert_non_null(strstr(r.out, "-incoming"));
+	/* nothing was made, the VM runs on */
+	assert_int_not_equal(access(overlay, F_OK), 0);
+	assert_true(hvm_wait_tick(vm, WAIT_MS) > 0);
+	free(overlay);
+	free(line);
+	run_free(&r);
+	json_decref(a);
+	hvm_free(vm);
+}
+
+/* ---- groups -------------------------------------------------------------- */
+
+static int setup(void **state)
+{
+	FILE *f;
+
+	registry_path = harness_path("registry");
+	catalog_dir = harness_path("catalog");
+	mkdir(catalog_dir, 0700);
+	setenv("QCKPT_REGISTRY", registry_path, 1);
+	f = fopen(registry_path, "w");
+	fputs("# written by test-restore\n", f);
+	fclose(f);
+	return 0;
+}
+
+static int setup_qemu10(void **state)
+{
+	qemu_bin = harness_require_qemu10();
+	if (qemu_bin == NULL)
+		return -1;
+	return setup(state);
+}
+
+static int teardown_test(void **state)
+{
+	rvm_kill_all();
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	free(registry_path);
+	free(catalog_dir);
+	qemu_bin = NULL;
+	return 0;
+}
+
+#define T(f) cmocka_unit_test_teardown(f, teardown_test)
+
+int main(void)
+{
+	int rc = harness_init(), failed = 0;
+	const struct CMUnitTest tests[] = {
+		T(test_restore_by_name_id_and_id_prefix),
+		T(test_restore_refuses_an_ambiguous_or_unknown_name_listing_candidates),
+		T(test_restore_walks_a_tree_of_checkpoints),
+		T(test_paused_checkpoint_comes_back_paused),
+		T(test_disk_only_checkpoint_boots_fresh_on_its_disks),
+		T(test_no_relaunch_then_run_picks_up_the_restore),
+		T(test_restore_refuses_a_truncated_memory_file_or_a_missing_image),
+		T(test_qemu_dying_during_the_restore_leaves_it_pending_and_restorable),
+		T(test_three_vms_restored_in_one_command),
+		T(test_save_current_checkpoints_the_state_before),
+		T(test_vm_without_recorded_command_line_gets_the_commands_instead),
+	};
+	const struct CMUnitTest tests_qemu10[] = {
+		T(test_restore_by_name_id_and_id_prefix),
+		T(test_restore_walks_a_tree_of_checkpoints),
+		T(test_paused_checkpoint_comes_back_paused),
+		T(test_no_relaunch_then_run_picks_up_the_restore),
+		T(test_qemu_dying_during_the_restore_leaves_it_pending_and_restorable),
+		T(test_three_vms_restored_in_one_command),
+		T(test_the_same_checkpoint_restores_twenty_times),
+	};
+
+	if (rc != 0)
+		return rc;
+	if (harness_qckpt() == NULL) {
+		fprintf(stderr, "QCKPT_BIN not set: run through make check\n");
+		return HARNESS_SKIP;
+	}
+	if (getenv("QCKPT_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("QCKPT_TEST_FILTER"));
+	failed += cmocka_run_group_tests_name("qckpt restore", tests, setup, teardown);
+	if (harness_want_qemu10())
+		failed += cmocka_run_group_tests_name("qckpt restore on QEMU 10",
+						      tests_qemu10, setup_qemu10, teardown);
+	return failed ? 1 : 0;
+}
