@@ -20,6 +20,7 @@
 #include "log.h"
 #include "output.h"
 #include "util.h"
+#include "vmnames.h"
 
 static int cmd_checkpoint_exec(int argc, char **argv);
 
@@ -44,8 +45,7 @@ enum {
 };
 
 struct checkpoint_cmd {
-	char **names;
-	size_t nnames;
+	struct vm_names names;
 	const char *snapshot_name;
 	const char *names_word;   /* NAME[,NAME...] as given, NULL for stdin */
 	int snapshot_positional;  /* the checkpoint name was the second word */
@@ -64,59 +64,6 @@ struct checkpoint_cmd {
 	size_t njobs, next, running;
 	int failed, stopping, interrupted, rest_reported;
 };
-
-static void add_name(struct checkpoint_cmd *c, const char *name)
-{
-	for (size_t i = 0; i < c->nnames; i++)
-		if (strcmp(c->names[i], name) == 0)
-			return; /* the same VM twice would wait on its own monitor */
-	c->names = xrealloc(c->names, (c->nnames + 1) * sizeof *c->names);
-	c->names[c->nnames++] = xstrdup(name);
-}
-
-static void add_name_list(struct checkpoint_cmd *c, const char *list)
-{
-	char *copy = xstrdup(list), *save = NULL;
-
-	for (char *n = strtok_r(copy, ",", &save); n; n = strtok_r(NULL, ",", &save))
-		if (*n != '\0')
-			add_name(c, n);
-	free(copy);
-}
-
-/* stdin: names one per line, or VM objects as `qckpt vms --json` prints. */
-static int read_stdin_names(struct checkpoint_cmd *c)
-{
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t len;
-	int lineno = 0, rc = 0;
-
-	while ((len = getline(&line, &cap, stdin)) >= 0) {
-		char *s = line + strspn(line, " \t");
-
-		lineno++;
-		s[strcspn(s, "\r\n")] = '\0';
-		if (*s == '\0')
-			continue;
-		if (*s == '{') {
-			json_t *obj = json_loads(s, 0, NULL);
-			const char *name = json_string_value(json_object_get(obj, "Name"));
-
-			if (name == NULL)
-				name = json_string_value(json_object_get(obj, "VMName"));
-			if (name == NULL)
-				rc = error("stdin:%d: a VM object needs a \"Name\" (as 'qckpt vms --json' prints)", lineno);
-			else
-				add_name(c, name);
-			json_decref(obj);
-			continue;
-		}
-		add_name(c, s);
-	}
-	free(line);
-	return rc;
-}
 
 static int is_local_computer(const char *name)
 {
@@ -144,39 +91,6 @@ static int check_computers(const char *list)
 			rc = error("-C %s: remote hosts are not supported yet; run qckpt on %s itself", n, n);
 	free(copy);
 	return rc;
-}
-
-/* Hyper-V's -Confirm prompt, answered on the terminal, never guessed. */
-static int confirm(const char *vm, int *all)
-{
-	FILE *tty;
-	char answer[32];
-
-	if (*all)
-		return *all > 0;
-	if ((tty = fopen("/dev/tty", "r+")) == NULL) {
-		error_vm(vm, "--confirm needs a terminal to ask on; run without --confirm (or with --whatif) in scripts");
-		return -1;
-	}
-	fprintf(tty, "Confirm\nAre you sure you want to perform this action?\n"
-		"Performing the operation \"Checkpoint\" on target \"%s\".\n"
-		"[Y] Yes  [A] Yes to All  [N] No  [L] No to All  (default is \"Y\"): ", vm);
-	fflush(tty);
-	if (fgets(answer, sizeof answer, tty) == NULL)
-		answer[0] = 'n';
-	fclose(tty);
-	switch (answer[0]) {
-	case 'a': case 'A':
-		*all = 1;
-		return 1;
-	case 'l': case 'L':
-		*all = -1;
-		return 0;
-	case 'n': case 'N':
-		return 0;
-	default:
-		return 1;
-	}
 }
 
 /* ---- running the jobs ------------------------------------------------ */
@@ -382,7 +296,7 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 		case 'n':
 			named = 1;
 			c->names_word = strcmp(optarg, "-") == 0 ? NULL : optarg;
-			if (strcmp(optarg, "-") == 0 ? read_stdin_names(c) < 0 : (add_name_list(c, optarg), 0))
+			if (strcmp(optarg, "-") == 0 ? vm_names_read_stdin(&c->names) < 0 : (vm_names_add_list(&c->names, optarg), 0))
 				return -1;
 			break;
 		case 's':
@@ -428,10 +342,10 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 	/* Positions as in Checkpoint-VM: -Name (0) then -SnapshotName (1). */
 	if (!named && optind < argc) {
 		if (strcmp(argv[optind], "-") == 0) {
-			if (read_stdin_names(c) < 0)
+			if (vm_names_read_stdin(&c->names) < 0)
 				return -1;
 		} else {
-			add_name_list(c, argv[optind]);
+			vm_names_add_list(&c->names, argv[optind]);
 			c->names_word = argv[optind];
 		}
 		optind++;
@@ -444,7 +358,7 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 		return error("unexpected argument '%s'; see 'qckpt checkpoint --help'", argv[optind]);
 	if (c->snapshot_name != NULL && !valid_snapshot_name(c->snapshot_name))
 		return error("bad checkpoint name: 1 to 200 characters, no control characters");
-	if (c->nnames == 0)
+	if (c->names.n == 0)
 		return error("no VM named; give NAME[,NAME...], -n NAME or - to read names from stdin");
 	return 0;
 }
@@ -478,9 +392,7 @@ static int cmd_checkpoint_exec(int argc, char **argv)
 
 	rc = parse_options(&c, argc, argv);
 	if (rc != 0) {
-		for (size_t i = 0; i < c.nnames; i++)
-			free(c.names[i]);
-		free(c.names);
+		vm_names_free(&c.names);
 		return rc > 0 ? EXIT_ALL_OK : EXIT_USAGE;
 	}
 	if (registry_load(cmd_registry_path, &reg, err, sizeof err) < 0) {
@@ -489,21 +401,21 @@ static int cmd_checkpoint_exec(int argc, char **argv)
 		goto out;
 	}
 	warn_second_vm(&c, &reg);
-	for (size_t i = 0; i < c.nnames; i++) {
+	for (size_t i = 0; i < c.names.n; i++) {
 		struct job *job;
 		int yes = 1;
 
 		if (c.whatif) {
-			printf("What if: Performing operation \"Checkpoint\" on target \"%s\".\n", c.names[i]);
+			printf("What if: Performing operation \"Checkpoint\" on target \"%s\".\n", c.names.v[i]);
 			continue;
 		}
-		if (c.confirm && (yes = confirm(c.names[i], &all)) < 0) {
+		if (c.confirm && (yes = cmd_confirm("Checkpoint", c.names.v[i], NULL, &all)) < 0) {
 			rc = EXIT_USAGE;
 			break;
 		}
 		if (!yes)
 			continue;
-		if ((job = make_job(&c, &reg, c.names[i])) == NULL) {
+		if ((job = make_job(&c, &reg, c.names.v[i])) == NULL) {
 			some_unknown = 1;
 			continue;
 		}
@@ -541,8 +453,6 @@ static int cmd_checkpoint_exec(int argc, char **argv)
 	if (c.as_job)
 		rc = asjob_finish(rc);
 out:
-	for (size_t i = 0; i < c.nnames; i++)
-		free(c.names[i]);
-	free(c.names);
+	vm_names_free(&c.names);
 	return rc;
 }

@@ -19,6 +19,7 @@
 #include "output.h"
 #include "restore.h"
 #include "util.h"
+#include "vmnames.h"
 
 static int cmd_restore_exec(int argc, char **argv);
 
@@ -40,8 +41,7 @@ enum {
 };
 
 struct restore_cmd {
-	char **names;
-	size_t nnames;
+	struct vm_names names;
 	const char *checkpoint;
 	int passthru, whatif, confirm, as_job, no_relaunch, save_current;
 	int stop_on_error;
@@ -54,58 +54,6 @@ struct restore_cmd {
 	int failed, stopping;
 	uint64_t start_ms;
 };
-
-static void add_name(struct restore_cmd *c, const char *name)
-{
-	for (size_t i = 0; i < c->nnames; i++)
-		if (strcmp(c->names[i], name) == 0)
-			return;
-	c->names = xrealloc(c->names, (c->nnames + 1) * sizeof *c->names);
-	c->names[c->nnames++] = xstrdup(name);
-}
-
-static void add_name_list(struct restore_cmd *c, const char *list)
-{
-	char *copy = xstrdup(list), *save = NULL;
-
-	for (char *n = strtok_r(copy, ",", &save); n; n = strtok_r(NULL, ",", &save))
-		if (*n != '\0')
-			add_name(c, n);
-	free(copy);
-}
-
-/* stdin: names one per line, or VM objects as `qckpt vms --json` prints. */
-static int read_stdin_names(struct restore_cmd *c)
-{
-	char *line = NULL;
-	size_t cap = 0;
-	int lineno = 0, rc = 0;
-
-	while (getline(&line, &cap, stdin) >= 0) {
-		char *s = line + strspn(line, " \t");
-
-		lineno++;
-		s[strcspn(s, "\r\n")] = '\0';
-		if (*s == '\0')
-			continue;
-		if (*s == '{') {
-			json_t *obj = json_loads(s, 0, NULL);
-			const char *name = json_string_value(json_object_get(obj, "Name"));
-
-			if (name == NULL)
-				name = json_string_value(json_object_get(obj, "VMName"));
-			if (name == NULL)
-				rc = error("stdin:%d: a VM object needs a \"Name\" (as 'qckpt vms --json' prints)", lineno);
-			else
-				add_name(c, name);
-			json_decref(obj);
-			continue;
-		}
-		add_name(c, s);
-	}
-	free(line);
-	return rc;
-}
 
 /* ---- running ----------------------------------------------------------- */
 
@@ -299,32 +247,6 @@ static struct job *make_save(const struct registry *reg, const char *name)
 	return job;
 }
 
-static int confirm(const char *vm, const char *checkpoint, int *all)
-{
-	FILE *tty;
-	char answer[32];
-
-	if (*all)
-		return *all > 0;
-	if ((tty = fopen("/dev/tty", "r+")) == NULL) {
-		error_vm(vm, "--confirm needs a terminal to ask on; run without --confirm (or with --whatif) in scripts");
-		return -1;
-	}
-	fprintf(tty, "Confirm\nAre you sure you want to perform this action?\n"
-		"Performing the operation \"Restore\" on target \"%s\" (checkpoint \"%s\").\n"
-		"[Y] Yes  [A] Yes to All  [N] No  [L] No to All  (default is \"Y\"): ", vm, checkpoint);
-	fflush(tty);
-	if (fgets(answer, sizeof answer, tty) == NULL)
-		answer[0] = 'n';
-	fclose(tty);
-	switch (answer[0]) {
-	case 'a': case 'A': *all = 1; return 1;
-	case 'l': case 'L': *all = -1; return 0;
-	case 'n': case 'N': return 0;
-	default: return 1;
-	}
-}
-
 static int parse_options(struct restore_cmd *c, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -349,7 +271,7 @@ static int parse_options(struct restore_cmd *c, int argc, char **argv)
 		switch (opt) {
 		case 'n':
 			named = 1;
-			if (strcmp(optarg, "-") == 0 ? read_stdin_names(c) < 0 : (add_name_list(c, optarg), 0))
+			if (strcmp(optarg, "-") == 0 ? vm_names_read_stdin(&c->names) < 0 : (vm_names_add_list(&c->names, optarg), 0))
 				return -1;
 			break;
 		case OPT_PASSTHRU: c->passthru = 1; break;
@@ -369,10 +291,10 @@ static int parse_options(struct restore_cmd *c, int argc, char **argv)
 	}
 	if (!named && optind < argc) {
 		if (strcmp(argv[optind], "-") == 0) {
-			if (read_stdin_names(c) < 0)
+			if (vm_names_read_stdin(&c->names) < 0)
 				return -1;
 		} else {
-			add_name_list(c, argv[optind]);
+			vm_names_add_list(&c->names, argv[optind]);
 		}
 		optind++;
 	}
@@ -380,7 +302,7 @@ static int parse_options(struct restore_cmd *c, int argc, char **argv)
 		c->checkpoint = argv[optind++];
 	if (optind < argc)
 		return error("unexpected argument '%s'; see 'qckpt restore --help'", argv[optind]);
-	if (c->nnames == 0)
+	if (c->names.n == 0)
 		return error("no VM named; give NAME[,NAME...], -n NAME or - to read names from stdin");
 	if (c->checkpoint == NULL || c->checkpoint[0] == '\0')
 		return error("which checkpoint? give its name, its Id or the first 8 characters of its Id ('qckpt list' shows them)");
@@ -433,28 +355,28 @@ static int cmd_restore_exec(int argc, char **argv)
 		rc = -1;
 		goto out_names;
 	}
-	for (size_t i = 0; i < c.nnames; i++) {
+	for (size_t i = 0; i < c.names.n; i++) {
 		struct restore *r;
 		int yes = 1;
 
 		if (c.whatif) {
-			printf("What if: Performing operation \"Restore\" on target \"%s\".\n", c.names[i]);
+			printf("What if: Performing operation \"Restore\" on target \"%s\".\n", c.names.v[i]);
 			continue;
 		}
-		if (c.confirm && (yes = confirm(c.names[i], c.checkpoint, &all)) < 0) {
+		if (c.confirm && (yes = cmd_confirm("Restore", c.names.v[i], c.checkpoint, &all)) < 0) {
 			rc = -1;
 			break;
 		}
 		if (!yes)
 			continue;
-		if ((r = make_restore(&c, &reg, c.names[i])) == NULL) {
+		if ((r = make_restore(&c, &reg, c.names.v[i])) == NULL) {
 			some_unknown = 1;
 			continue;
 		}
 		c.restores = xrealloc(c.restores, (c.n + 1) * sizeof *c.restores);
 		c.saves = xrealloc(c.saves, (c.n + 1) * sizeof *c.saves);
 		c.restores[c.n] = r;
-		c.saves[c.n] = c.save_current ? make_save(&reg, c.names[i]) : NULL;
+		c.saves[c.n] = c.save_current ? make_save(&reg, c.names.v[i]) : NULL;
 		c.n++;
 	}
 	if (rc < 0 || (some_unknown && c.stop_on_error)) {
@@ -486,8 +408,6 @@ static int cmd_restore_exec(int argc, char **argv)
 out_names:
 	rc = rc > 0 ? EXIT_ALL_OK : EXIT_USAGE;
 out:
-	for (size_t i = 0; i < c.nnames; i++)
-		free(c.names[i]);
-	free(c.names);
+	vm_names_free(&c.names);
 	return rc;
 }

@@ -27,6 +27,40 @@ static const struct cmd_entry *cmd_table[] = {
 
 const char *cmd_registry_path;
 
+int cmd_confirm(const char *operation, const char *vm, const char *detail, int *all)
+{
+	FILE *tty;
+	char answer[32];
+
+	if (*all)
+		return *all > 0;
+	if ((tty = fopen("/dev/tty", "r+")) == NULL) {
+		error_vm(vm, "--confirm needs a terminal to ask on; run without --confirm (or with --whatif) in scripts");
+		return -1;
+	}
+	fprintf(tty, "Confirm\nAre you sure you want to perform this action?\n"
+		"Performing the operation \"%s\" on target \"%s\"", operation, vm);
+	if (detail != NULL)
+		fprintf(tty, " (checkpoint \"%s\")", detail);
+	fprintf(tty, ".\n[Y] Yes  [A] Yes to All  [N] No  [L] No to All  (default is \"Y\"): ");
+	fflush(tty);
+	if (fgets(answer, sizeof answer, tty) == NULL)
+		answer[0] = 'n';
+	fclose(tty);
+	switch (answer[0]) {
+	case 'a': case 'A':
+		*all = 1;
+		return 1;
+	case 'l': case 'L':
+		*all = -1;
+		return 0;
+	case 'n': case 'N':
+		return 0;
+	default:
+		return 1;
+	}
+}
+
 int cmd_usage(const struct cmd_entry *entry)
 {
 	fprintf(stderr, "usage: qckpt %s %s\n", entry->name, entry->usage);

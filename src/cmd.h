@@ -70,6 +70,14 @@ int cmd_common_option(const struct cmd_entry *entry, int opt,
 int cmd_getopt(const struct cmd_entry *entry, int argc, char **argv,
 	       const char *shortopts, const struct option *longopts);
 
+/*
+ * Hyper-V's -Confirm prompt for OPERATION ("Checkpoint", "Restore") on VM,
+ * DETAIL (e.g. the checkpoint's name) or NULL, answered on the terminal,
+ * never guessed: 1 yes, 0 no, -1 (after an error line) when there is no
+ * terminal.  *all keeps "Yes to All" (1) and "No to All" (-1) across VMs.
+ */
+int cmd_confirm(const char *operation, const char *vm, const char *detail, int *all);
+
 /* Print "usage: qckpt NAME USAGE" and return EXIT_USAGE. */
 int cmd_usage(const struct cmd_entry *entry);
 

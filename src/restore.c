@@ -489,6 +489,10 @@ static json_t *new_vm_state(struct restore *r)
 		json_object_set(state, "CurrentCheckpointName", json_object_get(r->record, "Name"));
 		return state;
 	}
+	/* Between checkpoints until the load completes: nothing is
+	 * recorded as restored (where the VM is comes from its chain). */
+	json_object_del(state, "CurrentCheckpointId");
+	json_object_del(state, "CurrentCheckpointName");
 	json_object_set_new(state, "PendingRestore", json_pack(
 		"{s:O, s:O, s:O, s:O, s:O?, s:O?, s:O?, s:s}",
 		"CheckpointId", json_object_get(r->record, "Id"),

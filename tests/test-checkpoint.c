@@ -1151,6 +1151,7 @@ static void test_monitor_lost_during_the_final_cont_keeps_the_whole_checkpoint(v
 		{ "query-status", NULL }, { "query-block", NULL },
 		{ "query-migrate-capabilities", NULL }, { "query-migrate-parameters", NULL },
 		{ "query-migrate", ok }, { "query-memory-size-summary", NULL },
+		{ "query-kvm", "{\"return\": {\"enabled\": false, \"present\": true}, \"id\": %ID%}" },
 		{ "blockdev-add", ok },
 		{ "blockdev-create", "{\"return\": {}, \"id\": %ID%}\r\n"
 		  "{\"timestamp\": {\"seconds\": 1, \"microseconds\": 0}, \"event\": "
