@@ -2,8 +2,9 @@
  * cmd-checkpoint.c: "qckpt checkpoint", Hyper-V's Checkpoint-VM for bare
  * QEMU.  This file is the command line only: which VMs (arguments, -n,
  * names or `qckpt vms --json` objects on stdin), which name, which mode,
- * WhatIf/Confirm, then one job per VM on one loop, at most --throttle-limit
- * at a time.  The checkpoint itself is job.c.
+ * WhatIf/Confirm, then one job per VM on one loop, all started at once, at
+ * most --throttle-limit of them saving memory at a time (the job_throttle
+ * in job.h).  The checkpoint itself is job.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -50,7 +51,7 @@ struct checkpoint_cmd {
 	int snapshot_positional;  /* the checkpoint name was the second word */
 	int passthru, whatif, confirm, as_job;
 	int stop_on_error;
-	int throttle;
+	struct job_throttle throttle;
 	int type_given;
 	enum vm_type type;
 	enum ckpt_mode mode;
@@ -151,11 +152,14 @@ static void on_job_done(struct job *job)
 
 static void start_next(struct checkpoint_cmd *c)
 {
-	while (!c->stopping && c->running < (size_t)c->throttle && c->next < c->njobs) {
+	/* All at once: preparing overlays costs the guests nothing; the
+	 * throttle holds back only the saves. */
+	while (!c->stopping && c->next < c->njobs) {
 		struct job *job = c->jobs[c->next++];
 
 		c->running++;
 		job->data = c;
+		job->throttle = &c->throttle;
 		job_start(job, &c->loop, on_job_done);
 	}
 	if (c->running == 0 && (c->stopping || c->next == c->njobs)) {
@@ -313,7 +317,7 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 		case OPT_THROTTLE:
 			if (parse_long(optarg, 1, 1024, &n) < 0)
 				return error("--throttle-limit: a number from 1 to 1024, not '%s'", optarg);
-			c->throttle = (int)n;
+			c->throttle.limit = (int)n;
 			break;
 		case OPT_MODE:
 			if (job_parse_mode(optarg, &c->mode) < 0)
@@ -370,9 +374,18 @@ static void warn_second_vm(const struct checkpoint_cmd *c, const struct registry
 			c->snapshot_name, word, c->snapshot_name, word, c->snapshot_name);
 }
 
+/* --throttle-limit's default: one save per online CPU, as each save's
+ * final pass wants a CPU of its own to keep its guest's pause short. */
+static int default_throttle(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
+}
+
 static int cmd_checkpoint_exec(int argc, char **argv)
 {
-	struct checkpoint_cmd c = { .throttle = 8, .mode = MODE_AUTO };
+	struct checkpoint_cmd c = { .throttle.limit = default_throttle(), .mode = MODE_AUTO };
 	struct registry reg;
 	char err[512];
 	int rc, all = 0, some_unknown = 0;

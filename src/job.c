@@ -72,6 +72,7 @@ static const struct {
 	[JOB_FORMAT_DONE] = { "format-done", "formatting the new overlays" },
 	[JOB_ATTACH] = { "attach", "attaching the new overlays" },
 	[JOB_CATALOG] = { "catalog", "writing vm.json" },
+	[JOB_QUEUED] = { "queued", "waiting for a save slot (--throttle-limit)" },
 	[JOB_MIGRATE_SETUP] = { "migrate-setup", "setting up the memory save" },
 	[JOB_STOP] = { "stop", "stopping the guest" },
 	[JOB_SAVE] = { "save", "saving memory" },
@@ -1025,6 +1026,77 @@ static void enter_attach(struct job *job)
 	}
 }
 
+/* ---- the save slot (--throttle-limit) ------------------------------- */
+
+/* JOB_QUEUED: take a slot and go on, or wait in line for one. */
+static void enter_queued(struct job *job)
+{
+	struct job_throttle *t = job->throttle;
+
+	if (t == NULL || t->limit <= 0 || t->active < t->limit) {
+		if (t != NULL) {
+			t->active++;
+			job->has_slot = 1;
+		}
+		job_step(job);
+		return;
+	}
+	job->queued = 1;
+	job->queued_ms = mono_ms();
+	job->throttle_next = NULL;
+	if (t->tail != NULL)
+		t->tail->throttle_next = job;
+	else
+		t->head = job;
+	t->tail = job;
+	verbose_vm(job->spec.vm, "prepared; waiting for one of the %d save slots (--throttle-limit)",
+		   t->limit);
+}
+
+static void throttle_unlink(struct job *job)
+{
+	struct job_throttle *t = job->throttle;
+	struct job **p = &t->head, *prev = NULL;
+
+	while (*p != NULL && *p != job) {
+		prev = *p;
+		p = &(*p)->throttle_next;
+	}
+	if (*p == NULL)
+		return;
+	*p = job->throttle_next;
+	if (t->tail == job)
+		t->tail = prev;
+	job->throttle_next = NULL;
+	job->queued = 0;
+}
+
+/* The job's save is over (or abandoned): hand its slot to the next in
+ * line, or leave the line.  Safe to call more than once. */
+static void job_throttle_leave(struct job *job)
+{
+	struct job_throttle *t = job->throttle;
+
+	if (t == NULL)
+		return;
+	if (job->queued)
+		throttle_unlink(job);
+	if (!job->has_slot)
+		return;
+	job->has_slot = 0;
+	t->active--;
+	while (t->active < t->limit && t->head != NULL) {
+		struct job *next = t->head;
+
+		throttle_unlink(next);
+		t->active++;
+		next->has_slot = 1;
+		verbose_vm(next->spec.vm, "save slot after %llu ms in line",
+			   (unsigned long long)(mono_ms() - next->queued_ms));
+		job_step(next);
+	}
+}
+
 static void enter_migrate_setup(struct job *job)
 {
 	job_warn_live(job);
@@ -1138,7 +1210,7 @@ static enum job_state job_next(const struct job *job, enum job_state state)
 	case JOB_PREPARE:
 		if (job->ndisks > 0)
 			return JOB_FORMAT;
-		return job->shared_memory != NULL ? JOB_SNAPSHOT : JOB_MIGRATE_SETUP;
+		return job->shared_memory != NULL ? JOB_SNAPSHOT : JOB_QUEUED;
 	case JOB_FORMAT:
 		return JOB_FORMAT_DONE;
 	case JOB_FORMAT_DONE:
@@ -1150,7 +1222,7 @@ static enum job_state job_next(const struct job *job, enum job_state state)
 			return JOB_FREEZE;
 		/* shared memory (postmigrate): only the disks are taken */
 		return job->mode == MODE_DISK_ONLY || job->shared_memory != NULL ?
-		       JOB_SNAPSHOT : JOB_MIGRATE_SETUP;
+		       JOB_SNAPSHOT : JOB_QUEUED;
 	case JOB_FREEZE:
 		/* Not frozen (production falls back): a freeze that got no
 		 * answer may still happen, so thaw before going on. */
@@ -1158,11 +1230,13 @@ static enum job_state job_next(const struct job *job, enum job_state state)
 			return JOB_SNAPSHOT;
 		if (job->freeze_unknown)
 			return JOB_THAW;
-		return job->mode == MODE_DISK_ONLY ? JOB_SNAPSHOT : JOB_MIGRATE_SETUP;
+		return job->mode == MODE_DISK_ONLY ? JOB_SNAPSHOT : JOB_QUEUED;
 	case JOB_THAW:
 		if (job->fell_back)
-			return job->mode == MODE_DISK_ONLY ? JOB_SNAPSHOT : JOB_MIGRATE_SETUP;
+			return job->mode == MODE_DISK_ONLY ? JOB_SNAPSHOT : JOB_QUEUED;
 		return JOB_SETTLE;
+	case JOB_QUEUED:
+		return JOB_MIGRATE_SETUP;
 	case JOB_MIGRATE_SETUP:
 		if (job->was_running && job->mode != MODE_LIVE)
 			return JOB_STOP;
@@ -1201,16 +1275,21 @@ static void job_enter(struct job *job, enum job_state state)
 	case JOB_FORMAT_DONE:   enter_format_done(job); break;
 	case JOB_ATTACH:        enter_attach(job); break;
 	case JOB_CATALOG:       job_catalog_write(job); return;
+	case JOB_QUEUED:        enter_queued(job); return;
 	case JOB_MIGRATE_SETUP: enter_migrate_setup(job); break;
 	case JOB_STOP:          enter_stop(job); break;
 	case JOB_SAVE:          enter_save(job); break;
 	case JOB_FREEZE:        job_agent_freeze(job); break;
 	case JOB_SNAPSHOT:      enter_snapshot(job); break;
 	case JOB_THAW:          job_agent_thaw(job); break;
-	case JOB_SETTLE:        job_enter_settle(job); job_remember_save(job); break;
+	case JOB_SETTLE:
+		job_throttle_leave(job);
+		job_enter_settle(job);
+		job_remember_save(job);
+		break;
 	case JOB_RECORD:        job_record_write(job); return;
 	case JOB_DONE:          job_finish(job, JOB_DONE); return;
-	case JOB_UNDO:          job_undo_next(job); return;
+	case JOB_UNDO:          job_throttle_leave(job); job_undo_next(job); return;
 	default:                return;
 	}
 	job_wait(job);
@@ -1273,6 +1352,7 @@ void job_finish(struct job *job, enum job_state final)
 		return;
 	job->finished = 1;
 	job->state = final;
+	job_throttle_leave(job);
 	if (job->retry_timer_init)
 		uv_close((uv_handle_t *)&job->retry_timer, NULL);
 	agent_close(&job->agent);
@@ -1346,6 +1426,12 @@ void job_interrupt(struct job *job)
 	 * transaction is cancelled at once; otherwise the next step notices. */
 	if (job->transaction_sent) {
 		warn_vm(job->spec.vm, "interrupted after the disk snapshot: finishing the checkpoint");
+		return;
+	}
+	if (job->queued) {
+		/* waiting for a save slot: nothing in flight */
+		job_set_error(job, -EINTR, "interrupted");
+		job_enter(job, JOB_UNDO);
 		return;
 	}
 	if (job->state != JOB_SAVE || !job->migrating)

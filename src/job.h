@@ -58,6 +58,7 @@ enum job_state {
 	JOB_ATTACH,        /* blockdev-add the overlays (backing: null) */
 	JOB_CATALOG,       /* vm.json names the overlays (thread pool), before
 			    * the guest stops and the transaction is sent */
+	JOB_QUEUED,        /* prepared; waiting for a save slot (job_throttle) */
 	JOB_MIGRATE_SETUP, /* capabilities, parameters, hand over the file */
 	JOB_STOP,          /* paused / background on a running guest: stop */
 	JOB_SAVE,          /* migrate, until MIGRATION completed */
@@ -73,6 +74,20 @@ enum job_state {
 
 struct job;
 typedef void (*job_done_cb)(struct job *job);
+
+/*
+ * --throttle-limit: at most limit jobs of one command in their memory save
+ * at once, from JOB_MIGRATE_SETUP until the save is over and the guest runs
+ * again (JOB_SETTLE).  Every job prepares its overlays without waiting;
+ * the others wait in JOB_QUEUED, first come first served.  The saves and
+ * their final passes share the host's CPUs with every running guest:
+ * fewer at once keeps each guest's pause short.
+ */
+struct job_throttle {
+	int limit;                /* 0: no limit */
+	int active;               /* jobs holding a slot */
+	struct job *head, *tail;  /* waiting, linked through throttle_next */
+};
 
 struct job {
 	void *data;
@@ -128,6 +143,13 @@ struct job {
 	uint64_t freeze_start_ms;
 	long long freeze_ms;    /* freeze request to thaw answer */
 	int transaction_unknown; /* transaction timed out: it may still happen */
+
+	/* the save slot (--throttle-limit), or NULL for no limit */
+	struct job_throttle *throttle;
+	struct job *throttle_next;
+	int has_slot;
+	int queued;
+	uint64_t queued_ms;
 
 	/* what has happened, for the undo path */
 	int settings_changed;   /* migrate-set-* sent */

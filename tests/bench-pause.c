@@ -31,6 +31,18 @@
  *                      command line of the busy guest
  *   QCKPT_BENCH_MODES  "live paused background disk-only savevm"
  *   QCKPT_BENCH_REPS   5 (1..20)
+ *   QCKPT_BENCH_MULTI  8 (0..16): that many test guests (QCKPT_BENCH_MULTI_MIB,
+ *                      256) checkpointed per round one after another (one
+ *                      qckpt each), then in one command (default
+ *                      --throttle-limit), then in one command without a limit;
+ *                      worst and median pause of the VMs, total wall time
+ *                      (QCKPT_BENCH_MULTI_MODE, auto)
+ *   QCKPT_BENCH_DISTRO DIR of scripts/make-distro-guest's Debian guest: rows
+ *                      for it too (1 GiB; QCKPT_BENCH_DISTRO_LOADS "idle write",
+ *                      QCKPT_BENCH_DISTRO_MODES live on QEMU 9+, "auto
+ *                      background" before), run with qckpt --debug to tell
+ *                      where each pause goes (a second table)
+ *   QCKPT_BENCH_SIZES=0 leaves out the test guest's single-VM rows.
  * Progress goes to stderr, the report (markdown) to stdout.
  */
 #include <errno.h>
@@ -91,11 +103,18 @@ struct sample {
 	double wall;       /* ms, the qckpt process from start to exit */
 	double bytes;      /* memory file size (NAN if none) */
 	double alloc;      /* bytes allocated on disk (NAN if none) */
+	/* where the pause went (from qckpt --debug; NAN without it), ms:
+	 * STOP -> MIGRATION completed (QEMU's clock), that event's delivery to
+	 * qckpt, qckpt's reaction (event read -> transaction sent), the
+	 * transaction (sent -> answer), answer -> RESUME (cont and retries) */
+	double to_completed, event_lat, react, transaction, to_resume;
+	double conts;      /* cont commands sent (1 = no retry) */
 };
 
 struct cell {
 	char *qemu;        /* version string */
 	unsigned mib;
+	const char *guest; /* "busybox" or "debian" */
 	const char *load;
 	const char *mode;
 	struct sample s[MAX_REPS];
@@ -161,6 +180,42 @@ static void put_med(const struct cell *c, size_t off, double scale)
 	printf(" |");
 }
 
+static void print_breakdown(void)
+{
+	bool any = false;
+
+	for (int i = 0; i < ncells; i++) {
+		const struct cell *c = &cells[i];
+		double mn, med, mx;
+
+		if (stats(c, offsetof(struct sample, to_completed), &mn, &med, &mx) == 0)
+			continue;
+		if (!any) {
+			printf("\nWhere the pause goes (qckpt --debug against QEMU's event clock; "
+			       "medians, ms): STOP -> MIGRATION completed (QEMU's final pass "
+			       "and its completion), the event's way to qckpt, qckpt's "
+			       "reaction (event read -> transaction sent), the transaction "
+			       "(sent -> answer: the disk switch, with the flush of the old "
+			       "layer), answer -> RESUME (cont, with retries); cont sent "
+			       "(max: 1 = no retry).\n\n");
+			printf("| QEMU | RAM | guest | mode | pause | STOP -> completed | event -> qckpt "
+			       "| reaction | transaction | -> RESUME | QEMU downtime | cont sent max |\n");
+			printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+			any = true;
+		}
+		printf("| %s | %u MiB | %s %s | %s |", c->qemu, c->mib, c->guest, c->load, c->mode);
+		put_med(c, offsetof(struct sample, obs_pause), 1);
+		put_med(c, offsetof(struct sample, to_completed), 1);
+		put_med(c, offsetof(struct sample, event_lat), 1);
+		put_med(c, offsetof(struct sample, react), 1);
+		put_med(c, offsetof(struct sample, transaction), 1);
+		put_med(c, offsetof(struct sample, to_resume), 1);
+		put_med(c, offsetof(struct sample, downtime), 1);
+		stats(c, offsetof(struct sample, conts), &mn, &med, &mx);
+		printf(" %.0f |\n", mx);
+	}
+}
+
 static void print_table(void)
 {
 	int notes = 0;
@@ -174,7 +229,7 @@ static void print_table(void)
 		const struct cell *c = &cells[i];
 		double mn, med, mx, a, b, t;
 
-		printf("| %s | %u MiB | %s | %s |", c->qemu, c->mib, c->load, c->mode);
+		printf("| %s | %u MiB | %s %s | %s |", c->qemu, c->mib, c->guest, c->load, c->mode);
 		if (c->n == 0) {
 			printf(" %s", c->na ? "n/a" : "failed");
 			if (c->note)
@@ -259,6 +314,7 @@ static void print_table(void)
 	       "MemoryState.Bytes (blocks allocated: mapped-ram files are sparse); "
 	       "save rate: allocated MiB / total and / qckpt wall.  All values but "
 	       "the pause range and the count are medians.\n");
+	print_breakdown();
 	if (notes) {
 		printf("\n");
 		notes = 0;
@@ -364,13 +420,100 @@ static void drop_memory_file(const char *path)
 		fprintf(stderr, "bench: unlink %s: %s\n", path, strerror(errno));
 }
 
+/* ---- where the pause goes: qckpt --debug against QEMU's clock --------- */
+
+/* Seconds since midnight, UTC (main() sets TZ=UTC for qckpt's stamps). */
+static double tod_epoch(json_t *ts)
+{
+	return (double)(json_integer_value(json_object_get(ts, "seconds")) % 86400) +
+	       (double)json_integer_value(json_object_get(ts, "microseconds")) / 1e6;
+}
+
+/* a - b in ms, both seconds since midnight (a run may cross midnight). */
+static double tod_diff_ms(double a, double b)
+{
+	double d = a - b;
+
+	if (d < -43200)
+		d += 86400;
+	if (d > 43200)
+		d -= 86400;
+	return d * 1000.0;
+}
+
+/* qckpt --debug prints "HH:MM:SS.uuuuuu VM > {json}" per QMP message. */
+static void parse_breakdown(const char *err, double stop_tod, struct sample *s)
+{
+	double done_ev = NAN, done_rx = NAN, tx = NAN, tx_ret = NAN, resume = NAN;
+	int conts = 0;
+
+	s->to_completed = s->event_lat = s->react = s->transaction = s->to_resume = NAN;
+	s->conts = NAN;
+	for (const char *l = err; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : "") {
+		int hh, mm, ss, n = 0;
+		long us;
+		char dir;
+		const char *js;
+		json_t *m;
+		double t;
+
+		if (sscanf(l, "%d:%d:%d.%ld %*s %c %n", &hh, &mm, &ss, &us, &dir, &n) < 5 || n == 0)
+			continue;
+		js = l + n;
+		m = json_loadb(js, strcspn(js, "\n"), 0, NULL);
+		if (!m)
+			continue;
+		t = hh * 3600.0 + mm * 60.0 + ss + (double)us / 1e6;
+		const char *ev = json_string_value(json_object_get(m, "event"));
+		const char *ex = json_string_value(json_object_get(m, "execute"));
+
+		if (dir == '<' && ev && strcmp(ev, "MIGRATION") == 0 && isnan(done_rx) &&
+		    strcmp(json_string_value(json_object_get(json_object_get(m, "data"), "status")) ?: "",
+			   "completed") == 0) {
+			done_rx = t;
+			done_ev = tod_epoch(json_object_get(m, "timestamp"));
+		} else if (dir == '>' && ex && strcmp(ex, "transaction") == 0) {
+			tx = t;
+		} else if (dir == '<' && json_object_get(m, "return") && !isnan(tx) && isnan(tx_ret)) {
+			tx_ret = t;
+		} else if (dir == '>' && ex && strcmp(ex, "cont") == 0) {
+			conts++;
+		} else if (dir == '<' && ev && strcmp(ev, "RESUME") == 0 && !isnan(tx_ret)) {
+			resume = tod_epoch(json_object_get(m, "timestamp"));
+		}
+		json_decref(m);
+	}
+	/* only the live/paused order: save, then transaction and cont */
+	if (isnan(done_rx) || isnan(tx) || tx < done_rx || isnan(resume))
+		return;
+	s->to_completed = tod_diff_ms(done_ev, stop_tod);
+	s->event_lat = tod_diff_ms(done_rx, done_ev);
+	s->react = tod_diff_ms(tx, done_rx);
+	s->transaction = tod_diff_ms(tx_ret, tx);
+	s->to_resume = tod_diff_ms(resume, tx_ret);
+	s->conts = conts;
+}
+
+static double first_stop_tod(struct hvm *vm, size_t from)
+{
+	for (size_t i = from; i < hvm_event_count(vm); i++) {
+		const struct hvm_event *e = hvm_event(vm, i);
+
+		if (strcmp(e->name, "STOP") == 0)
+			return (double)(e->ts_us % 86400000000LL) / 1e6;
+	}
+	return NAN;
+}
+
+static bool breakdown = false; /* qckpt --debug, for the Debian guest's rows */
+
 /* One qckpt checkpoint.  0 with *s filled; 1 when qckpt said no (msg). */
 static int measure_qckpt(struct hvm *vm, const char *mode, struct sample *s, char **msg)
 {
 	char *mode_opt = xfmt("--mode=%s", mode);
 	char *ckname = xfmt("bench%d", ++ckserial);
-	char *argv[] = { qckpt_bin, "checkpoint", "--passthru", "-q", mode_opt,
-			 (char *)hvm_name(vm), ckname, NULL };
+	char *argv[] = { qckpt_bin, "checkpoint", breakdown ? "--debug" : "-q", "--passthru",
+			 mode_opt, (char *)hvm_name(vm), ckname, NULL };
 	char *out = NULL, *err = NULL;
 	int status = -1, rc = 1;
 	size_t from;
@@ -414,6 +557,7 @@ static int measure_qckpt(struct hvm *vm, const char *mode, struct sample *s, cha
 			s->alloc = (double)st.st_blocks * 512.0;
 		drop_memory_file(path);
 	}
+	parse_breakdown(breakdown ? err : NULL, first_stop_tod(vm, from), s);
 	{
 		bool open;
 		int nstops;
@@ -478,6 +622,8 @@ static int measure_savevm(struct hvm *vm, struct sample *s, char **msg)
 	if (isnan(s->obs_pause))
 		s->obs_pause = 0;
 	s->tool_pause = s->downtime = s->bytes = s->alloc = s->wall = NAN;
+	s->to_completed = s->event_lat = s->react = s->transaction = s->to_resume = NAN;
+	s->conts = NAN;
 	if (hmp(vm, del, msg) != 0) {
 		fprintf(stderr, "bench: %s\n", *msg);
 		free(*msg);
@@ -510,22 +656,38 @@ static char *qemu_version(struct hvm *vm)
 	return v;
 }
 
+static const char *cur_guest = "busybox";
+
 static struct cell *cell_for(const char *qemu, unsigned mib, const char *load,
 			     const char *mode)
 {
 	for (int i = 0; i < ncells; i++)
 		if (strcmp(cells[i].qemu, qemu) == 0 && cells[i].mib == mib &&
+		    strcmp(cells[i].guest, cur_guest) == 0 &&
 		    strcmp(cells[i].load, load) == 0 && strcmp(cells[i].mode, mode) == 0)
 			return &cells[i];
 	if (ncells == MAX_CELLS)
 		abort();
 	cells[ncells] = (struct cell){ .qemu = strdup(qemu), .mib = mib, .load = load,
-				       .mode = mode };
+				       .guest = cur_guest, .mode = mode };
 	return &cells[ncells++];
 }
 
 static char *versions_seen[8];
 static int nversions;
+
+/* The Debian guest of scripts/make-distro-guest (QCKPT_BENCH_DISTRO), and
+ * the one run_config boots now (NULL: the test guest): its root file
+ * system is a qcow2 overlay per VM on DIR/root.img. */
+static const char *distro_cfg, *distro_dir;
+
+/* The guest shows it runs: a tick, or one of the Debian guest's lines. */
+static long wait_progress(struct hvm *vm, unsigned ms)
+{
+	if (distro_dir)
+		return hvm_wait_serial(vm, "qckpt-distro: ", ms) >= 0 ? 1 : -1;
+	return hvm_wait_tick(vm, ms);
+}
 
 static void run_config(const char *qemu_bin, const char *label, unsigned mib,
 		       const char *load, const char *busy, char **modes, int nmodes, int reps)
@@ -540,10 +702,32 @@ static void run_config(const char *qemu_bin, const char *label, unsigned mib,
 	FILE *f;
 	uint64_t t0 = uv_hrtime();
 	long tick;
+	char *kernel = NULL, *initrd = NULL, *base = NULL, *root = NULL;
+	const char *paths[2] = { NULL, NULL };
 
-	fprintf(stderr, "bench: QEMU %s, %u MiB, %s: booting\n", label, mib, load);
+	if (distro_dir) {
+		kernel = xfmt("%s/vmlinuz", distro_dir);
+		initrd = xfmt("%s/initrd.img", distro_dir);
+		base = xfmt("%s/root.img", distro_dir);
+		root = harness_path(name);
+		free(app);
+		app = xfmt("root=/dev/vda rw%s", strcmp(load, "idle") == 0 ? " qckpt.idle=1" : "");
+		if (disk_create_overlay(root, base, "raw") != 0) {
+			fprintf(stderr, "bench: cannot make an overlay on %s\n", base);
+			abort();
+		}
+		paths[0] = root;
+		o.disk_paths = paths;
+		o.kernel = kernel;
+		o.initrd = initrd;
+		o.append = app;
+	}
+	fprintf(stderr, "bench: QEMU %s, %u MiB, %s %s: booting\n", label, mib, cur_guest, load);
 	vm = hvm_start(&o);
-	tick = vm ? hvm_wait_tick(vm, BOOT_MS) : -1;
+	if (distro_dir)
+		tick = vm && hvm_wait_serial(vm, "qckpt-distro: ready", BOOT_MS) >= 0 ? 1 : -1;
+	else
+		tick = vm ? hvm_wait_tick(vm, BOOT_MS) : -1;
 	ver = vm ? qemu_version(vm) : xfmt("%s", label);
 	if (tick < 0) {
 		for (int m = 0; m < nmodes; m++) {
@@ -562,8 +746,12 @@ static void run_config(const char *qemu_bin, const char *label, unsigned mib,
 		if (!seen)
 			versions_seen[nversions++] = xfmt("%s (%s)", ver, qemu_bin);
 	}
-	/* let a busy guest fill its dirty set once */
-	while (tick >= 0 && tick < 15)
+	/* let a busy guest fill its dirty set once (the Debian guest: let
+	 * the end of its boot settle, 15 of its lines) */
+	if (distro_dir)
+		for (int i = 0; i < 15 && tick >= 0; i++)
+			tick = wait_progress(vm, TICK_MS);
+	while (!distro_dir && tick >= 0 && tick < 15)
 		tick = hvm_wait_tick(vm, TICK_MS);
 	fprintf(stderr, "bench: booted in %.1f s\n", (double)(uv_hrtime() - t0) / 1e9);
 
@@ -617,7 +805,7 @@ static void run_config(const char *qemu_bin, const char *label, unsigned mib,
 					c->na = true;
 			}
 			/* the guest runs again before the next measurement */
-			if (hvm_wait_tick(vm, TICK_MS) < 0)
+			if (wait_progress(vm, TICK_MS) < 0)
 				fprintf(stderr, "bench: no tick after %s\n", modes[m]);
 		}
 	}
@@ -626,6 +814,239 @@ out:
 	free(ver);
 	free(app);
 	free(name);
+	free(kernel);
+	free(initrd);
+	free(base);
+	free(root);
+}
+
+
+/* ---- many VMs at once against one after another ----------------------- */
+
+#define MAX_VMS 16
+
+struct multi_row {
+	char *qemu;
+	unsigned nvms, mib;
+	const char *mode;
+	const char *how;      /* "one after another", "at once", ... */
+	double worst[MAX_REPS], med[MAX_REPS], total[MAX_REPS];
+	int n;
+	char *note;
+};
+
+static struct multi_row multi_rows[16];
+static int nmulti;
+
+static struct multi_row *multi_row(const char *qemu, unsigned nvms, unsigned mib,
+				   const char *mode, const char *how)
+{
+	for (int i = 0; i < nmulti; i++)
+		if (strcmp(multi_rows[i].qemu, qemu) == 0 && multi_rows[i].nvms == nvms &&
+		    strcmp(multi_rows[i].how, how) == 0)
+			return &multi_rows[i];
+	if (nmulti == 16)
+		abort();
+	multi_rows[nmulti] = (struct multi_row){ .qemu = strdup(qemu), .nvms = nvms,
+						 .mib = mib, .mode = mode, .how = how };
+	return &multi_rows[nmulti++];
+}
+
+/* Run qckpt checkpoint with EXTRA options on NAMES (comma-separated);
+ * drops the memory files of the records it prints.  Returns the wall
+ * time in ms, or NAN (with *msg) on failure. */
+static double run_checkpoint(const char *names, const char *mode, const char *extra,
+			     char **msg)
+{
+	char *mode_opt = xfmt("--mode=%s", mode);
+	char *ckname = xfmt("bench%d", ++ckserial);
+	char *argv[9] = { qckpt_bin, "checkpoint", "--passthru", "-q", mode_opt };
+	int argc = 5, status = -1;
+	char *out = NULL, *err = NULL;
+	uint64_t t0 = uv_hrtime();
+	double wall = NAN;
+
+	if (extra)
+		argv[argc++] = (char *)extra;
+	argv[argc++] = (char *)names;
+	argv[argc++] = ckname;
+	argv[argc] = NULL;
+	if (harness_run(argv, &out, &err, &status) != 0) {
+		*msg = xfmt("could not run %s", qckpt_bin);
+	} else if (status != 0) {
+		*msg = first_line(err);
+	} else {
+		wall = (double)(uv_hrtime() - t0) / 1e6;
+	}
+	for (const char *l = out; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : "") {
+		json_t *rec = json_loadb(l, strcspn(l, "\n"), 0, NULL);
+
+		drop_memory_file(json_string_value(json_object_get(
+			json_object_get(rec, "MemoryState"), "Path")));
+		json_decref(rec);
+	}
+	free(out);
+	free(err);
+	free(mode_opt);
+	free(ckname);
+	return wall;
+}
+
+static void multi_sample(struct multi_row *row, struct hvm **vms, const size_t *from,
+			 double total)
+{
+	double p[MAX_VMS];
+	unsigned n = row->nvms;
+
+	for (unsigned i = 0; i < n; i++) {
+		p[i] = observed_pause(vms[i], from[i]);
+		if (isnan(p[i]))
+			p[i] = 1e9; /* still stopped: shows as absurd, never as good */
+	}
+	qsort(p, n, sizeof p[0], cmp_double);
+	row->worst[row->n] = p[n - 1];
+	row->med[row->n] = n % 2 ? p[n / 2] : (p[n / 2 - 1] + p[n / 2]) / 2;
+	row->total[row->n] = total;
+	row->n++;
+	fprintf(stderr, "bench: %u VMs %s: worst pause %.1f ms, median %.1f ms, total %.0f ms\n",
+		n, row->how, p[n - 1], row->med[row->n - 1], total);
+}
+
+/* NVMS test guests of MIB each: REPS rounds of (one qckpt per VM, one
+ * after another; all in one command with the default --throttle-limit;
+ * all in one command without a limit), in that order each round. */
+static void run_multi(const char *qemu_bin, const char *label, unsigned nvms, unsigned mib,
+		      const char *mode, int reps)
+{
+	struct hvm *vms[MAX_VMS] = { NULL };
+	char names[MAX_VMS * 32] = "";
+	char *ver = NULL, *nolimit = xfmt("--throttle-limit=%u", nvms);
+	const char *hows[3] = { "one after another", NULL, "at once, no limit" };
+	char *at_once = xfmt("at once (--throttle-limit %ld, the default)",
+			     sysconf(_SC_NPROCESSORS_ONLN));
+	FILE *f = fopen(registry_path, "w");
+
+	hows[1] = at_once;
+	if (!f)
+		abort();
+	fprintf(stderr, "bench: QEMU %s, %u VMs of %u MiB: booting\n", label, nvms, mib);
+	for (unsigned i = 0; i < nvms; i++) {
+		char *name = xfmt("m%u-", i);
+		/* no_timer_check: eight TCG guests booting on a loaded host
+		 * made the kernel's early timer check panic ("</TASK>" at
+		 * 0.088 s, then exit) */
+		struct hvm_opts o = { .name = name, .qemu = qemu_bin, .mem_mib = mib, .ndisks = 1,
+				      .disk_format = HVM_QCOW2, .disk_mib = 64,
+				      .append = "no_timer_check" };
+
+		vms[i] = hvm_start(&o);
+		free(name);
+		if (!vms[i])
+			break;
+		fprintf(f, "%s unix:%s dir=%s\n", hvm_name(vms[i]), hvm_qmp_path(vms[i]), catalog_dir);
+		snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+			 i ? "," : "", hvm_name(vms[i]));
+	}
+	fclose(f);
+	for (unsigned i = 0; i < nvms; i++)
+		if (!vms[i] || hvm_wait_tick(vms[i], BOOT_MS) < 0) {
+			size_t nl = vms[i] ? hvm_serial_count(vms[i]) : 0;
+			char *note = xfmt("VM %u did not boot (QEMU exit status %d; last serial line: %s)",
+					  i, vms[i] ? hvm_exited(vms[i]) : -1,
+					  nl ? hvm_serial_line(vms[i], nl - 1) : "none");
+
+			fprintf(stderr, "bench: %s\n", note);
+			multi_row(label, nvms, mib, mode, hows[0])->note = note;
+			goto out;
+		}
+	ver = qemu_version(vms[0]);
+	for (int r = 0; r < reps; r++) {
+		for (int h = 0; h < 3; h++) {
+			struct multi_row *row = multi_row(ver, nvms, mib, mode, hows[h]);
+			size_t from[MAX_VMS];
+			double total = 0;
+			char *msg = NULL;
+
+			for (unsigned i = 0; i < nvms; i++) {
+				hvm_consume_events(vms[i]);
+				from[i] = hvm_event_count(vms[i]);
+			}
+			if (h == 0) {
+				for (unsigned i = 0; i < nvms && !isnan(total); i++)
+					total += run_checkpoint(hvm_name(vms[i]), mode, NULL, &msg);
+			} else {
+				total = run_checkpoint(names, mode, h == 2 ? nolimit : NULL, &msg);
+			}
+			if (isnan(total)) {
+				fprintf(stderr, "bench: %u VMs %s: %s\n", nvms, hows[h], msg);
+				if (!row->note)
+					row->note = msg;
+				else
+					free(msg);
+			} else {
+				multi_sample(row, vms, from, total);
+			}
+			for (unsigned i = 0; i < nvms; i++)
+				hvm_wait_tick(vms[i], TICK_MS);
+		}
+	}
+out:
+	for (unsigned i = 0; i < nvms; i++)
+		hvm_free(vms[i]);
+	free(ver);
+	free(nolimit);
+}
+
+static void print_multi(void)
+{
+	if (nmulti == 0)
+		return;
+	printf("\nMany VMs in one command against one after another (test guest, idle, "
+	       "1 qcow2 disk each): the guest pauses of all VMs by the observers "
+	       "(STOP -> RESUME), worst of the VMs and their median, per round; "
+	       "total: wall time of the qckpt command(s) of the round.  min / med / max "
+	       "over the rounds.\n\n");
+	printf("| QEMU | VMs | mode | how | worst pause ms | median pause ms | total ms "
+	       "| total / one after another (medians) |\n");
+	printf("|---|---|---|---|---|---|---|---|\n");
+	for (int i = 0; i < nmulti; i++) {
+		struct multi_row *m = &multi_rows[i];
+		struct cell w = { .n = m->n }, d = { .n = m->n }, t = { .n = m->n };
+		double mn, med, mx, seq = NAN;
+
+		for (int k = 0; k < m->n; k++) {
+			w.s[k].obs_pause = m->worst[k];
+			d.s[k].obs_pause = m->med[k];
+			t.s[k].obs_pause = m->total[k];
+		}
+		printf("| %s | %u x %u MiB | %s | %s |", m->qemu, m->nvms, m->mib, m->mode, m->how);
+		if (m->n == 0) {
+			printf(" failed: %s | | | |\n", m->note ? m->note : "?");
+			continue;
+		}
+		for (struct cell *c = &w; c; c = c == &w ? &d : c == &d ? &t : NULL) {
+			stats(c, offsetof(struct sample, obs_pause), &mn, &med, &mx);
+			printf(" ");
+			put_num(mn);
+			printf(" / ");
+			put_num(med);
+			printf(" / ");
+			put_num(mx);
+			printf(" |");
+		}
+		for (int j = 0; j < nmulti; j++)
+			if (strcmp(multi_rows[j].qemu, m->qemu) == 0 &&
+			    multi_rows[j].nvms == m->nvms &&
+			    strcmp(multi_rows[j].how, "one after another") == 0 && multi_rows[j].n) {
+				struct cell s0 = { .n = multi_rows[j].n };
+
+				for (int k = 0; k < s0.n; k++)
+					s0.s[k].obs_pause = multi_rows[j].total[k];
+				stats(&s0, offsetof(struct sample, obs_pause), &mn, &seq, &mx);
+			}
+		stats(&t, offsetof(struct sample, obs_pause), &mn, &med, &mx);
+		printf(" %.2fx |\n", med / seq);
+	}
 }
 
 /* ---- the machine ------------------------------------------------------ */
@@ -697,6 +1118,9 @@ int main(void)
 				      "live paused background disk-only savevm"));
 	const char *busy = env_or("QCKPT_BENCH_BUSY", "qckpt.dirty_mib=256 qckpt.disk_writes=1");
 	int reps = atoi(env_or("QCKPT_BENCH_REPS", "5"));
+	unsigned multi_n = (unsigned)atoi(env_or("QCKPT_BENCH_MULTI", "8"));
+	unsigned multi_mib = (unsigned)atoi(env_or("QCKPT_BENCH_MULTI_MIB", "256"));
+	const char *multi_mode = env_or("QCKPT_BENCH_MULTI_MODE", "auto");
 	char *qemus[8], *sizes[8], *loads[4], *modes[8];
 	int nq, ns, nl, nm, rc;
 	uint64_t t0 = uv_hrtime();
@@ -704,6 +1128,17 @@ int main(void)
 	char date[64];
 	double load[3];
 
+	distro_cfg = getenv("QCKPT_BENCH_DISTRO");
+	if (distro_cfg && !distro_cfg[0])
+		distro_cfg = NULL;
+	/* qckpt --debug stamps its lines in local time: make that UTC, as
+	 * QEMU's event timestamps are */
+	setenv("TZ", "UTC", 1);
+	tzset();
+	if (multi_n > MAX_VMS) {
+		fprintf(stderr, "bench: QCKPT_BENCH_MULTI must be 0..%d\n", MAX_VMS);
+		return 2;
+	}
 	if (reps < 1 || reps > MAX_REPS) {
 		fprintf(stderr, "bench: QCKPT_BENCH_REPS must be 1..%d\n", MAX_REPS);
 		return 2;
@@ -749,9 +1184,31 @@ int main(void)
 			continue;
 		}
 		for (int s = 0; s < ns; s++)
-			for (int l = 0; l < nl; l++)
+			for (int l = 0; l < nl && strtoul(sizes[s], NULL, 10) > 0; l++)
 				run_config(bin, qemus[q], (unsigned)strtoul(sizes[s], NULL, 10),
 					   loads[l], busy, modes, nm, reps);
+		if (multi_n > 0)
+			run_multi(bin, qemus[q], multi_n, multi_mib, multi_mode, reps);
+		if (distro_cfg) {
+			/* live pre-copy on QEMU < 9 under TCG can lose dirty
+			 * pages (issue 7): auto and background there */
+			bool old = qemus[q][0] == '7' || qemus[q][0] == '8';
+			char *dm_s = strdup(env_or("QCKPT_BENCH_DISTRO_MODES",
+						   old ? "auto background" : "live"));
+			char *dl_s = strdup(env_or("QCKPT_BENCH_DISTRO_LOADS", "idle write"));
+			char *dmodes[8], *dloads[4];
+			int ndm = words(dm_s, dmodes, 8), ndl = words(dl_s, dloads, 4);
+
+			cur_guest = "debian";
+			distro_dir = distro_cfg;
+			breakdown = true;
+			for (int l = 0; l < ndl; l++)
+				run_config(bin, qemus[q], 1024, dloads[l], busy, dmodes, ndm, reps);
+			cur_guest = "busybox";
+			distro_dir = NULL;
+			breakdown = false;
+			/* the cells keep pointers to the words */
+		}
 	}
 
 	for (int i = 0; i < nversions; i++)
@@ -760,5 +1217,6 @@ int main(void)
 	printf("- load average at end: %.2f %.2f %.2f; run took %.1f min\n\n", load[0],
 	       load[1], load[2], (double)(uv_hrtime() - t0) / 6e10);
 	print_table();
+	print_multi();
 	return 0;
 }

@@ -805,9 +805,9 @@ static char **build_argv(struct hvm *vm, const struct hvm_opts *o,
 	ARG(&a, "-m");
 	ARG(&a, "%u", o->mem_mib ? o->mem_mib : 256);
 	ARG(&a, "-kernel");
-	ARG(&a, "%s", guest_kernel);
+	ARG(&a, "%s", o->kernel ? o->kernel : guest_kernel);
 	ARG(&a, "-initrd");
-	ARG(&a, "%s", guest_initrd);
+	ARG(&a, "%s", o->initrd ? o->initrd : guest_initrd);
 	ARG(&a, "-append");
 	ARG(&a, "console=ttyS0 quiet panic=-1%s%s%s", o->agent ? " qckpt.agent=1" : "",
 	    o->append ? " " : "", o->append ? o->append : "");

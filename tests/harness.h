@@ -109,6 +109,10 @@ struct hvm_opts {
 	const char *incoming; /* -incoming VALUE, e.g. "defer" or "exec:cat FILE" */
 	bool paused;          /* -S */
 	const char *append;   /* extra kernel command line, e.g. "qckpt.tick_ms=100" */
+	/* Another guest's kernel and initramfs (e.g. scripts/make-distro-guest's,
+	 * for the benchmarks); NULL: the test guest's. */
+	const char *kernel;
+	const char *initrd;
 	/* The guest agent's port: -device virtio-serial, a chardev socket
 	 * server at hvm_agent_path() and a virtserialport named
 	 * org.qemu.guest_agent.0.  agent also starts qemu-ga in the guest
