@@ -42,6 +42,7 @@
  * Progress goes to stderr, the report (markdown) to stdout.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -524,6 +525,7 @@ struct sample {
 	double tick;   /* ms to the first tick line after RESUME */
 	double start;  /* ms, QEMU's process start -> QMP greeting */
 	double gone;   /* ms, command -> old QEMU's monitor closed */
+	double begin;  /* ms, command -> MIGRATION setup (loadvm: STOP) */
 	double load;   /* ms, MIGRATION setup -> completed; loadvm: STOP -> RESUME */
 	double bytes, alloc; /* memory file */
 };
@@ -657,9 +659,9 @@ static void print_table(void)
 
 	printf("| QEMU | RAM | guest | method | to RESUME min / med / max ms "
 	       "| to first tick med ms | QEMU start med ms | old QEMU gone med ms "
-	       "| load med ms | memory file MiB (allocated) | read rate MiB/s "
+	       "| load starts med ms | load med ms | memory file MiB (allocated) | read rate MiB/s "
 	       "| vs bare -incoming | vs loadvm |\n");
-	printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+	printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
 	for (int i = 0; i < ncells; i++) {
 		const struct cell *c = &cells[i];
 		double mn, med, mx;
@@ -670,7 +672,7 @@ static void print_table(void)
 			printf(" failed");
 			if (c->note)
 				printf(" [%d]", ++notes);
-			printf(" | | | | | | | | |\n");
+			printf(" | | | | | | | | | |\n");
 			continue;
 		}
 		stats(c, offsetof(struct sample, resume), &mn, &med, &mx);
@@ -686,6 +688,7 @@ static void print_table(void)
 		put_col(median(c, offsetof(struct sample, tick)));
 		put_col(median(c, offsetof(struct sample, start)));
 		put_col(median(c, offsetof(struct sample, gone)));
+		put_col(median(c, offsetof(struct sample, begin)));
 		put_col(median(c, offsetof(struct sample, load)));
 		{
 			double b = median(c, offsetof(struct sample, bytes));
@@ -712,7 +715,8 @@ static void print_table(void)
 	       "\"qckpt-guest: tick\" line received after the RESUME (the guest ticks "
 	       "every 200 ms); QEMU start: its process start (for qckpt, the `qckpt "
 	       "run` that execs it, /proc, 10 ms resolution) to its QMP greeting; old "
-	       "QEMU gone: the command to the old QEMU's monitor closing; load: "
+	       "QEMU gone: the command to the old QEMU's monitor closing; load "
+	       "starts: the command to MIGRATION setup (loadvm: STOP); load: "
 	       "MIGRATION setup -> completed by QEMU's timestamps (loadvm: STOP -> "
 	       "RESUME); read rate: the memory file's allocated MiB over the load; "
 	       "vs: ratio of the to-RESUME medians.  All but the range are medians.\n");
@@ -896,6 +900,14 @@ static double load_ms(struct bvm *vm, int life)
 	return a && b ? (double)(b->ts_us - a->ts_us) / 1000.0 : NAN;
 }
 
+/* From T0 to life LIFE's MIGRATION setup, ms. */
+static double begin_ms(struct bvm *vm, int life, int64_t t0)
+{
+	const struct event *a = find_event(vm, life, "MIGRATION", "setup", 0);
+
+	return a ? (double)(a->ts_us - t0) / 1000.0 : NAN;
+}
+
 static double allocated(const char *path)
 {
 	struct stat st;
@@ -905,18 +917,33 @@ static double allocated(const char *path)
 
 /* ---- the three ways back -------------------------------------------------- */
 
-static int measure_qckpt(struct bvm *vm, json_t *rec, struct sample *s, char **msg)
+/* Drop the memory file from the page cache, for a cold-cache round. */
+static void drop_cache(json_t *mem)
+{
+	const char *path = json_string_value(json_object_get(mem, "Path"));
+	int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+
+	if (fd < 0 || fdatasync(fd) != 0 || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) != 0)
+		fprintf(stderr, "bench: cannot drop %s from the page cache\n", path ? path : "?");
+	if (fd >= 0)
+		close(fd);
+}
+
+static int measure_qckpt(struct bvm *vm, json_t *rec, bool cold, struct sample *s, char **msg)
 {
 	const char *id = json_string_value(json_object_get(rec, "Id"));
 	json_t *mem = json_object_get(rec, "MemoryState");
 	char *argv[] = { qckpt_bin, "restore", "-v", vm->name, (char *)id, NULL };
 	char *err = NULL;
 	int status, old = vm->obs_lives, life = old + 1;
-	int64_t t0 = now_us(), qstart = 0;
+	int64_t t0, qstart = 0;
 	const struct event *resume;
 	const struct line *tick;
 	struct wait_life w = { vm, life };
 
+	if (cold)
+		drop_cache(mem);
+	t0 = now_us();
 	if (harness_run(argv, NULL, &err, &status) != 0 || status != 0) {
 		const char *e = err;
 		int len = first_line(&e);
@@ -942,6 +969,7 @@ static int measure_qckpt(struct bvm *vm, json_t *rec, struct sample *s, char **m
 	s->gone = old < MAX_LIVES && vm->gone_us[old] > 0
 			  ? (double)(vm->gone_us[old] - t0) / 1000.0 : NAN;
 	s->load = load_ms(vm, life);
+	s->begin = begin_ms(vm, life, t0);
 	s->bytes = (double)json_integer_value(json_object_get(mem, "Bytes"));
 	s->alloc = allocated(json_string_value(json_object_get(mem, "Path")));
 	return 0;
@@ -982,6 +1010,7 @@ static int measure_loadvm(struct bvm *vm, struct sample *s, char **msg)
 	tick = wait_tick(vm, 0, resume->ts_us, WAIT_MS);
 	s->tick = tick ? (double)(tick->recv_us - t0) / 1000.0 : NAN;
 	s->load = stop ? (double)(resume->ts_us - stop->ts_us) / 1000.0 : NAN;
+	s->begin = stop ? (double)(stop->ts_us - t0) / 1000.0 : NAN;
 	s->start = s->gone = s->bytes = s->alloc = NAN;
 	return 0;
 }
@@ -1040,7 +1069,8 @@ static int bare_load(struct bvm *vm, json_t *mem, char **detail, char **msg)
 }
 
 static int measure_bare(struct bvm *vm, json_t *rec, const char *qemu, unsigned mib,
-			const char *append, char **detail, struct sample *s, char **msg)
+			const char *append, bool cold, char **detail, struct sample *s,
+			char **msg)
 {
 	static int serial;
 	json_t *mem = json_object_get(rec, "MemoryState");
@@ -1060,6 +1090,8 @@ static int measure_bare(struct bvm *vm, json_t *rec, const char *qemu, unsigned 
 		goto out;
 	}
 	argv = qemu_cmdline(vm, qemu, mib, append, ovl, "defer");
+	if (cold)
+		drop_cache(mem);
 	t0 = now_us();
 	if (spawn(vm, argv) != 0 || harness_run_until(greeted, &w, WAIT_MS) < 0) {
 		*msg = xfmt("the bare QEMU did not greet");
@@ -1088,6 +1120,7 @@ static int measure_bare(struct bvm *vm, json_t *rec, const char *qemu, unsigned 
 	s->tick = tick ? (double)(tick->recv_us - t0) / 1000.0 : NAN;
 	s->gone = NAN;
 	s->load = load_ms(vm, life);
+	s->begin = begin_ms(vm, life, t0);
 	s->bytes = (double)json_integer_value(json_object_get(mem, "Bytes"));
 	s->alloc = allocated(json_string_value(json_object_get(mem, "Path")));
 	rc = 0;
@@ -1146,8 +1179,8 @@ static void record(struct cell *c, int r, int rc, struct sample *s, char *msg)
 	if (rc == 0) {
 		c->s[c->n++] = *s;
 		fprintf(stderr, "bench: %s %u %s %s #%d: RESUME %.0f ms, tick %.0f, start %.0f, "
-			"gone %.0f, load %.0f ms\n", c->qemu, c->mib, c->load, c->method, r + 1,
-			s->resume, s->tick, s->start, s->gone, s->load);
+			"gone %.0f, load at %.0f for %.0f ms\n", c->qemu, c->mib, c->load, c->method,
+			r + 1, s->resume, s->tick, s->start, s->gone, s->begin, s->load);
 	} else {
 		cell_fail(c, msg);
 	}
@@ -1215,15 +1248,19 @@ static void run_config(const char *qemu, const char *label, unsigned mib, const 
 			goto fail;
 		}
 	}
-	if (want(methods, nm, "qckpt")) {
-		struct cell *c = cell_for(ver, mib, load, "qckpt");
+	for (int cold = 0; cold < 2; cold++) {
+		const char *method = cold ? "qckpt-cold" : "qckpt";
+		struct cell *c;
 
+		if (!want(methods, nm, method))
+			continue;
+		c = cell_for(ver, mib, load, method);
 		c->detail = xfmt("%s checkpoint",
 				 json_string_value(json_object_get(rec, "Mode")) ?: "auto");
 		for (int r = 0; r < reps; r++) {
 			struct sample s = { 0 };
 			char *m = NULL;
-			int rc = measure_qckpt(vm, rec, &s, &m);
+			int rc = measure_qckpt(vm, rec, cold, &s, &m);
 
 			record(c, r, rc, &s, m);
 			if (rc != 0)
@@ -1248,13 +1285,17 @@ static void run_config(const char *qemu, const char *label, unsigned mib, const 
 		}
 	}
 	kill_life(vm, vm_pid(vm, NULL));
-	if (want(methods, nm, "bare")) {
-		struct cell *c = cell_for(ver, mib, load, "bare");
+	for (int cold = 0; cold < 2; cold++) {
+		const char *method = cold ? "bare-cold" : "bare";
+		struct cell *c;
 
+		if (!want(methods, nm, method))
+			continue;
+		c = cell_for(ver, mib, load, method);
 		for (int r = 0; r < reps; r++) {
 			struct sample s = { 0 };
 			char *m = NULL;
-			int rc = measure_bare(vm, rec, qemu, mib, app, &c->detail, &s, &m);
+			int rc = measure_bare(vm, rec, qemu, mib, app, cold, &c->detail, &s, &m);
 
 			record(c, r, rc, &s, m);
 			if (rc != 0)
@@ -1322,7 +1363,7 @@ int main(void)
 	char *methods_s = strdup(env_or("QCKPT_BENCH_METHODS", "qckpt loadvm bare"));
 	const char *busy = env_or("QCKPT_BENCH_BUSY", "qckpt.dirty_mib=256 qckpt.disk_writes=1");
 	int reps = atoi(env_or("QCKPT_BENCH_REPS", "5"));
-	char *qemus[8], *sizes[8], *loads[4], *methods[4];
+	char *qemus[8], *sizes[8], *loads[4], *methods[8];
 	int nq, ns, nl, nm, rc;
 	uint64_t t0 = uv_hrtime();
 	time_t now = time(NULL);
@@ -1339,7 +1380,7 @@ int main(void)
 	nq = words(qemus_s, qemus, 8);
 	ns = words(sizes_s, sizes, 8);
 	nl = words(loads_s, loads, 4);
-	nm = words(methods_s, methods, 4);
+	nm = words(methods_s, methods, 8);
 	rc = harness_init();
 	if (rc != 0)
 		return rc;

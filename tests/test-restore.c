@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -746,6 +747,41 @@ static void test_qemu_dying_during_the_restore_leaves_it_pending_and_restorable(
 	rvm_kill_all();
 }
 
+/* QEMU >= 9.1 with mapped-ram: a memory state still in the page cache (as
+ * one just saved is) is read through it, one that is not with direct-io
+ * (O_DIRECT would read from the disk what RAM already holds).  Both
+ * restore the guest. */
+static void test_restore_reads_a_cached_memory_state_through_the_page_cache(void **state)
+{
+	struct rvm *vm = rvm_start("cache", 1, 256);
+	json_t *a = checkpoint_ok(vm->name, save_mode(), "warm", NULL);
+	const char *path = jstr(json_object_get(a, "MemoryState"), "Path");
+	int life = vm->lives + 1, fd;
+	long counter = frozen_counter(a), tick;
+	struct run r = restore(vm, "warm", NULL);
+
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.err, "from the page cache"));
+	assert_null(strstr(r.err, "direct-io"));
+	run_free(&r);
+	tick = wait_tick(vm, life, WAIT_MS);
+	assert_true(tick == counter || tick == counter + 1);
+	/* out of the cache: direct-io (the temp dir's file system has O_DIRECT) */
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	close(fd);
+	life = vm->lives + 1;
+	r = restore(vm, "warm", NULL);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.err, "direct-io"));
+	run_free(&r);
+	tick = wait_tick(vm, life, WAIT_MS);
+	assert_true(tick == counter || tick == counter + 1);
+	json_decref(a);
+	rvm_kill_all();
+}
+
 static void test_three_vms_restored_in_one_command(void **state)
 {
 	struct rvm *v[3];
@@ -935,6 +971,7 @@ int main(void)
 		T(test_qemu_dying_during_the_restore_leaves_it_pending_and_restorable),
 		T(test_three_vms_restored_in_one_command),
 		T(test_the_same_checkpoint_restores_twenty_times),
+		T(test_restore_reads_a_cached_memory_state_through_the_page_cache),
 	};
 
 	if (rc != 0)
