@@ -65,6 +65,7 @@ static const struct {
 } job_states[] = {
 	[JOB_CONNECT] = { "connect", "connecting to the monitor" },
 	[JOB_PROBE] = { "probe", "asking QEMU about the VM" },
+	[JOB_TRY_BACKGROUND] = { "try-background", "asking QEMU whether it takes a background snapshot" },
 	[JOB_AGENT] = { "agent", "connecting to the guest agent" },
 	[JOB_PREPARE] = { "prepare", "attaching the new overlay files" },
 	[JOB_FORMAT] = { "format", "formatting the new overlays" },
