@@ -17,7 +17,8 @@
  *     and `-incoming defer`, then migrate-incoming of the checkpoint's
  *     memory file (QEMU >= 9 with mapped-ram: `file:PATH`, multifd
  *     channels = online CPUs, the recorded capabilities; older QEMUs
- *     `exec:cat PATH`), from the process start to RESUME (a `cont` is sent
+ *     the file's fd through getfd and `fd:`, as qckpt), from the process
+ *     start to RESUME (a `cont` is sent
  *     only when QEMU does not start the guest itself).
  * A restore starts a new QEMU, so this program does not use the harness's
  * hvm: the VM's serial console and its observer QMP monitor are unix
@@ -49,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -481,8 +483,37 @@ static bool reply_in(void *p)
 }
 
 /* A command on the current observer connection: 0 with *result (return
- * value), -1 on an error reply (*result its desc string), -2 no reply. */
+ * value), -1 on an error reply (*result its desc string), -2 no reply.
+ * With fd >= 0 the command goes out with that fd (SCM_RIGHTS), written
+ * straight to the socket: a few hundred bytes to an idle monitor. */
+static int obs_cmd_fd(struct bvm *vm, const char *cmd, json_t *args, int fd,
+		      json_t **result);
+
 static int obs_cmd(struct bvm *vm, const char *cmd, json_t *args, json_t **result)
+{
+	return obs_cmd_fd(vm, cmd, args, -1, result);
+}
+
+static int send_with_fd(struct conn *c, const char *text, int fd)
+{
+	char ctl[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { (void *)text, strlen(text) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+			     .msg_controllen = sizeof ctl };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	uv_os_fd_t sock;
+
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+	if (uv_fileno((uv_handle_t *)&c->pipe, &sock) != 0)
+		return -1;
+	return sendmsg(sock, &mh, 0) == (ssize_t)iov.iov_len ? 0 : -1;
+}
+
+static int obs_cmd_fd(struct bvm *vm, const char *cmd, json_t *args, int fd,
+		      json_t **result)
 {
 	json_t *msg = json_pack("{s:s, s:i}", "execute", cmd, "id", ++vm->next_id);
 	struct conn *c = vm->obs;
@@ -501,7 +532,15 @@ static int obs_cmd(struct bvm *vm, const char *cmd, json_t *args, json_t **resul
 	json_decref(c->reply);
 	c->reply = NULL;
 	text = json_dumps(msg, JSON_COMPACT);
-	conn_send(c, text);
+	if (fd >= 0) {
+		char *line = xfmt("%s\r\n", text);
+
+		if (send_with_fd(c, line, fd) != 0)
+			c->waiting_id = -1;
+		free(line);
+	} else {
+		conn_send(c, text);
+	}
 	free(text);
 	json_decref(msg);
 	harness_run_until(reply_in, vm, WAIT_MS);
@@ -1050,12 +1089,22 @@ static int bare_load(struct bvm *vm, json_t *mem, char **detail, char **msg)
 		rc = obs_cmd(vm, "migrate-set-parameters",
 			     json_pack("{s:I}", "multifd-channels", (json_int_t)(cpus > 0 ? cpus : 2)), &r);
 	}
+	if (rc == 0 && !mapped) {
+		/* as qckpt does before QEMU 9: the file's fd by name */
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+		json_decref(r);
+		rc = fd < 0 ? -2 : obs_cmd_fd(vm, "getfd", json_pack("{s:s}", "fdname", "bench"),
+					      fd, &r);
+		if (fd >= 0)
+			close(fd);
+	}
 	if (rc == 0) {
 		json_decref(r);
-		uri = mapped ? xfmt("file:%s", path) : xfmt("exec:cat %s", path);
+		uri = mapped ? xfmt("file:%s", path) : xfmt("fd:bench");
 		if (!*detail)
 			*detail = mapped ? xfmt("file:, mapped-ram, %ld multifd channels", cpus)
-					 : xfmt("exec:cat");
+					 : xfmt("fd:");
 		rc = obs_cmd(vm, "migrate-incoming", json_pack("{s:s}", "uri", uri), &r);
 		free(uri);
 	}
