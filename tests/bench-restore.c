@@ -1477,5 +1477,9 @@ int main(void)
 	printf("- load average at end: %.2f %.2f %.2f; run took %.1f min\n\n", load[0],
 	       load[1], load[2], (double)(uv_hrtime() - t0) / 6e10);
 	print_table();
+	free(qemus_s);
+	free(sizes_s);
+	free(loads_s);
+	free(methods_s);
 	return 0;
 }
