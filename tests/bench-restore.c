@@ -39,7 +39,10 @@
  *   QCKPT_BENCH_QEMUS "7.2 10", QCKPT_BENCH_SIZES "1024 4096",
  *   QCKPT_BENCH_LOADS "idle busy", QCKPT_BENCH_BUSY
  *   "qckpt.dirty_mib=256 qckpt.disk_writes=1", QCKPT_BENCH_REPS 5 (1..20),
- *   QCKPT_BENCH_METHODS "qckpt loadvm bare".
+ *   QCKPT_BENCH_METHODS "qckpt loadvm bare" (also "qckpt-cold" and
+ *   "bare-cold": the same with the memory file dropped from the page cache
+ *   first, posix_fadvise DONTNEED; the others read a file just written).
+ *   QCKPT_BENCH_VERBOSE=1 echoes `qckpt restore -v` (its own timings).
  * Progress goes to stderr, the report (markdown) to stdout.
  */
 #include <errno.h>
