@@ -59,6 +59,7 @@ struct restore_load {
 
 	json_t *caps, *params, *status, *fd_reply, *migration;
 	int use_fdset, mapped_ram, direct_io, fdset_id;
+	int cached;         /* the memory state was mostly in the page cache */
 	int memfd, memfd_direct;
 	int migrating, resumed, completed;
 	int guest_running;    /* the checkpoint's GuestState */

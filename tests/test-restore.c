@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -415,6 +416,11 @@ static const char *save_mode(void)
 	return qemu_bin ? "live" : "paused";
 }
 
+static char *xstrdup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
 static struct run restore(struct rvm *vm, const char *what, const char *opt)
 {
 	struct run r = opt ? qckpt("restore", "-v", opt, vm->name, what, NULL)
@@ -709,6 +715,7 @@ static void test_qemu_dying_during_the_restore_leaves_it_pending_and_restorable(
 	json_t *a, *st;
 	struct run r;
 	const char *saved = qemu_bin;
+	char *current;
 	int life;
 
 	assert_non_null(f);
@@ -720,6 +727,9 @@ static void test_qemu_dying_during_the_restore_leaves_it_pending_and_restorable(
 	vm = rvm_start("dying", 1, 128);
 	qemu_bin = saved;
 	a = checkpoint_ok(vm->name, save_mode(), "again", NULL);
+	st = vm_json(vm);
+	current = xstrdup_or_null(jstr(st, "CurrentCheckpointId"));
+	json_decref(st);
 	f = fopen(marker, "w");
 	fclose(f);
 	/* QEMU 10.0.2 with direct-io does not fail such a load, it hangs:
@@ -733,8 +743,11 @@ static void test_qemu_dying_during_the_restore_leaves_it_pending_and_restorable(
 	run_free(&r);
 	st = vm_json(vm);
 	assert_non_null(json_object_get(st, "PendingRestore"));
-	/* nothing recorded as restored */
-	assert_null(json_object_get(st, "CurrentCheckpointId"));
+	/* nothing recorded as restored: while the load is pending the VM is
+	 * on no checkpoint (the one just taken was current before) */
+	assert_non_null(current);
+	assert_null(jstr(st, "CurrentCheckpointId"));
+	free(current);
 	json_decref(st);
 	unlink(marker);
 	life = vm->lives + 1;
@@ -743,6 +756,41 @@ static void test_qemu_dying_during_the_restore_leaves_it_pending_and_restorable(
 	json_decref(a);
 	free(wrapper);
 	free(marker);
+	rvm_kill_all();
+}
+
+/* QEMU >= 9.1 with mapped-ram: a memory state still in the page cache (as
+ * one just saved is) is read through it, one that is not with direct-io
+ * (O_DIRECT would read from the disk what RAM already holds).  Both
+ * restore the guest. */
+static void test_restore_reads_a_cached_memory_state_through_the_page_cache(void **state)
+{
+	struct rvm *vm = rvm_start("cache", 1, 256);
+	json_t *a = checkpoint_ok(vm->name, save_mode(), "warm", NULL);
+	const char *path = jstr(json_object_get(a, "MemoryState"), "Path");
+	int life = vm->lives + 1, fd;
+	long counter = frozen_counter(a), tick;
+	struct run r = restore(vm, "warm", NULL);
+
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.err, "from the page cache"));
+	assert_null(strstr(r.err, "direct-io"));
+	run_free(&r);
+	tick = wait_tick(vm, life, WAIT_MS);
+	assert_true(tick == counter || tick == counter + 1);
+	/* out of the cache: direct-io (the temp dir's file system has O_DIRECT) */
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	close(fd);
+	life = vm->lives + 1;
+	r = restore(vm, "warm", NULL);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.err, "direct-io"));
+	run_free(&r);
+	tick = wait_tick(vm, life, WAIT_MS);
+	assert_true(tick == counter || tick == counter + 1);
+	json_decref(a);
 	rvm_kill_all();
 }
 
@@ -935,6 +983,7 @@ int main(void)
 		T(test_qemu_dying_during_the_restore_leaves_it_pending_and_restorable),
 		T(test_three_vms_restored_in_one_command),
 		T(test_the_same_checkpoint_restores_twenty_times),
+		T(test_restore_reads_a_cached_memory_state_through_the_page_cache),
 	};
 
 	if (rc != 0)
