@@ -1324,7 +1324,9 @@ static void test_readonly_disk_and_empty_cdrom_are_skipped(void **state)
 	json_t *rec;
 
 	registry_add(hvm_name(vm), hvm_qmp_path(vm), NULL);
-	rec = checkpoint_ok(hvm_name(vm), "live", "ro1", NULL);
+	/* auto: never a live pre-copy on QEMU < 9 under TCG, whose restore can
+	 * crash (QEMU's bug, issue 7); this test is about the disks */
+	rec = checkpoint_ok(hvm_name(vm), "auto", "ro1", NULL);
 	assert_int_equal(json_array_size(json_object_get(rec, "Disks")), 1);
 	assert_string_equal(jstr(json_array_get(json_object_get(rec, "Disks"), 0), "Format"), "raw");
 	restore_and_check(rec, o);
