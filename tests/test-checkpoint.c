@@ -996,7 +996,7 @@ static void test_checkpoint_after_a_restore_by_hand_follows_qemus_chain(void **s
 	long tick;
 
 	registry_add(name, hvm_qmp_path(vm), NULL);
-	a = checkpoint_ok(name, "live", "a", NULL);
+	a = checkpoint_ok(name, "auto", "a", NULL);
 	hvm_free(vm);
 	/* the same VM (name, monitor), on a new overlay of a's frozen image */
 	vm = restore_vm(a, o, name, &tick);
@@ -1005,7 +1005,7 @@ static void test_checkpoint_after_a_restore_by_hand_follows_qemus_chain(void **s
 	assert_string_not_equal(restored_on, jstr(json_array_get(json_object_get(a, "Disks"), 0),
 						  "ActiveImage"));
 
-	b = checkpoint_ok(name, "live", "b", &err);
+	b = checkpoint_ok(name, "auto", "b", &err);
 	if (strstr(err, "the catalog now follows QEMU's chain") == NULL || strstr(err, restored_on) == NULL)
 		fail_msg("no word that the catalog followed QEMU: %s", err);
 	assert_string_equal(jstr(b, "ParentCheckpointId"), jstr(a, "Id"));
