@@ -187,9 +187,9 @@ static void on_accepted(qmp_client *client, int status)
 	conn->on_ready(conn, status);
 }
 
-int vmconn_open(uv_loop_t *loop, struct vmconn *conn, const char *vm,
-		const char *monitor, const char *expect_name,
-		unsigned timeout_ms, vmconn_ready_cb cb)
+/* What opening and accepting share: the strings, the client, tracing. */
+static int vmconn_init(uv_loop_t *loop, struct vmconn *conn, const char *vm,
+		       const char *monitor, const char *expect_name, vmconn_ready_cb cb)
 {
 	int rc;
 
@@ -206,6 +206,18 @@ int vmconn_open(uv_loop_t *loop, struct vmconn *conn, const char *vm,
 	conn->opened = 1;
 	conn->qmp.data = conn;
 	qmp_client_on_trace(&conn->qmp, on_trace, conn);
+	return 0;
+}
+
+int vmconn_open(uv_loop_t *loop, struct vmconn *conn, const char *vm,
+		const char *monitor, const char *expect_name,
+		unsigned timeout_ms, vmconn_ready_cb cb)
+{
+	int rc;
+
+	rc = vmconn_init(loop, conn, vm, monitor, expect_name, cb);
+	if (rc < 0)
+		return rc;
 	rc = qmp_client_connect(&conn->qmp, monitor, timeout_ms, on_connect);
 	if (rc < 0)
 		vmconn_explain(conn, rc, NULL, "connecting");
@@ -218,19 +230,9 @@ int vmconn_accept(uv_loop_t *loop, struct vmconn *conn, const char *vm,
 {
 	int rc;
 
-	conn->vm = xstrdup(vm);
-	conn->monitor = xstrdup(address);
-	conn->expect_name = NULL;
-	conn->qemu_name = NULL;
-	conn->error[0] = '\0';
-	conn->reason = NULL;
-	conn->on_ready = cb;
-	rc = qmp_client_init(loop, &conn->qmp);
+	rc = vmconn_init(loop, conn, vm, address, NULL, cb);
 	if (rc < 0)
 		return rc;
-	conn->opened = 1;
-	conn->qmp.data = conn;
-	qmp_client_on_trace(&conn->qmp, on_trace, conn);
 	/* QEMU opened it itself: the greeting's end is the ready point. */
 	rc = qmp_client_accept(&conn->qmp, server, timeout_ms, on_accepted);
 	if (rc < 0)
