@@ -96,7 +96,7 @@ static json_t *read_state(const char *id)
 int asjob_running(const char *id)
 {
 	char *path = asjob_file(id, "lock");
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	int running = 0;
 
 	free(path);
@@ -151,7 +151,7 @@ static char *join_args(int argc, char **argv)
 static int redirect(int fd, const char *id, const char *name, int flags)
 {
 	char *path = name ? asjob_file(id, name) : xstrdup("/dev/null");
-	int f = open(path, flags | O_CLOEXEC, 0600);
+	int f = open(path, flags | O_CLOEXEC | O_NOFOLLOW, 0600);
 
 	free(path);
 	if (f < 0 || dup2(f, fd) < 0)
@@ -202,7 +202,7 @@ int asjob_detach(int argc, char **argv)
 	}
 	/* The lock is taken here and inherited: the job never looks dead. */
 	lock = asjob_file(id, "lock");
-	lockfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	lockfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (lockfd < 0 || flock(lockfd, LOCK_EX) < 0 || pipe(pipefd) < 0) {
 		error("--as-job: cannot set up job %s: %s", id, strerror(errno));
 		goto out;
@@ -370,7 +370,7 @@ int asjob_stop(const char *id)
 	if (!asjob_running(id))
 		return error("job %s is not running", id);
 	marker = asjob_file(id, "stopped");
-	fd = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	fd = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	free(marker);
 	if (fd >= 0)
 		close(fd);

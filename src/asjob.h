@@ -29,11 +29,13 @@ char *asjob_dir(void);
  * (the foreground process) prints the job id and returns 1: the command
  * must return 0 at once.  In the job's process returns 0 with stdout and
  * stderr going to the job's files; the command goes on and ends with
- * asjob_finish().  -1 on error (message printed).
+ * asjob_finish(), which cmd_dispatch calls for every command.  -1 on error
+ * (message printed).
  */
 int asjob_detach(int argc, char **argv);
 
-/* In the job's process: record the exit status; returns it. */
+/* In the job's process: record the exit status; returns it.  Elsewhere:
+ * returns it and does nothing. */
 int asjob_finish(int status);
 
 /* Load job ID (a number); NULL with a message when there is none.  The

@@ -450,8 +450,6 @@ static int cmd_checkpoint_exec(int argc, char **argv)
 	registry_free(&reg); /* the jobs borrowed it */
 	if (some_unknown)
 		rc = EXIT_SOME_FAILED;
-	if (c.as_job)
-		rc = asjob_finish(rc);
 out:
 	vm_names_free(&c.names);
 	return rc;

@@ -402,8 +402,6 @@ static int cmd_restore_exec(int argc, char **argv)
 	free_all(&c);
 	if (some_unknown)
 		rc = EXIT_SOME_FAILED;
-	if (c.as_job)
-		rc = asjob_finish(rc);
 	goto out;
 out_names:
 	rc = rc > 0 ? EXIT_ALL_OK : EXIT_USAGE;

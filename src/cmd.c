@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "asjob.h"
 #include "cmd.h"
 #include "log.h"
 #include "output.h"
@@ -236,5 +237,7 @@ static int dispatch(int argc, char **argv)
 
 int cmd_dispatch(int argc, char **argv)
 {
-	return check_stdout(dispatch(argc, argv));
+	/* In an --as-job process the job's record is written last, so that its
+	 * exit status counts a failed write of the job's output too. */
+	return asjob_finish(check_stdout(dispatch(argc, argv)));
 }
