@@ -250,6 +250,48 @@ out:
 	return rc;
 }
 
+int asjob_in_process(void)
+{
+	return job_id_in_process != NULL;
+}
+
+void asjob_write_progress(json_t *rows)
+{
+	char *path, *tmp;
+	FILE *f;
+
+	if (job_id_in_process == NULL)
+		return;
+	path = asjob_file(job_id_in_process, "progress");
+	tmp = xasprintf("%s.tmp", path);
+	f = fopen(tmp, "w");
+	if (f != NULL && json_dumpf(rows, f, JSON_COMPACT | JSON_PRESERVE_ORDER) == 0 &&
+	    fclose(f) == 0) {
+		f = NULL;
+		if (rename(tmp, path) < 0)
+			unlink(tmp);
+	} else {
+		if (f != NULL)
+			fclose(f);
+		unlink(tmp);
+	}
+	free(tmp);
+	free(path);
+}
+
+json_t *asjob_load_progress(const char *id)
+{
+	char *path = asjob_file(id, "progress");
+	json_t *rows = json_load_file(path, 0, NULL);
+
+	free(path);
+	if (rows != NULL && !json_is_array(rows)) {
+		json_decref(rows);
+		rows = NULL;
+	}
+	return rows;
+}
+
 static long long file_size(const char *id, const char *name)
 {
 	char *path = asjob_file(id, name);
