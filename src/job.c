@@ -77,7 +77,7 @@ static const struct {
 	[JOB_FORMAT_DONE] = { "format-done", "formatting the new overlays", "preparing" },
 	[JOB_ATTACH] = { "attach", "attaching the new overlays", "preparing" },
 	[JOB_CATALOG] = { "catalog", "writing vm.json", "preparing" },
-	[JOB_QUEUED] = { "queued", "waiting for a save slot (--throttle-limit)", "waiting for a save slot" },
+	[JOB_QUEUED] = { "queued", "waiting for a save slot (--throttle-limit)", "preparing" },
 	[JOB_MIGRATE_SETUP] = { "migrate-setup", "setting up the memory save", "saving memory" },
 	[JOB_STOP] = { "stop", "stopping the guest", "saving memory" },
 	[JOB_SAVE] = { "save", "saving memory", "saving memory" },
@@ -905,6 +905,7 @@ static void enter_queued(struct job *job)
 	}
 	job->queued = 1;
 	job->queued_ms = mono_ms();
+	task_phase(&job->task, "waiting for a save slot");
 	job->throttle_next = NULL;
 	if (t->tail != NULL)
 		t->tail->throttle_next = job;

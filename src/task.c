@@ -54,7 +54,12 @@ static void task_settled(struct task *task)
 
 static void task_retry_resume(struct task_call *call);
 
-/* A cont QEMU refused or ignored while it finalizes a save: again soon. */
+/* QEMU announces MIGRATION completed before it leaves finish-migrate for
+ * postmigrate, and sends no event for that step: a cont in between is
+ * refused ("not finalized"), or even accepted without resuming the guest
+ * (seen on 7.2 and 10.0: no RESUME event before the reply, which QEMU
+ * otherwise always sends first).  Such a cont is retried shortly (1, 2,
+ * 4 ... ms, bounded). */
 static int task_resume_again(struct task_call *call, int status,
 			     const struct qmp_error *qerr)
 {
