@@ -13,7 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "asjob.h"
 #include "catalog.h"
 #include "cmd.h"
 #include "cmd-jobs.h"
@@ -22,7 +21,6 @@
 #include "log.h"
 #include "output.h"
 #include "util.h"
-#include "vmnames.h"
 
 static int cmd_checkpoint_exec(int argc, char **argv);
 

@@ -12,7 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "asjob.h"
 #include "catalog.h"
 #include "cmd.h"
 #include "cmd-jobs.h"
@@ -21,7 +20,6 @@
 #include "output.h"
 #include "restore.h"
 #include "util.h"
-#include "vmnames.h"
 
 static int cmd_restore_exec(int argc, char **argv);
 
