@@ -292,7 +292,7 @@ static struct rvm *rvm_launch(const char *base, unsigned ndisks, unsigned mem_mi
 	push(&vm->argv, &n, s);
 	free(s);
 	push(&vm->argv, &n, "-append");
-	push(&vm->argv, &n, "console=ttyS0 quiet panic=-1");
+	push(&vm->argv, &n, "console=ttyS0 quiet panic=-1 no_timer_check");
 	s = fmt("socket,id=serial0,path=%s", vm->serial_path);
 	push(&vm->argv, &n, "-chardev");
 	push(&vm->argv, &n, s);
