@@ -80,17 +80,23 @@ static int write_state(const char *id, json_t *state)
 	return rc;
 }
 
-static json_t *read_state(const char *id)
+/* A job's JSON file NAME, if it holds a value of TYPE; else NULL. */
+static json_t *read_json(const char *id, const char *name, json_type type)
 {
-	char *path = asjob_file(id, "job.json");
-	json_t *state = json_load_file(path, 0, NULL);
+	char *path = asjob_file(id, name);
+	json_t *value = json_load_file(path, 0, NULL);
 
 	free(path);
-	if (state != NULL && !json_is_object(state)) {
-		json_decref(state);
-		state = NULL;
+	if (value != NULL && json_typeof(value) != type) {
+		json_decref(value);
+		value = NULL;
 	}
-	return state;
+	return value;
+}
+
+static json_t *read_state(const char *id)
+{
+	return read_json(id, "job.json", JSON_OBJECT);
 }
 
 int asjob_running(const char *id)
@@ -248,6 +254,40 @@ out:
 	free(id);
 	free(dir);
 	return rc;
+}
+
+int asjob_in_process(void)
+{
+	return job_id_in_process != NULL;
+}
+
+void asjob_write_progress(json_t *rows)
+{
+	char *path, *tmp;
+	FILE *f;
+
+	if (job_id_in_process == NULL)
+		return;
+	path = asjob_file(job_id_in_process, "progress");
+	tmp = xasprintf("%s.tmp", path);
+	f = fopen(tmp, "w");
+	if (f != NULL && json_dumpf(rows, f, JSON_COMPACT | JSON_PRESERVE_ORDER) == 0 &&
+	    fclose(f) == 0) {
+		f = NULL;
+		if (rename(tmp, path) < 0)
+			unlink(tmp);
+	} else {
+		if (f != NULL)
+			fclose(f);
+		unlink(tmp);
+	}
+	free(tmp);
+	free(path);
+}
+
+json_t *asjob_load_progress(const char *id)
+{
+	return valid_id(id) ? read_json(id, "progress", JSON_ARRAY) : NULL;
 }
 
 static long long file_size(const char *id, const char *name)

@@ -34,6 +34,18 @@ char *asjob_dir(void);
  */
 int asjob_detach(int argc, char **argv);
 
+/* Is this process a job's (after asjob_detach returned 0 in it)? */
+int asjob_in_process(void);
+
+/* In the job's process: the latest progress of its VMs (an array of
+ * progress.h's JSON rows), in the job's file "progress" (replaced whole,
+ * by rename: a reader never sees half of it).  Not fsynced: it is only
+ * news, and gone with the job. */
+void asjob_write_progress(json_t *rows);
+
+/* The progress a job recorded (an array), or NULL. */
+json_t *asjob_load_progress(const char *id);
+
 /* In the job's process: record the exit status; returns it.  Elsewhere:
  * returns it and does nothing. */
 int asjob_finish(int status);

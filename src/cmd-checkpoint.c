@@ -2,9 +2,10 @@
  * cmd-checkpoint.c: "qckpt checkpoint", Hyper-V's Checkpoint-VM for bare
  * QEMU.  This file is the command line only: which VMs (arguments, -n,
  * names or `qckpt vms --json` objects on stdin), which name, which mode,
- * WhatIf/Confirm, then one job per VM on one loop, all started at once, at
- * most --throttle-limit of them saving memory at a time (the job_throttle
- * in job.h).  The checkpoint itself is job.c.
+ * then one job per VM on one loop, all started at once, at most
+ * --throttle-limit of them saving memory at a time (the job_throttle in
+ * job.h).  What every per-VM command does alike (WhatIf/Confirm, --as-job,
+ * the loop and its signals) is cmd-jobs.c; the checkpoint itself is job.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,15 +13,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "asjob.h"
 #include "catalog.h"
 #include "cmd.h"
+#include "cmd-jobs.h"
 #include "cmdline.h"
 #include "job.h"
 #include "log.h"
 #include "output.h"
 #include "util.h"
-#include "vmnames.h"
 
 static int cmd_checkpoint_exec(int argc, char **argv);
 
@@ -33,24 +33,18 @@ const struct cmd_entry cmd_checkpoint_entry = {
 };
 
 enum {
-	OPT_PASSTHRU = OPT_COMMON_LAST,
-	OPT_WHATIF,
-	OPT_CONFIRM,
-	OPT_THROTTLE,
+	OPT_THROTTLE = OPT_JOBS_LAST,
 	OPT_MODE,
 	OPT_TYPE,
 	OPT_CREDENTIAL,
 	OPT_SESSION,
-	OPT_AS_JOB,
 };
 
 struct checkpoint_cmd {
-	struct vm_names names;
+	struct cmd_jobs jobs_cmd;   /* first: cmd_jobs callbacks cast back */
+	const struct registry *reg;
 	const char *snapshot_name;
-	const char *names_word;   /* NAME[,NAME...] as given, NULL for stdin */
 	int snapshot_positional;  /* the checkpoint name was the second word */
-	int passthru, whatif, confirm, as_job;
-	int stop_on_error;
 	struct job_throttle throttle;
 	int type_given;
 	enum vm_type type;
@@ -58,11 +52,9 @@ struct checkpoint_cmd {
 	const char *computer;
 
 	/* running */
-	uv_loop_t loop;
-	uv_signal_t sigint, sigterm;
 	struct job **jobs;
-	size_t njobs, next, running;
-	int failed, stopping, interrupted, rest_reported;
+	size_t njobs, next;
+	int stopping, rest_reported;
 };
 
 static int is_local_computer(const char *name)
@@ -100,13 +92,13 @@ static void start_next(struct checkpoint_cmd *c);
 static void report_job(struct checkpoint_cmd *c, struct job *job)
 {
 	if (job->state != JOB_DONE) {
-		error_vm(job->spec.vm, "checkpoint failed: %s", job->error);
+		error_vm(job->spec.vm, "checkpoint failed: %s", job->task.error);
 		return;
 	}
 	verbose_vm(job->spec.vm, "checkpoint '%s' done: guest paused %lld ms, %llu ms in all",
 		   job->name, job->pause_ms,
 		   (unsigned long long)json_integer_value(json_object_get(job->record, "DurationMs")));
-	if (c->passthru)
+	if (c->jobs_cmd.passthru)
 		output_json_line(job->record);
 	if (job->resume_error[0] != '\0')
 		error_vm(job->spec.vm, "%s", job->resume_error);
@@ -127,19 +119,19 @@ static void report_not_started(struct checkpoint_cmd *c, const char *why)
 	c->rest_reported = 1;
 	for (size_t i = c->next; i < c->njobs; i++) {
 		error_vm(c->jobs[i]->spec.vm, "not checkpointed: %s", why);
-		c->failed = 1;
+		c->jobs_cmd.failed = 1;
 	}
 }
 
 static void on_job_done(struct job *job)
 {
 	struct checkpoint_cmd *c = job->data;
+	int failed = job->state != JOB_DONE || job->resume_error[0] != '\0';
 
-	c->running--;
+	cmd_jobs_done(&c->jobs_cmd, failed);
 	report_job(c, job);
-	if (job->state != JOB_DONE || job->resume_error[0] != '\0') {
-		c->failed = 1;
-		if (c->stop_on_error && !c->stopping) {
+	if (failed) {
+		if (c->jobs_cmd.stop_on_error && !c->stopping) {
 			c->stopping = 1;
 			report_not_started(c, "stopped after an earlier failure (--error-action stop)");
 			for (size_t i = 0; i < c->njobs; i++)
@@ -157,17 +149,12 @@ static void start_next(struct checkpoint_cmd *c)
 	while (!c->stopping && c->next < c->njobs) {
 		struct job *job = c->jobs[c->next++];
 
-		c->running++;
+		cmd_jobs_started(&c->jobs_cmd);
 		job->data = c;
 		job->throttle = &c->throttle;
-		job_start(job, &c->loop, on_job_done);
+		job_start(job, &c->jobs_cmd.loop, on_job_done);
 	}
-	if (c->running == 0 && (c->stopping || c->next == c->njobs)) {
-		if (uv_is_active((uv_handle_t *)&c->sigint)) {
-			uv_close((uv_handle_t *)&c->sigint, NULL);
-			uv_close((uv_handle_t *)&c->sigterm, NULL);
-		}
-	}
+	cmd_jobs_maybe_close(&c->jobs_cmd);
 }
 
 /* A further Ctrl-C: what each VM still waits for.  qckpt does not walk
@@ -177,22 +164,21 @@ static void report_in_progress(struct checkpoint_cmd *c)
 	for (size_t i = 0; i < c->next; i++) {
 		struct job *job = c->jobs[i];
 
-		if (!job->finished)
+		if (!job->task.finished)
 			error_vm(job->spec.vm, "still %s: waiting for QEMU to answer so the VM is left as it was (kill -9 leaves it in that step; see qckpt(1) FAILURES)",
 				 job_state_doing(job));
 	}
 }
 
-static void on_signal(uv_signal_t *handle, int signum)
+static void on_signal(struct cmd_jobs *j, int count)
 {
-	struct checkpoint_cmd *c = handle->data;
+	struct checkpoint_cmd *c = (struct checkpoint_cmd *)j;
 
-	if (c->interrupted) {
+	if (count > 1) {
 		report_in_progress(c);
 		return;
 	}
 	error("interrupted: undoing the checkpoints in progress (VMs that were running keep running)");
-	c->interrupted = 1;
 	c->stopping = 1;
 	/* A checkpoint past its disk snapshot finishes, and counts as made;
 	 * one undone fails; one never started fails here. */
@@ -202,21 +188,18 @@ static void on_signal(uv_signal_t *handle, int signum)
 	start_next(c);
 }
 
-static int run_jobs(struct checkpoint_cmd *c)
+static void start_all(struct cmd_jobs *j)
 {
-	uv_loop_init(&c->loop);
-	uv_signal_init(&c->loop, &c->sigint);
-	uv_signal_init(&c->loop, &c->sigterm);
-	c->sigint.data = c->sigterm.data = c;
-	uv_signal_start(&c->sigint, on_signal, SIGINT);
-	uv_signal_start(&c->sigterm, on_signal, SIGTERM);
-	start_next(c);
-	uv_run(&c->loop, UV_RUN_DEFAULT);
-	uv_loop_close(&c->loop);
+	start_next((struct checkpoint_cmd *)j);
+}
+
+static void free_jobs(struct checkpoint_cmd *c)
+{
 	for (size_t i = 0; i < c->njobs; i++)
 		job_free(c->jobs[i]);
 	free(c->jobs);
-	return c->failed ? EXIT_SOME_FAILED : EXIT_ALL_OK;
+	c->jobs = NULL;
+	c->njobs = 0;
 }
 
 /* ---- from names to jobs ---------------------------------------------- */
@@ -268,51 +251,37 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		CMD_COMMON_LONG,
-		{ "name", required_argument, NULL, 'n' },
-		{ "vm-name", required_argument, NULL, 'n' },
+		CMD_JOBS_LONG,
 		{ "snapshot-name", required_argument, NULL, 's' },
 		{ "checkpoint-name", required_argument, NULL, 's' },
 		{ "computer-name", required_argument, NULL, 'C' },
-		{ "passthru", no_argument, NULL, OPT_PASSTHRU },
-		{ "whatif", no_argument, NULL, OPT_WHATIF },
-		{ "confirm", no_argument, NULL, OPT_CONFIRM },
-		{ "error-action", required_argument, NULL, OPT_ERROR_ACTION },
 		{ "throttle-limit", required_argument, NULL, OPT_THROTTLE },
 		{ "mode", required_argument, NULL, OPT_MODE },
 		{ "type", required_argument, NULL, OPT_TYPE },
 		{ "credential", required_argument, NULL, OPT_CREDENTIAL },
 		{ "session", required_argument, NULL, OPT_SESSION },
-		{ "as-job", no_argument, NULL, OPT_AS_JOB },
 		{ NULL, 0, NULL, 0 },
 	};
-	int opt, named = 0;
+	int opt, rc;
 	long n;
 
 	optind = 1;
-	while ((opt = cmd_getopt(&cmd_checkpoint_entry, argc, argv, CMD_COMMON_SHORT "n:s:C:", longopts)) != -1) {
+	while ((opt = cmd_getopt(&cmd_checkpoint_entry, argc, argv,
+				 CMD_COMMON_SHORT CMD_JOBS_SHORT "s:C:", longopts)) != -1) {
 		if (opt == CMD_OPT_HELP)
 			return 1;
-		switch (opt) {
-		case 'n':
-			named = 1;
-			c->names_word = strcmp(optarg, "-") == 0 ? NULL : optarg;
-			if (strcmp(optarg, "-") == 0 ? vm_names_read_stdin(&c->names) < 0 : (vm_names_add_list(&c->names, optarg), 0))
+		if ((rc = cmd_jobs_option(&c->jobs_cmd, opt, optarg)) != 0) {
+			if (rc < 0)
 				return -1;
-			break;
+			continue;
+		}
+		switch (opt) {
 		case 's':
 			c->snapshot_name = optarg;
 			break;
 		case 'C':
 			if (check_computers(optarg) < 0)
 				return -1;
-			break;
-		case OPT_PASSTHRU: c->passthru = 1; break;
-		case OPT_WHATIF: c->whatif = 1; break;
-		case OPT_CONFIRM: c->confirm = 1; break;
-		case OPT_ERROR_ACTION:
-			if (strcmp(optarg, "stop") != 0 && strcmp(optarg, "continue") != 0)
-				return error("--error-action: continue or stop, not '%s'", optarg);
-			c->stop_on_error = strcmp(optarg, "stop") == 0;
 			break;
 		case OPT_THROTTLE:
 			if (parse_long(optarg, 1, 1024, &n) < 0)
@@ -332,24 +301,13 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 		case OPT_SESSION:
 			return error("--%s: remote hosts are not supported yet; run qckpt on the VM's host",
 				     opt == OPT_CREDENTIAL ? "credential" : "session");
-		case OPT_AS_JOB:
-			c->as_job = 1;
-			break;
 		default:
 			return -1;
 		}
 	}
 	/* Positions as in Checkpoint-VM: -Name (0) then -SnapshotName (1). */
-	if (!named && optind < argc) {
-		if (strcmp(argv[optind], "-") == 0) {
-			if (vm_names_read_stdin(&c->names) < 0)
-				return -1;
-		} else {
-			vm_names_add_list(&c->names, argv[optind]);
-			c->names_word = argv[optind];
-		}
-		optind++;
-	}
+	if (cmd_jobs_names(&c->jobs_cmd, argc, argv) < 0)
+		return -1;
 	if (optind < argc && c->snapshot_name == NULL) {
 		c->snapshot_name = argv[optind++];
 		c->snapshot_positional = 1;
@@ -358,16 +316,14 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 		return error("unexpected argument '%s'; see 'qckpt checkpoint --help'", argv[optind]);
 	if (c->snapshot_name != NULL && !valid_snapshot_name(c->snapshot_name))
 		return error("bad checkpoint name: 1 to 200 characters, no control characters");
-	if (c->names.n == 0)
-		return error("no VM named; give NAME[,NAME...], -n NAME or - to read names from stdin");
-	return 0;
+	return cmd_jobs_check_names(&c->jobs_cmd);
 }
 
 /* `qckpt checkpoint web db` names web's checkpoint "db", as Checkpoint-VM
  * does; when db is a VM too, the user may have meant both. */
 static void warn_second_vm(const struct checkpoint_cmd *c, const struct registry *reg)
 {
-	const char *word = c->names_word ? c->names_word : "the VMs from stdin";
+	const char *word = c->jobs_cmd.names_word ? c->jobs_cmd.names_word : "the VMs from stdin";
 
 	if (c->snapshot_positional && registry_find(reg, c->snapshot_name) != NULL)
 		warn_vm(NULL, "%s is also a registered VM: naming %s's checkpoint '%s'; to checkpoint both use %s,%s",
@@ -383,74 +339,43 @@ static int default_throttle(void)
 	return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
 }
 
+static int add_job(struct cmd_jobs *j, const char *name)
+{
+	struct checkpoint_cmd *c = (struct checkpoint_cmd *)j;
+	struct job *job = make_job(c, c->reg, name);
+
+	if (job == NULL)
+		return -1;
+	c->jobs = xrealloc(c->jobs, (c->njobs + 1) * sizeof *c->jobs);
+	c->jobs[c->njobs++] = job;
+	return 0;
+}
+
 static int cmd_checkpoint_exec(int argc, char **argv)
 {
 	struct checkpoint_cmd c = { .throttle.limit = default_throttle(), .mode = MODE_AUTO };
 	struct registry reg;
-	char err[512];
-	int rc, all = 0, some_unknown = 0;
+	int rc;
 
-	rc = parse_options(&c, argc, argv);
-	if (rc != 0) {
-		vm_names_free(&c.names);
-		return rc > 0 ? EXIT_ALL_OK : EXIT_USAGE;
-	}
-	if (registry_load(cmd_registry_path, &reg, err, sizeof err) < 0) {
-		error("%s", err);
-		rc = EXIT_USAGE;
-		goto out;
-	}
+	c.jobs_cmd.on_signal = on_signal;
+	rc = cmd_jobs_prepare(&c.jobs_cmd, parse_options(&c, argc, argv), &reg);
+	if (rc >= 0)
+		return rc;
+	c.reg = &reg;
 	warn_second_vm(&c, &reg);
-	for (size_t i = 0; i < c.names.n; i++) {
-		struct job *job;
-		int yes = 1;
-
-		if (c.whatif) {
-			printf("What if: Performing operation \"Checkpoint\" on target \"%s\".\n", c.names.v[i]);
-			continue;
-		}
-		if (c.confirm && (yes = cmd_confirm("Checkpoint", c.names.v[i], NULL, &all)) < 0) {
-			rc = EXIT_USAGE;
-			break;
-		}
-		if (!yes)
-			continue;
-		if ((job = make_job(&c, &reg, c.names.v[i])) == NULL) {
-			some_unknown = 1;
-			continue;
-		}
-		c.jobs = xrealloc(c.jobs, (c.njobs + 1) * sizeof *c.jobs);
-		c.jobs[c.njobs++] = job;
-	}
-	if (rc == EXIT_USAGE || (some_unknown && c.stop_on_error)) {
-		if (rc != EXIT_USAGE)
-			for (size_t i = 0; i < c.njobs; i++)
-				error_vm(c.jobs[i]->spec.vm, "not checkpointed: stopped after an earlier failure (--error-action stop)");
-		registry_free(&reg);
+	if (cmd_jobs_select(&c.jobs_cmd, "Checkpoint", NULL, add_job) < 0) {
+		rc = EXIT_USAGE;
+	} else if (c.jobs_cmd.some_unknown && c.jobs_cmd.stop_on_error) {
 		for (size_t i = 0; i < c.njobs; i++)
-			job_free(c.jobs[i]);
-		free(c.jobs);
-		rc = rc ? rc : EXIT_SOME_FAILED;
-		goto out;
-	}
-	if (c.as_job && c.njobs > 0) {
-		/* Prompts and name checks are done: the rest goes on alone. */
-		int detached = asjob_detach(argc, argv);
-
-		if (detached != 0) {
-			for (size_t i = 0; i < c.njobs; i++)
-				job_free(c.jobs[i]);
-			free(c.jobs);
-			registry_free(&reg);
-			rc = detached > 0 ? EXIT_ALL_OK : EXIT_USAGE;
-			goto out;
-		}
-	}
-	rc = run_jobs(&c);
-	registry_free(&reg); /* the jobs borrowed it */
-	if (some_unknown)
+			error_vm(c.jobs[i]->spec.vm, "not checkpointed: stopped after an earlier failure (--error-action stop)");
 		rc = EXIT_SOME_FAILED;
-out:
-	vm_names_free(&c.names);
+	} else if (c.njobs > 0 && (rc = cmd_jobs_detach(&c.jobs_cmd, argc, argv)) != 0) {
+		rc = rc > 0 ? EXIT_ALL_OK : EXIT_USAGE;
+	} else {
+		rc = cmd_jobs_run(&c.jobs_cmd, start_all);
+	}
+	free_jobs(&c);
+	registry_free(&reg); /* the jobs borrowed it */
+	cmd_jobs_free(&c.jobs_cmd);
 	return rc;
 }

@@ -2,7 +2,8 @@
  * cmd-job.c: "qckpt job list|show|wait|receive|stop|remove", PowerShell's
  * Get-Job, Wait-Job, Receive-Job, Stop-Job and Remove-Job for jobs started
  * with --as-job (asjob.c keeps their files).  Waiting reacts to the job's
- * process ending (a pidfd on the libuv loop), it does not poll.
+ * process ending (a pidfd on the libuv loop), it does not poll; the jobs'
+ * progress files are read on a 250 ms timer to draw their live lines.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include "cmd.h"
 #include "log.h"
 #include "output.h"
+#include "progress.h"
 #include "util.h"
 
 /* job wait --timeout: at most a year, so seconds * 1000 fits a timer. */
@@ -26,7 +28,7 @@ static int cmd_job_exec(int argc, char **argv);
 const struct cmd_entry cmd_job_entry = {
 	.name = "job",
 	.alias = NULL,
-	.usage = "list [--json] | show ID | wait [--timeout S] ID... | receive [--keep] ID | stop ID | remove [--force] ID",
+	.usage = "list [--json] | show ID | wait [--timeout S] [--progress=auto|none|json] ID... | receive [--keep] ID | stop ID | remove [--force] ID",
 	.summary = "manage background jobs started with --as-job",
 	.exec = cmd_job_exec,
 };
@@ -66,11 +68,15 @@ static int job_list(int json)
 
 static int job_show(const char *id)
 {
-	json_t *job = asjob_load(id);
+	json_t *job = asjob_load(id), *progress;
 	char *text;
 
 	if (job == NULL)
 		return EXIT_SOME_FAILED;
+	/* the latest progress of its VMs, while it runs and after */
+	progress = asjob_load_progress(id);
+	if (progress != NULL)
+		json_object_set_new(job, "Progress", progress);
 	text = json_dumps(job, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	printf("%s\n", text);
 	free(text);
@@ -117,6 +123,9 @@ struct wait_ctx {
 	struct waiter *w;
 	int n, left, timed_out;
 	uv_timer_t timer;
+	char **ids;
+	uv_timer_t tick;      /* the jobs' progress, every 250 ms */
+	json_t *shown;        /* what was drawn last */
 };
 
 static void on_closed(uv_handle_t *handle)
@@ -134,6 +143,30 @@ static void stop_all(struct wait_ctx *ctx)
 	}
 	if (!uv_is_closing((uv_handle_t *)&ctx->timer))
 		uv_close((uv_handle_t *)&ctx->timer, NULL);
+	if (!uv_is_closing((uv_handle_t *)&ctx->tick))
+		uv_close((uv_handle_t *)&ctx->tick, NULL);
+}
+
+/* The rows of the jobs still running, drawn when they changed. */
+static void on_progress_tick(uv_timer_t *timer)
+{
+	struct wait_ctx *ctx = timer->data;
+	json_t *rows = json_array();
+
+	for (int i = 0; i < ctx->n; i++) {
+		json_t *mine;
+
+		if (ctx->w[i].poll.data == NULL || uv_is_closing((uv_handle_t *)&ctx->w[i].poll))
+			continue;
+		mine = asjob_load_progress(ctx->ids[i]);
+		if (mine != NULL)
+			json_array_extend(rows, mine);
+		json_decref(mine);
+	}
+	if (ctx->shown == NULL || !json_equal(rows, ctx->shown))
+		progress_board_show_json(rows);
+	json_decref(ctx->shown);
+	ctx->shown = rows;
 }
 
 static void on_exit_readable(uv_poll_t *poll, int status, int events)
@@ -172,9 +205,9 @@ static int job_pidfd(const char *id)
 	return fd;
 }
 
-static int job_wait(char **ids, int n, double timeout_s)
+static int job_wait(char **ids, int n, double timeout_s, enum progress_output output)
 {
-	struct wait_ctx ctx = { .n = n };
+	struct wait_ctx ctx = { .n = n, .ids = ids };
 	uv_loop_t loop;
 	int rc = EXIT_ALL_OK;
 
@@ -190,6 +223,8 @@ static int job_wait(char **ids, int n, double timeout_s)
 	ctx.w = xcalloc((size_t)n, sizeof *ctx.w);
 	uv_timer_init(&loop, &ctx.timer);
 	ctx.timer.data = &ctx;
+	uv_timer_init(&loop, &ctx.tick);
+	ctx.tick.data = &ctx;
 	for (int i = 0; i < n; i++) {
 		int fd = job_pidfd(ids[i]);
 
@@ -206,12 +241,19 @@ static int job_wait(char **ids, int n, double timeout_s)
 		uv_poll_start(&ctx.w[i].poll, UV_READABLE, on_exit_readable);
 		ctx.left++;
 	}
-	if (ctx.left == 0)
+	if (ctx.left == 0) {
 		uv_close((uv_handle_t *)&ctx.timer, NULL);
-	else if (timeout_s > 0)
-		uv_timer_start(&ctx.timer, on_timeout, (uint64_t)(timeout_s * 1000), 0);
+		uv_close((uv_handle_t *)&ctx.tick, NULL);
+	} else {
+		if (timeout_s > 0)
+			uv_timer_start(&ctx.timer, on_timeout, (uint64_t)(timeout_s * 1000), 0);
+		progress_board_open(output);
+		uv_timer_start(&ctx.tick, on_progress_tick, 0, 250);
+	}
 	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_loop_close(&loop);
+	progress_board_close();
+	json_decref(ctx.shown);
 	free(ctx.w);
 	print_header();
 	for (int i = 0; i < n; i++) {
@@ -256,8 +298,10 @@ static int cmd_job_exec(int argc, char **argv)
 		{ "keep", no_argument, NULL, 'k' },
 		{ "force", no_argument, NULL, 'f' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "progress", required_argument, NULL, 'p' },
 		{ NULL, 0, NULL, 0 },
 	};
+	enum progress_output output = PROGRESS_AUTO;
 	int opt, json = 0, keep = 0, force = 0;
 	double timeout = 0;
 	const char *sub;
@@ -272,6 +316,10 @@ static int cmd_job_exec(int argc, char **argv)
 		case 'j': json = 1; break;
 		case 'k': keep = 1; break;
 		case 'f': force = 1; break;
+		case 'p':
+			if (progress_parse(optarg, &output) < 0)
+				return error("--progress: auto, none or json, not '%s'", optarg), EXIT_USAGE;
+			break;
 		case 't':
 			if (parse_double(optarg, 0, JOB_WAIT_MAX_S, &timeout) < 0 || timeout <= 0)
 				return error("--timeout %s: seconds, more than 0 and at most %d (e.g. 30 or 0.5)",
@@ -287,7 +335,7 @@ static int cmd_job_exec(int argc, char **argv)
 	if (strcmp(sub, "list") == 0 && optind == argc)
 		return job_list(json);
 	if (strcmp(sub, "wait") == 0 && optind < argc)
-		return job_wait(argv + optind, argc - optind, timeout);
+		return job_wait(argv + optind, argc - optind, timeout, output);
 	if (optind + 1 != argc)
 		return cmd_usage(&cmd_job_entry);
 	if (strcmp(sub, "show") == 0)

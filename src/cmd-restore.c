@@ -1,9 +1,10 @@
 /*
  * cmd-restore.c: "qckpt restore", Hyper-V's Restore-VMSnapshot for bare
  * QEMU.  This file is the command line only: which VMs (arguments, names
- * or `qckpt vms --json` objects on stdin), which checkpoint, WhatIf and
- * Confirm, then one restore per VM, all at once on one loop.  The restore
- * itself is restore.c (and restore-load.c for the memory).
+ * or `qckpt vms --json` objects on stdin), which checkpoint, then one
+ * restore per VM, all at once on one loop.  What every per-VM command does
+ * alike (WhatIf/Confirm, --as-job, the loop and its signals) is
+ * cmd-jobs.c; the restore itself is restore.c (and restore-load.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -11,15 +12,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "asjob.h"
 #include "catalog.h"
 #include "cmd.h"
+#include "cmd-jobs.h"
 #include "job.h"
 #include "log.h"
 #include "output.h"
 #include "restore.h"
 #include "util.h"
-#include "vmnames.h"
 
 static int cmd_restore_exec(int argc, char **argv);
 
@@ -32,26 +32,20 @@ const struct cmd_entry cmd_restore_entry = {
 };
 
 enum {
-	OPT_PASSTHRU = OPT_COMMON_LAST,
-	OPT_WHATIF,
-	OPT_CONFIRM,
-	OPT_AS_JOB,
-	OPT_NO_RELAUNCH,
+	OPT_NO_RELAUNCH = OPT_JOBS_LAST,
 	OPT_SAVE_CURRENT,
 };
 
 struct restore_cmd {
-	struct vm_names names;
+	struct cmd_jobs jobs_cmd;   /* first: cmd_jobs callbacks cast back */
+	const struct registry *reg;
 	const char *checkpoint;
-	int passthru, whatif, confirm, as_job, no_relaunch, save_current;
-	int stop_on_error;
+	int no_relaunch, save_current;
 
-	uv_loop_t loop;
-	uv_signal_t sigint, sigterm;
 	struct restore **restores;
 	struct job **saves;  /* --save-current: one checkpoint job per VM */
-	size_t n, running;
-	int failed, stopping;
+	size_t n;
+	int stopping;
 	uint64_t start_ms;
 };
 
@@ -59,17 +53,9 @@ struct restore_cmd {
 
 static void start_restore(struct restore_cmd *c, size_t i);
 
-static void maybe_close(struct restore_cmd *c)
-{
-	if (c->running == 0 && uv_is_active((uv_handle_t *)&c->sigint)) {
-		uv_close((uv_handle_t *)&c->sigint, NULL);
-		uv_close((uv_handle_t *)&c->sigterm, NULL);
-	}
-}
-
 static void stop_others(struct restore_cmd *c)
 {
-	if (!c->stop_on_error || c->stopping)
+	if (!c->jobs_cmd.stop_on_error || c->stopping)
 		return;
 	c->stopping = 1;
 	for (size_t i = 0; i < c->n; i++) {
@@ -113,13 +99,11 @@ static void on_restore_done(struct restore *r)
 {
 	struct restore_cmd *c = r->data;
 
-	c->running--;
+	cmd_jobs_done(&c->jobs_cmd, r->task.error_status != 0);
 	report(c, r);
-	if (r->task.error_status != 0) {
-		c->failed = 1;
+	if (r->task.error_status != 0)
 		stop_others(c);
-	}
-	maybe_close(c);
+	cmd_jobs_maybe_close(&c->jobs_cmd);
 }
 
 static void on_save_done(struct job *job)
@@ -131,19 +115,18 @@ static void on_save_done(struct job *job)
 		;
 	if (job->state != JOB_DONE) {
 		error_vm(job->spec.vm, "not restored: --save-current could not checkpoint the current state: %s",
-			 job->error);
-		c->failed = 1;
-		c->running--;
+			 job->task.error);
+		cmd_jobs_done(&c->jobs_cmd, 1);
 		stop_others(c);
-		maybe_close(c);
+		cmd_jobs_maybe_close(&c->jobs_cmd);
 		return;
 	}
 	if (!log_quiet)
 		fprintf(stderr, "qckpt: %s: the current state is saved as checkpoint '%s' (%.8s)\n",
 			job->spec.vm, job->name, job->id);
 	if (c->stopping) {
-		c->running--;
-		maybe_close(c);
+		cmd_jobs_done(&c->jobs_cmd, 0);
+		cmd_jobs_maybe_close(&c->jobs_cmd);
 		return;
 	}
 	start_restore(c, i);
@@ -153,12 +136,12 @@ static void start_restore(struct restore_cmd *c, size_t i)
 {
 	c->restores[i]->data = c;
 	c->restores[i]->start_ms = c->start_ms;
-	restore_start(c->restores[i], &c->loop, on_restore_done);
+	restore_start(c->restores[i], &c->jobs_cmd.loop, on_restore_done);
 }
 
-static void on_signal(uv_signal_t *handle, int signum)
+static void on_signal(struct cmd_jobs *j, int count)
 {
-	struct restore_cmd *c = handle->data;
+	struct restore_cmd *c = (struct restore_cmd *)j;
 
 	if (c->stopping)
 		return;
@@ -171,27 +154,23 @@ static void on_signal(uv_signal_t *handle, int signum)
 	}
 }
 
-static int run_all(struct restore_cmd *c)
+/* --save-current checkpoints first; its end starts the restore. */
+static void start_all(struct cmd_jobs *j)
 {
-	uv_loop_init(&c->loop);
-	uv_signal_init(&c->loop, &c->sigint);
-	uv_signal_init(&c->loop, &c->sigterm);
-	c->sigint.data = c->sigterm.data = c;
-	uv_signal_start(&c->sigint, on_signal, SIGINT);
-	uv_signal_start(&c->sigterm, on_signal, SIGTERM);
-	c->running = c->n;
+	struct restore_cmd *c = (struct restore_cmd *)j;
+
+	/* All counted first: one that ends at once must not close the loop's
+	 * signals while the others are still to start. */
+	for (size_t i = 0; i < c->n; i++)
+		cmd_jobs_started(j);
 	for (size_t i = 0; i < c->n; i++) {
 		if (c->saves[i] != NULL) {
 			c->saves[i]->data = c;
-			job_start(c->saves[i], &c->loop, on_save_done);
+			job_start(c->saves[i], &j->loop, on_save_done);
 		} else {
 			start_restore(c, i);
 		}
 	}
-	maybe_close(c);
-	uv_run(&c->loop, UV_RUN_DEFAULT);
-	uv_loop_close(&c->loop);
-	return c->failed ? EXIT_SOME_FAILED : EXIT_ALL_OK;
 }
 
 /* ---- from names to restores ---------------------------------------------- */
@@ -251,59 +230,38 @@ static int parse_options(struct restore_cmd *c, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		CMD_COMMON_LONG,
-		{ "name", required_argument, NULL, 'n' },
-		{ "vm-name", required_argument, NULL, 'n' },
-		{ "passthru", no_argument, NULL, OPT_PASSTHRU },
-		{ "whatif", no_argument, NULL, OPT_WHATIF },
-		{ "confirm", no_argument, NULL, OPT_CONFIRM },
-		{ "error-action", required_argument, NULL, OPT_ERROR_ACTION },
-		{ "as-job", no_argument, NULL, OPT_AS_JOB },
+		CMD_JOBS_LONG,
 		{ "no-relaunch", no_argument, NULL, OPT_NO_RELAUNCH },
 		{ "save-current", no_argument, NULL, OPT_SAVE_CURRENT },
 		{ NULL, 0, NULL, 0 },
 	};
-	int opt, named = 0;
+	int opt, rc;
 
 	optind = 1;
-	while ((opt = cmd_getopt(&cmd_restore_entry, argc, argv, CMD_COMMON_SHORT "n:", longopts)) != -1) {
+	while ((opt = cmd_getopt(&cmd_restore_entry, argc, argv,
+				 CMD_COMMON_SHORT CMD_JOBS_SHORT, longopts)) != -1) {
 		if (opt == CMD_OPT_HELP)
 			return 1;
-		switch (opt) {
-		case 'n':
-			named = 1;
-			if (strcmp(optarg, "-") == 0 ? vm_names_read_stdin(&c->names) < 0 : (vm_names_add_list(&c->names, optarg), 0))
+		if ((rc = cmd_jobs_option(&c->jobs_cmd, opt, optarg)) != 0) {
+			if (rc < 0)
 				return -1;
-			break;
-		case OPT_PASSTHRU: c->passthru = 1; break;
-		case OPT_WHATIF: c->whatif = 1; break;
-		case OPT_CONFIRM: c->confirm = 1; break;
-		case OPT_AS_JOB: c->as_job = 1; break;
+			continue;
+		}
+		switch (opt) {
 		case OPT_NO_RELAUNCH: c->no_relaunch = 1; break;
 		case OPT_SAVE_CURRENT: c->save_current = 1; break;
-		case OPT_ERROR_ACTION:
-			if (strcmp(optarg, "stop") != 0 && strcmp(optarg, "continue") != 0)
-				return error("--error-action: continue or stop, not '%s'", optarg);
-			c->stop_on_error = strcmp(optarg, "stop") == 0;
-			break;
 		default:
 			return -1;
 		}
 	}
-	if (!named && optind < argc) {
-		if (strcmp(argv[optind], "-") == 0) {
-			if (vm_names_read_stdin(&c->names) < 0)
-				return -1;
-		} else {
-			vm_names_add_list(&c->names, argv[optind]);
-		}
-		optind++;
-	}
+	if (cmd_jobs_names(&c->jobs_cmd, argc, argv) < 0)
+		return -1;
 	if (optind < argc)
 		c->checkpoint = argv[optind++];
 	if (optind < argc)
 		return error("unexpected argument '%s'; see 'qckpt restore --help'", argv[optind]);
-	if (c->names.n == 0)
-		return error("no VM named; give NAME[,NAME...], -n NAME or - to read names from stdin");
+	if (cmd_jobs_check_names(&c->jobs_cmd) < 0)
+		return -1;
 	if (c->checkpoint == NULL || c->checkpoint[0] == '\0')
 		return error("which checkpoint? give its name, its Id or the first 8 characters of its Id ('qckpt list' shows them)");
 	return 0;
@@ -339,73 +297,47 @@ static void free_all(struct restore_cmd *c)
 	c->n = 0;
 }
 
+static int add_restore(struct cmd_jobs *j, const char *name)
+{
+	struct restore_cmd *c = (struct restore_cmd *)j;
+	struct restore *r = make_restore(c, c->reg, name);
+
+	if (r == NULL)
+		return -1;
+	c->restores = xrealloc(c->restores, (c->n + 1) * sizeof *c->restores);
+	c->saves = xrealloc(c->saves, (c->n + 1) * sizeof *c->saves);
+	c->restores[c->n] = r;
+	c->saves[c->n] = c->save_current ? make_save(c->reg, name) : NULL;
+	c->n++;
+	return 0;
+}
+
 static int cmd_restore_exec(int argc, char **argv)
 {
 	struct restore_cmd c = { 0 };
 	struct registry reg;
-	char err[512];
-	int rc, all = 0, some_unknown = 0;
+	int rc;
 
 	c.start_ms = mono_ms();
-	rc = parse_options(&c, argc, argv);
-	if (rc != 0)
-		goto out_names;
-	if (registry_load(cmd_registry_path, &reg, err, sizeof err) < 0) {
-		error("%s", err);
-		rc = -1;
-		goto out_names;
+	c.jobs_cmd.on_signal = on_signal;
+	rc = cmd_jobs_prepare(&c.jobs_cmd, parse_options(&c, argc, argv), &reg);
+	if (rc >= 0)
+		return rc;
+	c.reg = &reg;
+	if (cmd_jobs_select(&c.jobs_cmd, "Restore", c.checkpoint, add_restore) < 0) {
+		rc = EXIT_USAGE;
+	} else if (c.jobs_cmd.some_unknown && c.jobs_cmd.stop_on_error) {
+		rc = EXIT_SOME_FAILED;
+	} else if (c.n > 0 && (rc = cmd_jobs_detach(&c.jobs_cmd, argc, argv)) != 0) {
+		rc = rc > 0 ? EXIT_ALL_OK : EXIT_USAGE;
+	} else {
+		rc = c.n > 0 ? cmd_jobs_run(&c.jobs_cmd, start_all) :
+		     cmd_jobs_status(&c.jobs_cmd, 0);
+		if (c.jobs_cmd.passthru)
+			passthru(&c, &reg);
 	}
-	for (size_t i = 0; i < c.names.n; i++) {
-		struct restore *r;
-		int yes = 1;
-
-		if (c.whatif) {
-			printf("What if: Performing operation \"Restore\" on target \"%s\".\n", c.names.v[i]);
-			continue;
-		}
-		if (c.confirm && (yes = cmd_confirm("Restore", c.names.v[i], c.checkpoint, &all)) < 0) {
-			rc = -1;
-			break;
-		}
-		if (!yes)
-			continue;
-		if ((r = make_restore(&c, &reg, c.names.v[i])) == NULL) {
-			some_unknown = 1;
-			continue;
-		}
-		c.restores = xrealloc(c.restores, (c.n + 1) * sizeof *c.restores);
-		c.saves = xrealloc(c.saves, (c.n + 1) * sizeof *c.saves);
-		c.restores[c.n] = r;
-		c.saves[c.n] = c.save_current ? make_save(&reg, c.names.v[i]) : NULL;
-		c.n++;
-	}
-	if (rc < 0 || (some_unknown && c.stop_on_error)) {
-		registry_free(&reg);
-		free_all(&c);
-		rc = rc < 0 ? EXIT_USAGE : EXIT_SOME_FAILED;
-		goto out;
-	}
-	if (c.as_job && c.n > 0) {
-		int detached = asjob_detach(argc, argv);
-
-		if (detached != 0) {
-			registry_free(&reg);
-			free_all(&c);
-			rc = detached > 0 ? EXIT_ALL_OK : EXIT_USAGE;
-			goto out;
-		}
-	}
-	rc = c.n > 0 ? run_all(&c) : EXIT_ALL_OK;
-	if (c.passthru)
-		passthru(&c, &reg);
 	registry_free(&reg);
 	free_all(&c);
-	if (some_unknown)
-		rc = EXIT_SOME_FAILED;
-	goto out;
-out_names:
-	rc = rc > 0 ? EXIT_ALL_OK : EXIT_USAGE;
-out:
-	vm_names_free(&c.names);
+	cmd_jobs_free(&c.jobs_cmd);
 	return rc;
 }

@@ -14,15 +14,11 @@
 #include "log.h"
 #include "util.h"
 
-/* An agent call finished: the job goes on like after a QMP reply. */
+/* An agent call finished: the job goes on like after a QMP reply (the
+ * call was held in the task, task_hold). */
 static void job_agent_done(struct job *job)
 {
-	if (--job->outstanding > 0 || job->finished)
-		return;
-	if (job->state == JOB_UNDO)
-		job_undo_next(job);
-	else
-		job_wait(job);
+	task_release(&job->task);
 }
 
 static void on_agent_ready(struct agent *agent, int status)
@@ -53,12 +49,11 @@ void job_agent_connect(struct job *job)
 		return;
 	}
 	job->agent.data = job;
-	job->outstanding++;
-	if (agent_open(job->loop, &job->agent, job->spec.vm, job->spec.agent,
-		       on_agent_ready) < 0) {
-		job->outstanding--;
+	if (agent_open(job->task.loop, &job->agent, job->spec.vm, job->spec.agent,
+		       on_agent_ready) == 0)
+		task_hold(&job->task);
+	else
 		snprintf(job->agent_skip, sizeof job->agent_skip, "%s", job->agent.error);
-	}
 }
 
 static void on_agent_frozen(struct agent *agent, int status, long long count,
@@ -82,11 +77,10 @@ static void on_agent_frozen(struct agent *agent, int status, long long count,
 void job_agent_freeze(struct job *job)
 {
 	job->freeze_start_ms = mono_ms();
-	job->outstanding++;
-	if (agent_freeze(&job->agent, on_agent_frozen, job) < 0) {
-		job->outstanding--;
+	if (agent_freeze(&job->agent, on_agent_frozen, job) == 0)
+		task_hold(&job->task);
+	else
 		snprintf(job->agent_skip, sizeof job->agent_skip, "%s", job->agent.error);
-	}
 }
 
 static void on_agent_thawed(struct agent *agent, int status, long long count,
@@ -107,11 +101,9 @@ static void on_agent_thawed(struct agent *agent, int status, long long count,
 int job_agent_thaw(struct job *job)
 {
 	job->thaw_sent = 1;
-	job->outstanding++;
-	if (agent_thaw(&job->agent, on_agent_thawed, job) < 0) {
-		job->outstanding--;
+	if (agent_thaw(&job->agent, on_agent_thawed, job) < 0)
 		return -1;
-	}
+	task_hold(&job->task);
 	return 0;
 }
 
@@ -129,7 +121,7 @@ static int job_fall_back_to_standard(struct job *job)
 	if (job->mode == MODE_DISK_ONLY)
 		return 0;
 	if (!migrate_has_cap(job->caps, "events"))
-		return job_set_error(job, -ENOTSUP,
+		return task_set_error(&job->task, -ENOTSUP,
 			"this QEMU does not offer migration events; use --mode disk-only"), -1;
 	if (job_check_background_room(job) < 0 || job_open_memory_file(job) < 0)
 		return -1;
@@ -141,10 +133,10 @@ static int job_fall_back_to_standard(struct job *job)
 /* JOB_FREEZE is over: frozen, or decide what a failed freeze means. */
 void job_agent_after_freeze(struct job *job)
 {
-	if (job->frozen || job->error_status != 0)
+	if (job->frozen || job->task.error_status != 0)
 		return;
 	if (job->spec.type == VM_TYPE_PRODUCTION_ONLY) {
-		job_set_error(job, -EIO,
+		task_set_error(&job->task, -EIO,
 			"production-only checkpoint not taken, nothing changed: %s; check qemu-ga in the guest, or use --type production to accept a standard checkpoint",
 			job->agent_skip);
 		return;

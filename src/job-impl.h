@@ -17,17 +17,11 @@
 void job_set_error(struct job *job, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 int job_connected(const struct job *job);
-/* Send a QMP command; its reply steps the job (or the undo).  optional:
- * a failure is a warning.  slot: where the result is kept, or NULL. */
-void job_send_ex(struct job *job, const char *command, json_t *args,
-		 int fd, json_t **slot, int optional);
 /* cont, retried while QEMU finalizes the migration, until RESUME. */
 void job_send_resume(struct job *job, int optional);
-/* A state's commands are all sent: step now if nothing is pending. */
-void job_wait(struct job *job);
-/* Everything a state waited for has arrived: go to the next state. */
+/* Everything a state waited for has arrived: go to the next state (the
+ * task's step; called directly where a state needs no wait). */
 void job_step(struct job *job);
-void job_finish(struct job *job, enum job_state final);
 /* JOB_SETTLE: put the user's migration settings back, release the fd. */
 void job_enter_settle(struct job *job);
 int job_is_production_type(const struct job *job);
@@ -56,7 +50,14 @@ void job_record_write(struct job *job);          /* JOB_RECORD */
 
 /* ---- job-undo.c ---- */
 
-/* The next undo phase that applies; replies call it again. */
-void job_undo_next(struct job *job);
+/* Register the undo of what a state is about to create (task_on_undo);
+ * the task walks them back, newest first, on failure. */
+void job_undo_on_files(struct job *job);    /* JOB_PREPARE: local files */
+void job_undo_on_nodes(struct job *job, int overlay); /* blockdev-add */
+void job_undo_on_formats(struct job *job);  /* JOB_FORMAT: create jobs */
+void job_undo_on_catalog(struct job *job);  /* JOB_CATALOG: vm.json */
+void job_undo_on_freeze(struct job *job);   /* JOB_FREEZE: thaw first */
+void job_undo_on_settings(struct job *job); /* JOB_MIGRATE_SETUP */
+void job_undo_on_migrate(struct job *job);  /* JOB_SAVE: end the save */
 
 #endif

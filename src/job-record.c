@@ -122,17 +122,17 @@ static void after_catalog(uv_work_t *req, int status)
 	if (status < 0)
 		job->work_rc = status;
 	if (job->work_rc < 0)
-		job_set_error(job, job->work_rc, "cannot write %s/%s/vm.json: %s",
+		task_set_error(&job->task, job->work_rc, "cannot write %s/%s/vm.json: %s",
 			      job->spec.catalog_root, job->spec.vm, strerror(-job->work_rc));
 	else
 		job->catalog_written = 1;
 	json_decref(job->vm_after);
 	job->vm_after = NULL;
-	job_step(job);
+	task_release(&job->task);
 }
 
 /*
- * JOB_CATALOG: vm.json names the new overlays before QEMU switches to
+ * JOB_CATALOG (held in the task until written): vm.json names the new overlays before QEMU switches to
  * them, so that a qckpt killed at any later step never leaves `qckpt run`
  * booting an image that is frozen by then.  The overlays are backed by the
  * images they replace, so running on them is right whether or not the
@@ -157,14 +157,16 @@ void job_catalog_write(struct job *job)
 	/* Where the VM's state grows from now; a record that never gets
 	 * written is simply not found (the parent lookup falls back). */
 	json_object_set_new(state, "CurrentCheckpointId", json_string(job->id));
+	job_undo_on_catalog(job);
 	job->vm_after = state;
 	job->work.data = job;
-	if (uv_queue_work(job->loop, &job->work, work_catalog, after_catalog) < 0) {
+	if (uv_queue_work(job->task.loop, &job->work, work_catalog, after_catalog) < 0) {
 		job->vm_after = NULL;
 		json_decref(state);
-		job_set_error(job, -EIO, "cannot queue the vm.json write");
-		job_step(job);
+		task_set_error(&job->task, -EIO, "cannot queue the vm.json write");
+		return;
 	}
+	task_hold(&job->task);
 }
 
 /* The undo, when QEMU refused the transaction or it was never sent: vm.json
@@ -215,21 +217,22 @@ static void after_record(uv_work_t *req, int status)
 	if (status < 0)
 		job->work_rc = status;
 	if (job->work_rc < 0)
-		job_set_error(job, job->work_rc, "cannot write the checkpoint to %s: %s",
+		task_set_error(&job->task, job->work_rc, "cannot write the checkpoint to %s: %s",
 			      job->dir, strerror(-job->work_rc));
-	job_step(job);
+	task_release(&job->task);
 }
 
-/* JOB_RECORD: the record, then vm.json, the memory file's fsync and
- * checkpoint.json in the thread pool; job_step() follows. */
+/* JOB_RECORD: the record, then the memory file's fsync and
+ * checkpoint.json in the thread pool, held in the task until done. */
 void job_record_write(struct job *job)
 {
 	if (job->was_running && job->stop_time > 0 && job->resume_time >= job->stop_time)
 		job->pause_ms = (long long)((job->resume_time - job->stop_time) * 1000 + 0.5);
 	job->record = job_build_record(job);
 	job->work.data = job;
-	if (uv_queue_work(job->loop, &job->work, work_record, after_record) < 0) {
-		job_set_error(job, -EIO, "cannot queue the record write");
-		job_step(job);
+	if (uv_queue_work(job->task.loop, &job->work, work_record, after_record) < 0) {
+		task_set_error(&job->task, -EIO, "cannot queue the record write");
+		return;
 	}
+	task_hold(&job->task);
 }

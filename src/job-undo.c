@@ -1,12 +1,16 @@
 /*
- * job-undo.c: the one failure path of a checkpoint job.  Whatever failed
- * and wherever, job_undo_next() undoes what happened, in the order that
- * keeps the guest safe: thaw its file systems, end a running migration,
- * resume a guest that was running, detach and delete overlays that were
- * never switched in, put the migration settings back, remove the memory
- * file.  Disks that were switched in stay (they hold guest data); when they
- * make a whole disk-only checkpoint, it is recorded as exactly that.
+ * job-undo.c: the failure path of a checkpoint job, as entries of the
+ * task's undo list (task.h).  Each state registers the undo of what it is
+ * about to create (job_undo_on_*), so that whatever failed and wherever,
+ * the task walks back exactly what happened, newest first, which is also
+ * the order that keeps the guest safe: thaw its file systems (the freeze
+ * is the newest thing), end a running migration, resume a guest that was
+ * running, put the migration settings back, put vm.json back, detach and
+ * delete overlays that were never switched in, remove the memory file.
+ * Disks that were switched in stay (they hold guest data); when they make
+ * a whole disk-only checkpoint, it is recorded as exactly that.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +20,19 @@
 #include "job.h"
 #include "job-impl.h"
 #include "util.h"
+
+/* The task's error grows by a consequence the user must hear of. */
+static void job_append_error(struct job *job, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void job_append_error(struct job *job, const char *fmt, ...)
+{
+	size_t len = strlen(job->task.error);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(job->task.error + len, sizeof job->task.error - len, fmt, ap);
+	va_end(ap);
+}
 
 /* Sent, but no answer (timeout, monitor lost): the disks may be switched. */
 static int job_transaction_maybe_done(const struct job *job)
@@ -31,8 +48,7 @@ static void job_undo_catalog(struct job *job)
 	int rc = job_catalog_rollback(job);
 
 	if (rc < 0)
-		snprintf(job->error + strlen(job->error), sizeof job->error - strlen(job->error),
-			 "; and vm.json could not be put back (%s): it names the unused overlay %s, which is backed by %s and so still right to run on",
+		job_append_error(job, "; and vm.json could not be put back (%s): it names the unused overlay %s, which is backed by %s and so still right to run on",
 			 strerror(-rc), job->disks[0].overlay, job->disks[0].image);
 }
 
@@ -48,7 +64,7 @@ static void undo_detach(struct job *job, int overlay)
 
 		if (!disk_needs_detach(d, overlay))
 			continue;
-		job_send_ex(job, "blockdev-del", json_pack("{s:s}", "node-name",
+		task_send_ex(&job->task, "blockdev-del", json_pack("{s:s}", "node-name",
 			    overlay ? d->overlay_node : d->file_node), -1, NULL, 1);
 		if (overlay)
 			d->overlay_added = 0;
@@ -57,14 +73,16 @@ static void undo_detach(struct job *job, int overlay)
 	}
 }
 
-static void undo_dismiss(struct job *job)
+static void undo_dismiss(struct task *task, void *arg)
 {
+	struct job *job = arg;
+
 	for (size_t i = 0; i < job->ndisks; i++) {
 		struct disk *d = &job->disks[i];
 
 		if (d->job_concluded && !d->job_dismissed) {
 			d->job_dismissed = 1;
-			job_send_ex(job, "job-dismiss", json_pack("{s:s}", "id",
+			task_send_ex(&job->task, "job-dismiss", json_pack("{s:s}", "id",
 				    d->create_job), -1, NULL, 1);
 		}
 	}
@@ -86,8 +104,9 @@ static void job_drop_memory(struct job *job)
 /* Local files: what was never switched in is ours to delete.  Overlays a
  * transaction may have switched in (no reply: the connection dropped) hold
  * guest data and are kept. */
-static void undo_files(struct job *job)
+static void undo_files(struct task *task, void *arg)
 {
+	struct job *job = arg;
 	int unknown = job_transaction_maybe_done(job);
 
 	for (size_t i = 0; i < job->ndisks; i++) {
@@ -103,8 +122,7 @@ static void undo_files(struct job *job)
 	/* An overlay is backed by the image it would replace, so running the
 	 * VM on it is right whether or not the switch happened. */
 	if (unknown && job->ndisks > 0)
-		snprintf(job->error + strlen(job->error), sizeof job->error - strlen(job->error),
-			 "; the disk transaction may have happened, so its overlays were kept: run the VM on them, which is right either way (disk %s: %s, backed by %s%s)",
+		job_append_error(job, "; the disk transaction may have happened, so its overlays were kept: run the VM on them, which is right either way (disk %s: %s, backed by %s%s)",
 			 job->disks[0].device, job->disks[0].overlay, job->disks[0].image,
 			 job->ndisks > 1 ? "; the other disks alike" : "");
 }
@@ -116,7 +134,7 @@ static void undo_files(struct job *job)
  */
 static void job_record_disk_only(struct job *job)
 {
-	char *cause = xstrdup(job->error);
+	char *cause = xstrdup(job->task.error);
 	int rc;
 
 	job->mode = MODE_DISK_ONLY;
@@ -127,79 +145,142 @@ static void job_record_disk_only(struct job *job)
 	rc = catalog_write_record(job->dir, job->record);
 	job->record_written = rc == 0;
 	if (rc == 0)
-		snprintf(job->error, sizeof job->error,
+		snprintf(job->task.error, sizeof job->task.error,
 			 "%s; recorded a disk-only checkpoint %s instead (memory not saved)",
 			 cause, job->id);
 	else
-		snprintf(job->error, sizeof job->error,
+		snprintf(job->task.error, sizeof job->task.error,
 			 "%s; no checkpoint recorded (%s), but the disks now write to new overlays (%s...): the images before them are unchanged",
 			 cause, strerror(-rc), job->ndisks ? job->disks[0].overlay : "");
 	free(cause);
 }
 
-/*
- * Each call does the next undo phase that applies, sends its commands and
- * returns; replies (or the migration's end) call it again.
- */
-void job_undo_next(struct job *job)
+static void undo_file_nodes(struct task *task, void *arg)
 {
-	if (job->outstanding > 0 || job->finished)
-		return;
-	/* Frozen file systems first: nothing else is as urgent for the guest. */
-	if ((job->frozen || job->freeze_unknown) && !job->thaw_sent) {
-		if (job_agent_thaw(job) == 0)
-			return; /* called again by the answer */
-	}
-	while (job_connected(job) && job->undo_phase < 6) {
-		int phase = job->undo_phase++;
+	undo_detach(arg, 0);
+}
 
-		switch (phase) {
-		case 0: /* a running migration must end before anything else */
-			if (job->migrating) {
-				job->undo_phase = 0;
-				/* Never a background save: cancelling one leaves
-				 * QEMU 7.2's guest hung.  It ends by itself. */
-				if (!job->cancel_sent && job->mode != MODE_BACKGROUND) {
-					job->cancel_sent = 1;
-					job_send_ex(job, "migrate_cancel", NULL, -1, NULL, 1);
-				}
-				return; /* called again by the MIGRATION event */
-			}
-			break;
-		case 1: /* a guest that was running runs again */
-			if (job->was_running && !job->resumed && job->guest_stopped)
-				job_send_resume(job, 1);
-			break;
-		case 2: /* overlay files still being formatted cannot go yet */
-			if (job->formats_pending > 0) {
-				job->undo_phase = 2;
-				return; /* called again by JOB_STATUS_CHANGE */
-			}
-			undo_dismiss(job);
-			undo_detach(job, 1);
-			break;
-		case 3:
-			undo_detach(job, 0);
-			break;
-		case 4:
-			job_enter_settle(job);
-			break;
-		default:
-			break;
-		}
-		if (job->outstanding > 0)
-			return;
-	}
-	if (job->thaw_sent && !job->thawed && (job->frozen || job->freeze_unknown))
-		snprintf(job->error + strlen(job->error), sizeof job->error - strlen(job->error),
-			 "; thawing failed too (%s): the guest's file systems may still be frozen, send guest-fsfreeze-thaw to %s",
-			 job->agent.error, job->spec.agent);
+static void undo_overlay_nodes(struct task *task, void *arg)
+{
+	undo_detach(arg, 1);
+}
+
+/* Overlays still being formatted cannot go yet: their JOB_STATUS_CHANGE
+ * concluded events are awaited (the job's on_block_job_event counts them). */
+static void undo_wait_formats(struct task *task, void *arg)
+{
+	struct job *job = arg;
+
+	for (size_t i = 0; i < job->ndisks; i++)
+		if (!job->disks[i].job_concluded && !job->disks[i].job_dismissed)
+			task->awaiting++;
+}
+
+/* What was created in QEMU is undone while QEMU is there; the overlays
+ * are taken out after vm.json no longer names them. */
+void job_undo_on_files(struct job *job)
+{
+	task_on_undo(&job->task, undo_files, job);
+}
+
+void job_undo_on_nodes(struct job *job, int overlay)
+{
+	task_on_undo(&job->task, overlay ? undo_overlay_nodes : undo_file_nodes, job);
+}
+
+void job_undo_on_formats(struct job *job)
+{
+	task_on_undo(&job->task, undo_dismiss, job);
+	task_on_undo(&job->task, undo_wait_formats, job); /* runs first */
+}
+
+/* QEMU refused the switch or never got it: vm.json names the images QEMU
+ * runs on again.  Switched: the memory cannot be had any more, and the
+ * disks make a disk-only checkpoint. */
+static void undo_catalog(struct task *task, void *arg)
+{
+	struct job *job = arg;
+
 	if (job->transaction_done)
 		job_drop_memory(job);
 	else if (!job_transaction_maybe_done(job))
 		job_undo_catalog(job);
 	if (job->transaction_done && (job->mode != MODE_DISK_ONLY || job->production))
 		job_record_disk_only(job);
-	undo_files(job);
-	job_finish(job, JOB_FAILED);
+}
+
+void job_undo_on_catalog(struct job *job)
+{
+	task_on_undo(&job->task, undo_catalog, job);
+}
+
+static int job_thaw_pending(const struct job *job)
+{
+	return (job->frozen || job->freeze_unknown) && !job->thaw_sent;
+}
+
+/* Frozen file systems first: nothing else is as urgent for the guest. */
+static void undo_thaw(struct task *task, void *arg)
+{
+	struct job *job = arg;
+
+	if (job_thaw_pending(job))
+		job_agent_thaw(job); /* its answer walks on */
+}
+
+static void undo_thaw_failed(struct task *task, void *arg)
+{
+	struct job *job = arg;
+
+	if (job->thaw_sent && !job->thawed && (job->frozen || job->freeze_unknown))
+		job_append_error(job, "; thawing failed too (%s): the guest's file systems may still be frozen, send guest-fsfreeze-thaw to %s",
+				 job->agent.error, job->spec.agent);
+}
+
+void job_undo_on_freeze(struct job *job)
+{
+	task_on_undo(&job->task, undo_thaw_failed, job);
+	task_on_undo(&job->task, undo_thaw, job); /* runs first */
+}
+
+static void undo_settings(struct task *task, void *arg)
+{
+	job_enter_settle(arg);
+}
+
+/* A guest that was running runs again (stopped by us, by a save that did
+ * not converge, or by QEMU's own background setup). */
+static void undo_resume(struct task *task, void *arg)
+{
+	struct job *job = arg;
+
+	if (job->was_running && !job->resumed && job->guest_stopped)
+		job_send_resume(job, 1);
+}
+
+void job_undo_on_settings(struct job *job)
+{
+	task_on_undo(&job->task, undo_settings, job);
+	task_on_undo(&job->task, undo_resume, job); /* runs first */
+}
+
+/* A running migration must end before anything else: cancelled, and its
+ * MIGRATION event awaited.  Never a background save: cancelling one
+ * leaves QEMU 7.2's guest hung.  It ends by itself. */
+static void undo_migrate(struct task *task, void *arg)
+{
+	struct job *job = arg;
+
+	if (!job->migrating || job->conn.qmp.state != QMP_STATE_READY)
+		return;
+	task->awaiting++;
+	if (!job->cancel_sent && job->mode != MODE_BACKGROUND) {
+		job->cancel_sent = 1;
+		task_send_ex(task, "migrate_cancel", NULL, -1, NULL, 1);
+	}
+}
+
+void job_undo_on_migrate(struct job *job)
+{
+	task_on_undo(&job->task, undo_migrate, job);
 }

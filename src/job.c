@@ -15,14 +15,18 @@
  * An agent that cannot be reached or cannot freeze turns production into a
  * standard checkpoint (with a warning) and fails production-only.
  *
- * Failure from any state goes through job_undo_next(), the one path that
- * knows what to undo: cancel the migration, resume a guest that was
- * running, detach and delete overlays that were never switched in, remove
- * the memory file.  A record is written only when everything is whole.
+ * The job runs on the generic task (task.h), as restore does: commands go
+ * out through task_send_*, replies and awaited events (the migration's
+ * end, the format jobs' conclusion: task.awaiting) are counted there, the
+ * first error wins there, and failure from any state walks the task's undo
+ * list back: each state registers the undo of what it creates (cancel the
+ * migration, resume a guest that was running, detach and delete overlays
+ * that were never switched in, remove the memory file).  A record is
+ * written only when everything is whole.
  *
  * This file holds the states and their transitions (job_next, job_enter,
  * job_step, read top to bottom) and the QMP side; the agent's steps are in
- * job-agent.c, the record in job-record.c, the undo in job-undo.c.
+ * job-agent.c, the record in job-record.c, the undo entries in job-undo.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -62,28 +66,29 @@ const char *job_mode_name(enum ckpt_mode mode)
 static const struct {
 	const char *name;  /* for QCKPT_TEST_STOP_AT */
 	const char *doing; /* for a second Ctrl-C */
+	const char *phase; /* for the progress line (progress.h) */
 } job_states[] = {
-	[JOB_CONNECT] = { "connect", "connecting to the monitor" },
-	[JOB_PROBE] = { "probe", "asking QEMU about the VM" },
-	[JOB_TRY_BACKGROUND] = { "try-background", "asking QEMU whether it can save in the background" },
-	[JOB_AGENT] = { "agent", "connecting to the guest agent" },
-	[JOB_PREPARE] = { "prepare", "attaching the new overlay files" },
-	[JOB_FORMAT] = { "format", "formatting the new overlays" },
-	[JOB_FORMAT_DONE] = { "format-done", "formatting the new overlays" },
-	[JOB_ATTACH] = { "attach", "attaching the new overlays" },
-	[JOB_CATALOG] = { "catalog", "writing vm.json" },
-	[JOB_QUEUED] = { "queued", "waiting for a save slot (--throttle-limit)" },
-	[JOB_MIGRATE_SETUP] = { "migrate-setup", "setting up the memory save" },
-	[JOB_STOP] = { "stop", "stopping the guest" },
-	[JOB_SAVE] = { "save", "saving memory" },
-	[JOB_FREEZE] = { "freeze", "freezing the guest's file systems" },
-	[JOB_SNAPSHOT] = { "snapshot", "switching the disks and resuming the guest" },
-	[JOB_THAW] = { "thaw", "thawing the guest's file systems" },
-	[JOB_SETTLE] = { "settle", "putting the migration settings back" },
-	[JOB_RECORD] = { "record", "writing the record" },
-	[JOB_DONE] = { "done", "done" },
-	[JOB_UNDO] = { "undo", "undoing the checkpoint" },
-	[JOB_FAILED] = { "failed", "failed" },
+	[JOB_CONNECT] = { "connect", "connecting to the monitor", "preparing" },
+	[JOB_PROBE] = { "probe", "asking QEMU about the VM", "preparing" },
+	[JOB_TRY_BACKGROUND] = { "try-background", "asking QEMU whether it can save in the background", "preparing" },
+	[JOB_AGENT] = { "agent", "connecting to the guest agent", "preparing" },
+	[JOB_PREPARE] = { "prepare", "attaching the new overlay files", "preparing" },
+	[JOB_FORMAT] = { "format", "formatting the new overlays", "preparing" },
+	[JOB_FORMAT_DONE] = { "format-done", "formatting the new overlays", "preparing" },
+	[JOB_ATTACH] = { "attach", "attaching the new overlays", "preparing" },
+	[JOB_CATALOG] = { "catalog", "writing vm.json", "preparing" },
+	[JOB_QUEUED] = { "queued", "waiting for a save slot (--throttle-limit)", "preparing" },
+	[JOB_MIGRATE_SETUP] = { "migrate-setup", "setting up the memory save", "saving memory" },
+	[JOB_STOP] = { "stop", "stopping the guest", "saving memory" },
+	[JOB_SAVE] = { "save", "saving memory", "saving memory" },
+	[JOB_FREEZE] = { "freeze", "freezing the guest's file systems", "freezing file systems" },
+	[JOB_SNAPSHOT] = { "snapshot", "switching the disks and resuming the guest", "switching disks" },
+	[JOB_THAW] = { "thaw", "thawing the guest's file systems", "thawing file systems" },
+	[JOB_SETTLE] = { "settle", "putting the migration settings back", "recording" },
+	[JOB_RECORD] = { "record", "writing the record", "recording" },
+	[JOB_DONE] = { "done", "done", "done" },
+	[JOB_UNDO] = { "undo", "undoing the checkpoint", "undoing" },
+	[JOB_FAILED] = { "failed", "failed", "failed" },
 };
 _Static_assert(sizeof job_states / sizeof job_states[0] == JOB_FAILED + 1,
 	       "every state of job.h has its name here");
@@ -148,19 +153,6 @@ void job_spec_free(struct job_spec *spec)
 
 /* ---- failing --------------------------------------------------------- */
 
-/* Remember the first cause only: later errors are consequences. */
-void job_set_error(struct job *job, int status, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (job->error_status != 0)
-		return;
-	job->error_status = status ? status : -1;
-	va_start(ap, fmt);
-	vsnprintf(job->error, sizeof job->error, fmt, ap);
-	va_end(ap);
-}
-
 /* Something about the checkpoint deserves the user's attention: one line
  * on stderr now, and the record's Warnings. */
 static void job_warn(struct job *job, const char *fmt, ...)
@@ -186,180 +178,46 @@ int job_connected(const struct job *job)
 
 /* ---- sending commands ------------------------------------------------ */
 
-struct job_call {
-	struct job *job;
-	const char *command;
-	json_t **slot; /* where to keep the result, or NULL */
-	int optional;  /* a failure is a warning (settings put back) */
-	struct disk *creating; /* blockdev-create for this disk */
-	int *done;             /* set to 1 on success */
-	int resume;            /* a cont, retried while QEMU finalizes */
-	int quiet;             /* optional and expected to fail at times */
-	char *refusal;         /* a trial: QEMU's refusal goes here, no error */
-};
-
-static void job_retry_resume(struct job_call *call);
-
-static void on_reply(qmp_client *client, int status, json_t *result,
-		     const struct qmp_error *qerr, void *arg)
-{
-	struct job_call *call = arg;
-	struct job *job = call->job;
-
-	/* QEMU announces MIGRATION completed before it leaves finish-migrate
-	 * for postmigrate, and sends no event for that step: a cont in between
-	 * is refused ("not finalized"), or even accepted without resuming the
-	 * guest (seen on 7.2 and 10.0: no RESUME event before the reply, which
-	 * QEMU otherwise always sends first).  Retry it shortly (1, 2, 4 ...
-	 * ms, bounded). */
-	if (call->resume && job_connected(job) && job->resume_retries < 12 &&
-	    ((status == QMP_ECOMMAND && strstr(qerr->desc, "not finalized") != NULL) ||
-	     (status == 0 && job->guest_stopped))) {
-		job_retry_resume(call);
-		return;
-	}
-	if (call->resume && status == 0 && job->guest_stopped) {
-		job_set_error(job, -EAGAIN, "cont: QEMU accepted it %d times but the guest stayed stopped",
-			      job->resume_retries + 1);
-		status = -EAGAIN;
-	}
-	if (status == 0 && call->done != NULL)
-		*call->done = 1;
-	/* A migrate QEMU refused started nothing: no event will come. */
-	if (status == QMP_ECOMMAND && strcmp(call->command, "migrate") == 0)
-		job->migrating = 0;
-	/* A transaction without an answer may still be carried out. */
-	if (status == QMP_ETIMEDOUT && call->done == &job->transaction_done)
-		job->transaction_unknown = 1;
-	if (status == 0 && call->slot != NULL) {
-		json_decref(*call->slot);
-		*call->slot = json_incref(result);
-	} else if (status == QMP_ECOMMAND && call->refusal != NULL) {
-		snprintf(call->refusal, sizeof job->background_refused, "%s", qerr->desc);
-	} else if (status != 0 && call->optional) {
-		if (status == QMP_ECOMMAND && !call->quiet)
-			warn_vm(job->spec.vm, "%s: %s", call->command, qerr->desc);
-	} else if (status == QMP_ECOMMAND) {
-		job_set_error(job, status, "%s: %s", call->command, qerr->desc);
-	} else if (status != 0) {
-		vmconn_explain(&job->conn, status, qerr, call->command);
-		job_set_error(job, status, "%s", job->conn.error);
-	}
-	if (status != 0 && call->creating != NULL) {
-		/* The job was never created, so it will never conclude. */
-		call->creating->job_dismissed = 1;
-		job->formats_pending--;
-	}
-	free(call);
-	if (--job->outstanding > 0)
-		return;
-	if (job->state == JOB_UNDO)
-		job_undo_next(job);
-	else
-		job_wait(job);
-}
-
-static struct job_call *job_send_call_timeout(struct job *job, const char *command,
-					      json_t *args, int fd, json_t **slot,
-					      int optional, struct disk *creating,
-					      unsigned timeout_ms)
-{
-	struct job_call *call = xcalloc(1, sizeof *call);
-	int rc;
-
-	call->job = job;
-	call->command = command;
-	call->slot = slot;
-	call->optional = optional;
-	call->creating = creating;
-	job->outstanding++;
-	rc = qmp_client_execute_ex(&job->conn.qmp, command, args, fd,
-				   timeout_ms, on_reply, call);
-	if (rc < 0) {
-		job->outstanding--;
-		free(call);
-		/* An optional command that cannot even be sent (the monitor
-		 * closed) is no more a failure than one QEMU refused. */
-		if (optional)
-			verbose_vm(job->spec.vm, "%s not sent: %s", command, qmp_strerror(rc));
-		else
-			job_set_error(job, rc, "%s: %s", command, qmp_strerror(rc));
-		return NULL;
-	}
-	return call;
-}
-
-static struct job_call *job_send_call(struct job *job, const char *command,
-				      json_t *args, int fd, json_t **slot,
-				      int optional, struct disk *creating)
-{
-	return job_send_call_timeout(job, command, args, fd, slot, optional,
-				     creating, QMP_DEFAULT_TIMEOUT_MS);
-}
-
-void job_send_ex(struct job *job, const char *command, json_t *args,
-			int fd, json_t **slot, int optional)
-{
-	job_send_call(job, command, args, fd, slot, optional, NULL);
-}
-
-static void on_resume_retry(uv_timer_t *timer)
-{
-	struct job_call *call = timer->data;
-	struct job *job = call->job;
-	int rc;
-
-	rc = qmp_client_execute_ex(&job->conn.qmp, "cont", NULL, -1,
-				   QMP_DEFAULT_TIMEOUT_MS, on_reply, call);
-	if (rc < 0)
-		on_reply(&job->conn.qmp, rc, NULL, NULL, call);
-}
-
-static void job_retry_resume(struct job_call *call)
-{
-	struct job *job = call->job;
-
-	if (!job->retry_timer_init) {
-		uv_timer_init(job->loop, &job->retry_timer);
-		job->retry_timer_init = 1;
-	}
-	job->retry_timer.data = call;
-	uv_timer_start(&job->retry_timer, on_resume_retry, 1u << job->resume_retries++, 0);
-}
-
 /* cont, marking the guest resumed when it succeeds. */
 void job_send_resume(struct job *job, int optional)
 {
-	struct job_call *call = job_send_call(job, "cont", NULL, -1, NULL,
-					      optional, NULL);
+	task_send_resume(&job->task, optional, &job->resumed, &job->guest_stopped);
+}
 
-	if (call != NULL) {
-		call->resume = 1;
-		call->done = &job->resumed;
+/* A migrate QEMU refused started nothing: no event will come. */
+static void on_migrate_reply(struct task *task, struct task_call *call, int status,
+			     const struct qmp_error *qerr)
+{
+	struct job *job = task->data;
+
+	if (status == QMP_ECOMMAND && job->migrating) {
+		job->migrating = 0;
+		if (task->awaiting > 0)
+			task->awaiting--;
 	}
 }
 
-static void job_send_create(struct job *job, struct disk *d)
+/* A transaction without an answer may still be carried out. */
+static void on_transaction_reply(struct task *task, struct task_call *call, int status,
+			     const struct qmp_error *qerr)
 {
-	if (job_send_call(job, "blockdev-create", blockdev_create_args(d), -1,
-			  NULL, 0, d) == NULL) {
+	struct job *job = task->data;
+
+	if (status == QMP_ETIMEDOUT)
+		job->transaction_unknown = 1;
+}
+
+/* A blockdev-create that failed created no job: it will never conclude. */
+static void on_create_reply(struct task *task, struct task_call *call, int status,
+			     const struct qmp_error *qerr)
+{
+	struct disk *d = call->arg;
+
+	if (status != 0 && !d->job_dismissed) {
 		d->job_dismissed = 1;
-		job->formats_pending--;
+		if (task->awaiting > 0)
+			task->awaiting--;
 	}
-}
-
-static void job_send(struct job *job, const char *command, json_t *args,
-		     json_t **slot)
-{
-	job_send_ex(job, command, args, -1, slot, 0);
-}
-
-/* Enter a state whose commands were all sent: step now if none were. */
-void job_wait(struct job *job)
-{
-	if (job->outstanding == 0 && job->formats_pending == 0 &&
-	    !(job->state == JOB_SAVE && job->migrating))
-		job_step(job);
 }
 
 /* ---- events ---------------------------------------------------------- */
@@ -369,28 +227,26 @@ static double event_time(const struct qmp_timestamp *ts)
 	return (double)ts->seconds + (double)ts->microseconds / 1e6;
 }
 
+/* The migration's end is what JOB_SAVE (or the undo) awaits. */
 static void on_migration_event(struct job *job, const char *status)
 {
 	if (!job->migrating)
 		return;
+	if (strcmp(status, "active") == 0)
+		progress_poke(&job->progress);
 	if (strcmp(status, "completed") == 0) {
 		job->migrating = 0;
 		verbose_vm(job->spec.vm, "memory saved");
-		if (job->state == JOB_SAVE)
-			job_wait(job);
-		else if (job->state == JOB_UNDO)
-			job_undo_next(job);
+		task_arrived(&job->task);
 	} else if (strcmp(status, "failed") == 0 ||
 		   strcmp(status, "cancelled") == 0) {
 		job->migrating = 0;
 		/* query-migrate carries the reason (error-desc). */
 		if (job->state == JOB_SAVE && job_connected(job)) {
-			job_set_error(job, -EIO, "saving memory %s", status);
-			job_send(job, "query-migrate", NULL, &job->migration);
-			return;
+			task_set_error(&job->task, -EIO, "saving memory %s", status);
+			task_send(&job->task, "query-migrate", NULL, &job->migration);
 		}
-		if (job->state == JOB_UNDO)
-			job_undo_next(job);
+		task_arrived(&job->task);
 	}
 }
 
@@ -406,7 +262,7 @@ static void on_pass_event(struct job *job, json_t *data)
 	job->converge_stop_sent = 1;
 	job_warn(job, "memory did not converge after %d passes; pausing the guest to finish the save",
 		 (int)pass);
-	job_send_ex(job, "stop", NULL, -1, NULL, 1);
+	task_send_ex(&job->task, "stop", NULL, -1, NULL, 1);
 }
 
 static void on_block_job_event(struct job *job, json_t *data)
@@ -419,25 +275,20 @@ static void on_block_job_event(struct job *job, json_t *data)
 	for (size_t i = 0; i < job->ndisks; i++) {
 		struct disk *d = &job->disks[i];
 
+		/* awaited in JOB_FORMAT, or by the undo (undo_wait_formats) */
 		if (strcmp(d->create_job, id) == 0 && !d->job_concluded) {
 			d->job_concluded = 1;
-			job->formats_pending--;
-			if (job->state == JOB_UNDO)
-				job_undo_next(job);
-			else
-				job_wait(job);
+			task_arrived(&job->task);
 			return;
 		}
 	}
 }
 
-static void on_event(qmp_client *client, const char *name, json_t *data,
-		     const struct qmp_timestamp *ts, void *arg)
+static void job_event(struct task *task, const char *name, json_t *data)
 {
-	struct job *job = arg;
+	struct job *job = task->data;
+	const struct qmp_timestamp *ts = task->event_ts;
 
-	if (job->finished)
-		return;
 	if (strcmp(name, "STOP") == 0) {
 		job->guest_stopped = 1;
 		job->stop_time = event_time(ts);
@@ -456,31 +307,24 @@ static void on_event(qmp_client *client, const char *name, json_t *data,
 	}
 }
 
-static void on_disconnect(qmp_client *client, int status, void *arg)
+static void job_disconnect(struct task *task)
 {
-	struct job *job = arg;
+	struct job *job = task->data;
 
-	if (job->finished)
-		return;
 	/* Once the transaction and cont are through the checkpoint is whole:
 	 * a VM that exits afterwards does not undo it. */
 	if (job->state == JOB_SETTLE || job->state == JOB_RECORD ||
 	    (job->state == JOB_THAW && job->transaction_done))
 		return;
-	job_set_error(job, QMP_ECLOSED,
-		      "QEMU closed the monitor (did the VM exit or get killed?)");
+	task_set_error(task, QMP_ECLOSED,
+		       "QEMU closed the monitor (did the VM exit or get killed?)");
 	/* Pending replies have already failed; a job that only waited for an
-	 * event (the migration) must move on by itself. */
+	 * event (the migration, the format jobs) must move on by itself.  A
+	 * vm.json write in the thread pool is held (task_hold): its end steps
+	 * the job, not undoing before it could delete overlays it names. */
 	job->migrating = 0;
-	job->formats_pending = 0;
-	/* vm.json is being written in the thread pool: its end steps the job
-	 * (undoing before it could delete overlays the write then names). */
-	if (job->outstanding > 0 || job->state == JOB_CATALOG)
-		return;
-	if (job->state == JOB_UNDO)
-		job_undo_next(job);
-	else
-		job_step(job);
+	task->awaiting = 0;
+	task_wait(task);
 }
 
 /* ---- the probes and the plan ----------------------------------------- */
@@ -550,7 +394,7 @@ int job_check_background_room(struct job *job)
 
 	if (job->mode != MODE_BACKGROUND || job_background_room(job, &ram, &room))
 		return 0;
-	return job_set_error(job, -ENOSPC,
+	return task_set_error(&job->task, -ENOSPC,
 		"background mode needs room for all of the guest's memory (%lld MiB) under %s, which has %lld MiB free: a background save that fails leaves QEMU 7.2's guest hung; free some space or use --mode live",
 		ram, job->spec.catalog_root, room), -1;
 }
@@ -666,19 +510,19 @@ static int job_choose_mode(struct job *job)
 	if (mig != NULL && (strcmp(mig, "active") == 0 || strcmp(mig, "setup") == 0 ||
 			    strcmp(mig, "pre-switchover") == 0 || strcmp(mig, "device") == 0 ||
 			    strcmp(mig, "cancelling") == 0))
-		return job_set_error(job, -EBUSY,
+		return task_set_error(&job->task, -EBUSY,
 			"a migration is already running on this VM (status %s); wait for it to end", mig), -1;
 	if (strcmp(status, "inmigrate") == 0 || strcmp(status, "finish-migrate") == 0 ||
 	    strcmp(status, "save-vm") == 0 || strcmp(status, "restore-vm") == 0)
-		return job_set_error(job, -EBUSY,
+		return task_set_error(&job->task, -EBUSY,
 			"the VM is busy (state %s); retry when it is running or paused", status), -1;
 
 	if (job_is_production_type(job) && !job->agent_ok) {
 		if (job->spec.agent == NULL && job->spec.type == VM_TYPE_PRODUCTION_ONLY)
-			return job_set_error(job, -ENOTSUP,
+			return task_set_error(&job->task, -ENOTSUP,
 				"type production-only needs the guest agent: add agent=SOCKET to its registry line"), -1;
 		if (job->spec.type == VM_TYPE_PRODUCTION_ONLY)
-			return job_set_error(job, -ENOTSUP,
+			return task_set_error(&job->task, -ENOTSUP,
 				"production-only checkpoint not taken, nothing changed: %s; start qemu-ga in the guest, or use --type production to accept a standard checkpoint",
 				job->agent_skip), -1;
 		warn_vm(job->spec.vm, "%s: taking a standard checkpoint instead of a production one",
@@ -694,10 +538,10 @@ static int job_choose_mode(struct job *job)
 		mode = job_mode_stopped(job, mode);
 	}
 	if (mode != MODE_DISK_ONLY && !migrate_has_cap(job->caps, "events"))
-		return job_set_error(job, -ENOTSUP,
+		return task_set_error(&job->task, -ENOTSUP,
 			"this QEMU does not offer migration events; use --mode disk-only"), -1;
 	if (mode == MODE_BACKGROUND && !migrate_has_cap(job->caps, "background-snapshot"))
-		return job_set_error(job, -ENOTSUP,
+		return task_set_error(&job->task, -ENOTSUP,
 			"this QEMU does not offer background-snapshot; use --mode live"), -1;
 	job->mode = mode;
 	snprintf(job->checkpoint_type, sizeof job->checkpoint_type, "%s",
@@ -732,7 +576,7 @@ int job_open_memory_file(struct job *job)
 	job->memory_path = xasprintf("%s/memory.state", job->dir);
 	job->memfd = open(job->memory_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (job->memfd < 0)
-		return job_set_error(job, -errno, "cannot create %s: %s",
+		return task_set_error(&job->task, -errno, "cannot create %s: %s",
 				     job->memory_path, strerror(errno)), -1;
 	return 0;
 }
@@ -745,7 +589,7 @@ static int job_link_memory(struct job *job)
 
 	job->memory_path = xasprintf("%s/memory.state", job->dir);
 	if (link(from, job->memory_path) < 0)
-		return job_set_error(job, -errno, "cannot link %s to %s: %s",
+		return task_set_error(&job->task, -errno, "cannot link %s to %s: %s",
 				     from, job->memory_path, strerror(errno)), -1;
 	return 0;
 }
@@ -759,7 +603,7 @@ static int job_make_files(struct job *job)
 	rc = catalog_create_checkpoint_dir(job->spec.catalog_root, job->spec.vm,
 					   job->id, &job->dir);
 	if (rc < 0)
-		return job_set_error(job, rc, "cannot create the checkpoint directory under %s/%s: %s",
+		return task_set_error(&job->task, rc, "cannot create the checkpoint directory under %s/%s: %s",
 				     job->spec.catalog_root, job->spec.vm, strerror(-rc)), -1;
 	if (job->shared_memory != NULL ? job_link_memory(job) < 0 :
 	    job->mode != MODE_DISK_ONLY && job_open_memory_file(job) < 0)
@@ -767,7 +611,7 @@ static int job_make_files(struct job *job)
 	for (size_t i = 0; i < job->ndisks; i++) {
 		rc = blockdev_create_overlay_file(&job->disks[i]);
 		if (rc < 0)
-			return job_set_error(job, rc, "disk %s: cannot create the overlay %s: %s",
+			return task_set_error(&job->task, rc, "disk %s: cannot create the overlay %s: %s",
 					     job->disks[i].device, job->disks[i].overlay,
 					     strerror(-rc)), -1;
 	}
@@ -819,16 +663,18 @@ static int job_name_direct_socket(struct job *job)
 	if (job->spec.expect_name != NULL)
 		return 0;
 	if (name == NULL || !registry_valid_name(name))
-		return job_set_error(job, -EINVAL,
+		return task_set_error(&job->task, -EINVAL,
 			"QEMU at this socket has no usable -name, so its checkpoints would have no name: start it with -name NAME, or register it ('qckpt register NAME %s')",
 			job->spec.monitor), -1;
 	free(job->spec.vm);
 	job->spec.vm = xstrdup(name);
+	job->task.vm = job->spec.vm;
+	progress_rename(&job->progress, name);
 	e = job->spec.registry ? registry_find(job->spec.registry, name) : NULL;
 	if (e == NULL)
 		return 0;
 	if (!same_monitor(e->monitor, job->spec.monitor))
-		return job_set_error(job, -EINVAL,
+		return task_set_error(&job->task, -EINVAL,
 			"this QEMU says it is '%s', but the registry gives '%s' the monitor %s, not %s: fix the registry line or QEMU's -name",
 			name, name, e->monitor, job->spec.monitor), -1;
 	job_adopt_entry(job, e);
@@ -890,7 +736,7 @@ static int job_find_current_memory(struct job *job)
 			   json_string_value(json_object_get(latest, "Name")));
 		job->shared_memory = json_deep_copy(mem);
 	} else {
-		job_set_error(job, -EBUSY,
+		task_set_error(&job->task, -EBUSY,
 			"the VM is in state postmigrate (stopped by a save) and qckpt cannot prove what its memory is (%s), nor can QEMU save it again until it runs; resume it ('qckpt qmp %s cont') or use --mode disk-only",
 			why, job->spec.vm);
 	}
@@ -908,12 +754,12 @@ static int job_plan(struct job *job)
 		return -1;
 	n = blockdev_disks_from_query(job->block, &job->disks, err, sizeof err);
 	if (n < 0)
-		return job_set_error(job, -EINVAL, "%s", err), -1;
+		return task_set_error(&job->task, -EINVAL, "%s", err), -1;
 	job->ndisks = (size_t)n;
 	if (job->postmigrate && job_find_current_memory(job) < 0)
 		return -1;
 	if (job->ndisks == 0 && job->mode == MODE_DISK_ONLY)
-		return job_set_error(job, -EINVAL, "the VM has no writable disk to checkpoint"), -1;
+		return task_set_error(&job->task, -EINVAL, "the VM has no writable disk to checkpoint"), -1;
 	uuid_generate_str(job->id);
 	if (job->spec.snapshot_name != NULL)
 		job->name = xstrdup(job->spec.snapshot_name);
@@ -943,15 +789,15 @@ static int job_plan(struct job *job)
 
 static void enter_probe(struct job *job)
 {
-	job_send(job, "query-status", NULL, &job->status);
-	job_send(job, "query-block", NULL, &job->block);
-	job_send(job, "query-migrate-capabilities", NULL, &job->caps);
-	job_send(job, "query-migrate-parameters", NULL, &job->params);
-	job_send(job, "query-migrate", NULL, &job->migration);
+	task_send(&job->task, "query-status", NULL, &job->status);
+	task_send(&job->task, "query-block", NULL, &job->block);
+	task_send(&job->task, "query-migrate-capabilities", NULL, &job->caps);
+	task_send(&job->task, "query-migrate-parameters", NULL, &job->params);
+	task_send(&job->task, "query-migrate", NULL, &job->migration);
 	/* Only for background mode's room check: not worth failing over. */
-	job_send_ex(job, "query-memory-size-summary", NULL, -1, &job->memsize, 1);
+	task_send_ex(&job->task, "query-memory-size-summary", NULL, -1, &job->memsize, 1);
 	/* TCG or KVM: for QEMU < 9.0's pre-copy bug (no answer: TCG) */
-	job_send_ex(job, "query-kvm", NULL, -1, &job->kvm, 1);
+	task_send_ex(&job->task, "query-kvm", NULL, -1, &job->kvm, 1);
 }
 
 /* Whether QEMU accepts background-snapshot here (the host's userfaultfd
@@ -959,14 +805,16 @@ static void enter_probe(struct job *job)
  * asking: switch it on, then straight back to how it was. */
 static void enter_try_background(struct job *job)
 {
-	struct job_call *call = job_send_call(job, "migrate-set-capabilities",
-		migrate_one_cap_args("background-snapshot", 1), -1, NULL, 0, NULL);
+	struct task_call *call = task_send_call(&job->task, "migrate-set-capabilities",
+		migrate_one_cap_args("background-snapshot", 1), -1, NULL, 0,
+		QMP_DEFAULT_TIMEOUT_MS);
 
 	if (call != NULL) {
 		call->done = &job->background_works;
 		call->refusal = job->background_refused;
+		call->refusal_size = sizeof job->background_refused;
 	}
-	job_send_ex(job, "migrate-set-capabilities",
+	task_send_ex(&job->task, "migrate-set-capabilities",
 		    migrate_one_cap_args("background-snapshot",
 					 migrate_cap_state(job->caps, "background-snapshot")),
 		    -1, NULL, 1);
@@ -974,19 +822,32 @@ static void enter_try_background(struct job *job)
 
 static void enter_prepare(struct job *job)
 {
+	job_undo_on_files(job);
 	if (job_plan(job) < 0)
 		return;
+	job_undo_on_nodes(job, 0);
 	for (size_t i = 0; i < job->ndisks; i++) {
 		job->disks[i].file_added = 1;
-		job_send(job, "blockdev-add", blockdev_add_file_args(&job->disks[i]), NULL);
+		task_send(&job->task, "blockdev-add", blockdev_add_file_args(&job->disks[i]), NULL);
 	}
 }
 
+/* Each create job's JOB_STATUS_CHANGE concluded is awaited. */
 static void enter_format(struct job *job)
 {
+	job_undo_on_formats(job);
 	for (size_t i = 0; i < job->ndisks; i++) {
-		job->formats_pending++;
-		job_send_create(job, &job->disks[i]);
+		struct disk *d = &job->disks[i];
+		struct task_call *call = task_send_call(&job->task, "blockdev-create",
+			blockdev_create_args(d), -1, NULL, 0, QMP_DEFAULT_TIMEOUT_MS);
+
+		if (call == NULL) {
+			d->job_dismissed = 1;
+			continue;
+		}
+		call->after = on_create_reply;
+		call->arg = d;
+		job->task.awaiting++;
 	}
 }
 
@@ -1001,7 +862,7 @@ static int job_check_create_errors(struct job *job)
 
 		for (j = 0; id && err && j < job->ndisks; j++)
 			if (strcmp(id, job->disks[j].create_job) == 0)
-				return job_set_error(job, -EIO, "disk %s: creating the overlay %s failed: %s",
+				return task_set_error(&job->task, -EIO, "disk %s: creating the overlay %s failed: %s",
 						     job->disks[j].device, job->disks[j].overlay, err), -1;
 	}
 	return 0;
@@ -1009,10 +870,10 @@ static int job_check_create_errors(struct job *job)
 
 static void enter_format_done(struct job *job)
 {
-	job_send(job, "query-jobs", NULL, &job->jobs);
+	task_send(&job->task, "query-jobs", NULL, &job->jobs);
 	for (size_t i = 0; i < job->ndisks; i++) {
 		job->disks[i].job_dismissed = 1;
-		job_send(job, "job-dismiss", json_pack("{s:s}", "id", job->disks[i].create_job), NULL);
+		task_send(&job->task, "job-dismiss", json_pack("{s:s}", "id", job->disks[i].create_job), NULL);
 	}
 }
 
@@ -1020,9 +881,10 @@ static void enter_attach(struct job *job)
 {
 	if (job_check_create_errors(job) < 0)
 		return;
+	job_undo_on_nodes(job, 1);
 	for (size_t i = 0; i < job->ndisks; i++) {
 		job->disks[i].overlay_added = 1;
-		job_send(job, "blockdev-add", blockdev_add_overlay_args(&job->disks[i]), NULL);
+		task_send(&job->task, "blockdev-add", blockdev_add_overlay_args(&job->disks[i]), NULL);
 	}
 }
 
@@ -1043,6 +905,7 @@ static void enter_queued(struct job *job)
 	}
 	job->queued = 1;
 	job->queued_ms = mono_ms();
+	task_phase(&job->task, "waiting for a save slot");
 	job->throttle_next = NULL;
 	if (t->tail != NULL)
 		t->tail->throttle_next = job;
@@ -1100,29 +963,38 @@ static void job_throttle_leave(struct job *job)
 static void enter_migrate_setup(struct job *job)
 {
 	job_warn_live(job);
+	job_undo_on_settings(job);
 	job->settings_changed = 1;
-	job_send(job, "migrate-set-capabilities", migrate_set_caps_args(&job->plan), NULL);
-	job_send(job, "migrate-set-parameters", migrate_set_params_args(&job->plan), NULL);
+	task_send(&job->task, "migrate-set-capabilities", migrate_set_caps_args(&job->plan), NULL);
+	task_send(&job->task, "migrate-set-parameters", migrate_set_params_args(&job->plan), NULL);
 	job->fd_given = 1;
-	job_send_ex(job, migrate_fd_command(&job->plan), migrate_fd_args(&job->plan),
+	task_send_ex(&job->task, migrate_fd_command(&job->plan), migrate_fd_args(&job->plan),
 		    job->memfd, &job->fd_reply, 0);
 }
 
 static void enter_stop(struct job *job)
 {
-	job_send(job, "stop", NULL, NULL);
+	task_send(&job->task, "stop", NULL, NULL);
 }
 
+/* The MIGRATION event that ends the save is awaited. */
 static void enter_save(struct job *job)
 {
-	struct job_call *call;
+	struct task_call *call;
 
 	migrate_fd_reply(&job->plan, job->fd_reply);
+	job_undo_on_migrate(job);
+	call = task_send_call(&job->task, "migrate", migrate_args(&job->plan), -1,
+			      NULL, 0, QMP_DEFAULT_TIMEOUT_MS);
+	if (call == NULL)
+		return;
 	job->migrating = 1;
-	call = job_send_call(job, "migrate", migrate_args(&job->plan), -1, NULL, 0, NULL);
+	job->task.awaiting++;
+	task_watch_migration(&job->task);
+	call->after = on_migrate_reply;
 	/* getfd's named fd belongs to the migration once QEMU accepted it;
 	 * a refused migrate leaves it in QEMU for settle to close. */
-	if (call != NULL && !job->plan.use_fdset)
+	if (!job->plan.use_fdset)
 		call->done = &job->fd_consumed;
 }
 
@@ -1132,13 +1004,15 @@ static void enter_snapshot(struct job *job)
 	job->creation_ms = wall_ms();
 	if (job->ndisks > 0) {
 		/* Frozen file systems: the transaction bounds the freeze. */
-		struct job_call *call = job_send_call_timeout(job, "transaction",
-			blockdev_transaction_args(job->disks, job->ndisks), -1, NULL, 0, NULL,
+		struct task_call *call = task_send_call(&job->task, "transaction",
+			blockdev_transaction_args(job->disks, job->ndisks), -1, NULL, 0,
 			job->production ? JOB_FREEZE_MAX_MS : QMP_DEFAULT_TIMEOUT_MS);
 
 		job->transaction_sent = 1;
-		if (call != NULL)
+		if (call != NULL) {
 			call->done = &job->transaction_done;
+			call->after = on_transaction_reply;
+		}
 	}
 	if (job->was_running && (job->mode == MODE_LIVE || job->mode == MODE_PAUSED))
 		job_send_resume(job, 0);
@@ -1151,7 +1025,7 @@ static void enter_snapshot(struct job *job)
 static void job_remember_save(struct job *job)
 {
 	if (!job->was_running && job->mode == MODE_PAUSED && job->shared_memory == NULL)
-		job_send_ex(job, "query-migrate", NULL, -1, &job->saved_migration, 1);
+		task_send_ex(&job->task, "query-migrate", NULL, -1, &job->saved_migration, 1);
 }
 
 void job_enter_settle(struct job *job)
@@ -1173,16 +1047,16 @@ void job_enter_settle(struct job *job)
 	    !job->resumed)
 		job_send_resume(job, 0);
 	if (job->settings_changed) {
-		job_send_ex(job, "migrate-set-capabilities",
+		task_send_ex(&job->task, "migrate-set-capabilities",
 			    migrate_restore_caps_args(&job->plan), -1, NULL, 1);
-		job_send_ex(job, "migrate-set-parameters",
+		task_send_ex(&job->task, "migrate-set-parameters",
 			    migrate_restore_params_args(&job->plan), -1, NULL, 1);
 		job->settings_changed = 0;
 	}
 	if (job->fd_given && !job->fd_consumed) {
-		struct job_call *call = job_send_call(job, migrate_release_command(&job->plan),
-						      migrate_release_args(&job->plan), -1,
-						      NULL, 1, NULL);
+		struct task_call *call = task_send_call(&job->task,
+			migrate_release_command(&job->plan), migrate_release_args(&job->plan),
+			-1, NULL, 1, QMP_DEFAULT_TIMEOUT_MS);
 
 		/* A migrate that QEMU refused may have taken getfd's fd
 		 * already (then closefd finds none) or not: release it
@@ -1265,6 +1139,7 @@ static enum job_state job_next(const struct job *job, enum job_state state)
 static void job_enter(struct job *job, enum job_state state)
 {
 	job->state = state;
+	task_phase(&job->task, job_states[state].phase);
 	job_test_stop_at(job, state);
 	switch (state) {
 	case JOB_PROBE:         enter_probe(job); break;
@@ -1274,12 +1149,12 @@ static void job_enter(struct job *job, enum job_state state)
 	case JOB_FORMAT:        enter_format(job); break;
 	case JOB_FORMAT_DONE:   enter_format_done(job); break;
 	case JOB_ATTACH:        enter_attach(job); break;
-	case JOB_CATALOG:       job_catalog_write(job); return;
+	case JOB_CATALOG:       job_catalog_write(job); break;
 	case JOB_QUEUED:        enter_queued(job); return;
 	case JOB_MIGRATE_SETUP: enter_migrate_setup(job); break;
 	case JOB_STOP:          enter_stop(job); break;
 	case JOB_SAVE:          enter_save(job); break;
-	case JOB_FREEZE:        job_agent_freeze(job); break;
+	case JOB_FREEZE:        job_undo_on_freeze(job); job_agent_freeze(job); break;
 	case JOB_SNAPSHOT:      enter_snapshot(job); break;
 	case JOB_THAW:          job_agent_thaw(job); break;
 	case JOB_SETTLE:
@@ -1287,18 +1162,18 @@ static void job_enter(struct job *job, enum job_state state)
 		job_enter_settle(job);
 		job_remember_save(job);
 		break;
-	case JOB_RECORD:        job_record_write(job); return;
-	case JOB_DONE:          job_finish(job, JOB_DONE); return;
-	case JOB_UNDO:          job_throttle_leave(job); job_undo_next(job); return;
+	case JOB_RECORD:        job_record_write(job); break;
+	case JOB_DONE:          task_finish(&job->task); return;
+	case JOB_UNDO:          job_throttle_leave(job); task_fail(&job->task); return;
 	default:                return;
 	}
-	job_wait(job);
+	task_wait(&job->task);
 }
 
 /* Called when everything a state waited for has arrived. */
 void job_step(struct job *job)
 {
-	if (job->finished || job->state == JOB_UNDO)
+	if (job->task.finished || job->state == JOB_UNDO)
 		return;
 	switch (job->state) {
 	case JOB_SNAPSHOT:
@@ -1306,21 +1181,19 @@ void job_step(struct job *job)
 			job->disks[i].switched = 1;
 		/* Memory and disks are both taken: the checkpoint is whole even
 		 * if the guest would not resume; record it and say so. */
-		if (job->error_status != 0 && !job->resumed && job->mode != MODE_BACKGROUND &&
+		if (job->task.error_status != 0 && !job->resumed && job->mode != MODE_BACKGROUND &&
 		    (job->transaction_done || job->ndisks == 0)) {
 			snprintf(job->resume_error, sizeof job->resume_error,
 				 "the checkpoint was taken but the guest could not be resumed (%s); resume it with 'qckpt qmp %s cont'",
-				 job->error, job->spec.vm);
-			job->error_status = 0;
-			job->error[0] = '\0';
+				 job->task.error, job->spec.vm);
+			job->task.error_status = 0;
+			job->task.error[0] = '\0';
 		}
 		break;
 	case JOB_SAVE:
-		if (job->migrating)
-			return;
-		if (job->error_status == -EIO &&
+		if (job->task.error_status == -EIO &&
 		    json_string_value(json_object_get(job->migration, "error-desc")))
-			snprintf(job->error, sizeof job->error, "saving memory failed: %s",
+			snprintf(job->task.error, sizeof job->task.error, "saving memory failed: %s",
 				 json_string_value(json_object_get(job->migration, "error-desc")));
 		break;
 	case JOB_SETTLE:
@@ -1337,24 +1210,27 @@ void job_step(struct job *job)
 		break;
 	}
 	/* Interrupted: stop here, unless the disks are already switched. */
-	if (job->error_status == 0 && job->interrupted && !job->transaction_sent)
-		job_set_error(job, -EINTR, "interrupted");
-	if (job->error_status != 0) {
+	if (job->task.error_status == 0 && job->interrupted && !job->transaction_sent)
+		task_set_error(&job->task, -EINTR, "interrupted");
+	if (job->task.error_status != 0) {
 		job_enter(job, JOB_UNDO);
 		return;
 	}
 	job_enter(job, job_next(job, job->state));
 }
 
-void job_finish(struct job *job, enum job_state final)
+static void job_task_step(struct task *task)
 {
-	if (job->finished)
-		return;
-	job->finished = 1;
-	job->state = final;
+	job_step(task->data);
+}
+
+/* The task is over: the job is DONE or FAILED by its error. */
+static void job_done(struct task *task)
+{
+	struct job *job = task->data;
+
+	job->state = task->error_status != 0 ? JOB_FAILED : JOB_DONE;
 	job_throttle_leave(job);
-	if (job->retry_timer_init)
-		uv_close((uv_handle_t *)&job->retry_timer, NULL);
 	agent_close(&job->agent);
 	if (job->memfd >= 0) {
 		close(job->memfd);
@@ -1366,13 +1242,20 @@ void job_finish(struct job *job, enum job_state final)
 	job->on_done(job);
 }
 
+static const struct task_ops job_ops = {
+	.step = job_task_step,
+	.event = job_event,
+	.disconnect = job_disconnect,
+	.done = job_done,
+};
+
 /* ---- starting, stopping ---------------------------------------------- */
 
 static int job_check_disabled(struct job *job)
 {
 	if (job->spec.type != VM_TYPE_DISABLED)
 		return 0;
-	return job_set_error(job, -EPERM,
+	return task_set_error(&job->task, -EPERM,
 		"checkpoints are disabled for this VM (type=disabled in the registry)"), -1;
 }
 
@@ -1381,14 +1264,13 @@ static void on_ready(struct vmconn *conn, int status)
 	struct job *job = conn->data;
 
 	if (status < 0) {
-		job_set_error(job, status, "%s", conn->error);
-		job_finish(job, JOB_FAILED);
+		task_set_error(&job->task, status, "%s", conn->error);
+		task_finish(&job->task);
 		return;
 	}
-	qmp_client_on_event(&conn->qmp, on_event, job);
-	qmp_client_on_disconnect(&conn->qmp, on_disconnect, job);
+	task_attach(&job->task, conn);
 	if (job_name_direct_socket(job) < 0 || job_check_disabled(job) < 0) {
-		job_finish(job, JOB_FAILED);
+		task_finish(&job->task);
 		return;
 	}
 	job_enter(job, JOB_PROBE);
@@ -1396,7 +1278,10 @@ static void on_ready(struct vmconn *conn, int status)
 
 void job_start(struct job *job, uv_loop_t *loop, job_done_cb on_done)
 {
-	job->loop = loop;
+	task_init(&job->task, loop, job->spec.vm, &job_ops, job);
+	progress_start(&job->progress, loop, job->spec.vm);
+	job->task.progress = &job->progress;
+	task_phase(&job->task, job_states[JOB_CONNECT].phase);
 	job->on_done = on_done;
 	job->memfd = -1;
 	job->state = JOB_CONNECT;
@@ -1404,19 +1289,19 @@ void job_start(struct job *job, uv_loop_t *loop, job_done_cb on_done)
 	job->conn.data = job;
 	job->conn.require_name = !job->spec.name_check_off;
 	if (job_check_disabled(job) < 0) {
-		job_finish(job, JOB_FAILED);
+		task_finish(&job->task);
 		return;
 	}
 	if (vmconn_open(loop, &job->conn, job->spec.vm, job->spec.monitor,
 			job->spec.expect_name, 10000, on_ready) < 0) {
-		job_set_error(job, -EINVAL, "%s", job->conn.error);
-		job_finish(job, JOB_FAILED);
+		task_set_error(&job->task, -EINVAL, "%s", job->conn.error);
+		task_finish(&job->task);
 	}
 }
 
 void job_interrupt(struct job *job)
 {
-	if (job->finished || job->interrupted)
+	if (job->task.finished || job->interrupted)
 		return;
 	job->interrupted = 1;
 	/* Past the transaction the checkpoint is as good as made: finish it.
@@ -1430,14 +1315,14 @@ void job_interrupt(struct job *job)
 	}
 	if (job->queued) {
 		/* waiting for a save slot: nothing in flight */
-		job_set_error(job, -EINTR, "interrupted");
+		task_set_error(&job->task, -EINTR, "interrupted");
 		job_enter(job, JOB_UNDO);
 		return;
 	}
 	if (job->state != JOB_SAVE || !job->migrating)
 		return;
-	job_set_error(job, -EINTR, "interrupted");
-	if (job->outstanding == 0) {
+	task_set_error(&job->task, -EINTR, "interrupted");
+	if (job->task.outstanding == 0) {
 		job_enter(job, JOB_UNDO);
 		return;
 	}
@@ -1446,7 +1331,7 @@ void job_interrupt(struct job *job)
 	 * QEMU's MIGRATION cancelled event are in. */
 	if (!job->cancel_sent && job->mode != MODE_BACKGROUND && job_connected(job)) {
 		job->cancel_sent = 1;
-		job_send_ex(job, "migrate_cancel", NULL, -1, NULL, 1);
+		task_send_ex(&job->task, "migrate_cancel", NULL, -1, NULL, 1);
 	}
 }
 
@@ -1474,5 +1359,6 @@ void job_free(struct job *job)
 	free(job->dir);
 	free(job->memory_path);
 	job_spec_free(&job->spec);
+	progress_free(&job->progress);
 	free(job);
 }

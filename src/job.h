@@ -13,6 +13,7 @@
 #include "blockdev.h"
 #include "migrate.h"
 #include "registry.h"
+#include "task.h"
 #include "vmconn.h"
 
 enum ckpt_mode {
@@ -68,7 +69,8 @@ enum job_state {
 	JOB_SETTLE,        /* put the user's migration settings back */
 	JOB_RECORD,        /* fsync memory, write the record (thread pool) */
 	JOB_DONE,
-	JOB_UNDO,          /* the one failure path: see job_undo_next() */
+	JOB_UNDO,          /* the one failure path: the task's undo list,
+			    * entries from job-undo.c */
 	JOB_FAILED,
 };
 
@@ -91,8 +93,11 @@ struct job_throttle {
 
 struct job {
 	void *data;
+	/* the framework (task.h): replies and events counted, the first
+	 * error (task.error), the undo list, done once */
+	struct task task;
+	struct progress progress; /* the user's view of it (progress.h) */
 	struct job_spec spec;
-	uv_loop_t *loop;
 	struct vmconn conn;
 	enum job_state state;
 	job_done_cb on_done;
@@ -151,22 +156,19 @@ struct job {
 	int queued;
 	uint64_t queued_ms;
 
-	/* what has happened, for the undo path */
+	/* what has happened, for the undo entries (job-undo.c) */
 	int settings_changed;   /* migrate-set-* sent */
 	int fd_given;           /* the memory fd is in QEMU */
 	int fd_consumed;        /* migrate took it (getfd's named fd) */
-	int migrating;          /* migrate sent, no terminal event yet */
+	int migrating;          /* migrate sent, no terminal event yet (the
+				 * event is counted in task.awaiting) */
 	int guest_stopped;      /* STOP seen, RESUME not yet */
 	int resumed;            /* cont succeeded or RESUME seen */
 	int transaction_sent;
 	int transaction_done;
 	int converge_stop_sent;
-	int undo_phase;
 	int cancel_sent;
 	int record_written;
-	int resume_retries;
-	int retry_timer_init;
-	uv_timer_t retry_timer;
 	int interrupted;
 
 	/* measurements */
@@ -176,15 +178,9 @@ struct job {
 	long long pause_ms;
 	long long memory_bytes;
 
-	/* pending replies and events */
-	int outstanding;
-	int formats_pending;
-	int error_status;
-	char error[768];
-	char resume_error[1024]; /* a whole checkpoint, but the guest stayed stopped */
+	char resume_error[1280]; /* a whole checkpoint, but the guest stayed stopped */
 	uv_work_t work;
 	int work_rc;
-	int finished;
 };
 
 /* Start the job; on_done runs once when it is DONE or FAILED. */

@@ -10,6 +10,7 @@
 int log_verbose;
 int log_quiet;
 int log_debug;
+void (*log_before_output)(void);
 
 static void vline(const char *vm, const char *kind, const char *fmt,
 		  va_list ap)
@@ -23,6 +24,8 @@ static void vline(const char *vm, const char *kind, const char *fmt,
 		snprintf(line, sizeof line, "qckpt: %s: %s%s\n", vm, kind, msg);
 	else
 		snprintf(line, sizeof line, "qckpt: %s%s\n", kind, msg);
+	if (log_before_output != NULL)
+		log_before_output();
 	fputs(line, stderr);
 }
 

@@ -25,6 +25,10 @@ void warn_vm(const char *vm, const char *fmt, ...)
 void verbose_vm(const char *vm, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* Called before any line goes to stderr (the live progress lines clear
+ * themselves), or NULL. */
+extern void (*log_before_output)(void);
+
 /* --debug: one QMP message, "HH:MM:SS.mmmmmm VM > {...}". */
 void debug_qmp(const char *vm, char dir, const char *text, unsigned long len);
 

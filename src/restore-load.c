@@ -312,57 +312,43 @@ static void enter_incoming(struct restore_load *load)
 		   uri, load->direct_io ? ", direct-io" : load->cached ? ", from the page cache" : "");
 	load->migrating = 1;
 	load->incoming_ms = mono_ms();
+	if (load->progress != NULL)
+		progress_watch(load->progress, PROGRESS_SRC_INCOMING, &load->conn.qmp, load->memfd,
+			       json_integer_value(json_object_get(load->pending, "Bytes")));
 	load->task.awaiting++;
 	uv_timer_start(&load->timer, on_load_deadline, (uint64_t)load_timeout_ms(load), 0);
 	task_send(&load->task, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL);
 }
 
-static void load_send_cont(struct restore_load *load);
-
-static void on_cont_retry(uv_timer_t *timer)
+/* A cont that failed before the guest resumed: its RESUME will not come.
+ * (Refused while QEMU finishes the load, "not finalized", it is retried
+ * by task_send_resume first.) */
+static void on_cont_reply(struct task *task, struct task_call *call, int status,
+			  const struct qmp_error *qerr)
 {
-	load_send_cont(timer->data);
-}
+	struct restore_load *load = task->data;
 
-static void on_cont_reply(qmp_client *client, int status, json_t *result,
-			  const struct qmp_error *qerr, void *arg)
-{
-	struct restore_load *load = arg;
-
-	if (load->task.finished)
+	if (status == 0 || load->resumed)
 		return;
-	/* Right after MIGRATION completed QEMU may still be finishing the
-	 * load ("not finalized", as on the source side): retry shortly. */
-	if (status == QMP_ECOMMAND && load->cont_retries < 12 && !load->resumed) {
-		uv_timer_start(&load->timer, on_cont_retry, 1u << load->cont_retries++, 0);
-		return;
-	}
-	if (status != 0 && !load->resumed) {
-		task_set_error(&load->task, status, "cont: %s",
-			       status == QMP_ECOMMAND ? qerr->desc : qmp_strerror(status));
-		load->task.awaiting = 0;
-	}
-	load->task.outstanding--;
-	task_wait(&load->task);
-}
-
-static void load_send_cont(struct restore_load *load)
-{
-	if (load->conn.qmp.state != QMP_STATE_READY ||
-	    qmp_client_execute(&load->conn.qmp, "cont", NULL, on_cont_reply, load) < 0) {
-		task_set_error(&load->task, QMP_ECLOSED, "cont: the restore monitor closed");
-		load->task.awaiting = 0;
-		load->task.outstanding--;
-		task_wait(&load->task);
-	}
+	task_set_error(task, status, "cont: %s",
+		       status == QMP_ECOMMAND ? qerr->desc : qmp_strerror(status));
+	task->awaiting = 0;
 }
 
 static void enter_resume(struct restore_load *load)
 {
+	struct task_call *call;
+
 	if (!load->resumed)
-		load->task.awaiting++;
-	load->task.outstanding++;
-	load_send_cont(load);
+		load->task.awaiting++; /* its RESUME event */
+	call = task_send_resume(&load->task, 1, NULL, NULL);
+	if (call == NULL) {
+		task_set_error(&load->task, QMP_ECLOSED, "cont: the restore monitor closed");
+		load->task.awaiting = 0;
+		return;
+	}
+	call->quiet = 1;
+	call->after = on_cont_reply;
 }
 
 /* What the load switched on stays on in QEMU and would be the next
@@ -535,6 +521,9 @@ static void load_done(struct task *task)
 	struct restore_load *load = task->data;
 
 	uv_timer_stop(&load->timer);
+	/* the fd the progress reads goes now */
+	if (load->progress != NULL)
+		progress_watch(load->progress, PROGRESS_SRC_NONE, NULL, -1, -1);
 	if (load->memfd >= 0)
 		close(load->memfd);
 	if (load->memfd_direct >= 0)

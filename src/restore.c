@@ -781,6 +781,7 @@ static void enter_launch(struct restore *r)
 	r->sock = xasprintf("%s/monitor", r->sockdir);
 	if (r->memory != NULL) {
 		r->load.data = r;
+		r->load.progress = &r->progress;
 		r->load_used = 1;
 		rc = restore_load_listen(&r->load, r->loop, r->sock);
 		if (rc < 0) {
@@ -824,9 +825,25 @@ static enum restore_state restore_next(const struct restore *r)
 	}
 }
 
+/* What the user sees of each state (progress.h). */
+static const char *const restore_phases[] = {
+	[RESTORE_FIND] = "checking",
+	[RESTORE_CONNECT] = "checking",
+	[RESTORE_PROBE] = "checking",
+	[RESTORE_OVERLAYS] = "preparing",
+	[RESTORE_COMMIT] = "preparing",
+	[RESTORE_QUIT] = "stopping",
+	[RESTORE_LAUNCH] = "starting QEMU",
+	[RESTORE_LOAD] = "loading memory",
+	[RESTORE_DONE] = "done",
+};
+_Static_assert(sizeof restore_phases / sizeof restore_phases[0] == RESTORE_DONE + 1,
+	       "every state of restore.h has its phase here");
+
 static void restore_enter(struct restore *r, enum restore_state state)
 {
 	r->state = state;
+	task_phase(&r->task, restore_phases[state]);
 	switch (state) {
 	case RESTORE_CONNECT:  enter_connect(r); break;
 	case RESTORE_PROBE:    enter_probe(r); break;
@@ -929,7 +946,10 @@ void restore_start(struct restore *r, uv_loop_t *loop,
 	r->pidfd = -1;
 	r->start_ms = r->start_ms ? r->start_ms : mono_ms();
 	task_init(&r->task, loop, r->spec.vm, &restore_ops, r);
+	progress_start(&r->progress, loop, r->spec.vm);
+	r->task.progress = &r->progress;
 	r->state = RESTORE_FIND;
+	task_phase(&r->task, restore_phases[RESTORE_FIND]);
 	if (restore_find(r) < 0) {
 		task_finish(&r->task);
 		return;
@@ -970,5 +990,6 @@ void restore_free(struct restore *r)
 	free(r->spec.overlay_dir);
 	free(r->spec.checkpoint);
 	free(r->spec.registry_path);
+	progress_free(&r->progress);
 	free(r);
 }

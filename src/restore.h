@@ -49,13 +49,13 @@ struct restore_load {
 	enum load_state state;
 	char *vm, *catalog_root, *sock_path;
 	json_t *pending;      /* vm.json's PendingRestore */
+	struct progress *progress; /* the restore's, or NULL (qckpt run) */
 	uv_pipe_t server;
 	int server_open;
 	struct vmconn conn;
 	int conn_used;
-	uv_timer_t timer;     /* accept deadline; cont retries */
+	uv_timer_t timer;     /* accept and load deadlines */
 	int timer_open;
-	int cont_retries;
 
 	json_t *caps, *params, *status, *fd_reply, *migration;
 	int use_fdset, mapped_ram, direct_io, fdset_id;
@@ -121,6 +121,7 @@ struct restore {
 	void *data;
 	struct restore_spec spec;
 	struct task task;
+	struct progress progress; /* the user's view of it (progress.h) */
 	enum restore_state state;
 	uv_loop_t *loop;
 	uint64_t start_ms;

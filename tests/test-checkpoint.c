@@ -2116,6 +2116,185 @@ static void test_registry_error_names_file_and_line(void **state)
 	free(bad);
 }
 
+/* ---- progress (qckpt(1) PROGRESS) --------------------------------------- */
+
+/* The --progress=json objects among stderr's lines (warnings are text). */
+static json_t *progress_objects(const char *err)
+{
+	json_t *all = json_array();
+
+	for (const char *p = err; p != NULL && *p != '\0';) {
+		size_t len = strcspn(p, "\n");
+		json_t *o = p[0] == '{' ? json_loadb(p, len, 0, NULL) : NULL;
+
+		if (json_is_object(o))
+			json_array_append(all, o);
+		json_decref(o);
+		p += len + (p[len] == '\n');
+	}
+	return all;
+}
+
+static ssize_t first_phase(json_t *lines, const char *phase)
+{
+	size_t i;
+	json_t *l;
+
+	json_array_foreach(lines, i, l)
+		if (strcmp(jstr(l, "Phase"), phase) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+/* A save that goes on for a while, so that the 250 ms ticks fall in it. */
+static struct hvm_opts progress_vm(const char *name)
+{
+	struct hvm_opts o = { .name = name, .ndisks = 1, .mem_mib = 512,
+			      .append = "qckpt.dirty_mib=128" };
+
+	return o;
+}
+
+static void test_progress_json_lines_follow_the_phases_with_qemus_growing_byte_counts(void **state)
+{
+	struct hvm_opts o = progress_vm("pjson");
+	struct hvm *vm = boot(o);
+	static const char *const order[] = {
+		"preparing", "saving memory", "switching disks", "recording", "done",
+	};
+	struct run r;
+	json_t *lines, *rec, *l;
+	ssize_t prev = -1;
+	long long last = -1;
+	int figures = 0;
+	size_t i;
+
+	registry_add(hvm_name(vm), hvm_qmp_path(vm), NULL);
+	r = qckpt("checkpoint", "--passthru", "--mode=paused", "--progress=json",
+		  hvm_name(vm), "p1", NULL);
+	assert_int_equal(r.status, 0);
+	lines = progress_objects(r.err);
+	for (i = 0; i < sizeof order / sizeof order[0]; i++) {
+		ssize_t at = first_phase(lines, order[i]);
+
+		if (at <= prev)
+			fail_msg("phase '%s' at %zd, not after %zd: %s", order[i], at, prev, r.err);
+		prev = at;
+	}
+	assert_string_equal(jstr(json_array_get(lines, json_array_size(lines) - 1), "Phase"), "done");
+	json_array_foreach(lines, i, l) {
+		json_t *done = json_object_get(l, "BytesDone");
+
+		assert_string_equal(jstr(l, "VMName"), hvm_name(vm));
+		assert_non_null(json_object_get(l, "Time"));
+		if (json_is_null(done))
+			continue;
+		/* QEMU's counters, only while memory is saved, never shrinking */
+		assert_string_equal(jstr(l, "Phase"), "saving memory");
+		assert_true(json_integer_value(done) >= last);
+		last = json_integer_value(done);
+		assert_true(json_integer_value(json_object_get(l, "BytesTotal")) >= (256ll << 20));
+		figures++;
+	}
+	if (figures == 0)
+		fail_msg("no line with QEMU's byte counts while saving memory: %s", r.err);
+	json_decref(lines);
+	lines = json_lines(r.out);
+	rec = json_array_get(lines, 0);
+	assert_non_null(rec);
+	restore_and_check(rec, o);
+	json_decref(lines);
+	run_free(&r);
+	hvm_free(vm);
+}
+
+/* script(1) gives qckpt a terminal for stderr; the transcript is its
+ * stdout.  The record goes to a file. */
+static char *checkpoint_on_a_terminal(const char *vm, const char *name, char **record)
+{
+	char *out = fmt("%s/%s.record", harness_tmpdir(), name);
+	char *cmd = fmt("COLUMNS=200 script -qfec '%s checkpoint --passthru --mode=paused %s %s >%s' /dev/null",
+			harness_qckpt(), vm, name, out);
+	struct run r = shell(cmd);
+	char *transcript = r.out;
+
+	if (r.status != 0)
+		fail_msg("checkpoint on a terminal failed (%d): %s%s", r.status, r.out, r.err);
+	*record = read_file(out);
+	assert_non_null(*record);
+	free(r.err);
+	free(cmd);
+	free(out);
+	return transcript;
+}
+
+static void test_progress_line_is_live_on_a_terminal_and_absent_on_a_pipe(void **state)
+{
+	struct hvm_opts o = progress_vm("ptty");
+	struct hvm *vm = boot(o);
+	char *text, *record = NULL, *want;
+	json_t *lines;
+	struct run r;
+
+	registry_add(hvm_name(vm), hvm_qmp_path(vm), NULL);
+	text = checkpoint_on_a_terminal(hvm_name(vm), "t1", &record);
+	/* the VM's line, with its phase and QEMU's MiB figures, redrawn in
+	 * place (cursor up, erase down) and cleared at the end */
+	want = fmt("qckpt: %s: saving memory ", hvm_name(vm));
+	if (strstr(text, want) == NULL || strstr(text, " MiB") == NULL ||
+	    strstr(text, "\033[J") == NULL)
+		fail_msg("no live progress line on the terminal: %s", text);
+	free(want);
+	want = fmt("qckpt: %s: preparing", hvm_name(vm));
+	assert_non_null(strstr(text, want));
+	free(want);
+	lines = json_lines(record);
+	assert_int_equal(json_array_size(lines), 1);
+	restore_and_check(json_array_get(lines, 0), o);
+	json_decref(lines);
+	free(record);
+	free(text);
+	/* stderr a pipe: not a trace of it */
+	r = qckpt("checkpoint", "--mode=disk-only", hvm_name(vm), "t2", NULL);
+	assert_int_equal(r.status, 0);
+	assert_null(strstr(r.err, "\033"));
+	assert_null(strstr(r.err, "preparing"));
+	assert_null(strstr(r.err, "recording"));
+	run_free(&r);
+	hvm_free(vm);
+}
+
+static void test_as_job_records_progress_that_job_show_prints(void **state)
+{
+	struct hvm_opts o = { .name = "pjob", .ndisks = 1 };
+	struct hvm *vm = boot(o);
+	struct run r;
+	char id[16];
+	json_t *job, *rows, *last;
+
+	registry_add(hvm_name(vm), hvm_qmp_path(vm), NULL);
+	r = qckpt("checkpoint", "--as-job", "--mode=disk-only", hvm_name(vm), "j1", NULL);
+	assert_int_equal(r.status, 0);
+	snprintf(id, sizeof id, "%.*s", (int)strcspn(r.out, "\n"), r.out);
+	run_free(&r);
+	r = qckpt("job", "wait", "--timeout", "120", "--progress=json", id, NULL);
+	assert_int_equal(r.status, 0);
+	run_free(&r);
+	r = qckpt("job", "show", id, NULL);
+	assert_int_equal(r.status, 0);
+	job = json_loads(r.out, 0, NULL);
+	assert_non_null(job);
+	rows = json_object_get(job, "Progress");
+	assert_int_equal(json_array_size(rows), 1);
+	last = json_array_get(rows, 0);
+	assert_string_equal(jstr(last, "VMName"), hvm_name(vm));
+	assert_string_equal(jstr(last, "Phase"), "done");
+	assert_true(json_integer_value(json_object_get(last, "ElapsedMs")) > 0);
+	json_decref(job);
+	run_free(&r);
+	hvm_free(vm);
+}
+
 /* ---- groups ----------------------------------------------------------- */
 
 /* The registry is this file's own (registry_reset, registry_add). */
@@ -2193,6 +2372,9 @@ int main(void)
 		cmocka_unit_test(test_disks_with_one_stem_get_distinct_overlays),
 		cmocka_unit_test(test_refused_migrate_leaves_no_descriptor_in_qemu),
 		cmocka_unit_test(test_ctrl_c_with_a_reply_in_flight_cancels_and_a_second_one_reports),
+		cmocka_unit_test(test_progress_json_lines_follow_the_phases_with_qemus_growing_byte_counts),
+		cmocka_unit_test(test_progress_line_is_live_on_a_terminal_and_absent_on_a_pipe),
+		cmocka_unit_test(test_as_job_records_progress_that_job_show_prints),
 	};
 	const struct CMUnitTest tests_qemu10[] = {
 		MODE_TESTS,
@@ -2203,6 +2385,8 @@ int main(void)
 		cmocka_unit_test(test_disks_with_one_stem_get_distinct_overlays),
 		cmocka_unit_test(test_ctrl_c_with_a_reply_in_flight_cancels_and_a_second_one_reports),
 		cmocka_unit_test(test_throttle_limit_prepares_every_vm_and_queues_only_the_saves),
+		cmocka_unit_test(test_progress_json_lines_follow_the_phases_with_qemus_growing_byte_counts),
+		cmocka_unit_test(test_progress_line_is_live_on_a_terminal_and_absent_on_a_pipe),
 	};
 	int failed;
 

@@ -1,0 +1,168 @@
+/*
+ * cmd-jobs.c: see cmd-jobs.h.  One copy of what checkpoint and restore
+ * did alike (and remove and export will): the switches every per-VM
+ * command takes, WhatIf and Confirm, --as-job, the loop and its signals,
+ * and the exit status, so that the commands agree on them by construction.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "asjob.h"
+#include "cmd-jobs.h"
+#include "log.h"
+#include "registry.h"
+
+int cmd_jobs_option(struct cmd_jobs *j, int opt, const char *arg)
+{
+	switch (opt) {
+	case 'n':
+		j->named = 1;
+		if (strcmp(arg, "-") == 0) {
+			j->names_word = NULL;
+			return vm_names_read_stdin(&j->names) < 0 ? -1 : 1;
+		}
+		j->names_word = arg;
+		vm_names_add_list(&j->names, arg);
+		return 1;
+	case OPT_JOBS_PASSTHRU: j->passthru = 1; return 1;
+	case OPT_JOBS_WHATIF: j->whatif = 1; return 1;
+	case OPT_JOBS_CONFIRM: j->confirm = 1; return 1;
+	case OPT_JOBS_AS_JOB: j->as_job = 1; return 1;
+	case OPT_JOBS_PROGRESS:
+		if (progress_parse(arg, &j->progress) < 0)
+			return error("--progress: auto, none or json, not '%s'", arg), -1;
+		return 1;
+	case OPT_ERROR_ACTION:
+		if (strcmp(arg, "stop") != 0 && strcmp(arg, "continue") != 0)
+			return error("--error-action: continue or stop, not '%s'", arg), -1;
+		j->stop_on_error = strcmp(arg, "stop") == 0;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int cmd_jobs_prepare(struct cmd_jobs *j, int parse_rc, struct registry *reg)
+{
+	char err[512];
+
+	if (parse_rc == 0 && registry_load(cmd_registry_path, reg, err, sizeof err) == 0)
+		return -1;
+	if (parse_rc == 0)
+		error("%s", err);
+	cmd_jobs_free(j);
+	return parse_rc > 0 ? EXIT_ALL_OK : EXIT_USAGE;
+}
+
+int cmd_jobs_names(struct cmd_jobs *j, int argc, char **argv)
+{
+	if (j->named || optind >= argc)
+		return 0;
+	if (strcmp(argv[optind], "-") == 0) {
+		if (vm_names_read_stdin(&j->names) < 0)
+			return -1;
+	} else {
+		vm_names_add_list(&j->names, argv[optind]);
+		j->names_word = argv[optind];
+	}
+	optind++;
+	return 0;
+}
+
+int cmd_jobs_check_names(const struct cmd_jobs *j)
+{
+	if (j->names.n == 0)
+		return error("no VM named; give NAME[,NAME...], -n NAME or - to read names from stdin");
+	return 0;
+}
+
+int cmd_jobs_select(struct cmd_jobs *j, const char *operation, const char *detail,
+		    int (*add)(struct cmd_jobs *j, const char *name))
+{
+	int all = 0;
+
+	for (size_t i = 0; i < j->names.n; i++) {
+		const char *name = j->names.v[i];
+		int yes = 1;
+
+		if (j->whatif) {
+			printf("What if: Performing operation \"%s\" on target \"%s\".\n",
+			       operation, name);
+			continue;
+		}
+		if (j->confirm && (yes = cmd_confirm(operation, name, detail, &all)) < 0)
+			return -1;
+		if (yes && add(j, name) < 0)
+			j->some_unknown = 1;
+	}
+	return 0;
+}
+
+int cmd_jobs_detach(struct cmd_jobs *j, int argc, char **argv)
+{
+	int detached;
+
+	if (!j->as_job)
+		return 0;
+	/* Prompts and name checks are done: the rest goes on alone. */
+	detached = asjob_detach(argc, argv);
+	return detached > 0 ? 1 : detached < 0 ? -1 : 0;
+}
+
+static void on_signal(uv_signal_t *handle, int signum)
+{
+	struct cmd_jobs *j = handle->data;
+
+	j->on_signal(j, ++j->signals);
+}
+
+void cmd_jobs_maybe_close(struct cmd_jobs *j)
+{
+	if (j->running == 0 && uv_is_active((uv_handle_t *)&j->sigint)) {
+		uv_close((uv_handle_t *)&j->sigint, NULL);
+		uv_close((uv_handle_t *)&j->sigterm, NULL);
+	}
+}
+
+void cmd_jobs_started(struct cmd_jobs *j)
+{
+	j->running++;
+}
+
+void cmd_jobs_done(struct cmd_jobs *j, int failed)
+{
+	j->running--;
+	if (failed)
+		j->failed = 1;
+}
+
+int cmd_jobs_status(const struct cmd_jobs *j, int usage_error)
+{
+	if (usage_error)
+		return EXIT_USAGE;
+	return j->failed || j->some_unknown ? EXIT_SOME_FAILED : EXIT_ALL_OK;
+}
+
+int cmd_jobs_run(struct cmd_jobs *j, void (*start)(struct cmd_jobs *j))
+{
+	uv_loop_init(&j->loop);
+	uv_signal_init(&j->loop, &j->sigint);
+	uv_signal_init(&j->loop, &j->sigterm);
+	j->sigint.data = j->sigterm.data = j;
+	uv_signal_start(&j->sigint, on_signal, SIGINT);
+	uv_signal_start(&j->sigterm, on_signal, SIGTERM);
+	progress_board_open(j->progress);
+	start(j);
+	cmd_jobs_maybe_close(j);
+	uv_run(&j->loop, UV_RUN_DEFAULT);
+	uv_loop_close(&j->loop);
+	progress_board_close();
+	return cmd_jobs_status(j, 0);
+}
+
+void cmd_jobs_free(struct cmd_jobs *j)
+{
+	vm_names_free(&j->names);
+}
