@@ -17,6 +17,7 @@ static const struct cmd_entry *cmd_table[] = {
 	&cmd_list_entry,
 	&cmd_qmp_entry,
 	&cmd_register_entry,
+	&cmd_remove_entry,
 	&cmd_restore_entry,
 	&cmd_run_entry,
 	&cmd_stop_entry,

@@ -30,6 +30,7 @@ extern const struct cmd_entry cmd_job_entry;
 extern const struct cmd_entry cmd_list_entry;
 extern const struct cmd_entry cmd_qmp_entry;
 extern const struct cmd_entry cmd_register_entry;
+extern const struct cmd_entry cmd_remove_entry;
 extern const struct cmd_entry cmd_restore_entry;
 extern const struct cmd_entry cmd_run_entry;
 extern const struct cmd_entry cmd_stop_entry;
