@@ -41,8 +41,9 @@
  *     child that a record names is written here, but only with the data it
  *     already reads through F: its view never changes (copy-on-read), the
  *     one way to merge F without writing P (libvirt refuses this case).
- *     F without a backing file (the original image) and several children
- *     stays: streaming would copy the whole disk into every branch.
+ *     F the disk's original image (vm.json's OriginalImage: the bottom
+ *     of every chain qckpt records) stays when several branches read it:
+ *     streaming would copy the whole disk into every branch.
  *
  * Crash safety: the journal holds the victim's record and its merges
  * before anything changes; each merge keeps every view intact at every
@@ -249,7 +250,8 @@ static void note(json_t *notes, const char *fmt, ...)
 }
 
 static void plan_disk(json_t *ops, json_t *drops, json_t *d, json_t *index,
-		      json_t *named, json_t *frozen, json_t *chains, json_t *notes)
+		      json_t *named, json_t *frozen, json_t *chains, json_t *originals,
+		      json_t *notes)
 {
 	const char *dev = json_string_value(json_object_get(d, "Device")) ?: "?";
 	const char *f = json_string_value(json_object_get(d, "CheckpointImage"));
@@ -294,8 +296,8 @@ static void plan_disk(json_t *ops, json_t *drops, json_t *d, json_t *index,
 		/* 5. branches: F's data goes up into each of them */
 		const char *b = json_string_value(json_object_get(index, f));
 
-		if (b == NULL) {
-			note(notes, "disk %s: %s stays: it is the disk's bottom image and %zu branches read it",
+		if (b == NULL || in_set(originals, f)) {
+			note(notes, "disk %s: %s stays: it is the disk's original image and %zu branches read it",
 			     dev, f, json_array_size(kids));
 		} else {
 			json_array_foreach(kids, i, k)
@@ -312,9 +314,11 @@ json_t *remove_plan(json_t *list, json_t *victim, json_t *vmstate,
 	const char *id = json_string_value(json_object_get(victim, "Id"));
 	json_t *known = json_object(), *named = json_object();
 	json_t *frozen = frozen_images(list, id), *chains = chain_images(vmstate, running);
-	json_t *ops = json_array(), *drops = json_array(), *index, *d;
+	json_t *ops = json_array(), *drops = json_array(), *originals = json_object(), *index, *d;
 	size_t i;
 
+	json_array_foreach(json_object_get(vmstate, "Disks"), i, d)
+		add_path(originals, json_string_value(json_object_get(d, "OriginalImage")));
 	catalog_images(list, id, vmstate, named);
 	json_object_update(known, named);
 	json_object_update(known, chains);
@@ -324,7 +328,7 @@ json_t *remove_plan(json_t *list, json_t *victim, json_t *vmstate,
 	}
 	index = scan_headers(known);
 	json_array_foreach(json_object_get(victim, "Disks"), i, d)
-		plan_disk(ops, drops, d, index, named, frozen, chains, notes);
+		plan_disk(ops, drops, d, index, named, frozen, chains, originals, notes);
 	json_array_extend(ops, drops);
 	json_decref(drops);
 	json_decref(index);
@@ -332,6 +336,7 @@ json_t *remove_plan(json_t *list, json_t *victim, json_t *vmstate,
 	json_decref(named);
 	json_decref(frozen);
 	json_decref(chains);
+	json_decref(originals);
 	return ops;
 }
 

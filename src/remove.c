@@ -566,6 +566,21 @@ static void queue_rebase_children(struct remove *r, const char *top, const char 
 	json_decref(list);
 }
 
+/*
+ * Testing only: QCKPT_TEST_REMOVE_STOP_AT=job stops the process (SIGSTOP)
+ * right after a block job was sent, so that a test can kill qckpt while
+ * QEMU merges.  Says so on stderr first.
+ */
+static void remove_test_stop_at(struct remove *r, const char *where)
+{
+	const char *at = getenv("QCKPT_TEST_REMOVE_STOP_AT");
+
+	if (at != NULL && strcmp(at, where) == 0) {
+		fprintf(stderr, "qckpt: %s: test: stopped at %s (QCKPT_TEST_REMOVE_STOP_AT)\n", r->spec.vm, where);
+		raise(SIGSTOP);
+	}
+}
+
 static void start_job(struct remove *r, const char *command, json_t *args, int active)
 {
 	snprintf(r->job_id, sizeof r->job_id, "qckpt-rm-%d-%d", (int)getpid(), ++r->job_seq);
@@ -578,6 +593,7 @@ static void start_job(struct remove *r, const char *command, json_t *args, int a
 	r->job_info = NULL;
 	r->task.awaiting++; /* its "concluded" */
 	task_send(&r->task, command, args, NULL);
+	remove_test_stop_at(r, "job");
 }
 
 /* A merge the running QEMU does; 1 if it took it, -1 on error. */
@@ -656,8 +672,12 @@ static void enter_merge(struct remove *r)
 		     top, json_string_value(json_object_get(o, "Base")));
 		return;
 	}
-	if (pivoting && running_disk(r, top) == NULL) {
-		/* the pivot happened before the remove was killed */
+	if (r->online && strcmp(json_string_value(json_object_get(o, "Op")) ?: "", "commit") == 0 &&
+	    running_disk(r, top) == NULL &&
+	    running_disk(r, json_string_value(json_object_get(o, "Base"))) != NULL) {
+		/* QEMU finished this commit (and its pivot) before a killed
+		 * remove could say so: the one reader of Base was Top, so
+		 * Base runs without Top only after the commit. */
 		queue_rebase_children(r, top, json_string_value(json_object_get(o, "Base")),
 				      json_string_value(json_object_get(o, "BaseFormat")) ?: "qcow2");
 		run_queued(r);
