@@ -300,8 +300,13 @@ static void plan_disk(json_t *ops, json_t *drops, json_t *d, json_t *index,
 			note(notes, "disk %s: %s stays: it is the disk's original image and %zu branches read it",
 			     dev, f, json_array_size(kids));
 		} else {
-			json_array_foreach(kids, i, k)
-				json_array_append_new(ops, op("stream", dev, json_string_value(k), b));
+			json_array_foreach(kids, i, k) {
+				json_t *o = op("stream", dev, json_string_value(k), b);
+
+				/* the parent record's ActiveImage follows F's data */
+				json_object_set_new(o, "Replaces", json_string(f));
+				json_array_append_new(ops, o);
+			}
 			json_array_append_new(drops, op("drop", dev, f, NULL));
 		}
 	}

@@ -591,7 +591,7 @@ static void start_job(struct remove *r, const char *command, json_t *args, int a
 	r->job_concluded = 0;
 	json_decref(r->job_info);
 	r->job_info = NULL;
-	r->task.awaiting++; /* its "concluded" */
+	/* remove_step waits for its "concluded" (job_concluded) */
 	task_send(&r->task, command, args, NULL);
 	remove_test_stop_at(r, "job");
 }
@@ -618,7 +618,8 @@ static int merge_online(struct remove *r, json_t *o)
 	if (strcmp(kind, "stream") == 0) {
 		verbose_vm(r->spec.vm, "block-stream of %s's backing data into %s (QEMU)", base, top);
 		start_job(r, "block-stream", json_pack("{s:s, s:s}", "device", tnode, "base-node", bnode), 0);
-	} else if (strcmp(tnode, root) == 0) {
+	} else if (strcmp(tnode, root) == 0 ||
+		   chain_same_file(json_string_value(json_object_get(disk, "Image")) ?: "", top)) {
 		verbose_vm(r->spec.vm, "active commit of %s into %s, then the pivot (QEMU)", top, base);
 		start_job(r, "block-commit", json_pack("{s:s, s:s}", "device", root, "base-node", bnode), 1);
 	} else {
@@ -722,11 +723,20 @@ static void enter_fixup(struct remove *r)
 	int commit = strcmp(json_string_value(json_object_get(o, "Op")) ?: "", "commit") == 0;
 	char err[1024];
 
-	if (remove_fixup_catalog(r->spec.catalog_root, r->spec.vm,
-				 commit ? json_string_value(json_object_get(o, "Top")) : NULL,
-				 json_string_value(json_object_get(o, "Base")),
-				 json_string_value(json_object_get(o, "BaseFormat")) ?: "qcow2",
-				 err, sizeof err) < 0) {
+	const char *replaces = json_string_value(json_object_get(o, "Replaces"));
+	int rc;
+
+	if (commit)
+		rc = remove_fixup_catalog(r->spec.catalog_root, r->spec.vm,
+					  json_string_value(json_object_get(o, "Top")),
+					  json_string_value(json_object_get(o, "Base")),
+					  json_string_value(json_object_get(o, "BaseFormat")) ?: "qcow2",
+					  err, sizeof err);
+	else
+		rc = remove_fixup_catalog(r->spec.catalog_root, r->spec.vm, replaces,
+					  json_string_value(json_object_get(o, "Top")), "qcow2",
+					  err, sizeof err);
+	if (rc < 0) {
 		fail(r, -EIO, "%s; %s", err, again(r));
 		return;
 	}
@@ -845,6 +855,9 @@ static void remove_step(struct task *task)
 {
 	struct remove *r = task->data;
 
+	if (r->state == RM_MERGE && r->job_id[0] != '\0' && !r->job_concluded &&
+	    task->error_status == 0)
+		return; /* the job runs: its JOB_STATUS_CHANGE events come */
 	if (task->error_status == 0 && (r->state == RM_PROBE || r->state == RM_REPROBE))
 		read_running(r);
 	if (task->error_status == 0 && r->state == RM_MERGE && r->job_id[0] != '\0') {
@@ -886,7 +899,9 @@ static void remove_event(struct task *task, const char *name, json_t *data)
 		}
 	if (r->job_id[0] == '\0' || strcmp(id, r->job_id) != 0)
 		return;
-	if (strcmp(st, "ready") == 0 && r->job_active && !r->job_pivot_sent) {
+	/* Only an active commit gets ready (a commit whose top QEMU found to
+	 * be the active layer too) */
+	if (strcmp(st, "ready") == 0 && !r->job_pivot_sent) {
 		/* Before the pivot: a remove killed from here on must not
 		 * commit the old active layer offline over newer writes. */
 		json_object_set_new(current_op(r), "Pivoting", json_true());
@@ -910,7 +925,8 @@ static void remove_disconnect(struct task *task)
 	struct remove *r = task->data;
 
 	fail(r, QMP_ECLOSED, "QEMU closed its monitor during the removal (did it exit?); %s", again(r));
-	if (task->awaiting > 0)
+	/* a qemu-img under way steps the task when it exits */
+	if (!r->proc_open)
 		task_fail(task);
 }
 
