@@ -19,6 +19,7 @@
 #include "job.h"
 #include "log.h"
 #include "output.h"
+#include "remove.h"
 #include "util.h"
 #include "vmnames.h"
 
@@ -42,6 +43,7 @@ enum {
 	OPT_CREDENTIAL,
 	OPT_SESSION,
 	OPT_AS_JOB,
+	OPT_KEEP,
 };
 
 struct checkpoint_cmd {
@@ -51,6 +53,8 @@ struct checkpoint_cmd {
 	int snapshot_positional;  /* the checkpoint name was the second word */
 	int passthru, whatif, confirm, as_job;
 	int stop_on_error;
+	long keep;                /* --keep N: prune to N after, or -1 */
+	struct vm_names done;     /* VMs whose checkpoint was made */
 	struct job_throttle throttle;
 	int type_given;
 	enum vm_type type;
@@ -213,8 +217,11 @@ static int run_jobs(struct checkpoint_cmd *c)
 	start_next(c);
 	uv_run(&c->loop, UV_RUN_DEFAULT);
 	uv_loop_close(&c->loop);
-	for (size_t i = 0; i < c->njobs; i++)
+	for (size_t i = 0; i < c->njobs; i++) {
+		if (c->jobs[i]->state == JOB_DONE)
+			vm_names_add(&c->done, c->jobs[i]->spec.vm);
 		job_free(c->jobs[i]);
+	}
 	free(c->jobs);
 	return c->failed ? EXIT_SOME_FAILED : EXIT_ALL_OK;
 }
@@ -283,6 +290,7 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 		{ "credential", required_argument, NULL, OPT_CREDENTIAL },
 		{ "session", required_argument, NULL, OPT_SESSION },
 		{ "as-job", no_argument, NULL, OPT_AS_JOB },
+		{ "keep", required_argument, NULL, OPT_KEEP },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt, named = 0;
@@ -334,6 +342,10 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 				     opt == OPT_CREDENTIAL ? "credential" : "session");
 		case OPT_AS_JOB:
 			c->as_job = 1;
+			break;
+		case OPT_KEEP:
+			if (parse_long(optarg, 1, 1000000, &c->keep) < 0)
+				return error("--keep: how many checkpoints each VM keeps (1 or more), not '%s'", optarg);
 			break;
 		default:
 			return -1;
@@ -448,11 +460,15 @@ static int cmd_checkpoint_exec(int argc, char **argv)
 	}
 	rc = run_jobs(&c);
 	registry_free(&reg); /* the jobs borrowed it */
+	/* retention after the checkpoints that were made */
+	if (c.keep > 0 && c.done.n > 0 && remove_prune(&c.done, c.keep, 0, c.stop_on_error) != EXIT_ALL_OK)
+		rc = EXIT_SOME_FAILED;
 	if (some_unknown)
 		rc = EXIT_SOME_FAILED;
 	if (c.as_job)
 		rc = asjob_finish(rc);
 out:
 	vm_names_free(&c.names);
+	vm_names_free(&c.done);
 	return rc;
 }

@@ -15,6 +15,7 @@ static const struct cmd_entry *cmd_table[] = {
 	&cmd_disks_entry,
 	&cmd_job_entry,
 	&cmd_list_entry,
+	&cmd_prune_entry,
 	&cmd_qmp_entry,
 	&cmd_register_entry,
 	&cmd_remove_entry,

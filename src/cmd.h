@@ -28,6 +28,7 @@ extern const struct cmd_entry cmd_checkpoint_entry;
 extern const struct cmd_entry cmd_disks_entry;
 extern const struct cmd_entry cmd_job_entry;
 extern const struct cmd_entry cmd_list_entry;
+extern const struct cmd_entry cmd_prune_entry;
 extern const struct cmd_entry cmd_qmp_entry;
 extern const struct cmd_entry cmd_register_entry;
 extern const struct cmd_entry cmd_remove_entry;

@@ -690,7 +690,46 @@ static void enter_merge(struct remove *r)
 	run_queued(r);
 }
 
-/* The job's end: its error, the children it left on TOP. */
+/* Whether O is the last merge that streams its layer away (the running
+ * chain has one child of it, but other streams may follow offline). */
+static int last_stream_of(struct remove *r, json_t *o)
+{
+	json_t *x;
+	size_t i;
+
+	json_array_foreach(current_ops(r), i, x)
+		if (i > r->op && json_equal(json_object_get(x, "Replaces"), json_object_get(o, "Replaces")))
+			return 0;
+	return 1;
+}
+
+/*
+ * QEMU keeps a node that blockdev-add made (a checkpoint's overlay) until
+ * blockdev-del, also once a job took it out of the chain: it would hold
+ * the file open, its locks, and a backing reference that keeps the node
+ * below from being a root (the next active commit: "Need a root block
+ * node").  Format nodes first, then their protocol nodes; -drive's
+ * anonymous nodes ("#block...") go by themselves.
+ */
+static void delete_nodes(struct remove *r, const char *image)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		size_t i;
+		json_t *n;
+
+		json_array_foreach(r->nodes, i, n) {
+			const char *name = json_string_value(json_object_get(n, "node-name")) ?: "#";
+			const char *file = json_string_value(json_object_get(n, "file"));
+			int proto = strcmp(json_string_value(json_object_get(n, "drv")) ?: "", "file") == 0;
+
+			if (name[0] == '#' || file == NULL || proto != pass || !chain_same_file(file, image))
+				continue;
+			task_send_ex(&r->task, "blockdev-del", json_pack("{s:s}", "node-name", name), -1, NULL, 1);
+		}
+	}
+}
+
+/* The job's end: its error, the nodes and children it left on TOP. */
 static void merge_job_done(struct remove *r)
 {
 	json_t *o = current_op(r), *j;
@@ -707,6 +746,10 @@ static void merge_job_done(struct remove *r)
 	r->job_id[0] = '\0';
 	if (r->task.error_status != 0)
 		return;
+	if (strcmp(json_string_value(json_object_get(o, "Op")) ?: "", "commit") == 0)
+		delete_nodes(r, json_string_value(json_object_get(o, "Top")));
+	else if (json_object_get(o, "Replaces") != NULL && last_stream_of(r, o))
+		delete_nodes(r, json_string_value(json_object_get(o, "Replaces")));
 	json_decref(r->argvs);
 	r->argvs = json_array();
 	if (strcmp(json_string_value(json_object_get(o, "Op")) ?: "", "commit") == 0)

@@ -131,6 +131,16 @@ struct remove *remove_new(const struct registry *reg, const char *name);
  * after its merge under way); EXIT_ALL_OK or EXIT_SOME_FAILED. */
 int remove_run_all(struct remove **rs, size_t n, int stop_on_error);
 
+/* Retention (cmd-prune.c): each of NAMES keeps its KEEP newest
+ * checkpoints (-1: any number) and none older than OLDER_THAN_MS (0: any
+ * age), removing the oldest first, never the VM's current one nor a pinned
+ * one ("Pinned": true).  An exit status. */
+struct vm_names;
+int remove_prune(const struct vm_names *names, long keep, int64_t older_than_ms,
+		 int stop_on_error);
+/* "30d", "12h", "90m", "45s", "2w": 0 with *ms, or -EINVAL / -ERANGE. */
+int remove_parse_duration(const char *text, int64_t *ms);
+
 void remove_start(struct remove *r, uv_loop_t *loop,
 		  void (*on_done)(struct remove *r));
 void remove_interrupt(struct remove *r);

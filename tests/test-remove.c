@@ -419,12 +419,20 @@ static struct run restore(struct rvm *vm, const char *what, const char *opt)
 	return r;
 }
 
+static void restore_counter_ok(struct rvm *vm, json_t *rec, const char *what, long counter);
+
 /* Restore VM to REC (named by WHAT): it succeeds, a new QEMU runs the
  * guest, which carries on from the checkpoint's counter and never boots. */
 static void restore_ok(struct rvm *vm, json_t *rec, const char *what)
 {
+	restore_counter_ok(vm, rec, what, frozen_counter(rec));
+}
+
+/* The same, with the counter read before (while QEMU may lock the image). */
+static void restore_counter_ok(struct rvm *vm, json_t *rec, const char *what, long counter)
+{
 	int life = vm->lives + 1;
-	long counter = frozen_counter(rec), tick;
+	long tick;
 	struct run r = restore(vm, what, NULL);
 	json_t *st;
 
@@ -840,6 +848,7 @@ static void test_remove_killed_mid_merge_finishes_when_run_again(void **state)
 {
 	struct rvm *vm = rvm_start("killed", 1, 128);
 	json_t *a, *b, *c, *now;
+	long counter;
 	char *journal = fmt("%s/%s/remove-journal.json", catalog_dir, vm->name);
 	char *argv[] = { (char *)harness_qckpt(), "remove", vm->name, "B", NULL };
 	struct child ch;
@@ -849,6 +858,7 @@ static void test_remove_killed_mid_merge_finishes_when_run_again(void **state)
 	b = checkpoint_ok(vm->name, save_mode(), "B", NULL);
 	ticks(vm, 1);
 	c = checkpoint_ok(vm->name, save_mode(), "C", NULL);
+	counter = frozen_counter(c);
 	keep_views(vm);
 	setenv("QCKPT_TEST_REMOVE_STOP_AT", "job", 1);
 	child_start(&ch, argv);
@@ -861,7 +871,7 @@ static void test_remove_killed_mid_merge_finishes_when_run_again(void **state)
 	/* C restores now, before the remove is finished (QEMU may hold the
 	 * merged layer until its job is dismissed: the restore quits it) */
 	now = record_by_id(vm, jstr(c, "Id"));
-	restore_ok(vm, now, "C");
+	restore_counter_ok(vm, now, "C", counter);
 	json_decref(now);
 	views_unchanged(vm);
 	remove_ok(vm, "B", NULL);
