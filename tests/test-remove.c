@@ -906,6 +906,79 @@ static void test_remove_refuses_an_unknown_checkpoint_in_one_line(void **state)
 	rvm_kill_all();
 }
 
+/* What a later `qckpt pin` sets: "Pinned": true in the record. */
+static void pin(struct rvm *vm, json_t *rec)
+{
+	char *path = fmt("%s/checkpoint.json", jstr(rec, "Path"));
+	json_t *r = json_load_file(path, 0, NULL);
+
+	assert_non_null(r);
+	json_object_set_new(r, "Pinned", json_true());
+	assert_int_equal(json_dump_file(r, path, 0), 0);
+	json_decref(r);
+	free(path);
+}
+
+/* prune --keep 5 over seven, then checkpoint --keep 3: the oldest go
+ * first, the pinned one and the newest (the VM's parent) stay, and what
+ * stays restores. */
+static void test_keep_3_over_ten_checkpoints_leaves_three_that_restore(void **state)
+{
+	struct rvm *vm = rvm_start("keep", 1, 128);
+	json_t *recs[10], *list, *now;
+	char name[16];
+	char *mode = fmt("--mode=%s", save_mode());
+	struct run r;
+
+	for (int i = 0; i < 7; i++) {
+		snprintf(name, sizeof name, "k%d", i + 1);
+		recs[i] = checkpoint_ok(vm->name, save_mode(), name, NULL);
+	}
+	pin(vm, recs[0]);
+	r = qckpt("prune", "--older-than", "3x", vm->name, NULL);
+	assert_int_equal(r.status, 2);
+	run_free(&r);
+	r = qckpt("prune", "-v", "--keep", "5", vm->name, NULL);
+	if (r.status != 0)
+		fail_msg("qckpt prune: %s", r.err);
+	run_free(&r);
+	list = records(vm);
+	assert_int_equal(json_array_size(list), 5);
+	assert_string_equal(jstr(json_array_get(list, 0), "Name"), "k1");
+	assert_string_equal(jstr(json_array_get(list, 1), "Name"), "k4");
+	json_decref(list);
+	keep_views(vm);
+	for (int i = 7; i < 10; i++) {
+		snprintf(name, sizeof name, "k%d", i + 1);
+		r = i < 9 ? qckpt("checkpoint", "--passthru", mode, vm->name, name, NULL)
+			  : qckpt("checkpoint", "--passthru", mode, "--keep", "3", vm->name, name, NULL);
+		if (r.status != 0)
+			fail_msg("qckpt checkpoint %s: %s", name, r.err);
+		list = json_lines(r.out);
+		recs[i] = json_incref(json_array_get(list, 0));
+		json_decref(list);
+		run_free(&r);
+	}
+	list = records(vm);
+	assert_int_equal(json_array_size(list), 3);
+	assert_string_equal(jstr(json_array_get(list, 0), "Name"), "k1");
+	assert_string_equal(jstr(json_array_get(list, 1), "Name"), "k9");
+	assert_string_equal(jstr(json_array_get(list, 2), "Name"), "k10");
+	json_decref(list);
+	views_unchanged(vm);
+	guest_goes_on(vm);
+	now = record_by_id(vm, jstr(recs[8], "Id"));
+	restore_ok(vm, now, "k9");
+	json_decref(now);
+	now = record_by_id(vm, jstr(recs[0], "Id"));
+	restore_ok(vm, now, "k1");
+	json_decref(now);
+	for (int i = 0; i < 10; i++)
+		json_decref(recs[i]);
+	free(mode);
+	rvm_kill_all();
+}
+
 /* ---- groups -------------------------------------------------------------- */
 
 static int setup(void **state)
@@ -956,6 +1029,7 @@ int main(void)
 		T(test_remove_on_a_stopped_vm_merges_offline),
 		T(test_remove_on_a_paused_vm),
 		T(test_remove_killed_mid_merge_finishes_when_run_again),
+		T(test_keep_3_over_ten_checkpoints_leaves_three_that_restore),
 	};
 	const struct CMUnitTest tests_qemu10[] = {
 		T(test_remove_middle_newest_two_children_and_oldest),
