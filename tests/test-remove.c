@@ -526,7 +526,8 @@ static void keep_views(struct rvm *vm)
 	json_decref(list);
 }
 
-/* Every remaining checkpoint reads what it read before the removal. */
+/* Every remaining checkpoint reads what it read before the removal (those
+ * made since keep_views() aside). */
 static void views_unchanged(struct rvm *vm)
 {
 	json_t *list = records(vm), *x;
@@ -534,7 +535,13 @@ static void views_unchanged(struct rvm *vm)
 
 	json_array_foreach(list, i, x) {
 		char *kept = view_path(jstr(x, "Id"));
-		char *cmd = fmt("%s compare -U -q '%s' '%s'", harness_qemu_img(), kept,
+		char *cmd;
+
+		if (access(kept, F_OK) < 0) {
+			free(kept);
+			continue;
+		}
+		cmd = fmt("%s compare -U -q '%s' '%s'", harness_qemu_img(), kept,
 				jstr(rec_disk(x, 0), "CheckpointImage"));
 		struct run r = shell(cmd);
 
@@ -947,8 +954,9 @@ static void test_keep_3_over_ten_checkpoints_leaves_three_that_restore(void **st
 	assert_string_equal(jstr(json_array_get(list, 0), "Name"), "k1");
 	assert_string_equal(jstr(json_array_get(list, 1), "Name"), "k4");
 	json_decref(list);
-	keep_views(vm);
 	for (int i = 7; i < 10; i++) {
+		if (i == 9)
+			keep_views(vm);
 		snprintf(name, sizeof name, "k%d", i + 1);
 		r = i < 9 ? qckpt("checkpoint", "--passthru", mode, vm->name, name, NULL)
 			  : qckpt("checkpoint", "--passthru", mode, "--keep", "3", vm->name, name, NULL);
