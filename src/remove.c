@@ -914,7 +914,8 @@ static void remove_step(struct task *task)
 	}
 	if (task->error_status == 0 && r->interrupted && r->state <= RM_CANCEL)
 		fail(r, -EINTR, "interrupted; nothing changed");
-	else if (task->error_status == 0 && r->interrupted && r->state == RM_DROP)
+	else if (task->error_status == 0 && r->interrupted && r->state == RM_DROP &&
+		 json_array_size(r->victims) > 0)
 		fail(r, -EINTR, "interrupted after removing %zu checkpoint(s); %s",
 		     json_array_size(r->removed), again(r));
 	if (task->error_status != 0) {
