@@ -239,7 +239,7 @@ static int read_running(struct remove *r)
 	if (n < 0)
 		return fail(r, -EINVAL, "%s; nothing changed", err), -1;
 	for (int i = 0; i < n; i++)
-		json_array_append(r->running, json_pack("{s:s, s:s, s:s, s:O}", "Device", disks[i].device,
+		json_array_append_new(r->running, json_pack("{s:s, s:s, s:s, s:O}", "Device", disks[i].device,
 				  "Node", disks[i].node, "Image", disks[i].image, "Chain", disks[i].chain));
 	blockdev_disks_free(disks, (size_t)n);
 	return 0;

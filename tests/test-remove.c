@@ -913,6 +913,34 @@ static void test_remove_refuses_an_unknown_checkpoint_in_one_line(void **state)
 	rvm_kill_all();
 }
 
+/* Two VMs in one command, at once: each loses its own A, each VM's
+ * active layer committed into its own frozen image. */
+static void test_two_vms_in_one_command(void **state)
+{
+	struct rvm *v1 = rvm_launch("multi", 1, 128), *v2 = rvm_launch("multi", 1, 128);
+	char *both = fmt("%s,%s", v1->name, v2->name);
+	struct run r;
+
+	rvm_wait_boot(v1);
+	rvm_wait_boot(v2);
+	json_decref(checkpoint_ok(v1->name, save_mode(), "A", NULL));
+	json_decref(checkpoint_ok(v2->name, save_mode(), "A", NULL));
+	r = qckpt("remove", both, "A", NULL);
+	if (r.status != 0)
+		fail_msg("qckpt remove %s A: %s", both, r.err);
+	assert_non_null(strstr(r.err, v1->name));
+	assert_non_null(strstr(r.err, v2->name));
+	run_free(&r);
+	assert_int_equal(json_array_size(records(v1)), 0);
+	assert_int_equal(json_array_size(records(v2)), 0);
+	assert_int_equal(chain_length(v1), 1);
+	assert_int_equal(chain_length(v2), 1);
+	guest_goes_on(v1);
+	guest_goes_on(v2);
+	free(both);
+	rvm_kill_all();
+}
+
 /* What a later `qckpt pin` sets: "Pinned": true in the record. */
 static void pin(struct rvm *vm, json_t *rec)
 {
@@ -1038,6 +1066,7 @@ int main(void)
 		T(test_remove_on_a_paused_vm),
 		T(test_remove_killed_mid_merge_finishes_when_run_again),
 		T(test_keep_3_over_ten_checkpoints_leaves_three_that_restore),
+		T(test_two_vms_in_one_command),
 	};
 	const struct CMUnitTest tests_qemu10[] = {
 		T(test_remove_middle_newest_two_children_and_oldest),
