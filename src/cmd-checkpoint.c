@@ -53,7 +53,7 @@ struct checkpoint_cmd {
 	int snapshot_positional;  /* the checkpoint name was the second word */
 	int passthru, whatif, confirm, as_job;
 	int stop_on_error;
-	long keep;                /* --keep N: prune to N after, or -1 */
+	long keep;                /* --keep N: prune to N after (0: no) */
 	struct vm_names done;     /* VMs whose checkpoint was made */
 	struct job_throttle throttle;
 	int type_given;
@@ -461,7 +461,7 @@ static int cmd_checkpoint_exec(int argc, char **argv)
 	rc = run_jobs(&c);
 	registry_free(&reg); /* the jobs borrowed it */
 	/* retention after the checkpoints that were made */
-	if (c.keep > 0 && c.done.n > 0 && remove_prune(&c.done, c.keep, 0, c.stop_on_error) != EXIT_ALL_OK)
+	if (c.keep > 0 && c.done.n > 0 && !c.interrupted && remove_prune(&c.done, c.keep, 0, c.stop_on_error) != EXIT_ALL_OK)
 		rc = EXIT_SOME_FAILED;
 	if (some_unknown)
 		rc = EXIT_SOME_FAILED;
