@@ -92,7 +92,7 @@ int chain_names(json_t *disk, const char *image)
 }
 
 /* The overlay's backing name as a path: relative to its directory. */
-static char *backing_path(const char *overlay, const char *backing)
+char *chain_backing_path(const char *overlay, const char *backing)
 {
 	char *dir, *abs;
 
@@ -155,7 +155,7 @@ int chain_check(json_t *disk, char *err, size_t errlen)
 				 img, json_string_value(json_array_get(chain, i - 1)));
 			return -1;
 		}
-		path = backing_path(img, backing);
+		path = chain_backing_path(img, backing);
 		if (!chain_same_file(path, json_string_value(json_array_get(chain, i - 1)))) {
 			snprintf(err, errlen, "overlay %s names backing file %s, but its chain puts %s below it",
 				 img, backing, json_string_value(json_array_get(chain, i - 1)));
@@ -190,7 +190,7 @@ json_t *chain_from_image(const char *image, char *err, size_t errlen)
 			snprintf(err, errlen, "cannot read %s: %s", cur, strerror(-rc));
 			break;
 		}
-		char *next = backing_path(cur, backing);
+		char *next = chain_backing_path(cur, backing);
 
 		free(backing);
 		free(cur);

@@ -17,6 +17,10 @@
  */
 int qcow2_backing_file(const char *path, char **backing);
 
+/* The backing name BACKING of OVERLAY as a path, as QEMU takes it: a
+ * relative name against the overlay's directory.  New string. */
+char *chain_backing_path(const char *overlay, const char *backing);
+
 /* Whether two paths name one file: the same string, or the same inode. */
 int chain_same_file(const char *a, const char *b);
 

@@ -20,6 +20,7 @@
 #include "job.h"
 #include "log.h"
 #include "output.h"
+#include "remove.h"
 #include "util.h"
 
 static int cmd_checkpoint_exec(int argc, char **argv);
@@ -38,6 +39,7 @@ enum {
 	OPT_TYPE,
 	OPT_CREDENTIAL,
 	OPT_SESSION,
+	OPT_KEEP,
 };
 
 struct checkpoint_cmd {
@@ -45,6 +47,8 @@ struct checkpoint_cmd {
 	const struct registry *reg;
 	const char *snapshot_name;
 	int snapshot_positional;  /* the checkpoint name was the second word */
+	long keep;                /* --keep N: prune to N after (0: no) */
+	struct vm_names done;     /* VMs whose checkpoint was made */
 	struct job_throttle throttle;
 	int type_given;
 	enum vm_type type;
@@ -195,8 +199,12 @@ static void start_all(struct cmd_jobs *j)
 
 static void free_jobs(struct checkpoint_cmd *c)
 {
-	for (size_t i = 0; i < c->njobs; i++)
+	for (size_t i = 0; i < c->njobs; i++) {
+		if (c->jobs[i]->state == JOB_DONE)
+			vm_names_add(&c->done, c->jobs[i]->spec.vm);
 		job_free(c->jobs[i]);
+	}
+	}
 	free(c->jobs);
 	c->jobs = NULL;
 	c->njobs = 0;
@@ -260,6 +268,7 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 		{ "type", required_argument, NULL, OPT_TYPE },
 		{ "credential", required_argument, NULL, OPT_CREDENTIAL },
 		{ "session", required_argument, NULL, OPT_SESSION },
+		{ "keep", required_argument, NULL, OPT_KEEP },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt, rc;
@@ -301,6 +310,10 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 		case OPT_SESSION:
 			return error("--%s: remote hosts are not supported yet; run qckpt on the VM's host",
 				     opt == OPT_CREDENTIAL ? "credential" : "session");
+		case OPT_KEEP:
+			if (parse_long(optarg, 1, 1000000, &c->keep) < 0)
+				return error("--keep: how many checkpoints each VM keeps (1 or more), not '%s'", optarg);
+			break;
 		default:
 			return -1;
 		}
@@ -376,6 +389,11 @@ static int cmd_checkpoint_exec(int argc, char **argv)
 	}
 	free_jobs(&c);
 	registry_free(&reg); /* the jobs borrowed it */
+	/* Retention after the checkpoints that were made (not after Ctrl-C). */
+	if (c.keep > 0 && c.done.n > 0 && !c.stopping &&
+	    remove_prune(&c.done, c.keep, 0, c.jobs_cmd.stop_on_error) != EXIT_ALL_OK)
+		rc = EXIT_SOME_FAILED;
+	vm_names_free(&c.done);
 	cmd_jobs_free(&c.jobs_cmd);
 	return rc;
 }

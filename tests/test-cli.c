@@ -194,7 +194,7 @@ static void test_common_options_are_taken_before_the_command(void **state)
 static void test_every_command_help_exits_0_and_help_of_a_bogus_command_exits_2(void **state)
 {
 	const char *cmds[] = { "checkpoint", "disks", "job", "list", "qmp", "register", "run",
-			       "unregister", "vms", "snapshots", NULL };
+			       "unregister", "vms", "snapshots", "remove", "prune", NULL };
 	struct cli r;
 
 	(void)state;

@@ -1,0 +1,1100 @@
+/*
+ * test-remove.c: `qckpt remove` against real QEMU running the Linux test
+ * guest, on QEMU 7.2 and 10.0.
+ *
+ * The VMs are test-restore.c's (launched through `qckpt run`, serial
+ * console on a socket of this test that every QEMU of the VM connects to,
+ * lines kept per QEMU "life"), because a removal is proven by restoring
+ * what remains.  Around each removal the test keeps a raw copy of what
+ * every remaining checkpoint's frozen image reads (qemu-img convert) and
+ * compares it after (qemu-img compare): a removal must leave every view
+ * byte for byte as it was, while the running guest keeps ticking on its
+ * (shorter) chain.  On 7.2 checkpoints are taken in paused mode (7.2's
+ * live pre-copy under TCG can lose pages: issue 7).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "harness.h"
+#include "testutil.h"
+#include "util.h"
+
+#define BOOT_MS 300000u /* only a failure waits this long; an overloaded 2-core host took over 90 s */
+#define WAIT_MS 30000u
+
+static char *registry_path, *catalog_dir;
+static const char *qemu_bin; /* NULL: QEMU 7.2 (harness_qemu()) */
+static int serial_no;
+
+/* ---- VMs whose serial console survives a relaunch ----------------------- */
+
+struct rvm;
+
+struct rconn {
+	uv_pipe_t pipe;
+	struct rvm *vm;
+	int life;
+	char buf[4096];
+	size_t len;
+};
+
+struct rvm {
+	char *name;
+	char *serial_path;
+	uv_pipe_t server;
+	char **lines;
+	int *life_of;
+	size_t nlines, cap, cursor;
+	int lives;            /* QEMU connections so far */
+	char **disks;
+	unsigned ndisks;
+	char **argv;          /* qckpt run ... -- QEMU ... */
+	uv_process_t proc;    /* the `qckpt run` we started, our child */
+	int proc_running;
+	int open;             /* handles not closed yet */
+};
+
+#define MAX_VMS 8
+static struct rvm *vms[MAX_VMS];
+
+static void add_line(struct rvm *vm, int life, const char *text, size_t len)
+{
+	if (len > 0 && text[len - 1] == '\r')
+		len--;
+	if (vm->nlines == vm->cap) {
+		vm->cap = vm->cap ? 2 * vm->cap : 256;
+		vm->lines = realloc(vm->lines, vm->cap * sizeof *vm->lines);
+		vm->life_of = realloc(vm->life_of, vm->cap * sizeof *vm->life_of);
+	}
+	vm->lines[vm->nlines] = strndup(text, len);
+	vm->life_of[vm->nlines++] = life;
+	if (getenv("QCKPT_VERBOSE"))
+		fprintf(stderr, "[%s/%d] %.*s\n", vm->name, life, (int)len, text);
+}
+
+static void on_serial_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
+{
+	struct rconn *c = h->data;
+
+	buf->base = c->buf + c->len;
+	buf->len = sizeof c->buf - c->len;
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+	struct rconn *c = h->data;
+
+	c->vm->open--;
+	free(c);
+}
+
+static void on_vm_handle_closed(uv_handle_t *h)
+{
+	((struct rvm *)h->data)->open--;
+}
+
+static void on_serial_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct rconn *c = s->data;
+	char *nl;
+
+	if (n < 0) {
+		uv_close((uv_handle_t *)s, on_conn_closed);
+		return;
+	}
+	c->len += (size_t)n;
+	while ((nl = memchr(c->buf, '\n', c->len)) != NULL) {
+		add_line(c->vm, c->life, c->buf, (size_t)(nl - c->buf));
+		c->len -= (size_t)(nl + 1 - c->buf);
+		memmove(c->buf, nl + 1, c->len);
+	}
+	if (c->len == sizeof c->buf)
+		c->len = 0; /* a line longer than the buffer: drop it */
+}
+
+static void on_serial_connection(uv_stream_t *server, int status)
+{
+	struct rvm *vm = server->data;
+	struct rconn *c;
+
+	if (status < 0)
+		return;
+	c = calloc(1, sizeof *c);
+	c->vm = vm;
+	c->life = ++vm->lives;
+	vm->open++;
+	uv_pipe_init(harness_loop(), &c->pipe, 0);
+	c->pipe.data = c;
+	if (uv_accept(server, (uv_stream_t *)&c->pipe) < 0) {
+		uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
+		return;
+	}
+	uv_read_start((uv_stream_t *)&c->pipe, on_serial_alloc, on_serial_read);
+}
+
+static void on_run_exit(uv_process_t *p, int64_t status, int sig)
+{
+	struct rvm *vm = p->data;
+
+	vm->proc_running = 0;
+	uv_close((uv_handle_t *)p, on_vm_handle_closed);
+}
+
+static void push(char ***v, size_t *n, const char *s)
+{
+	*v = realloc(*v, (*n + 2) * sizeof **v);
+	(*v)[(*n)++] = strdup(s);
+	(*v)[*n] = NULL;
+}
+
+static void spawn_run(struct rvm *vm)
+{
+	uv_process_options_t po = { 0 };
+	uv_stdio_container_t stdio[3] = {
+		{ .flags = UV_IGNORE }, { .flags = UV_IGNORE },
+		{ .flags = UV_INHERIT_FD, .data.fd = 2 },
+	};
+
+	po.file = vm->argv[0];
+	po.args = vm->argv;
+	po.stdio = stdio;
+	po.stdio_count = 3;
+	po.exit_cb = on_run_exit;
+	vm->proc.data = vm;
+	vm->open++;
+	assert_int_equal(uv_spawn(harness_loop(), &vm->proc, &po), 0);
+	vm->proc_running = 1;
+}
+
+struct life_wait {
+	struct rvm *vm;
+	int life;
+};
+
+static bool life_reached(void *arg)
+{
+	struct life_wait *w = arg;
+
+	return w->vm->lives >= w->life;
+}
+
+/* The next "tick N" of life LIFE after the cursor: N, or -1. */
+static long wait_tick(struct rvm *vm, int life, unsigned timeout_ms);
+
+struct tick_wait {
+	struct rvm *vm;
+	int life;
+	long tick;
+};
+
+static bool tick_seen(void *arg)
+{
+	struct tick_wait *w = arg;
+	struct rvm *vm = w->vm;
+
+	for (; vm->cursor < vm->nlines; vm->cursor++) {
+		const char *p = strstr(vm->lines[vm->cursor], "qckpt-guest: tick ");
+
+		if (p != NULL && vm->life_of[vm->cursor] == w->life) {
+			w->tick = strtol(p + strlen("qckpt-guest: tick "), NULL, 10);
+			vm->cursor++;
+			return true;
+		}
+	}
+	return false;
+}
+
+static long wait_tick(struct rvm *vm, int life, unsigned timeout_ms)
+{
+	struct tick_wait w = { vm, life, -1 };
+	struct life_wait lw = { vm, life };
+
+	if (harness_run_until(life_reached, &lw, timeout_ms) < 0)
+		return -1;
+	harness_run_until(tick_seen, &w, timeout_ms);
+	return w.tick;
+}
+
+/* Whether life LIFE printed a line containing TEXT (so far). */
+static bool life_printed(struct rvm *vm, int life, const char *text)
+{
+	uv_run(harness_loop(), UV_RUN_NOWAIT);
+	for (size_t i = 0; i < vm->nlines; i++)
+		if (vm->life_of[i] == life && strstr(vm->lines[i], text) != NULL)
+			return true;
+	return false;
+}
+
+static const char *qemu(void)
+{
+	return qemu_bin ? qemu_bin : harness_qemu();
+}
+
+/* Start a VM through `qckpt run` without waiting for it to boot. */
+static struct rvm *rvm_launch(const char *base, unsigned ndisks, unsigned mem_mib)
+{
+	struct rvm *vm = calloc(1, sizeof *vm);
+	const char *guest = getenv("QCKPT_GUEST_DIR");
+	size_t n = 0;
+	char *s;
+	int slot;
+
+	for (slot = 0; slot < MAX_VMS && vms[slot] != NULL; slot++)
+		;
+	assert_true(slot < MAX_VMS);
+	vms[slot] = vm;
+	vm->name = fmt("%s%d", base, ++serial_no);
+	vm->serial_path = fmt("%s/%s.serial", harness_tmpdir(), vm->name);
+	uv_pipe_init(harness_loop(), &vm->server, 0);
+	vm->server.data = vm;
+	vm->open++;
+	unlink(vm->serial_path);
+	assert_int_equal(uv_pipe_bind(&vm->server, vm->serial_path), 0);
+	assert_int_equal(uv_listen((uv_stream_t *)&vm->server, 4, on_serial_connection), 0);
+
+	push(&vm->argv, &n, harness_qckpt());
+	push(&vm->argv, &n, "run");
+	push(&vm->argv, &n, "--dir");
+	push(&vm->argv, &n, catalog_dir);
+	push(&vm->argv, &n, vm->name);
+	push(&vm->argv, &n, "--");
+	push(&vm->argv, &n, qemu());
+	for (const char *const *a = (const char *const[]){ "-accel", "tcg", "-nodefaults",
+			"-no-user-config", "-display", "none", "-no-reboot", NULL }; *a; a++)
+		push(&vm->argv, &n, *a);
+	s = fmt("%u", mem_mib);
+	push(&vm->argv, &n, "-m");
+	push(&vm->argv, &n, s);
+	free(s);
+	s = fmt("%s/vmlinuz", guest);
+	push(&vm->argv, &n, "-kernel");
+	push(&vm->argv, &n, s);
+	free(s);
+	s = fmt("%s/initrd.img", guest);
+	push(&vm->argv, &n, "-initrd");
+	push(&vm->argv, &n, s);
+	free(s);
+	push(&vm->argv, &n, "-append");
+	push(&vm->argv, &n, "console=ttyS0 quiet panic=-1");
+	s = fmt("socket,id=serial0,path=%s", vm->serial_path);
+	push(&vm->argv, &n, "-chardev");
+	push(&vm->argv, &n, s);
+	free(s);
+	push(&vm->argv, &n, "-serial");
+	push(&vm->argv, &n, "chardev:serial0");
+	vm->ndisks = ndisks;
+	vm->disks = calloc(ndisks + 1, sizeof *vm->disks);
+	for (unsigned i = 0; i < ndisks; i++) {
+		vm->disks[i] = fmt("%s/%s-disk%u.raw", harness_tmpdir(), vm->name, i);
+		assert_int_equal(disk_create(vm->disks[i], HVM_RAW, 16), 0);
+		s = fmt("file=%s,format=raw,if=none,id=drv%u", vm->disks[i], i);
+		push(&vm->argv, &n, "-drive");
+		push(&vm->argv, &n, s);
+		free(s);
+		s = fmt("virtio-blk-pci,drive=drv%u,id=vdisk%u", i, i);
+		push(&vm->argv, &n, "-device");
+		push(&vm->argv, &n, s);
+		free(s);
+	}
+	spawn_run(vm);
+	return vm;
+}
+
+static void rvm_wait_boot(struct rvm *vm)
+{
+	if (wait_tick(vm, 1, BOOT_MS) <= 0)
+		fail_msg("%s did not boot within %u ms: %s, %zu serial lines, last: %s", vm->name, BOOT_MS,
+			 vm->proc_running ? "QEMU runs" : "qckpt run or QEMU exited",
+			 vm->nlines, vm->nlines ? vm->lines[vm->nlines - 1] : "(none)");
+}
+
+static struct rvm *rvm_start(const char *base, unsigned ndisks, unsigned mem_mib)
+{
+	struct rvm *vm = rvm_launch(base, ndisks, mem_mib);
+
+	rvm_wait_boot(vm);
+	return vm;
+}
+
+static json_t *vm_json(struct rvm *vm)
+{
+	char *path = fmt("%s/%s/vm.json", catalog_dir, vm->name);
+	json_t *st = json_load_file(path, 0, NULL);
+
+	free(path);
+	assert_non_null(st);
+	return st;
+}
+
+/* The pid of the VM's QEMU now (vm.json's launch), or -1 if it is gone. */
+static long vm_pid(struct rvm *vm)
+{
+	json_t *st = vm_json(vm), *cl = json_object_get(st, "CommandLine");
+	long pid = (long)json_integer_value(json_object_get(cl, "Pid"));
+	long long start = json_integer_value(json_object_get(cl, "StartTime"));
+
+	json_decref(st);
+	return pid > 0 && proc_start_time(pid) == start ? pid : -1;
+}
+
+static bool all_closed(void *arg)
+{
+	return ((struct rvm *)arg)->open == 0;
+}
+
+/* Kill the VM's QEMU (whichever launch runs now), close and free. */
+static void rvm_kill_all(void)
+{
+	for (int i = 0; i < MAX_VMS; i++) {
+		struct rvm *vm = vms[i];
+		long pid;
+
+		if (vm == NULL)
+			continue;
+		vms[i] = NULL;
+		pid = vm_pid(vm);
+		if (pid > 0)
+			kill((pid_t)pid, SIGKILL);
+		if (vm->proc_running)
+			uv_process_kill(&vm->proc, SIGKILL);
+		uv_close((uv_handle_t *)&vm->server, on_vm_handle_closed);
+		unlink(vm->serial_path);
+		/* the serial connections end when QEMU does */
+		if (harness_run_until(all_closed, vm, WAIT_MS) < 0)
+			fail_msg("%s: its QEMU did not go away", vm->name);
+		for (size_t k = 0; k < vm->nlines; k++)
+			free(vm->lines[k]);
+		for (unsigned k = 0; k < vm->ndisks; k++)
+			free(vm->disks[k]);
+		for (size_t k = 0; vm->argv[k]; k++)
+			free(vm->argv[k]);
+		free(vm->lines);
+		free(vm->life_of);
+		free(vm->disks);
+		free(vm->argv);
+		free(vm->name);
+		free(vm->serial_path);
+		free(vm);
+	}
+}
+
+/* ---- checks ----------------------------------------------------------- */
+
+static json_t *rec_disk(json_t *rec, size_t i)
+{
+	return json_array_get(json_object_get(rec, "Disks"), i);
+}
+
+static long frozen_counter(json_t *rec)
+{
+	long c = disk_read_counter(jstr(rec_disk(rec, 0), "CheckpointImage"));
+
+	assert_true(c > 0);
+	return c;
+}
+
+static const char *save_mode(void)
+{
+	/* 7.2's live pre-copy under TCG can lose dirty pages (issue 7) */
+	return qemu_bin ? "live" : "paused";
+}
+
+static struct run restore(struct rvm *vm, const char *what, const char *opt)
+{
+	struct run r = opt ? qckpt("restore", "-v", opt, vm->name, what, NULL)
+			   : qckpt("restore", "-v", vm->name, what, NULL);
+
+	return r;
+}
+
+static void restore_counter_ok(struct rvm *vm, json_t *rec, const char *what, long counter);
+
+/* Restore VM to REC (named by WHAT): it succeeds, a new QEMU runs the
+ * guest, which carries on from the checkpoint's counter and never boots. */
+static void restore_ok(struct rvm *vm, json_t *rec, const char *what)
+{
+	restore_counter_ok(vm, rec, what, frozen_counter(rec));
+}
+
+/* The same, with the counter read before (while QEMU may lock the image). */
+static void restore_counter_ok(struct rvm *vm, json_t *rec, const char *what, long counter)
+{
+	int life = vm->lives + 1;
+	long tick;
+	struct run r = restore(vm, what, NULL);
+	json_t *st;
+
+	if (r.status != 0)
+		fail_msg("qckpt restore %s %s: exit %d: %s", vm->name, what, r.status, r.err);
+	assert_non_null(strstr(r.err, "restored to"));
+	tick = wait_tick(vm, life, WAIT_MS);
+	if (tick != counter && tick != counter + 1)
+		fail_msg("%s restored to %s (counter %ld) printed tick %ld", vm->name, what, counter, tick);
+	assert_false(life_printed(vm, life, "qckpt-guest: boot"));
+	st = vm_json(vm);
+	assert_null(json_object_get(st, "PendingRestore"));
+	assert_string_equal(jstr(st, "CurrentCheckpointId"), jstr(rec, "Id"));
+	json_decref(st);
+	run_free(&r);
+}
+
+static char *vm_status(struct rvm *vm)
+{
+	struct run r = qckpt("qmp", vm->name, "query-status", NULL);
+	json_t *o;
+	char *s;
+
+	assert_int_equal(r.status, 0);
+	o = json_loads(r.out, 0, NULL);
+	assert_non_null(o);
+	s = strdup(jstr(o, "status"));
+	json_decref(o);
+	run_free(&r);
+	return s;
+}
+
+static size_t count_lines(const char *text)
+{
+	size_t n = 0;
+
+	for (; text && *text; text++)
+		n += *text == '\n';
+	return n;
+}
+
+/* ---- views of the remaining checkpoints --------------------------------- */
+
+static json_t *records(struct rvm *vm)
+{
+	struct run r = qckpt("list", "--json", vm->name, NULL);
+	json_t *list;
+
+	if (r.status != 0)
+		fail_msg("qckpt list %s: %s", vm->name, r.err);
+	list = json_lines(r.out);
+	run_free(&r);
+	return list;
+}
+
+static json_t *record_by_id(struct rvm *vm, const char *id)
+{
+	json_t *list = records(vm), *x, *found = NULL;
+	size_t i;
+
+	json_array_foreach(list, i, x)
+		if (strcmp(jstr(x, "Id"), id) == 0)
+			found = json_incref(x);
+	json_decref(list);
+	return found;
+}
+
+static char *view_path(const char *id)
+{
+	return fmt("%s/view-%s.raw", harness_tmpdir(), id);
+}
+
+/* A raw copy of what every checkpoint's frozen image reads now. */
+static void keep_views(struct rvm *vm)
+{
+	json_t *list = records(vm), *x;
+	size_t i;
+
+	json_array_foreach(list, i, x) {
+		char *out = view_path(jstr(x, "Id"));
+		char *cmd = fmt("%s convert -U -O raw '%s' '%s'", harness_qemu_img(),
+				jstr(rec_disk(x, 0), "CheckpointImage"), out);
+		struct run r = shell(cmd);
+
+		if (r.status != 0)
+			fail_msg("%s: %s", cmd, r.err);
+		run_free(&r);
+		free(cmd);
+		free(out);
+	}
+	json_decref(list);
+}
+
+/* Every remaining checkpoint reads what it read before the removal (those
+ * made since keep_views() aside). */
+static void views_unchanged(struct rvm *vm)
+{
+	json_t *list = records(vm), *x;
+	size_t i;
+
+	json_array_foreach(list, i, x) {
+		char *kept = view_path(jstr(x, "Id"));
+		char *cmd;
+
+		if (access(kept, F_OK) < 0) {
+			free(kept);
+			continue;
+		}
+		cmd = fmt("%s compare -U -q '%s' '%s'", harness_qemu_img(), kept,
+				jstr(rec_disk(x, 0), "CheckpointImage"));
+		struct run r = shell(cmd);
+
+		if (r.status != 0)
+			fail_msg("checkpoint %s no longer reads as before (%s): exit %d %s%s",
+				 jstr(x, "Name"), cmd, r.status, r.out, r.err);
+		run_free(&r);
+		free(cmd);
+		free(kept);
+	}
+	json_decref(list);
+}
+
+static size_t chain_length(struct rvm *vm)
+{
+	json_t *st = vm_json(vm);
+	size_t n = json_array_size(json_object_get(json_array_get(json_object_get(st, "Disks"), 0), "Chain"));
+
+	json_decref(st);
+	return n;
+}
+
+static char *active_image(struct rvm *vm)
+{
+	json_t *st = vm_json(vm);
+	char *a = strdup(jstr(json_array_get(json_object_get(st, "Disks"), 0), "ActiveImage"));
+
+	json_decref(st);
+	return a;
+}
+
+/* The guest of the current life goes on ticking, and its disk (the
+ * active image, through its chain) holds its latest count. */
+static void guest_goes_on(struct rvm *vm)
+{
+	long t1 = wait_tick(vm, vm->lives, WAIT_MS), t2 = wait_tick(vm, vm->lives, WAIT_MS);
+	char *active = active_image(vm);
+	long c = disk_read_counter(active);
+
+	if (t1 <= 0 || t2 <= t1)
+		fail_msg("%s: the guest stopped ticking after the removal (%ld, %ld)", vm->name, t1, t2);
+	if (c < t2)
+		fail_msg("%s: its disk %s holds counter %ld, the guest printed tick %ld", vm->name, active, c, t2);
+	free(active);
+}
+
+static void remove_ok(struct rvm *vm, const char *what, const char *opt)
+{
+	struct run r = opt ? qckpt("remove", "-v", opt, vm->name, what, NULL)
+			   : qckpt("remove", "-v", vm->name, what, NULL);
+	char *journal = fmt("%s/%s/remove-journal.json", catalog_dir, vm->name);
+
+	if (r.status != 0)
+		fail_msg("qckpt remove %s %s: exit %d: %s", vm->name, what, r.status, r.err);
+	assert_non_null(strstr(r.err, "removed"));
+	assert_int_equal(access(journal, F_OK), -1);
+	free(journal);
+	run_free(&r);
+}
+
+static void ticks(struct rvm *vm, int n)
+{
+	while (n-- > 0)
+		assert_true(wait_tick(vm, vm->lives, WAIT_MS) > 0);
+}
+
+static bool exists(const char *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+/* ---- tests ------------------------------------------------------------------ */
+
+/*
+ *   O - A - B - C            (left behind by the restore of A)
+ *        `- D - E - Now
+ * B: a middle node off the running branch (qemu-img commit while the VM
+ * runs); D: a middle node of the running chain (block-commit); E: the
+ * newest, the VM's parent (active commit and pivot); A: a node with two
+ * children (block-stream into the running one, qemu-img rebase of the
+ * other); O: the oldest, now under two branches on the original image,
+ * which stays.  Each leaves every other checkpoint reading as before.
+ */
+static void test_remove_middle_newest_two_children_and_oldest(void **state)
+{
+	struct rvm *vm = rvm_start("tree", 1, 128);
+	json_t *o, *a, *b, *c, *d, *e, *now;
+	size_t len;
+	char *gone, *active;
+
+	o = checkpoint_ok(vm->name, save_mode(), "O", NULL);
+	ticks(vm, 1);
+	a = checkpoint_ok(vm->name, save_mode(), "A", NULL);
+	ticks(vm, 2);
+	b = checkpoint_ok(vm->name, save_mode(), "B", NULL);
+	ticks(vm, 2);
+	c = checkpoint_ok(vm->name, save_mode(), "C", NULL);
+	restore_ok(vm, a, "A");
+	ticks(vm, 2);
+	d = checkpoint_ok(vm->name, save_mode(), "D", NULL);
+	ticks(vm, 2);
+	e = checkpoint_ok(vm->name, save_mode(), "E", NULL);
+
+	/* B: C's frozen image comes down into B's, C then names that */
+	keep_views(vm);
+	gone = strdup(jstr(rec_disk(c, 0), "CheckpointImage"));
+	remove_ok(vm, "B", NULL);
+	views_unchanged(vm);
+	assert_null(record_by_id(vm, jstr(b, "Id")));
+	now = record_by_id(vm, jstr(c, "Id"));
+	assert_string_equal(jstr(rec_disk(now, 0), "CheckpointImage"), jstr(rec_disk(b, 0), "CheckpointImage"));
+	assert_string_equal(jstr(now, "ParentCheckpointId"), jstr(a, "Id"));
+	assert_false(exists(gone));
+	assert_false(exists(jstr(json_object_get(b, "MemoryState"), "Path")));
+	json_decref(now);
+	free(gone);
+	guest_goes_on(vm);
+
+	/* D: in the chain QEMU runs on */
+	len = chain_length(vm);
+	remove_ok(vm, "D", NULL);
+	views_unchanged(vm);
+	assert_int_equal(chain_length(vm), len - 1);
+	now = record_by_id(vm, jstr(e, "Id"));
+	assert_string_equal(jstr(now, "ParentCheckpointId"), jstr(a, "Id"));
+	json_decref(now);
+	guest_goes_on(vm);
+
+	/* E, the newest: the guest now writes to E's frozen image */
+	now = record_by_id(vm, jstr(e, "Id"));
+	gone = active_image(vm);
+	remove_ok(vm, "E", NULL);
+	views_unchanged(vm);
+	active = active_image(vm);
+	assert_string_equal(active, jstr(rec_disk(now, 0), "CheckpointImage"));
+	assert_false(exists(gone));
+	assert_int_equal(chain_length(vm), len - 2);
+	json_decref(now);
+	free(active);
+	free(gone);
+	guest_goes_on(vm);
+	{
+		json_t *st = vm_json(vm);
+
+		assert_string_equal(jstr(st, "CurrentCheckpointId"), jstr(a, "Id"));
+		json_decref(st);
+	}
+
+	/* A, with two children: C's branch and the running one */
+	gone = strdup(jstr(rec_disk(a, 0), "CheckpointImage"));
+	remove_ok(vm, "A", NULL);
+	views_unchanged(vm);
+	assert_false(exists(gone));
+	assert_int_equal(chain_length(vm), len - 3);
+	free(gone);
+	guest_goes_on(vm);
+
+	/* O, the oldest: its image is the disk's original, which stays */
+	remove_ok(vm, "O", NULL);
+	views_unchanged(vm);
+	assert_true(exists(jstr(rec_disk(o, 0), "CheckpointImage")));
+	guest_goes_on(vm);
+	assert_int_equal(json_array_size(records(vm)), 1);
+	now = record_by_id(vm, jstr(c, "Id"));
+	assert_true(json_is_null(json_object_get(now, "ParentCheckpointId")));
+	restore_ok(vm, now, "C");
+	json_decref(now);
+	json_decref(o);
+	json_decref(a);
+	json_decref(b);
+	json_decref(c);
+	json_decref(d);
+	json_decref(e);
+	rvm_kill_all();
+}
+
+/* A - B - C - Now, remove A with its children: nothing left, the VM runs
+ * on as before, and checkpoints and restores again. */
+static void test_remove_including_children_takes_the_subtree(void **state)
+{
+	struct rvm *vm = rvm_start("subtree", 1, 128);
+	json_t *a = checkpoint_ok(vm->name, save_mode(), "A", NULL), *d;
+
+	ticks(vm, 1);
+	json_decref(checkpoint_ok(vm->name, save_mode(), "B", NULL));
+	ticks(vm, 1);
+	json_decref(checkpoint_ok(vm->name, save_mode(), "C", NULL));
+	remove_ok(vm, "A", "--including-children");
+	assert_int_equal(json_array_size(records(vm)), 0);
+	assert_int_equal(chain_length(vm), 1);
+	guest_goes_on(vm);
+	d = checkpoint_ok(vm->name, save_mode(), "D", NULL);
+	ticks(vm, 2);
+	restore_ok(vm, d, "D");
+	json_decref(a);
+	json_decref(d);
+	rvm_kill_all();
+}
+
+static bool pid_gone(void *arg)
+{
+	return kill((pid_t)(intptr_t)arg, 0) < 0;
+}
+
+/* QEMU not running: qemu-img commits offline, and the VM starts again
+ * from a remaining checkpoint. */
+static void test_remove_on_a_stopped_vm_merges_offline(void **state)
+{
+	struct rvm *vm = rvm_start("stopped", 1, 128);
+	json_t *a, *b, *c;
+	long pid = vm_pid(vm);
+	struct run r;
+
+	a = checkpoint_ok(vm->name, save_mode(), "A", NULL);
+	ticks(vm, 1);
+	b = checkpoint_ok(vm->name, save_mode(), "B", NULL);
+	ticks(vm, 1);
+	c = checkpoint_ok(vm->name, save_mode(), "C", NULL);
+	r = qckpt("qmp", vm->name, "quit", NULL);
+	run_free(&r);
+	assert_int_equal(harness_run_until(pid_gone, (void *)(intptr_t)pid, WAIT_MS), 0);
+	keep_views(vm);
+	remove_ok(vm, "B", NULL);
+	views_unchanged(vm);
+	remove_ok(vm, "C", NULL); /* the active layer, committed offline */
+	views_unchanged(vm);
+	assert_int_equal(chain_length(vm), 2);
+	r = qckpt("disks", vm->name, NULL);
+	if (r.status != 0)
+		fail_msg("qckpt disks after an offline remove: %s", r.err);
+	run_free(&r);
+	restore_ok(vm, a, "A");
+	json_decref(a);
+	json_decref(b);
+	json_decref(c);
+	rvm_kill_all();
+}
+
+/* A paused guest stays paused; removing its oldest checkpoint commits the
+ * next one into the original image.  QEMU 10 activates the inactive disks
+ * for it (blockdev-set-active) and inactivates them again.  On 7.2 a paused checkpoint leaves the
+ * disks inactive (postmigrate), which 7.2 cannot undo without resuming:
+ * the remove says so and changes nothing; once resumed it works. */
+static void test_remove_on_a_paused_vm(void **state)
+{
+	struct rvm *vm = rvm_start("paused", 1, 128);
+	struct run r = qckpt("qmp", vm->name, "stop", NULL);
+	json_t *p1, *p2, *now;
+	char *st;
+
+	run_free(&r);
+	/* paused mode: the save completes a migration, which leaves the
+	 * disks inactive (postmigrate) on every QEMU */
+	p1 = checkpoint_ok(vm->name, "paused", "P1", NULL);
+	p2 = checkpoint_ok(vm->name, "paused", "P2", NULL);
+	keep_views(vm);
+	st = vm_status(vm);
+	assert_string_equal(st, "postmigrate");
+	if (qemu_bin == NULL) {
+		r = qckpt("remove", vm->name, "P1", NULL);
+		assert_int_equal(r.status, 1);
+		assert_non_null(strstr(r.err, "inactive"));
+		assert_int_equal(count_lines(r.err), 1);
+		run_free(&r);
+		assert_int_equal(json_array_size(records(vm)), 2);
+		r = qckpt("qmp", vm->name, "cont", NULL);
+		run_free(&r);
+		r = qckpt("qmp", vm->name, "stop", NULL);
+		run_free(&r);
+		remove_ok(vm, "P1", NULL); /* the oldest: P2 comes down into the original image */
+	} else {
+		r = qckpt("remove", "-v", vm->name, "P1", NULL);
+		if (r.status != 0)
+			fail_msg("qckpt remove %s P1 (inactive disks): %s", vm->name, r.err);
+		assert_non_null(strstr(r.err, "activating its block nodes"));
+		run_free(&r);
+	}
+	free(st);
+	views_unchanged(vm);
+	st = vm_status(vm);
+	assert_true(strcmp(st, "paused") == 0 || strcmp(st, "postmigrate") == 0);
+	free(st);
+	r = qckpt("qmp", vm->name, "cont", NULL);
+	run_free(&r);
+	guest_goes_on(vm);
+	/* P2 was taken paused: it comes back paused, then counts on */
+	now = record_by_id(vm, jstr(p2, "Id"));
+	{
+		int life = vm->lives + 1;
+		long counter = frozen_counter(now), tick;
+
+		r = restore(vm, "P2", NULL);
+		if (r.status != 0)
+			fail_msg("qckpt restore %s P2: %s", vm->name, r.err);
+		run_free(&r);
+		st = vm_status(vm);
+		assert_string_equal(st, "paused");
+		free(st);
+		r = qckpt("qmp", vm->name, "cont", NULL);
+		run_free(&r);
+		tick = wait_tick(vm, life, WAIT_MS);
+		if (tick != counter && tick != counter + 1)
+			fail_msg("%s restored to P2 (counter %ld) printed tick %ld", vm->name, counter, tick);
+	}
+	json_decref(now);
+	json_decref(p1);
+	json_decref(p2);
+	rvm_kill_all();
+}
+
+static bool stopped_at_job(void *arg)
+{
+	struct child *c = arg;
+
+	return strstr(c->errbuf, "test: stopped at job") != NULL || c->exited;
+}
+
+/* qckpt killed while QEMU merges: every checkpoint still reads as it did,
+ * the journal is there, and the same remove run again finishes. */
+static void test_remove_killed_mid_merge_finishes_when_run_again(void **state)
+{
+	struct rvm *vm = rvm_start("killed", 1, 128);
+	json_t *a, *b, *c, *now;
+	long counter;
+	char *journal = fmt("%s/%s/remove-journal.json", catalog_dir, vm->name);
+	char *argv[] = { (char *)harness_qckpt(), "remove", vm->name, "B", NULL };
+	struct child ch;
+
+	a = checkpoint_ok(vm->name, save_mode(), "A", NULL);
+	ticks(vm, 1);
+	b = checkpoint_ok(vm->name, save_mode(), "B", NULL);
+	ticks(vm, 1);
+	c = checkpoint_ok(vm->name, save_mode(), "C", NULL);
+	counter = frozen_counter(c);
+	keep_views(vm);
+	setenv("QCKPT_TEST_REMOVE_STOP_AT", "job", 1);
+	child_start(&ch, argv);
+	unsetenv("QCKPT_TEST_REMOVE_STOP_AT");
+	assert_int_equal(harness_run_until(stopped_at_job, &ch, WAIT_MS), 0);
+	assert_false(ch.exited);
+	uv_process_kill(&ch.proc, SIGKILL);
+	assert_int_equal(harness_run_until(child_done, &ch, WAIT_MS), 0);
+	assert_true(exists(journal));
+	/* C restores now, before the remove is finished (QEMU may hold the
+	 * merged layer until its job is dismissed: the restore quits it) */
+	now = record_by_id(vm, jstr(c, "Id"));
+	restore_counter_ok(vm, now, "C", counter);
+	json_decref(now);
+	views_unchanged(vm);
+	remove_ok(vm, "B", NULL);
+	views_unchanged(vm);
+	assert_int_equal(json_array_size(records(vm)), 2);
+	guest_goes_on(vm);
+	restore_ok(vm, a, "A");
+	free(journal);
+	json_decref(a);
+	json_decref(b);
+	json_decref(c);
+	rvm_kill_all();
+}
+
+static void test_remove_refuses_an_unknown_checkpoint_in_one_line(void **state)
+{
+	struct rvm *vm = rvm_start("unknown", 1, 128);
+	json_t *a = checkpoint_ok(vm->name, "disk-only", "A", NULL);
+	struct run r = qckpt("remove", vm->name, "nope", NULL);
+
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, vm->name));
+	assert_non_null(strstr(r.err, "no checkpoint 'nope'"));
+	assert_int_equal(count_lines(r.err), 1);
+	run_free(&r);
+	r = qckpt("remove", "--whatif", vm->name, "A", NULL);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "What if: Performing operation \"Remove\""));
+	run_free(&r);
+	assert_int_equal(json_array_size(records(vm)), 1);
+	json_decref(a);
+	rvm_kill_all();
+}
+
+/* Two VMs in one command, at once: each loses its own A, each VM's
+ * active layer committed into its own frozen image. */
+static void test_two_vms_in_one_command(void **state)
+{
+	struct rvm *v1 = rvm_launch("multi", 1, 128), *v2 = rvm_launch("multi", 1, 128);
+	char *both = fmt("%s,%s", v1->name, v2->name);
+	struct run r;
+
+	rvm_wait_boot(v1);
+	rvm_wait_boot(v2);
+	json_decref(checkpoint_ok(v1->name, save_mode(), "A", NULL));
+	json_decref(checkpoint_ok(v2->name, save_mode(), "A", NULL));
+	r = qckpt("remove", both, "A", NULL);
+	if (r.status != 0)
+		fail_msg("qckpt remove %s A: %s", both, r.err);
+	assert_non_null(strstr(r.err, v1->name));
+	assert_non_null(strstr(r.err, v2->name));
+	run_free(&r);
+	assert_int_equal(json_array_size(records(v1)), 0);
+	assert_int_equal(json_array_size(records(v2)), 0);
+	assert_int_equal(chain_length(v1), 1);
+	assert_int_equal(chain_length(v2), 1);
+	guest_goes_on(v1);
+	guest_goes_on(v2);
+	free(both);
+	rvm_kill_all();
+}
+
+/* What a later `qckpt pin` sets: "Pinned": true in the record. */
+static void pin(struct rvm *vm, json_t *rec)
+{
+	char *path = fmt("%s/checkpoint.json", jstr(rec, "Path"));
+	json_t *r = json_load_file(path, 0, NULL);
+
+	assert_non_null(r);
+	json_object_set_new(r, "Pinned", json_true());
+	assert_int_equal(json_dump_file(r, path, 0), 0);
+	json_decref(r);
+	free(path);
+}
+
+/* prune --keep 5 over seven, then checkpoint --keep 3: the oldest go
+ * first, the pinned one and the newest (the VM's parent) stay, and what
+ * stays restores. */
+static void test_keep_3_over_ten_checkpoints_leaves_three_that_restore(void **state)
+{
+	struct rvm *vm = rvm_start("keep", 1, 128);
+	json_t *recs[10], *list, *now;
+	char name[16];
+	char *mode = fmt("--mode=%s", save_mode());
+	struct run r;
+
+	for (int i = 0; i < 7; i++) {
+		snprintf(name, sizeof name, "k%d", i + 1);
+		recs[i] = checkpoint_ok(vm->name, save_mode(), name, NULL);
+	}
+	pin(vm, recs[0]);
+	r = qckpt("prune", "--older-than", "3x", vm->name, NULL);
+	assert_int_equal(r.status, 2);
+	run_free(&r);
+	r = qckpt("prune", "-v", "--keep", "5", vm->name, NULL);
+	if (r.status != 0)
+		fail_msg("qckpt prune: %s", r.err);
+	run_free(&r);
+	list = records(vm);
+	assert_int_equal(json_array_size(list), 5);
+	assert_string_equal(jstr(json_array_get(list, 0), "Name"), "k1");
+	assert_string_equal(jstr(json_array_get(list, 1), "Name"), "k4");
+	json_decref(list);
+	for (int i = 7; i < 10; i++) {
+		if (i == 9)
+			keep_views(vm);
+		snprintf(name, sizeof name, "k%d", i + 1);
+		r = i < 9 ? qckpt("checkpoint", "--passthru", mode, vm->name, name, NULL)
+			  : qckpt("checkpoint", "--passthru", mode, "--keep", "3", vm->name, name, NULL);
+		if (r.status != 0)
+			fail_msg("qckpt checkpoint %s: %s", name, r.err);
+		list = json_lines(r.out);
+		recs[i] = json_incref(json_array_get(list, 0));
+		json_decref(list);
+		run_free(&r);
+	}
+	list = records(vm);
+	assert_int_equal(json_array_size(list), 3);
+	assert_string_equal(jstr(json_array_get(list, 0), "Name"), "k1");
+	assert_string_equal(jstr(json_array_get(list, 1), "Name"), "k9");
+	assert_string_equal(jstr(json_array_get(list, 2), "Name"), "k10");
+	json_decref(list);
+	views_unchanged(vm);
+	guest_goes_on(vm);
+	now = record_by_id(vm, jstr(recs[8], "Id"));
+	restore_ok(vm, now, "k9");
+	json_decref(now);
+	now = record_by_id(vm, jstr(recs[0], "Id"));
+	restore_ok(vm, now, "k1");
+	json_decref(now);
+	for (int i = 0; i < 10; i++)
+		json_decref(recs[i]);
+	free(mode);
+	rvm_kill_all();
+}
+
+/* ---- groups -------------------------------------------------------------- */
+
+static int setup(void **state)
+{
+	FILE *f;
+
+	registry_path = harness_path("registry");
+	catalog_dir = harness_path("catalog");
+	mkdir(catalog_dir, 0700);
+	setenv("QCKPT_REGISTRY", registry_path, 1);
+	f = fopen(registry_path, "w");
+	fputs("# written by test-remove\n", f);
+	fclose(f);
+	return 0;
+}
+
+static int setup_qemu10(void **state)
+{
+	qemu_bin = harness_require_qemu10();
+	if (qemu_bin == NULL)
+		return -1;
+	return setup(state);
+}
+
+static int teardown_test(void **state)
+{
+	rvm_kill_all();
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	free(registry_path);
+	free(catalog_dir);
+	qemu_bin = NULL;
+	return 0;
+}
+
+#define T(f) cmocka_unit_test_teardown(f, teardown_test)
+
+int main(void)
+{
+	int rc = harness_init(), failed = 0;
+	const struct CMUnitTest tests[] = {
+		T(test_remove_refuses_an_unknown_checkpoint_in_one_line),
+		T(test_remove_middle_newest_two_children_and_oldest),
+		T(test_remove_including_children_takes_the_subtree),
+		T(test_remove_on_a_stopped_vm_merges_offline),
+		T(test_remove_on_a_paused_vm),
+		T(test_remove_killed_mid_merge_finishes_when_run_again),
+		T(test_keep_3_over_ten_checkpoints_leaves_three_that_restore),
+		T(test_two_vms_in_one_command),
+	};
+	const struct CMUnitTest tests_qemu10[] = {
+		T(test_remove_middle_newest_two_children_and_oldest),
+		T(test_remove_on_a_paused_vm),
+		T(test_remove_killed_mid_merge_finishes_when_run_again),
+	};
+
+	if (rc != 0)
+		return rc;
+	if (harness_qckpt() == NULL) {
+		fprintf(stderr, "QCKPT_BIN not set: run through make check\n");
+		return HARNESS_SKIP;
+	}
+	if (getenv("QCKPT_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("QCKPT_TEST_FILTER"));
+	failed += cmocka_run_group_tests_name("qckpt remove", tests, setup, teardown);
+	if (harness_want_qemu10())
+		failed += cmocka_run_group_tests_name("qckpt remove on QEMU 10",
+						      tests_qemu10, setup_qemu10, teardown);
+	return failed ? 1 : 0;
+}
