@@ -204,7 +204,6 @@ static void free_jobs(struct checkpoint_cmd *c)
 			vm_names_add(&c->done, c->jobs[i]->spec.vm);
 		job_free(c->jobs[i]);
 	}
-	}
 	free(c->jobs);
 	c->jobs = NULL;
 	c->njobs = 0;
