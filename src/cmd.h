@@ -28,11 +28,14 @@ extern const struct cmd_entry cmd_checkpoint_entry;
 extern const struct cmd_entry cmd_disks_entry;
 extern const struct cmd_entry cmd_job_entry;
 extern const struct cmd_entry cmd_list_entry;
+extern const struct cmd_entry cmd_pin_entry;
 extern const struct cmd_entry cmd_qmp_entry;
 extern const struct cmd_entry cmd_register_entry;
+extern const struct cmd_entry cmd_rename_entry;
 extern const struct cmd_entry cmd_restore_entry;
 extern const struct cmd_entry cmd_run_entry;
 extern const struct cmd_entry cmd_stop_entry;
+extern const struct cmd_entry cmd_unpin_entry;
 extern const struct cmd_entry cmd_unregister_entry;
 extern const struct cmd_entry cmd_vms_entry;
 
