@@ -13,6 +13,7 @@
 static const struct cmd_entry *cmd_table[] = {
 	&cmd_checkpoint_entry,
 	&cmd_disks_entry,
+	&cmd_export_entry,
 	&cmd_job_entry,
 	&cmd_list_entry,
 	&cmd_pin_entry,

@@ -26,6 +26,7 @@ struct cmd_entry {
 
 extern const struct cmd_entry cmd_checkpoint_entry;
 extern const struct cmd_entry cmd_disks_entry;
+extern const struct cmd_entry cmd_export_entry;
 extern const struct cmd_entry cmd_job_entry;
 extern const struct cmd_entry cmd_list_entry;
 extern const struct cmd_entry cmd_pin_entry;
