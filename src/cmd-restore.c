@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "asjob.h"
+#include "import.h"
 #include "catalog.h"
 #include "cmd.h"
 #include "job.h"
@@ -26,7 +27,7 @@ static int cmd_restore_exec(int argc, char **argv);
 const struct cmd_entry cmd_restore_entry = {
 	.name = "restore",
 	.alias = NULL,
-	.usage = "[options] NAME[,NAME...]|- CHECKPOINT",
+	.usage = "[options] NAME[,NAME...]|- CHECKPOINT | --from DIR NAME",
 	.summary = "put VMs back to a checkpoint: memory and disks, on new overlays",
 	.exec = cmd_restore_exec,
 };
@@ -38,11 +39,14 @@ enum {
 	OPT_AS_JOB,
 	OPT_NO_RELAUNCH,
 	OPT_SAVE_CURRENT,
+	OPT_FROM,
 };
 
 struct restore_cmd {
 	struct vm_names names;
 	const char *checkpoint;
+	const char *from;     /* --from DIR: an export, for a new VM */
+	char *imported_id;
 	int passthru, whatif, confirm, as_job, no_relaunch, save_current;
 	int stop_on_error;
 
@@ -260,6 +264,7 @@ static int parse_options(struct restore_cmd *c, int argc, char **argv)
 		{ "as-job", no_argument, NULL, OPT_AS_JOB },
 		{ "no-relaunch", no_argument, NULL, OPT_NO_RELAUNCH },
 		{ "save-current", no_argument, NULL, OPT_SAVE_CURRENT },
+		{ "from", required_argument, NULL, OPT_FROM },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt, named = 0;
@@ -280,6 +285,7 @@ static int parse_options(struct restore_cmd *c, int argc, char **argv)
 		case OPT_AS_JOB: c->as_job = 1; break;
 		case OPT_NO_RELAUNCH: c->no_relaunch = 1; break;
 		case OPT_SAVE_CURRENT: c->save_current = 1; break;
+		case OPT_FROM: c->from = optarg; break;
 		case OPT_ERROR_ACTION:
 			if (strcmp(optarg, "stop") != 0 && strcmp(optarg, "continue") != 0)
 				return error("--error-action: continue or stop, not '%s'", optarg);
@@ -304,6 +310,13 @@ static int parse_options(struct restore_cmd *c, int argc, char **argv)
 		return error("unexpected argument '%s'; see 'qckpt restore --help'", argv[optind]);
 	if (c->names.n == 0)
 		return error("no VM named; give NAME[,NAME...], -n NAME or - to read names from stdin");
+	if (c->from != NULL) {
+		if (c->names.n != 1 || c->checkpoint != NULL)
+			return error("--from DIR makes one new VM: give one NAME and no checkpoint (the export holds one)");
+		if (c->save_current || c->no_relaunch)
+			return error("--from DIR makes a new VM: it has no current state to save and must be launched");
+		return 0;
+	}
 	if (c->checkpoint == NULL || c->checkpoint[0] == '\0')
 		return error("which checkpoint? give its name, its Id or the first 8 characters of its Id ('qckpt list' shows them)");
 	return 0;
@@ -350,6 +363,14 @@ static int cmd_restore_exec(int argc, char **argv)
 	rc = parse_options(&c, argc, argv);
 	if (rc != 0)
 		goto out_names;
+	if (c.from != NULL && !c.whatif) {
+		/* The export becomes a registered VM with one checkpoint; the
+		 * rest is an ordinary restore of it. */
+		rc = import_export_dir(c.from, c.names.v[0], &c.imported_id);
+		if (rc != 0)
+			goto out;
+		c.checkpoint = c.imported_id;
+	}
 	if (registry_load(cmd_registry_path, &reg, err, sizeof err) < 0) {
 		error("%s", err);
 		rc = -1;
@@ -408,6 +429,7 @@ static int cmd_restore_exec(int argc, char **argv)
 out_names:
 	rc = rc > 0 ? EXIT_ALL_OK : EXIT_USAGE;
 out:
+	free(c.imported_id);
 	vm_names_free(&c.names);
 	return rc;
 }

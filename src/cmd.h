@@ -95,4 +95,8 @@ int cmd_vms_probe_and_print(const struct registry_entry **sel, size_t count,
 			    unsigned timeout_ms, int json);
 int cmd_dispatch(int argc, char **argv);
 
+/* The QMP socket `qckpt run` gives VM when nobody chose one (new string):
+ * also what `restore --from` registers a new VM with. */
+char *cmd_run_default_monitor(const char *vm);
+
 #endif
