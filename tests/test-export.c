@@ -632,7 +632,7 @@ static void start_with_plain_qemu(struct rvm *vm, json_t *rec, const char *dir, 
 
 static void test_export_of_a_running_vm_starts_with_plain_qemu_and_as_a_new_vm(void **state)
 {
-	struct rvm *vm = rvm_start("exp", 1, 256);
+	struct rvm *vm = rvm_start("exp", 2, 256);
 	json_t *rec = checkpoint_ok(vm->name, save_mode(), "c", NULL);
 	char *dir = fmt("%s/export-%s", harness_tmpdir(), vm->name);
 	char *newname = fmt("%s-copy", vm->name);
@@ -669,9 +669,13 @@ static void test_export_of_a_running_vm_starts_with_plain_qemu_and_as_a_new_vm(v
 		assert_non_null(erec);
 		assert_string_equal(jstr(erec, "Id"), jstr(rec, "Id"));
 		assert_string_equal(jstr(json_object_get(erec, "MemoryState"), "Path"), "memory.state");
-		img = fmt("%s/%s", dir, jstr(rec_disk(erec, 0), "CheckpointImage"));
-		assert_int_equal(disk_read_counter(img), counter);
-		free(img);
+		/* both disks, converted at once */
+		assert_int_equal(json_array_size(json_object_get(erec, "Disks")), 2);
+		for (size_t i = 0; i < 2; i++) {
+			img = fmt("%s/%s", dir, jstr(rec_disk(erec, i), "CheckpointImage"));
+			assert_int_equal(disk_read_counter(img), counter);
+			free(img);
+		}
 		free(path);
 		path = fmt("%s/memory.state", dir);
 		assert_int_equal(access(path, R_OK), 0);
