@@ -535,7 +535,73 @@ static void test_rename_pin_and_unpin_rewrite_the_record_and_restore_follows_the
 	json_decref(b);
 }
 
-/* Export with qemu-img failing (QEMU_IMG=false): nothing stays behind. */
+/*
+ * qemu-img held: QEMU_IMG names a script that first reads one line from a
+ * FIFO the test holds open, then execs the real qemu-img; each started
+ * copy appends a line to a log, so the test knows when the export is under
+ * way and lets it go on when it has seen what it wanted.
+ */
+struct held {
+	char *fifo, *log, *script;
+	int fd;
+	size_t want;
+};
+
+static struct held hold_qemu_img(const char *tag)
+{
+	struct held h = { 0 };
+	char *text;
+	FILE *f;
+
+	h.fifo = fmt("%s/hold-%s.fifo", harness_tmpdir(), tag);
+	h.log = fmt("%s/hold-%s.log", harness_tmpdir(), tag);
+	h.script = fmt("%s/hold-%s.sh", harness_tmpdir(), tag);
+	h.want = 2; /* the VM's two disks */
+	unlink(h.fifo);
+	unlink(h.log);
+	assert_int_equal(mkfifo(h.fifo, 0600), 0);
+	/* read-write: the scripts' opens never block, their reads do */
+	h.fd = open(h.fifo, O_RDWR | O_CLOEXEC);
+	assert_true(h.fd >= 0);
+	text = fmt("#!/bin/sh\necho started >>'%s'\nread go <'%s'\nexec '%s' \"$@\"\n",
+		   h.log, h.fifo, harness_qemu_img());
+	f = fopen(h.script, "w");
+	fputs(text, f);
+	fclose(f);
+	chmod(h.script, 0700);
+	free(text);
+	setenv("QEMU_IMG", h.script, 1);
+	return h;
+}
+
+static bool lines_held(void *arg)
+{
+	struct held *h = arg;
+	size_t n = 0;
+	FILE *f = fopen(h->log, "r");
+	int c;
+
+	if (f == NULL)
+		return false;
+	while ((c = fgetc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n >= h->want;
+}
+
+static void release_qemu_img(struct held *h)
+{
+	for (size_t i = 0; i < h->want; i++)
+		assert_int_equal(write(h->fd, "go\n", 3), 3);
+	close(h->fd);
+	unlink(h->fifo);
+	free(h->fifo);
+	free(h->log);
+	free(h->script);
+}
+
+/* Export with qemu-img failing (QEMU_IMG=false), or interrupted by
+ * SIGINT mid-way: nothing stays behind. */
 static void export_failure_leaves_nothing(struct rvm *vm)
 {
 	char *dir = fmt("%s/failed-export-%s", harness_tmpdir(), vm->name);
@@ -550,6 +616,24 @@ static void export_failure_leaves_nothing(struct rvm *vm)
 	assert_non_null(strstr(r.err, "qemu-img convert"));
 	assert_int_equal(access(dir, F_OK), -1);
 	run_free(&r);
+	{
+		struct held h = hold_qemu_img("int");
+		char *bin = strdup(harness_qckpt());
+		char *argv[] = { bin, "export", vm->name, "c", dir, NULL };
+		struct child c = { 0 };
+
+		child_start(&c, argv);
+		unsetenv("QEMU_IMG");
+		assert_int_equal(harness_run_until(lines_held, &h, WAIT_MS), 0);
+		/* held, never released: the interrupt ends the copies */
+		kill(c.proc.pid, SIGINT);
+		assert_int_equal(harness_run_until(child_done, &c, WAIT_MS), 0);
+		release_qemu_img(&h);
+		assert_int_equal(c.status, 1);
+		assert_non_null(strstr(c.errbuf, "interrupted"));
+		assert_int_equal(access(dir, F_OK), -1);
+		free(bin);
+	}
 	/* DIR must be new or empty */
 	mkdir(full, 0700);
 	f = fopen(junk, "w");
@@ -646,19 +730,24 @@ static void test_export_of_a_running_vm_starts_with_plain_qemu_and_as_a_new_vm(v
 
 	export_failure_leaves_nothing(vm);
 
-	/* the export reads only frozen images: the guest ticks meanwhile */
-	child_start(&exp, argv);
-	while (!exp.exited) {
-		struct tick_wait w = { vm, 1, -1 };
+	/* the export reads only frozen images: the guest ticks while it is
+	 * held with its qemu-img runs waiting */
+	{
+		struct held h = hold_qemu_img(vm->name);
+		long t0 = wait_tick(vm, 1, WAIT_MS);
 
-		harness_run_until(tick_seen, &w, 100);
-		during += w.tick > 0;
-		harness_run_until(child_done, &exp, 1);
+		child_start(&exp, argv);
+		unsetenv("QEMU_IMG");
+		assert_int_equal(harness_run_until(lines_held, &h, WAIT_MS), 0);
+		while ((tick = wait_tick(vm, 1, WAIT_MS)) > 0 && tick < t0 + 3)
+			during++;
+		assert_true(tick >= t0 + 3); /* three ticks with the export under way */
+		assert_false(exp.exited);
+		release_qemu_img(&h);
 	}
 	harness_run_until(child_done, &exp, WAIT_MS);
 	if (exp.status != 0)
 		fail_msg("qckpt export: exit %d: %s", exp.status, exp.errbuf);
-	assert_true(during > 0);
 	assert_int_equal(vm_pid(vm), pid);
 
 	/* self-contained: flattened disk, memory, record naming them */
