@@ -181,13 +181,10 @@ static void on_out_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	}
 	d->len += (size_t)n;
 	d->buf[d->len] = '\0';
-	for (p = strrchr(d->buf, '('); p != NULL; p = NULL) {
-		double v = strtod(p + 1, NULL);
-
-		if (strstr(p, "/100%)") != NULL) {
-			d->percent = v;
-			d->len = 0;
-		}
+	p = strrchr(d->buf, '(');
+	if (p != NULL && strstr(p, "/100%)") != NULL) {
+		d->percent = strtod(p + 1, NULL);
+		d->len = 0;
 	}
 	show_progress(e, 0);
 }

@@ -155,6 +155,12 @@ static int on_image(void *arg, const char *image, int writable, char **replaceme
 			*replacement = xstrdup(im->files[i].to);
 			return 0;
 		}
+	/* export writes only commands whose writable disks it exported:
+	 * anything else would be another VM's image, never to be shared. */
+	if (writable) {
+		snprintf(err, errlen, "it opens %s writable, which is not one of the export's disks", image);
+		return -1;
+	}
 	return 0;
 }
 

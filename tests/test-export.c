@@ -758,11 +758,15 @@ static void test_export_of_a_running_vm_starts_with_plain_qemu_and_as_a_new_vm(v
 		assert_non_null(erec);
 		assert_string_equal(jstr(erec, "Id"), jstr(rec, "Id"));
 		assert_string_equal(jstr(json_object_get(erec, "MemoryState"), "Path"), "memory.state");
-		/* both disks, converted at once */
+		/* both disks, converted at once, each what its frozen image
+		 * holds (the guest writes N to one disk, then the other: the
+		 * instant can fall between the two) */
 		assert_int_equal(json_array_size(json_object_get(erec, "Disks")), 2);
 		for (size_t i = 0; i < 2; i++) {
 			img = fmt("%s/%s", dir, jstr(rec_disk(erec, i), "CheckpointImage"));
-			assert_int_equal(disk_read_counter(img), counter);
+			assert_string_equal(jstr(rec_disk(erec, i), "Device"), jstr(rec_disk(rec, i), "Device"));
+			assert_int_equal(disk_read_counter(img),
+					 disk_read_counter(jstr(rec_disk(rec, i), "CheckpointImage")));
 			free(img);
 		}
 		free(path);
@@ -794,6 +798,20 @@ static void test_export_of_a_running_vm_starts_with_plain_qemu_and_as_a_new_vm(v
 	assert_int_equal(r.status, 1);
 	assert_non_null(strstr(r.err, "already registered"));
 	run_free(&r);
+	/* a directory that is no export: one line, nothing registered */
+	{
+		char *other = fmt("%s-other", newname);
+
+		r = qckpt("restore", "--from", harness_tmpdir(), other, NULL);
+		assert_int_equal(r.status, 1);
+		assert_non_null(strstr(r.err, "is not a qckpt export"));
+		assert_int_equal(strchr(r.err, '\n') - r.err + 1, (long)strlen(r.err));
+		run_free(&r);
+		r = qckpt("vms", "--names", NULL);
+		assert_null(strstr(r.out, other));
+		run_free(&r);
+		free(other);
+	}
 
 	/* plain QEMU, as the README says (writes into DIR: last) */
 	start_with_plain_qemu(vm, rec, dir, counter);
