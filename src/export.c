@@ -153,6 +153,9 @@ static void show_progress(struct export *e, int final)
 	for (size_t i = 0; i < e->ndisks && used < sizeof line; i++)
 		used += (size_t)snprintf(line + used, sizeof line - used, "%s %s %.0f%%",
 					 i ? "," : "", e->disks[i].device, e->disks[i].percent);
+	if (e->memory_path != NULL && used < sizeof line)
+		snprintf(line + used, sizeof line - used, ", memory %s",
+			 e->memory_done ? "copied" : "copying");
 	fprintf(stderr, "%s%s", line, final ? "\n" : "");
 	fflush(stderr);
 }
@@ -269,7 +272,10 @@ static void on_memory_copied(uv_fs_t *req)
 	if (req->result < 0)
 		fail(e, (int)req->result, "cannot copy the memory state %s to %s: %s; nothing exported",
 		     req->path, e->memory_path, uv_strerror((int)req->result));
+	else
+		e->memory_done = 1;
 	uv_fs_req_cleanup(req);
+	show_progress(e, 0);
 	task_arrived(&e->task);
 }
 

@@ -66,7 +66,7 @@ struct export {
 	size_t ndisks;
 	uv_fs_t copy_req;
 	char *memory_path;     /* DIR/memory.state, or NULL */
-	int memory_written;
+	int memory_written, memory_done;
 	uint64_t start_ms, last_progress_ms;
 	void (*on_done)(struct export *e);
 };
