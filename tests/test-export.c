@@ -448,23 +448,15 @@ static json_t *listed(const char *vm, const char *what)
 	return found;
 }
 
-/* QEMU processes this test started besides the rvms' own launches: killed
- * before the rvms, whose serial listeners they are connected to. */
-static long extra_pids[8];
+/* VMs this test made besides the rvms (restore --from) and a QEMU
+ * started from a README: killed before the rvms, whose serial listeners
+ * they are connected to. */
+static char *extra_vms[4];
 static size_t nextra;
-static struct child *plain_qemu; /* started from a README */
+static struct child *plain_qemu;
 
-static void kill_extras(void)
-{
-	while (nextra > 0)
-		kill((pid_t)extra_pids[--nextra], SIGKILL);
-	if (plain_qemu != NULL) {
-		harness_run_until(child_done, plain_qemu, WAIT_MS);
-		free(plain_qemu);
-		plain_qemu = NULL;
-	}
-}
-
+/* The pid vm.json records for VMNAME's launch, or 0 (not yet written:
+ * a restore that boots afresh returns before its QEMU runs). */
 static long pid_of(const char *vmname)
 {
 	char *path = fmt("%s/%s/vm.json", catalog_dir, vmname);
@@ -474,6 +466,25 @@ static long pid_of(const char *vmname)
 	free(path);
 	json_decref(st);
 	return pid;
+}
+
+static void kill_extras(void)
+{
+	while (nextra > 0) {
+		char *name = extra_vms[--nextra];
+		long pid = pid_of(name);
+
+		/* never kill(0): that is this test's whole process group */
+		if (pid > 0)
+			kill((pid_t)pid, SIGKILL);
+		free(name);
+	}
+	if (plain_qemu != NULL) {
+		kill(plain_qemu->proc.pid, SIGKILL);
+		harness_run_until(child_done, plain_qemu, WAIT_MS);
+		free(plain_qemu);
+		plain_qemu = NULL;
+	}
 }
 
 static void test_rename_pin_and_unpin_rewrite_the_record_and_restore_follows_the_new_name(void **state)
@@ -531,6 +542,40 @@ static void test_rename_pin_and_unpin_rewrite_the_record_and_restore_follows_the
 		fail_msg("qckpt restore %s renamed: exit %d: %s", vm->name, r.status, r.err);
 	run_free(&r);
 	carries_on(vm, life, frozen_counter(a), "restore by the new name");
+
+	/* a disk-only checkpoint exports without memory; restore --from
+	 * boots the new VM afresh on its disks */
+	{
+		char *dir = fmt("%s/export-%s-disks", harness_tmpdir(), vm->name);
+		char *fresh = fmt("%s-fresh", vm->name), *mem = fmt("%s/memory.state", dir);
+		char *readme = fmt("%s/README", dir), *text;
+		char *line = fmt("qckpt-guest: disk vda counter=%ld", frozen_counter(b));
+
+		r = qckpt("export", vm->name, "second", dir, NULL);
+		if (r.status != 0)
+			fail_msg("qckpt export of a disk-only checkpoint: exit %d: %s", r.status, r.err);
+		run_free(&r);
+		assert_int_equal(access(mem, F_OK), -1);
+		text = read_file(readme);
+		assert_non_null(strstr(text, "boots afresh"));
+		assert_null(strstr(text, "-incoming"));
+		free(text);
+		life = vm->lives + 1;
+		r = qckpt("restore", "--from", dir, fresh, NULL);
+		extra_vms[nextra++] = strdup(fresh);
+		if (r.status != 0)
+			fail_msg("qckpt restore --from %s: exit %d: %s", dir, r.status, r.err);
+		assert_non_null(strstr(r.err, "boots fresh"));
+		run_free(&r);
+		assert_true(wait_tick(vm, life, BOOT_MS) > 0);
+		assert_true(life_printed(vm, life, "qckpt-guest: boot"));
+		assert_true(life_printed(vm, life, line));
+		free(line);
+		free(readme);
+		free(mem);
+		free(fresh);
+		free(dir);
+	}
 	json_decref(a);
 	json_decref(b);
 }
@@ -689,7 +734,6 @@ static void start_with_plain_qemu(struct rvm *vm, json_t *rec, const char *dir, 
 	assert_non_null(strstr(cmd, "-incoming"));
 	child_start(c, argv);
 	plain_qemu = c;
-	extra_pids[nextra++] = c->proc.pid;
 	/* No QMP event marks the end of an incoming load's run-state
 	 * change: ask until it is no longer "inmigrate" (or QEMU is up). */
 	for (tries = 0; tries < 600; tries++) {
@@ -778,10 +822,10 @@ static void test_export_of_a_running_vm_starts_with_plain_qemu_and_as_a_new_vm(v
 	/* restore --from: a new VM from the export; DIR only read */
 	life = vm->lives + 1;
 	r = qckpt("restore", "--from", dir, newname, NULL);
+	extra_vms[nextra++] = strdup(newname);
 	if (r.status != 0)
 		fail_msg("qckpt restore --from %s %s: exit %d: %s", dir, newname, r.status, r.err);
 	run_free(&r);
-	extra_pids[nextra++] = pid_of(newname);
 	carries_on(vm, life, counter, "restore --from");
 	{
 		struct run l = qckpt("list", "--json", newname, NULL);
