@@ -383,3 +383,23 @@ out:
 	free(byprefix);
 	return found;
 }
+
+int catalog_valid_name(const char *name)
+{
+	if (name == NULL || name[0] == '\0' || strlen(name) > 200)
+		return 0;
+	for (const char *p = name; *p; p++)
+		if ((unsigned char)*p < 0x20)
+			return 0;
+	return 1;
+}
+
+char *catalog_record_dir(const char *root, const char *vm, json_t *record)
+{
+	const char *id = json_string_value(json_object_get(record, "Id"));
+
+	/* The Id names the directory; never trust it to leave the VM's. */
+	if (id == NULL || id[0] == '\0' || id[0] == '.' || strchr(id, '/') != NULL)
+		return NULL;
+	return xasprintf("%s/%s/%s", root, vm, id);
+}

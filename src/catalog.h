@@ -89,4 +89,12 @@ json_t *catalog_current(const char *root, const char *vm, json_t *list);
 json_t *catalog_find_checkpoint(json_t *list, const char *what, char *err,
 				size_t errlen);
 
+/* A checkpoint name as `checkpoint` takes it: 1 to 200 characters, no
+ * control characters (names may repeat, so nothing else is reserved). */
+int catalog_valid_name(const char *name);
+
+/* <root>/<vm>/<Id of RECORD>, where its checkpoint.json lives (new string,
+ * NULL when the record has no Id). */
+char *catalog_record_dir(const char *root, const char *vm, json_t *record);
+
 #endif

@@ -244,16 +244,6 @@ static struct job *make_job(struct checkpoint_cmd *c, const struct registry *reg
 	return job;
 }
 
-static int valid_snapshot_name(const char *name)
-{
-	if (name[0] == '\0' || strlen(name) > 200)
-		return 0;
-	for (const char *p = name; *p; p++)
-		if ((unsigned char)*p < 0x20)
-			return 0;
-	return 1;
-}
-
 static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -326,7 +316,7 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 	}
 	if (optind < argc)
 		return error("unexpected argument '%s'; see 'qckpt checkpoint --help'", argv[optind]);
-	if (c->snapshot_name != NULL && !valid_snapshot_name(c->snapshot_name))
+	if (c->snapshot_name != NULL && !catalog_valid_name(c->snapshot_name))
 		return error("bad checkpoint name: 1 to 200 characters, no control characters");
 	return cmd_jobs_check_names(&c->jobs_cmd);
 }

@@ -2,7 +2,7 @@
  * cmd-list.c: "qckpt list [NAME...]", Hyper-V's Get-VMSnapshot: the
  * checkpoints recorded for each VM, oldest first, as a table, as JSON lines
  * (--json, the same objects `checkpoint --passthru` prints, with a Current
- * flag) or as a tree of parents and children (--tree) with "Now" under the
+ * flag and a Pinned flag) or as a tree of parents and children (--tree) with "Now" under the
  * checkpoint the VM's current state grew from, as Hyper-V Manager draws it.
  * Restores make branches: a checkpoint can have several children.
  */
@@ -75,7 +75,8 @@ static void add_row(struct output_table *t, json_t *r, const char *lead)
 	snprintf(pause, sizeof pause, "%lld",
 		 (long long)json_integer_value(json_object_get(r, "PauseMs")));
 	output_table_add(t, (const char *const[]){ output_str(r, "VMName", "-"), name, id, when,
-			 output_str(r, "CheckpointType", "-"), output_str(r, "Mode", "-"), pause });
+			 output_str(r, "CheckpointType", "-"), output_str(r, "Mode", "-"), pause,
+			 json_is_true(json_object_get(r, "Pinned")) ? "yes" : "-" });
 	free(name);
 }
 
@@ -90,7 +91,7 @@ static void add_now(struct tree *tr, const char *lead)
 {
 	char *name = xasprintf("%sNow", lead);
 
-	output_table_add(tr->t, (const char *const[]){ "", name, "", "", "", "", "" });
+	output_table_add(tr->t, (const char *const[]){ "", name, "", "", "", "", "", "" });
 	free(name);
 }
 
@@ -158,6 +159,8 @@ static void list_vm(const char *vm, const char *root, struct output_table *t, in
 	if (t == NULL) {
 		json_array_foreach(list, i, r) {
 			json_object_set_new(r, "Current", json_boolean(r == current));
+			/* Always there in JSON, as Current: false when unpinned. */
+			json_object_set_new(r, "Pinned", json_boolean(json_is_true(json_object_get(r, "Pinned"))));
 			output_json_line(r);
 		}
 	} else if (tree) {
@@ -181,7 +184,7 @@ static int cmd_list_exec(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	static const char *const headers[] = { "VMName", "Name", "Id", "CreationTime",
-					       "Type", "Mode", "PauseMs" };
+					       "Type", "Mode", "PauseMs", "Pinned" };
 	struct output_table *t = NULL;
 	struct registry reg;
 	char err[512];
@@ -206,7 +209,7 @@ static int cmd_list_exec(int argc, char **argv)
 	if (registry_load(cmd_registry_path, &reg, err, sizeof err) < 0)
 		return error("%s", err), EXIT_USAGE;
 	if (!json)
-		t = output_table_new("llllllr", headers);
+		t = output_table_new("llllllrl", headers);
 	if (optind == argc) {
 		for (size_t i = 0; i < reg.count; i++) {
 			char *root = catalog_root(&reg.entries[i]);

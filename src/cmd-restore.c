@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "import.h"
 #include "catalog.h"
 #include "cmd.h"
 #include "cmd-jobs.h"
@@ -26,7 +27,7 @@ static int cmd_restore_exec(int argc, char **argv);
 const struct cmd_entry cmd_restore_entry = {
 	.name = "restore",
 	.alias = NULL,
-	.usage = "[options] NAME[,NAME...]|- CHECKPOINT",
+	.usage = "[options] NAME[,NAME...]|- CHECKPOINT | --from DIR NAME",
 	.summary = "put VMs back to a checkpoint: memory and disks, on new overlays",
 	.exec = cmd_restore_exec,
 };
@@ -34,12 +35,15 @@ const struct cmd_entry cmd_restore_entry = {
 enum {
 	OPT_NO_RELAUNCH = OPT_JOBS_LAST,
 	OPT_SAVE_CURRENT,
+	OPT_FROM,
 };
 
 struct restore_cmd {
 	struct cmd_jobs jobs_cmd;   /* first: cmd_jobs callbacks cast back */
 	const struct registry *reg;
 	const char *checkpoint;
+	const char *from;     /* --from DIR: an export, for a new VM */
+	char *imported_id;
 	int no_relaunch, save_current;
 
 	struct restore **restores;
@@ -233,6 +237,7 @@ static int parse_options(struct restore_cmd *c, int argc, char **argv)
 		CMD_JOBS_LONG,
 		{ "no-relaunch", no_argument, NULL, OPT_NO_RELAUNCH },
 		{ "save-current", no_argument, NULL, OPT_SAVE_CURRENT },
+		{ "from", required_argument, NULL, OPT_FROM },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt, rc;
@@ -250,6 +255,7 @@ static int parse_options(struct restore_cmd *c, int argc, char **argv)
 		switch (opt) {
 		case OPT_NO_RELAUNCH: c->no_relaunch = 1; break;
 		case OPT_SAVE_CURRENT: c->save_current = 1; break;
+		case OPT_FROM: c->from = optarg; break;
 		default:
 			return -1;
 		}
@@ -262,6 +268,13 @@ static int parse_options(struct restore_cmd *c, int argc, char **argv)
 		return error("unexpected argument '%s'; see 'qckpt restore --help'", argv[optind]);
 	if (cmd_jobs_check_names(&c->jobs_cmd) < 0)
 		return -1;
+	if (c->from != NULL) {
+		if (c->jobs_cmd.names.n != 1 || c->checkpoint != NULL)
+			return error("--from DIR makes one new VM: give one NAME and no checkpoint (the export holds one)");
+		if (c->save_current || c->no_relaunch)
+			return error("--from DIR makes a new VM: it has no current state to save and must be launched");
+		return 0;
+	}
 	if (c->checkpoint == NULL || c->checkpoint[0] == '\0')
 		return error("which checkpoint? give its name, its Id or the first 8 characters of its Id ('qckpt list' shows them)");
 	return 0;
@@ -320,9 +333,21 @@ static int cmd_restore_exec(int argc, char **argv)
 
 	c.start_ms = mono_ms();
 	c.jobs_cmd.on_signal = on_signal;
-	rc = cmd_jobs_prepare(&c.jobs_cmd, parse_options(&c, argc, argv), &reg);
-	if (rc >= 0)
+	rc = parse_options(&c, argc, argv);
+	if (rc == 0 && c.from != NULL && !c.jobs_cmd.whatif) {
+		/* The export becomes a registered VM with one checkpoint; the
+		 * rest is an ordinary restore of it. */
+		if ((rc = import_export_dir(c.from, c.jobs_cmd.names.v[0], &c.imported_id)) != 0) {
+			cmd_jobs_free(&c.jobs_cmd);
+			return rc;
+		}
+		c.checkpoint = c.imported_id;
+	}
+	rc = cmd_jobs_prepare(&c.jobs_cmd, rc, &reg);
+	if (rc >= 0) {
+		free(c.imported_id);
 		return rc;
+	}
 	c.reg = &reg;
 	if (cmd_jobs_select(&c.jobs_cmd, "Restore", c.checkpoint, add_restore) < 0) {
 		rc = EXIT_USAGE;
@@ -338,6 +363,7 @@ static int cmd_restore_exec(int argc, char **argv)
 	}
 	registry_free(&reg);
 	free_all(&c);
+	free(c.imported_id);
 	cmd_jobs_free(&c.jobs_cmd);
 	return rc;
 }

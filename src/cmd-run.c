@@ -64,7 +64,7 @@ static int same_monitor(const char *a, const char *b)
 }
 
 /* Where a VM's QMP socket goes when nobody said: a per-user runtime dir. */
-static char *default_monitor(const char *vm)
+char *cmd_run_default_monitor(const char *vm)
 {
 	const char *env = getenv("QCKPT_RUNTIME_DIR");
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
@@ -102,7 +102,7 @@ static int socket_answers(const char *path)
  */
 static int make_socket_dir(const char *vm, const char *path)
 {
-	char *dir = dir_name(path), *def = default_monitor(vm);
+	char *dir = dir_name(path), *def = cmd_run_default_monitor(vm);
 	char *def_dir = dir_name(registry_unix_path(def)), why[512];
 	struct stat st;
 	int rc = 0;
@@ -166,7 +166,7 @@ static char *choose_monitor(const struct run_opts *o, const struct registry_entr
 	else if (mine != NULL)
 		want = xstrdup(mine);
 	else
-		want = default_monitor(o->vm);
+		want = cmd_run_default_monitor(o->vm);
 	if (mine != NULL && !same_monitor(mine, want)) {
 		error_vm(o->vm, "the command serves QMP on %s but the VM is %s %s; use that socket in the command or drop its QMP socket",
 			 mine, e ? "registered with monitor" : "to use --monitor", want);

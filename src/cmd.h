@@ -26,15 +26,19 @@ struct cmd_entry {
 
 extern const struct cmd_entry cmd_checkpoint_entry;
 extern const struct cmd_entry cmd_disks_entry;
+extern const struct cmd_entry cmd_export_entry;
 extern const struct cmd_entry cmd_job_entry;
 extern const struct cmd_entry cmd_list_entry;
+extern const struct cmd_entry cmd_pin_entry;
 extern const struct cmd_entry cmd_prune_entry;
 extern const struct cmd_entry cmd_qmp_entry;
 extern const struct cmd_entry cmd_register_entry;
 extern const struct cmd_entry cmd_remove_entry;
+extern const struct cmd_entry cmd_rename_entry;
 extern const struct cmd_entry cmd_restore_entry;
 extern const struct cmd_entry cmd_run_entry;
 extern const struct cmd_entry cmd_stop_entry;
+extern const struct cmd_entry cmd_unpin_entry;
 extern const struct cmd_entry cmd_unregister_entry;
 extern const struct cmd_entry cmd_vms_entry;
 
@@ -92,5 +96,9 @@ struct registry_entry;
 int cmd_vms_probe_and_print(const struct registry_entry **sel, size_t count,
 			    unsigned timeout_ms, int json);
 int cmd_dispatch(int argc, char **argv);
+
+/* The QMP socket `qckpt run` gives VM when nobody chose one (new string):
+ * also what `restore --from` registers a new VM with. */
+char *cmd_run_default_monitor(const char *vm);
 
 #endif

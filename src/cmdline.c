@@ -928,3 +928,103 @@ int cmdline_vm_launched_by_run(const char *root, const char *vm)
 	json_decref(state);
 	return yes;
 }
+
+/* ---- a command for another VM (export, restore --from) ----------------- */
+
+/* Remove argv[i..i+n-1]. */
+static void cmdline_remove(struct cmdline *c, size_t i, size_t n)
+{
+	for (size_t k = i; k < i + n; k++)
+		free(c->argv[k]);
+	memmove(c->argv + i, c->argv + i + n, (c->argc - i - n + 1) * sizeof *c->argv);
+	c->argc -= n;
+}
+
+/* Whether argv[i] is "-chardev" with an id in IDS. */
+static int chardev_in(const struct cmdline *c, size_t i, char **ids, size_t nids)
+{
+	int tv;
+	const char *opt = cmdline_option(c, i, &tv);
+	struct qopts o;
+	int found = 0;
+
+	if (opt == NULL || strcmp(opt, "chardev") != 0 || i + 1 >= c->argc)
+		return 0;
+	qopts_parse(c->argv[i + 1], "backend", &o);
+	for (size_t k = 0; k < nids && qopts_get(&o, "id"); k++)
+		found |= strcmp(ids[k], qopts_get(&o, "id")) == 0;
+	qopts_free(&o);
+	return found;
+}
+
+int cmdline_drop_qmp(struct cmdline *c)
+{
+	char **ids = NULL;
+	size_t nids = 0, i = 1;
+	int dropped = 0;
+
+	while (i < c->argc) {
+		int tv;
+		const char *opt = cmdline_option(c, i, &tv);
+		int drop = 0;
+
+		if (opt != NULL && tv && i + 1 < c->argc) {
+			if (strcmp(opt, "qmp") == 0 || strcmp(opt, "qmp-pretty") == 0) {
+				drop = 1;
+			} else if (strcmp(opt, "mon") == 0) {
+				struct qopts o;
+
+				qopts_parse(c->argv[i + 1], "chardev", &o);
+				if (strcmp(qopts_get(&o, "mode") ?: "", "control") == 0) {
+					drop = 1;
+					if (qopts_get(&o, "chardev") != NULL) {
+						ids = xrealloc(ids, (nids + 1) * sizeof *ids);
+						ids[nids++] = xstrdup(qopts_get(&o, "chardev"));
+					}
+				}
+				qopts_free(&o);
+			}
+		}
+		if (drop) {
+			cmdline_remove(c, i, 2);
+			dropped++;
+		} else {
+			i += opt != NULL && tv ? 2 : 1;
+		}
+	}
+	/* The chardevs those monitors served on: their sockets are the old
+	 * VM's, and an unused chardev would still take its path. */
+	for (i = 1; i < c->argc;) {
+		if (chardev_in(c, i, ids, nids))
+			cmdline_remove(c, i, 2);
+		else
+			i++;
+	}
+	while (nids > 0)
+		free(ids[--nids]);
+	free(ids);
+	return dropped;
+}
+
+void cmdline_set_guest_name(struct cmdline *c, const char *name)
+{
+	int found = 0;
+
+	for (size_t i = 1; i + 1 < c->argc; i++) {
+		int tv;
+		const char *opt = cmdline_option(c, i, &tv);
+		struct qopts o;
+
+		if (opt == NULL || strcmp(opt, "name") != 0)
+			continue;
+		qopts_parse(c->argv[i + 1], "guest", &o);
+		qopts_set(&o, "guest", name);
+		free(c->argv[i + 1]);
+		c->argv[i + 1] = qopts_format(&o);
+		qopts_free(&o);
+		found = 1;
+		i++;
+	}
+	if (!found)
+		cmdline_append(c, "-name", name, NULL);
+}

@@ -114,6 +114,15 @@ int cmdline_rewrite_disks(struct cmdline *c, const char *cwd,
 int cmdline_find_unplaceable(const struct cmdline *c, size_t *pos, char *why,
 			     size_t len);
 
+/*
+ * For another VM started from this one's command (export, restore
+ * --from): drop every QMP monitor (-qmp, -qmp-pretty, -mon mode=control
+ * and the -chardev it names: their sockets belong to the old VM); the
+ * number dropped.  Set the guest name of every -name (or add -name).
+ */
+int cmdline_drop_qmp(struct cmdline *c);
+void cmdline_set_guest_name(struct cmdline *c, const char *name);
+
 /* PATH made absolute against CWD, "." and ".." components folded
  * lexically (symlinks are kept: QEMU opens the name it is given). */
 char *cmdline_absolute(const char *cwd, const char *path);

@@ -492,6 +492,42 @@ static void test_launch_is_running_means_same_pid_and_start_time(void **state)
 	json_decref(cl);
 }
 
+/* What export and restore --from do to the old VM's command. */
+static void test_qmp_monitors_are_dropped_and_the_guest_renamed_for_another_vm(void **state)
+{
+	const char *words[] = { "qemu", "-m", "256", "-qmp", "unix:/run/a.qmp,server=on,wait=off",
+				"-chardev", "socket,id=serial0,path=/run/serial",
+				"-serial", "chardev:serial0",
+				"-chardev", "socket,id=m,path=/run/m.qmp,server=on,wait=off",
+				"-mon", "m,mode=control", "-qmp-pretty", "tcp:localhost:4444,server",
+				"-mon", "chardev=serial0,mode=readline",
+				"-name", "old,debug-threads=on", NULL };
+	const char *bare[] = { "qemu", "-m", "256", NULL };
+	struct cmdline c;
+	char *addr, *line, *name;
+
+	from_words(&c, words);
+	assert_int_equal(cmdline_drop_qmp(&c), 3);
+	assert_int_equal(cmdline_find_qmp(&c, &addr), 0);
+	assert_null(addr);
+	cmdline_set_guest_name(&c, "new");
+	name = cmdline_guest_name(&c);
+	assert_string_equal(name, "new");
+	free(name);
+	line = cmdline_quote(&c);
+	/* the serial chardev and the HMP monitor stay; only QMP went */
+	assert_string_equal(line, "qemu -m 256 -chardev socket,id=serial0,path=/run/serial -serial chardev:serial0 -mon chardev=serial0,mode=readline -name new,debug-threads=on");
+	free(line);
+	cmdline_free(&c);
+	from_words(&c, bare);
+	assert_int_equal(cmdline_drop_qmp(&c), 0);
+	cmdline_set_guest_name(&c, "new");
+	line = cmdline_quote(&c);
+	assert_string_equal(line, "qemu -m 256 -name new");
+	free(line);
+	cmdline_free(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -499,6 +535,7 @@ int main(void)
 		cmocka_unit_test(test_options_without_value_do_not_swallow_the_next),
 		cmocka_unit_test(test_guest_name_from_name_option),
 		cmocka_unit_test(test_qmp_monitors_are_found_in_every_spelling),
+		cmocka_unit_test(test_qmp_monitors_are_dropped_and_the_guest_renamed_for_another_vm),
 		cmocka_unit_test(test_drive_gets_the_active_image_and_qcow2),
 		cmocka_unit_test(test_hda_cdrom_and_bare_images),
 		cmocka_unit_test(test_blockdev_keyval_file_node_and_its_format_node),

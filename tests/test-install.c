@@ -131,6 +131,8 @@ static void test_completion_offers_options_and_their_values(void **state)
 	assert_offers("qckpt checkpoint --error-action ", "continue\nstop\n");
 	assert_offers("qckpt list --t", "--tree\n");
 	assert_offers("qckpt stop --tu", "--turn-off\n");
+	assert_offers("qckpt export --co", "--compress\n");
+	assert_offers("qckpt restore --fr", "--from\n");
 }
 
 static void test_completion_offers_registered_vms(void **state)
@@ -154,6 +156,10 @@ static void test_completion_offers_checkpoints_of_the_vm_typed(void **state)
 	assert_offers("qckpt restore web,db 1a", "1a2b3c4d-0000-4000-8000-000000000001\n");
 	/* db has none */
 	assert_offers("qckpt restore db ", "\n");
+	/* rename, pin and export take the checkpoint the same way */
+	assert_offers("qckpt rename web ni", "nightly\n");
+	assert_offers("qckpt pin web be", "before-upgrade\n");
+	assert_offers("qckpt export web 9f", "9f8e7d6c-0000-4000-8000-000000000002\n");
 }
 
 static void test_completion_offers_job_ids(void **state)

@@ -1,0 +1,652 @@
+/*
+ * export.c: one checkpoint exported to a directory, as a task (see
+ * export.h for what DIR holds).  export_step() reads top to bottom:
+ *
+ *   check (record's files there, DIR absent or empty) -> copy: one
+ *   `qemu-img convert` per disk and the memory file, all at once ->
+ *   write checkpoint.json, qemu-command.json, README -> done.
+ *
+ * qemu-img runs as libuv child processes with -U (force-share): the frozen
+ * images sit under the running VM's overlays, which QEMU holds open, and
+ * never change, so reading them while the VM runs is safe and the VM is
+ * not paused.  On a terminal qemu-img's -p progress becomes one stderr
+ * line.  Every file written is removed again when anything fails.
+ */
+#include <errno.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "chain.h"
+#include "cmdline.h"
+#include "export.h"
+#include "log.h"
+#include "util.h"
+
+static void fail(struct export *e, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void fail(struct export *e, int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	task_vset_error(&e->task, status, fmt, ap);
+	va_end(ap);
+}
+
+static const char *qemu_img(void)
+{
+	const char *env = getenv("QEMU_IMG");
+
+	return env != NULL && env[0] != '\0' ? env : "qemu-img";
+}
+
+/* A device name as a file name: "drive-virtio0" stays, "a/b" does not. */
+static char *file_for(const char *device, size_t i)
+{
+	char *s = xasprintf("%s.qcow2", device[0] ? device : "disk");
+
+	for (char *p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))
+			*p = '_';
+	if (s[0] == '.') {
+		char *t = xasprintf("disk%zu%s", i, s);
+
+		free(s);
+		s = t;
+	}
+	return s;
+}
+
+/* ---- checking (touches nothing but DIR) ------------------------------- */
+
+static int dir_is_empty(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	int empty = 1;
+
+	if (d == NULL)
+		return 0;
+	while (empty && (de = readdir(d)) != NULL)
+		empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
+	closedir(d);
+	return empty;
+}
+
+static int check_dir(struct export *e)
+{
+	struct stat st;
+	int rc;
+
+	if (stat(e->dir, &st) == 0) {
+		if (!S_ISDIR(st.st_mode))
+			return fail(e, -ENOTDIR, "%s is not a directory; give a new or empty directory", e->dir), -1;
+		if (!dir_is_empty(e->dir))
+			return fail(e, -EEXIST, "%s is not empty; give a new or empty directory (an export never mixes with other files)", e->dir), -1;
+		return 0;
+	}
+	if (errno != ENOENT)
+		return fail(e, -errno, "%s: %s", e->dir, strerror(errno)), -1;
+	/* 0700: the memory state holds everything the guest had in RAM. */
+	if ((rc = mkdir_p(e->dir, 0700)) < 0)
+		return fail(e, rc, "cannot create %s: %s", e->dir, strerror(-rc)), -1;
+	e->made_dir = 1;
+	return 0;
+}
+
+static int check_files(struct export *e)
+{
+	json_t *rd, *mem = json_object_get(e->record, "MemoryState");
+	const char *mpath = json_string_value(json_object_get(mem, "Path"));
+	json_int_t bytes = json_integer_value(json_object_get(mem, "Bytes"));
+	struct stat st;
+	size_t i;
+
+	e->ndisks = json_array_size(json_object_get(e->record, "Disks"));
+	e->disks = xcalloc(e->ndisks + 1, sizeof *e->disks);
+	json_array_foreach(json_object_get(e->record, "Disks"), i, rd) {
+		struct export_disk *d = &e->disks[i];
+		const char *img = json_string_value(json_object_get(rd, "CheckpointImage"));
+
+		d->device = xstrdup(json_string_value(json_object_get(rd, "Device")) ?: "");
+		d->format = xstrdup(json_string_value(json_object_get(rd, "Format")) ?: "qcow2");
+		d->image = img ? xstrdup(img) : NULL;
+		d->file = file_for(d->device, i);
+		for (size_t k = 0; k < i; k++)
+			if (strcmp(e->disks[k].file, d->file) == 0) {
+				free(d->file);
+				d->file = xasprintf("disk%zu.qcow2", i);
+			}
+		if (img == NULL || stat(img, &st) < 0 || !S_ISREG(st.st_mode))
+			return fail(e, -ENOENT, "disk %s: the checkpoint's image %s is missing; nothing exported",
+				    d->device, img ? img : "(none recorded)"), -1;
+	}
+	if (mem == NULL)
+		return 0;
+	if (mpath == NULL || stat(mpath, &st) < 0)
+		return fail(e, -ENOENT, "the memory state %s is missing; nothing exported",
+			    mpath ? mpath : "(none recorded)"), -1;
+	if (bytes > 0 && st.st_size != bytes)
+		return fail(e, -EINVAL, "the memory state %s has %lld bytes, the checkpoint recorded %lld; nothing exported",
+			    mpath, (long long)st.st_size, (long long)bytes), -1;
+	return 0;
+}
+
+/* ---- copying ------------------------------------------------------------ */
+
+static void show_progress(struct export *e, int final)
+{
+	char line[512];
+	size_t used = 0;
+
+	if (!e->progress || (!final && mono_ms() - e->last_progress_ms < 200))
+		return;
+	e->last_progress_ms = mono_ms();
+	used += (size_t)snprintf(line, sizeof line, "\rqckpt: %s: exporting", e->vm);
+	for (size_t i = 0; i < e->ndisks && used < sizeof line; i++)
+		used += (size_t)snprintf(line + used, sizeof line - used, "%s %s %.0f%%",
+					 i ? "," : "", e->disks[i].device, e->disks[i].percent);
+	if (e->memory_path != NULL && used < sizeof line)
+		snprintf(line + used, sizeof line - used, ", memory %s",
+			 e->memory_done ? "copied" : "copying");
+	fprintf(stderr, "%s%s", line, final ? "\n" : "");
+	fflush(stderr);
+}
+
+static void on_out_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
+{
+	struct export_disk *d = h->data;
+
+	if (d->len >= sizeof d->buf - 1)
+		d->len = 0;
+	buf->base = d->buf + d->len;
+	buf->len = sizeof d->buf - 1 - d->len;
+}
+
+/* qemu-img -p writes "    (12.34/100%)\r"; keep the last figure. */
+static void on_out_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct export_disk *d = s->data;
+	struct export *e = d->proc.data;
+	char *p;
+
+	if (n < 0) {
+		uv_close((uv_handle_t *)s, NULL);
+		d->out_open = 0;
+		return;
+	}
+	d->len += (size_t)n;
+	d->buf[d->len] = '\0';
+	p = strrchr(d->buf, '(');
+	if (p != NULL && strstr(p, "/100%)") != NULL) {
+		d->percent = strtod(p + 1, NULL);
+		d->len = 0;
+	}
+	show_progress(e, 0);
+}
+
+static void on_convert_exit(uv_process_t *proc, int64_t status, int signum)
+{
+	struct export *e = proc->data;
+	struct export_disk *d = NULL;
+
+	for (size_t i = 0; i < e->ndisks; i++)
+		if (&e->disks[i].proc == proc)
+			d = &e->disks[i];
+	if (status != 0 || signum != 0)
+		fail(e, -EIO, "disk %s: 'qemu-img convert' of %s to %s failed (%s %d; its message is above); nothing exported",
+		     d->device, d->image, d->path, signum ? "signal" : "exit", signum ? signum : (int)status);
+	else
+		d->percent = 100;
+	uv_close((uv_handle_t *)proc, NULL);
+	task_arrived(&e->task);
+}
+
+static int spawn_convert(struct export *e, struct export_disk *d)
+{
+	char *args[16];
+	size_t n = 0;
+	uv_process_options_t po = { 0 };
+	uv_stdio_container_t stdio[3] = {
+		{ .flags = UV_IGNORE }, { .flags = UV_IGNORE },
+		{ .flags = UV_INHERIT_FD, .data.fd = 2 },
+	};
+	int rc;
+
+	args[n++] = (char *)qemu_img();
+	args[n++] = "convert";
+	/* The frozen image is a backing file of the running VM: share it. */
+	args[n++] = "-U";
+	if (e->progress)
+		args[n++] = "-p";
+	if (e->compress)
+		args[n++] = "-c";
+	args[n++] = "-f";
+	args[n++] = d->format;
+	args[n++] = "-O";
+	args[n++] = "qcow2";
+	args[n++] = d->image;
+	args[n++] = d->path;
+	args[n] = NULL;
+	if (e->progress) {
+		uv_pipe_init(e->loop, &d->out, 0);
+		d->out.data = d;
+		d->out_open = 1;
+		stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+		stdio[1].data.stream = (uv_stream_t *)&d->out;
+	}
+	po.file = args[0];
+	po.args = args;
+	po.stdio = stdio;
+	po.stdio_count = 3;
+	po.exit_cb = on_convert_exit;
+	d->proc.data = e;
+	rc = uv_spawn(e->loop, &d->proc, &po);
+	if (rc < 0) {
+		uv_close((uv_handle_t *)&d->proc, NULL);
+		if (d->out_open) {
+			uv_close((uv_handle_t *)&d->out, NULL);
+			d->out_open = 0;
+		}
+		return fail(e, rc, "cannot run %s: %s; nothing exported (install qemu-utils, or set QEMU_IMG)",
+			    args[0], uv_strerror(rc)), -1;
+	}
+	d->written = 1;
+	if (d->out_open)
+		uv_read_start((uv_stream_t *)&d->out, on_out_alloc, on_out_read);
+	e->task.awaiting++;
+	return 0;
+}
+
+static void on_memory_copied(uv_fs_t *req)
+{
+	struct export *e = req->data;
+
+	if (req->result < 0)
+		fail(e, (int)req->result, "cannot copy the memory state %s to %s: %s; nothing exported",
+		     req->path, e->memory_path, uv_strerror((int)req->result));
+	else
+		e->memory_done = 1;
+	uv_fs_req_cleanup(req);
+	show_progress(e, 0);
+	task_arrived(&e->task);
+}
+
+static void enter_copy(struct export *e)
+{
+	const char *mpath = json_string_value(json_object_get(json_object_get(e->record, "MemoryState"), "Path"));
+	int rc;
+
+	for (size_t i = 0; i < e->ndisks; i++) {
+		e->disks[i].path = xasprintf("%s/%s", e->dir, e->disks[i].file);
+		if (spawn_convert(e, &e->disks[i]) < 0)
+			return;
+	}
+	if (mpath == NULL)
+		return;
+	e->memory_path = xasprintf("%s/" EXPORT_MEMORY, e->dir);
+	e->copy_req.data = e;
+	/* A reflink where the file system can (instant, no space), else a
+	 * copy in libuv's thread pool. */
+	rc = uv_fs_copyfile(e->loop, &e->copy_req, mpath, e->memory_path,
+			    UV_FS_COPYFILE_EXCL | UV_FS_COPYFILE_FICLONE, on_memory_copied);
+	if (rc < 0)
+		fail(e, rc, "cannot copy the memory state %s: %s; nothing exported", mpath, uv_strerror(rc));
+	else
+		e->task.awaiting++;
+	e->memory_written = 1;
+}
+
+/* ---- what DIR says about itself ----------------------------------------- */
+
+static json_t *vm_disk(json_t *state, const char *device)
+{
+	size_t i;
+	json_t *d;
+
+	json_array_foreach(json_object_get(state, "Disks"), i, d)
+		if (strcmp(json_string_value(json_object_get(d, "Device")) ?: "", device) == 0)
+			return d;
+	return NULL;
+}
+
+/* An image of the recorded command: one of the checkpoint's disks (any
+ * image of its chain, as `qckpt run` reads it) becomes its exported file;
+ * another writable image cannot come along. */
+static int on_command_image(void *arg, const char *image, int writable, char **replacement,
+			    char *err, size_t errlen)
+{
+	struct export *e = arg;
+
+	for (size_t i = 0; i < e->ndisks; i++) {
+		json_t *vd = vm_disk(e->vmstate, e->disks[i].device);
+
+		if ((vd != NULL && chain_names(vd, image)) || chain_same_file(image, e->disks[i].image)) {
+			*replacement = xstrdup(e->disks[i].file);
+			return 0;
+		}
+	}
+	if (writable) {
+		snprintf(err, errlen, "the VM's command opens %s writable, which is not one of the checkpoint's disks", image);
+		return -1;
+	}
+	return 0;
+}
+
+/* The recorded command, on the exported disks and without the old VM's
+ * QMP sockets; NULL when the VM was not launched through `qckpt run`. */
+static json_t *export_command(struct export *e)
+{
+	json_t *cl = json_object_get(e->vmstate, "CommandLine");
+	json_t *given = json_object_get(cl, "Given"), *out;
+	const char *cwd = json_string_value(json_object_get(cl, "WorkingDirectory")) ?: "/";
+	char **argv, err[1024];
+	struct cmdline c;
+	size_t n = json_array_size(given);
+
+	if (!json_is_array(given) || n == 0)
+		return NULL;
+	argv = xcalloc(n + 1, sizeof *argv);
+	for (size_t i = 0; i < n; i++)
+		argv[i] = (char *)(json_string_value(json_array_get(given, i)) ?: "");
+	cmdline_init(&c, argv, n);
+	free(argv);
+	if (cmdline_rewrite_disks(&c, cwd, on_command_image, e, err, sizeof err) < 0) {
+		warn_vm(e->vm, "%s: the export has no QEMU command (qemu-command.json)", err);
+		cmdline_free(&c);
+		return NULL;
+	}
+	cmdline_drop_qmp(&c);
+	out = json_pack("{s:o, s:s, s:O?}", "Given", cmdline_to_json(&c), "WorkingDirectory", cwd,
+			"QemuVersion", json_object_get(e->record, "QemuVersion"));
+	cmdline_free(&c);
+	return out;
+}
+
+static json_t *export_record(struct export *e)
+{
+	json_t *r = json_deep_copy(e->record), *disks = json_array(), *mem;
+	char host[256] = "localhost", when[40];
+
+	gethostname(host, sizeof host);
+	host[sizeof host - 1] = '\0';
+	format_iso8601(wall_ms(), when, sizeof when);
+	for (size_t i = 0; i < e->ndisks; i++)
+		json_array_append_new(disks, json_pack("{s:s, s:s, s:s}", "Device", e->disks[i].device,
+						       "CheckpointImage", e->disks[i].file, "Format", "qcow2"));
+	json_object_set_new(r, "Disks", disks);
+	if ((mem = json_object_get(r, "MemoryState")) != NULL)
+		json_object_set_new(mem, "Path", json_string(EXPORT_MEMORY));
+	json_object_set_new(r, "ExportedFrom", json_pack("{s:O?, s:O?, s:s, s:s}",
+		"Path", json_object_get(e->record, "Path"),
+		"ComputerName", json_object_get(e->record, "ComputerName"),
+		"ExportComputerName", host, "ExportTime", when));
+	json_object_del(r, "Path");
+	json_object_del(r, "Monitor");
+	json_object_del(r, "Pinned");
+	json_object_del(r, "Current");
+	return r;
+}
+
+/* How plain QEMU loads the memory state, as arguments after the command. */
+static void add_incoming(struct cmdline *c, json_t *mem)
+{
+	size_t i;
+	json_t *cap;
+	int mapped = 0;
+
+	json_array_foreach(json_object_get(mem, "Capabilities"), i, cap)
+		mapped |= strcmp(json_string_value(cap) ?: "", "mapped-ram") == 0;
+	if (mapped)
+		/* A mapped-ram stream needs the capabilities it was saved
+		 * with on the destination too; as migration properties they
+		 * need no QMP (QEMU >= 9.0, where mapped-ram exists). */
+		cmdline_append(c, "-global", "migration.x-multifd=on", "-global",
+			       "migration.mapped-ram=on", "-incoming", "file:" EXPORT_MEMORY, NULL);
+	else
+		/* A plain stream: exec: works from QEMU 7.2 on (file: only from 8.2). */
+		cmdline_append(c, "-incoming", "exec:cat " EXPORT_MEMORY, NULL);
+}
+
+static char *readme_text(struct export *e, json_t *command)
+{
+	json_t *mem = json_object_get(e->record, "MemoryState");
+	const char *guest = json_string_value(json_object_get(e->record, "GuestState")) ?: "running";
+	char *qdir = NULL, *line = NULL, *files = xstrdup(""), *text, *t, *memline;
+	struct cmdline c = { 0 };
+	json_t *given = json_object_get(command, "Given");
+
+	for (size_t i = 0; i < e->ndisks; i++) {
+		t = xasprintf("%s    %-20s disk %s, flattened (qcow2, no backing file)\n", files,
+			      e->disks[i].file, e->disks[i].device);
+		free(files);
+		files = t;
+	}
+	{
+		struct cmdline d = { .argv = NULL };
+		char *argv[] = { e->dir, NULL };
+
+		cmdline_init(&d, argv, 1);
+		qdir = cmdline_quote(&d);
+		cmdline_free(&d);
+	}
+	if (json_is_array(given)) {
+		char **argv = xcalloc(json_array_size(given) + 1, sizeof *argv);
+
+		for (size_t i = 0; i < json_array_size(given); i++)
+			argv[i] = (char *)json_string_value(json_array_get(given, i));
+		cmdline_init(&c, argv, json_array_size(given));
+		free(argv);
+		cmdline_append(&c, "-qmp", "unix:" EXPORT_QMP ",server=on,wait=off", NULL);
+		if (mem != NULL)
+			add_incoming(&c, mem);
+		line = cmdline_quote(&c);
+		cmdline_free(&c);
+	} else {
+		line = xasprintf("# the VM was not launched through 'qckpt run': its usual QEMU command, each disk on its file above,%s",
+				 mem ? " plus -incoming 'exec:cat " EXPORT_MEMORY "' (or, for a mapped-ram state, -global migration.x-multifd=on -global migration.mapped-ram=on -incoming file:" EXPORT_MEMORY ")" : "");
+	}
+	memline = mem ? xasprintf("    %-20s the memory state (QEMU's migration stream)\n", EXPORT_MEMORY) : xstrdup("");
+	text = xasprintf(
+		"Checkpoint '%s' (%s) of VM '%s', taken %s on %s with QEMU %s,\n"
+		"exported by qckpt.  The guest was %s at the checkpoint.\n"
+		"\n"
+		"Files:\n"
+		"%s"
+		"%s"
+		"    %-20s the checkpoint's record, naming these files\n"
+		"    %-20s the VM's QEMU command, on these files\n"
+		"\n"
+		"Start it with qckpt, on this host or another (registers NEWNAME and copies\n"
+		"the images and the memory state: this directory is never written):\n"
+		"\n"
+		"    qckpt restore --from %s NEWNAME\n"
+		"\n"
+		"Start it with plain QEMU, from this directory.  QEMU then writes into the\n"
+		"images here: copy the directory first to keep the export as it is.  The\n"
+		"command is the VM's own: other host paths in it (kernel, serial sockets,\n"
+		"network) must exist where it runs.  It serves QMP on %s here.\n"
+		"\n"
+		"    cd %s\n"
+		"    %s\n"
+		"\n"
+		"%s",
+		json_string_value(json_object_get(e->record, "Name")) ?: "?",
+		json_string_value(json_object_get(e->record, "Id")) ?: "?", e->vm,
+		json_string_value(json_object_get(e->record, "CreationTime")) ?: "?",
+		json_string_value(json_object_get(e->record, "ComputerName")) ?: "?",
+		json_string_value(json_object_get(e->record, "QemuVersion")) ?: "?",
+		guest, files,
+		memline,
+		EXPORT_RECORD, EXPORT_COMMAND, qdir, EXPORT_QMP, qdir, line,
+		mem == NULL ? "The checkpoint holds no memory state: the guest boots afresh on its disks.\n" :
+		strcmp(guest, "running") != 0 ? "The guest stays paused after the load, as it was; 'cont' over QMP runs it.\n" :
+		"The guest was running.  A state saved while the guest was stopped (Mode\n"
+		"'paused' or 'background' in checkpoint.json) leaves it paused after the load:\n"
+		"once query-status says \"paused\" (no longer \"inmigrate\"), resume it with\n"
+		"any QMP client ({\"execute\": \"qmp_capabilities\"}, then {\"execute\": \"cont\"}):\n"
+		"\n"
+		"    qckpt qmp \"$PWD/" EXPORT_QMP "\" cont\n");
+	free(memline);
+	free(qdir);
+	free(line);
+	free(files);
+	return text;
+}
+
+/* One file of DIR, crash-safely; TEXT is freed. */
+static int write_text(struct export *e, const char *name, char *text)
+{
+	char *path = xasprintf("%s/%s", e->dir, name);
+	int rc = write_file_atomic(path, text, strlen(text), 0600);
+
+	if (rc < 0)
+		fail(e, rc, "cannot write %s: %s; nothing exported", path, strerror(-rc));
+	free(path);
+	free(text);
+	return rc;
+}
+
+static char *json_text(json_t *j)
+{
+	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	char *t = xasprintf("%s\n", s ? s : "null");
+
+	free(s);
+	return t;
+}
+
+static void enter_write(struct export *e)
+{
+	json_t *record = export_record(e), *command = export_command(e);
+
+	show_progress(e, 1);
+	if (write_text(e, EXPORT_RECORD, json_text(record)) == 0 &&
+	    (command == NULL || write_text(e, EXPORT_COMMAND, json_text(command)) == 0))
+		write_text(e, EXPORT_README, readme_text(e, command));
+	json_decref(record);
+	json_decref(command);
+}
+
+/* ---- the machine ----------------------------------------------------------- */
+
+/* Everything this export wrote, and DIR if it made it. */
+static void remove_written(struct export *e)
+{
+	static const char *const names[] = { EXPORT_RECORD, EXPORT_COMMAND, EXPORT_README, NULL };
+
+	for (size_t i = 0; i < e->ndisks; i++)
+		if (e->disks[i].written)
+			unlink(e->disks[i].path);
+	if (e->memory_written)
+		unlink(e->memory_path);
+	for (const char *const *n = names; *n; n++) {
+		char *p = xasprintf("%s/%s", e->dir, *n);
+
+		unlink(p);
+		free(p);
+	}
+	if (e->made_dir)
+		rmdir(e->dir);
+}
+
+static void export_step(struct task *task)
+{
+	struct export *e = task->data;
+
+	if (task->error_status != 0) {
+		remove_written(e);
+		task_finish(task);
+		return;
+	}
+	switch (e->state) {
+	case EXPORT_COPY:
+		e->state = EXPORT_WRITE;
+		enter_write(e);
+		break;
+	case EXPORT_WRITE:
+		e->state = EXPORT_DONE;
+		task_finish(task);
+		return;
+	default:
+		return;
+	}
+	task_wait(task);
+}
+
+static void export_done(struct task *task)
+{
+	struct export *e = task->data;
+
+	for (size_t i = 0; i < e->ndisks; i++)
+		if (e->disks[i].out_open) {
+			uv_close((uv_handle_t *)&e->disks[i].out, NULL);
+			e->disks[i].out_open = 0;
+		}
+	e->on_done(e);
+}
+
+static const struct task_ops export_ops = {
+	.step = export_step,
+	.done = export_done,
+};
+
+int export_start(struct export *e, uv_loop_t *loop, const char *vm,
+		 json_t *record, json_t *vmstate, const char *dir, int compress,
+		 void (*on_done)(struct export *e))
+{
+	e->loop = loop;
+	e->vm = vm;
+	e->record = json_incref(record);
+	e->vmstate = json_incref(vmstate);
+	{
+		char cwd[4096];
+
+		/* DIR need not exist yet: lexically absolute, not realpath. */
+		if (getcwd(cwd, sizeof cwd) == NULL)
+			strcpy(cwd, "/");
+		e->dir = cmdline_absolute(cwd, dir);
+	}
+	e->compress = compress;
+	e->progress = isatty(STDERR_FILENO) && !log_quiet;
+	e->on_done = on_done;
+	e->start_ms = mono_ms();
+	task_init(&e->task, loop, vm, &export_ops, e);
+	if (check_files(e) < 0 || check_dir(e) < 0)
+		return -1;
+	e->state = EXPORT_COPY;
+	enter_copy(e);
+	task_wait(&e->task);
+	return 0;
+}
+
+void export_interrupt(struct export *e)
+{
+	fail(e, -EINTR, "interrupted; nothing exported");
+	for (size_t i = 0; i < e->ndisks; i++)
+		if (e->disks[i].written && uv_is_active((uv_handle_t *)&e->disks[i].proc))
+			uv_process_kill(&e->disks[i].proc, SIGTERM);
+}
+
+void export_free(struct export *e)
+{
+	json_decref(e->record);
+	json_decref(e->vmstate);
+	for (size_t i = 0; i < e->ndisks; i++) {
+		free(e->disks[i].device);
+		free(e->disks[i].image);
+		free(e->disks[i].format);
+		free(e->disks[i].file);
+		free(e->disks[i].path);
+	}
+	free(e->disks);
+	free(e->memory_path);
+	free(e->dir);
+}

@@ -1,0 +1,87 @@
+/*
+ * export.h: `qckpt export NAME CHECKPOINT DIR`, a self-contained copy of
+ * one checkpoint, as a task (task.h) on a libuv loop:
+ *
+ *   DIR/<device>.qcow2     each disk flattened at the checkpoint (qemu-img
+ *                          convert of the frozen chain, all disks at once)
+ *   DIR/memory.state       the memory state, copied (absent: disk-only)
+ *   DIR/checkpoint.json    the record, naming the files above (relative)
+ *   DIR/qemu-command.json  the VM's QEMU command from vm.json, its disks
+ *                          on the files above, its QMP monitors dropped
+ *   DIR/README             how to start it: with plain QEMU -incoming, or
+ *                          `qckpt restore --from DIR NEWNAME`
+ *
+ * Only frozen images are read (a checkpoint's images never change), so the
+ * VM keeps running.  A failure removes every file the export wrote (and
+ * DIR when the export made it).
+ */
+#ifndef EXPORT_H
+#define EXPORT_H
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "task.h"
+
+/* The file names inside an export directory. */
+#define EXPORT_RECORD "checkpoint.json"
+#define EXPORT_COMMAND "qemu-command.json"
+#define EXPORT_MEMORY "memory.state"
+#define EXPORT_README "README"
+/* The QMP socket the README's command serves, relative to DIR. */
+#define EXPORT_QMP "qmp.sock"
+
+enum export_state {
+	EXPORT_COPY,    /* qemu-img convert per disk, the memory file */
+	EXPORT_WRITE,   /* checkpoint.json, qemu-command.json, README */
+	EXPORT_DONE,
+};
+
+struct export_disk {
+	char *device, *image, *format; /* the frozen image */
+	char *file;                    /* its name in DIR */
+	char *path;                    /* DIR/file */
+	uv_process_t proc;
+	uv_pipe_t out;                 /* qemu-img -p, on a terminal */
+	int out_open;
+	char buf[256];
+	size_t len;
+	double percent;
+	int written;
+};
+
+struct export {
+	void *data;
+	struct task task;
+	enum export_state state;
+	uv_loop_t *loop;
+	const char *vm;
+	char *dir;             /* absolute */
+	int made_dir;
+	int compress;
+	int progress;          /* show qemu-img's progress on stderr */
+	json_t *record;        /* the checkpoint (new reference) */
+	json_t *vmstate;       /* the VM's vm.json */
+	struct export_disk *disks;
+	size_t ndisks;
+	uv_fs_t copy_req;
+	char *memory_path;     /* DIR/memory.state, or NULL */
+	int memory_written, memory_done;
+	uint64_t start_ms, last_progress_ms;
+	void (*on_done)(struct export *e);
+};
+
+/*
+ * Check what the export needs (RECORD's files, DIR absent or empty) and
+ * start it on LOOP; on_done once with e->task.error_status.  RECORD and
+ * VMSTATE are borrowed for the call (references taken).  Returns 0, or -1
+ * with the reason in e->task.error and on_done not called.
+ */
+int export_start(struct export *e, uv_loop_t *loop, const char *vm,
+		 json_t *record, json_t *vmstate, const char *dir, int compress,
+		 void (*on_done)(struct export *e));
+/* Ctrl-C: end the copies; the export fails and removes what it wrote. */
+void export_interrupt(struct export *e);
+void export_free(struct export *e);
+
+#endif
