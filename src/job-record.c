@@ -40,12 +40,15 @@ static json_t *job_memory_json(const struct job *job)
 	if (job->shared_memory != NULL) {
 		m = json_deep_copy(job->shared_memory);
 		json_object_set_new(m, "Path", json_string(job->memory_path));
+		job_ramfile_record(job, m);
 		return m;
 	}
 	m = json_pack("{s:s, s:I, s:o, s:i}", "Path", job->memory_path,
 		      "Bytes", (json_int_t)job->memory_bytes,
 		      "Capabilities", migrate_record_caps(&job->plan),
 		      "MultifdChannels", job->plan.mapped_ram ? MIGRATE_MULTIFD_CHANNELS : 0);
+	if (job->mode == MODE_RAM_FILE)
+		job_ramfile_record(job, m);
 	/* The guest stays stopped by this save: how the next checkpoint
 	 * knows the save is still its memory. */
 	if (job->saved_migration != NULL) {
