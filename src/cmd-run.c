@@ -477,50 +477,69 @@ static char *ram_file_path(const struct run_opts *o, json_t *ramfile, json_t *pe
 	return path;
 }
 
+/* What --ram-file (or vm.json's RamFile) asks for, checked before
+ * anything is started or registered. */
+struct ram_plan {
+	int wanted;
+	const char *dir;
+	long long bytes;
+};
+
 /*
  * --ram-file, or a VM that vm.json says runs so: guest RAM in a file that
  * QEMU maps shared, on a file system that can reflink it into the
- * catalog (checkpoints clone it there).  Adds the backend to CL and
- * vm.json's RamFile to STATE.  0, or -1 after saying why not.
+ * catalog (checkpoints clone it there).  0 (P->wanted says whether), or
+ * -1 after saying why not.
  */
-static int setup_ram_file(const struct run_opts *o, const char *vmdir, json_t *state,
-			  json_t *pending, struct cmdline *cl)
+static int check_ram_file(const struct run_opts *o, const char *vmdir, json_t *state,
+			  const struct cmdline *cl, struct ram_plan *p)
 {
 	json_t *ramfile = json_object_get(state, "RamFile");
-	const char *dir = o->ram_file_dir, *id;
 	const char *asked = o->ram_file ? "--ram-file" : "the VM's RAM file (vm.json's RamFile)";
 	char why[1024];
-	long long bytes;
-	char *path;
 	int rc;
 
-	if (!o->ram_file && ramfile == NULL)
+	p->wanted = o->ram_file || ramfile != NULL;
+	if (!p->wanted)
 		return 0;
-	if (dir == NULL && !o->ram_file)
-		dir = json_string_value(json_object_get(ramfile, "Dir"));
-	if (dir == NULL)
-		dir = vmdir;
-	if (dir[0] != '/')
-		return error_vm(o->vm, "--ram-file needs an absolute directory, not '%s'", dir);
+	p->dir = o->ram_file_dir;
+	if (p->dir == NULL && !o->ram_file)
+		p->dir = json_string_value(json_object_get(ramfile, "Dir"));
+	if (p->dir == NULL)
+		p->dir = vmdir;
+	if (p->dir[0] != '/')
+		return error_vm(o->vm, "--ram-file needs an absolute directory, not '%s'", p->dir);
 	if (ramfile_has_backend(cl, why, sizeof why))
 		return error_vm(o->vm, "%s: the command gives the guest's RAM a backend of its own (%s); nothing was started: drop it from the command",
 				asked, why);
-	if (ramfile_ram_size(cl, &bytes, why, sizeof why) < 0)
+	if (ramfile_ram_size(cl, &p->bytes, why, sizeof why) < 0)
 		return error_vm(o->vm, "%s: %s; nothing was started", asked, why);
-	if (!o->dry_run && ((rc = mkdir_p(dir, 0700)) < 0 || (rc = mkdir_p(vmdir, 0700)) < 0))
-		return error_vm(o->vm, "cannot create %s or %s: %s; nothing was started", dir, vmdir,
+	if (!o->dry_run && ((rc = mkdir_p(p->dir, 0700)) < 0 || (rc = mkdir_p(vmdir, 0700)) < 0))
+		return error_vm(o->vm, "cannot create %s or %s: %s; nothing was started", p->dir, vmdir,
 				strerror(-rc));
 	if ((!o->dry_run || access(vmdir, F_OK) == 0) &&
-	    ramfile_probe(dir, vmdir, why, sizeof why) < 0)
+	    ramfile_probe(p->dir, vmdir, why, sizeof why) < 0)
 		return error_vm(o->vm, "cannot keep the guest's RAM in %s: %s; nothing was started: give --ram-file a directory on XFS (mkfs.xfs -m reflink=1) or btrfs, on the file system of the catalog (%s)",
-				dir, why, vmdir);
-	if ((path = ram_file_path(o, ramfile, pending, dir, bytes)) == NULL)
+				p->dir, why, vmdir);
+	return 0;
+}
+
+/* The file, the backend in CL and vm.json's RamFile in STATE. */
+static int add_ram_file(const struct run_opts *o, const struct ram_plan *p, const char *vmdir,
+			json_t *state, json_t *pending, struct cmdline *cl)
+{
+	const char *id = ramfile_backend_id(cl);
+	char *path;
+
+	if (!p->wanted)
+		return 0;
+	path = ram_file_path(o, json_object_get(state, "RamFile"), pending, p->dir, p->bytes);
+	if (path == NULL)
 		return -1;
-	id = ramfile_backend_id(cl);
-	ramfile_add_backend(cl, id, path, bytes);
-	json_object_set_new(state, "RamFile", json_pack("{s:s, s:s, s:I, s:s}", "Dir", dir,
-			    "Path", path, "Bytes", (json_int_t)bytes, "Backend", id));
-	verbose_vm(o->vm, "guest RAM in %s (%lld MiB, reflinks into %s)", path, bytes >> 20, vmdir);
+	ramfile_add_backend(cl, id, path, p->bytes);
+	json_object_set_new(state, "RamFile", json_pack("{s:s, s:s, s:I, s:s}", "Dir", p->dir,
+			    "Path", path, "Bytes", (json_int_t)p->bytes, "Backend", id));
+	verbose_vm(o->vm, "guest RAM in %s (%lld MiB, reflinks into %s)", path, p->bytes >> 20, vmdir);
 	free(path);
 	return 0;
 }
@@ -684,6 +703,7 @@ static int launch(struct run_opts *o, struct registry *reg, struct cmdline *give
 	struct registry_entry unreg = { .dir = (char *)o->dir };
 	struct cmdline cl;
 	struct run_disks rd = { .vm = o->vm };
+	struct ram_plan ram = { 0 };
 	char *root = NULL, *monitor = NULL, cwd[4096], err[2048];
 	json_t *state = NULL, *pending = NULL;
 	char *restore_sock = NULL;
@@ -720,8 +740,10 @@ static int launch(struct run_opts *o, struct registry *reg, struct cmdline *give
 		pending = NULL;
 	if (pending != NULL && o->dry_run)
 		add_restore_args(&cl, "RESTORE-SOCKET");
+	if (check_ram_file(o, rd.vmdir, state, &cl, &ram) < 0)
+		goto out;
 	if (o->dry_run) {
-		if (setup_ram_file(o, rd.vmdir, state, pending, &cl) < 0)
+		if (add_ram_file(o, &ram, rd.vmdir, state, pending, &cl) < 0)
 			goto out;
 		char *line = cmdline_quote(&cl);
 
@@ -745,7 +767,7 @@ static int launch(struct run_opts *o, struct registry *reg, struct cmdline *give
 		unsetenv(RESTORE_SOCKET_ENV);
 	}
 	/* Last before the record: a launch refused earlier leaves no file. */
-	if (setup_ram_file(o, rd.vmdir, state, pending, &cl) < 0)
+	if (add_ram_file(o, &ram, rd.vmdir, state, pending, &cl) < 0)
 		goto out;
 	if (record_launch(o, root, state, given, &cl, cwd) < 0) {
 		rc = EXIT_SOME_FAILED;

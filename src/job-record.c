@@ -14,6 +14,7 @@
 #include "job.h"
 #include "job-impl.h"
 #include "log.h"
+#include "ramfile.h"
 #include "util.h"
 
 static json_t *job_disks_json(const struct job *job)
@@ -205,6 +206,10 @@ static void work_record(uv_work_t *req)
 		json_object_set_new(json_object_get(job->record, "MemoryState"),
 				    "Bytes", json_integer(st.st_size));
 	}
+	/* ram-file: the reflink's metadata, kept out of the pause */
+	if (job->mode == MODE_RAM_FILE && job->ram_copy != NULL &&
+	    (job->work_rc = ramfile_sync(job->ram_copy)) < 0)
+		return;
 	/* The whole checkpoint, up to the memory being on disk. */
 	json_object_set_new(job->record, "DurationMs",
 			    json_integer((json_int_t)(mono_ms() - job->start_ms)));

@@ -30,12 +30,26 @@ int ramfile_clone(const char *src, const char *dst)
 		close(in);
 		return rc;
 	}
-	if (ioctl(out, FICLONE, in) < 0 || fsync(out) < 0)
+	/* No fsync here: inside a guest's pause it cost 30-100 ms (an XFS
+	 * log force) against 1-16 ms for the clone; ramfile_sync later. */
+	if (ioctl(out, FICLONE, in) < 0)
 		rc = -errno;
 	close(out);
 	close(in);
 	if (rc < 0)
 		unlink(dst);
+	return rc;
+}
+
+int ramfile_sync(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
 	return rc;
 }
 
@@ -52,38 +66,47 @@ int ramfile_flush(const char *path)
 	return rc;
 }
 
+/* One reflink of SRC to DST (removed again): 0 or -errno. */
+static int probe_clone(const char *src, const char *dst)
+{
+	int rc;
+
+	unlink(dst);
+	rc = ramfile_clone(src, dst);
+	unlink(dst);
+	return rc;
+}
+
 int ramfile_probe(const char *from_dir, const char *to_dir, char *why, size_t len)
 {
 	char *src = xasprintf("%s/.qckpt-reflink-probe.%d", from_dir, (int)getpid());
-	char *dst = xasprintf("%s/.qckpt-reflink-probe.%d.copy", to_dir, (int)getpid());
+	char *here = xasprintf("%s.copy", src);
+	char *there = xasprintf("%s/.qckpt-reflink-probe.%d.copy", to_dir, (int)getpid());
 	int fd, rc;
 
 	unlink(src);
 	fd = open(src, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0 || write(fd, "qckpt", 5) != 5) {
 		snprintf(why, len, "cannot write in %s: %s", from_dir, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		unlink(src);
-		free(src);
-		free(dst);
-		return -1;
-	}
-	close(fd);
-	unlink(dst);
-	rc = ramfile_clone(src, dst);
-	unlink(src);
-	unlink(dst);
-	if (rc == -EXDEV)
-		snprintf(why, len, "%s and %s are on different file systems, and reflinks cannot cross them",
-			 from_dir, to_dir);
-	else if (rc == -EOPNOTSUPP || rc == -ENOTTY || rc == -EINVAL)
-		snprintf(why, len, "the file system of %s cannot make reflinks (FICLONE: %s)",
-			 from_dir, strerror(-rc));
-	else if (rc < 0)
+		rc = -1;
+	} else if ((rc = probe_clone(src, here)) < 0) {
+		if (rc == -EOPNOTSUPP || rc == -ENOTTY || rc == -EINVAL || rc == -EXDEV)
+			snprintf(why, len, "its file system cannot make reflinks (FICLONE: %s)",
+				 strerror(-rc));
+		else
+			snprintf(why, len, "a reflink in %s failed: %s", from_dir, strerror(-rc));
+	} else if ((rc = probe_clone(src, there)) == -EXDEV) {
+		snprintf(why, len, "the catalog directory %s is on another file system, and reflinks cannot cross them",
+			 to_dir);
+	} else if (rc < 0) {
 		snprintf(why, len, "a reflink from %s to %s failed: %s", from_dir, to_dir, strerror(-rc));
+	}
+	if (fd >= 0)
+		close(fd);
+	unlink(src);
 	free(src);
-	free(dst);
+	free(here);
+	free(there);
 	return rc < 0 ? -1 : 0;
 }
 

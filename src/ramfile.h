@@ -35,9 +35,11 @@
  */
 int ramfile_probe(const char *from_dir, const char *to_dir, char *why, size_t len);
 
-/* Clone SRC into DST, a new file (0600): FICLONE, never a byte copy.
- * 0 or -errno (DST removed again on failure). */
+/* Clone SRC into DST, a new file (0600): FICLONE, never a byte copy, and
+ * not fsynced (ramfile_sync, once the guest runs again).  0 or -errno
+ * (DST removed again on failure). */
 int ramfile_clone(const char *src, const char *dst);
+int ramfile_sync(const char *path);
 
 /* Start and wait for the writeback of PATH's dirty pages (QEMU's shared
  * mapping): what FICLONE would otherwise write inside the guest's pause.
