@@ -25,6 +25,10 @@
 #include "ramfile.h"
 #include "util.h"
 
+/* Flush again while a flush took longer than this, up to that many. */
+#define JOB_RAMFILE_FLUSH_SHORT_MS 20
+#define JOB_RAMFILE_FLUSH_PASSES 4
+
 const char *job_ramfile_backend(struct job *job)
 {
 	json_t *vm = catalog_load_vm(job->spec.catalog_root, job->spec.vm);
@@ -80,27 +84,43 @@ static void job_ramfile_arrived(struct job *job)
 		job_wait(job);
 }
 
+static int job_ramfile_queue_flush(struct job *job);
+
 static void on_flushed(struct ramfile_work *w)
 {
 	struct job *job = w->data;
+	long long ms = w->ms;
 
 	/* Only an optimisation: the reflink writes back what is left. */
 	if (w->rc < 0)
 		verbose_vm(job->spec.vm, "flushing %s: %s", job->ram_path, strerror(-w->rc));
-	job->preflush_ms = w->ms;
+	job->preflush_ms += ms;
+	job->preflush_passes++;
 	ramfile_work_free(w);
+	/* What the guest dirtied during a long flush would be written inside
+	 * the pause: flush again, as pre-copy does, a few times at most. */
+	if (ms > JOB_RAMFILE_FLUSH_SHORT_MS && job->preflush_passes < JOB_RAMFILE_FLUSH_PASSES &&
+	    job->error_status == 0 && !job->interrupted && job_ramfile_queue_flush(job) == 0)
+		return;
 	job_ramfile_arrived(job);
+}
+
+/* Queue one flush, counted in job->outstanding by the caller. */
+static int job_ramfile_queue_flush(struct job *job)
+{
+	struct ramfile_work *w = xcalloc(1, sizeof *w);
+	int rc = ramfile_queue(job->loop, w, RAMFILE_FLUSH, job->ram_path, NULL, on_flushed, job);
+
+	if (rc < 0)
+		free(w);
+	return rc;
 }
 
 void job_ramfile_flush(struct job *job)
 {
-	struct ramfile_work *w = xcalloc(1, sizeof *w);
-
 	job->outstanding++;
-	if (ramfile_queue(job->loop, w, RAMFILE_FLUSH, job->ram_path, NULL, on_flushed, job) < 0) {
-		free(w);
+	if (job_ramfile_queue_flush(job) < 0)
 		job->outstanding--;
-	}
 }
 
 static void on_cloned(struct ramfile_work *w)
@@ -162,5 +182,6 @@ void job_ramfile_record(const struct job *job, json_t *m)
 	json_object_set_new(m, "RamFile", json_string(job->ram_copy));
 	json_object_set_new(m, "RamBytes", json_integer(job->ram_bytes));
 	json_object_set_new(m, "PreflushMs", json_integer(job->preflush_ms));
+	json_object_set_new(m, "PreflushPasses", json_integer(job->preflush_passes));
 	json_object_set_new(m, "ReflinkMs", json_integer(job->reflink_ms));
 }

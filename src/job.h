@@ -152,6 +152,7 @@ struct job {
 	char *ram_path;           /* the file QEMU runs on */
 	char *ram_copy;           /* its reflink in the checkpoint directory */
 	long long ram_bytes, preflush_ms, reflink_ms;
+	int preflush_passes;
 
 	/* the save slot (--throttle-limit), or NULL for no limit */
 	struct job_throttle *throttle;
