@@ -7,6 +7,13 @@
  *   migration -> [stop] -> save memory -> on MIGRATION completed send the
  *   disk transaction and cont back to back -> put settings back -> record.
  *
+ * A VM whose guest RAM is a shared file (qckpt run --ram-file; the
+ * ram-file mode's own steps are in job-ramfile.c):
+ *
+ *   ... -> set up the migration (x-ignore-shared) -> flush the RAM file ->
+ *   stop -> reflink the RAM file beside the save of the device state ->
+ *   transaction and cont -> put settings back -> record.
+ *
  * Production types (Hyper-V's Production/ProductionOnly) with a guest agent:
  *
  *   connect -> probe -> connect the agent -> prepare overlays -> freeze the

@@ -250,6 +250,42 @@ static void test_a_restored_vm_takes_ram_file_checkpoints_again(void **state)
 	rvm_kill_all();
 }
 
+/* restore --no-relaunch leaves the reflink and the pending restore in
+ * vm.json; a plain `qckpt run` (systemd, a script) starts QEMU on it. */
+static void test_a_pending_ram_file_restore_is_picked_up_by_qckpt_run(void **state)
+{
+	struct rvm *vm = ram_vm("norelaunch");
+	json_t *rec = ram_checkpoint(vm, "later"), *st;
+	struct run r = qckpt("restore", "--no-relaunch", vm->name, "later", NULL);
+	long counter = frozen_counter(rec), tick;
+	char *clone;
+	int life;
+
+	if (r.status != 0)
+		fail_msg("%s", r.err);
+	run_free(&r);
+	assert_int_equal(vm_pid(vm), -1);
+	st = vm_json(vm);
+	assert_string_equal(jstr(json_object_get(st, "PendingRestore"), "Kind"), "ram-file");
+	clone = strdup(jstr(json_object_get(st, "RamFile"), "Path"));
+	assert_int_equal(access(clone, F_OK), 0);
+	json_decref(st);
+	life = vm->lives + 1;
+	spawn_run(vm);
+	tick = wait_tick(vm, life, WAIT_MS);
+	if (tick != counter && tick != counter + 1)
+		fail_msg("restored to counter %ld, printed tick %ld", counter, tick);
+	assert_false(life_printed(vm, life, "qckpt-guest: boot"));
+	/* QEMU runs on that reflink */
+	assert_string_equal(running_ram(vm), clone);
+	st = vm_json(vm);
+	assert_null(json_object_get(st, "PendingRestore"));
+	json_decref(st);
+	free(clone);
+	json_decref(rec);
+	rvm_kill_all();
+}
+
 static char *qmp_status(struct rvm *vm)
 {
 	struct run r = qckpt("qmp", vm->name, "query-status", NULL);
@@ -425,6 +461,7 @@ int main(void)
 		T(test_the_same_checkpoint_restores_twice_and_each_copy_runs_on_its_own),
 		T(test_a_restored_vm_takes_ram_file_checkpoints_again),
 		T(test_a_paused_guest_gets_a_ram_file_checkpoint_and_stays_paused),
+		T(test_a_pending_ram_file_restore_is_picked_up_by_qckpt_run),
 	};
 	const struct CMUnitTest tests_qemu10[] = {
 		T(test_ram_file_checkpoint_restores_to_the_instant),
