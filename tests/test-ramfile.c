@@ -363,7 +363,7 @@ static void test_run_refuses_a_ram_file_on_a_file_system_without_reflinks(void *
 {
 	char *tmpfs = harness_path("tmpfs");
 	char *dir = fmt("--ram-file=%s", tmpfs);
-	char *vmdir = fmt("%s/norefl", catalog_dir);
+	char *vmdir = fmt("%s/norefl", catalog_dir), *cmd;
 	struct run r;
 
 	mkdir(tmpfs, 0700);
@@ -372,8 +372,10 @@ static void test_run_refuses_a_ram_file_on_a_file_system_without_reflinks(void *
 				"--", (char *)harness_qemu(), "-m", "64", NULL },
 		    "cannot make reflinks");
 	/* nothing left behind: no RAM file, no registration */
-	r = shell(fmt("ls -A '%s' '%s' 2>/dev/null; grep -c norefl '%s' || true", tmpfs, vmdir,
-		      registry_path));
+	cmd = fmt("ls -A '%s' '%s' 2>/dev/null; grep -c norefl '%s' || true", tmpfs, vmdir,
+		  registry_path);
+	r = shell(cmd);
+	free(cmd);
 	assert_non_null(strstr(r.out, "0\n"));
 	assert_null(strstr(r.out, ".ram"));
 	run_free(&r);
