@@ -288,7 +288,7 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 			break;
 		case OPT_MODE:
 			if (job_parse_mode(optarg, &c->mode) < 0)
-				return error("--mode: auto, live, paused, background or disk-only, not '%s'", optarg);
+				return error("--mode: auto, live, paused, background, disk-only or ram-file, not '%s'", optarg);
 			break;
 		case OPT_TYPE:
 			if (registry_parse_type(optarg, &c->type) < 0 || c->type == VM_TYPE_DISABLED)

@@ -25,6 +25,7 @@
 #include "cmd.h"
 #include "cmdline.h"
 #include "log.h"
+#include "ramfile.h"
 #include "registry.h"
 #include "restore.h"
 #include "util.h"
@@ -34,7 +35,7 @@ static int cmd_run_exec(int argc, char **argv);
 const struct cmd_entry cmd_run_entry = {
 	.name = "run",
 	.alias = NULL,
-	.usage = "[--dir DIR] [--overlay-dir DIR] [--monitor SOCKET] [--dry-run] [--force] NAME [--] QEMU-COMMAND...",
+	.usage = "[--dir DIR] [--overlay-dir DIR] [--monitor SOCKET] [--ram-file[=DIR]] [--dry-run] [--force] NAME [--] QEMU-COMMAND...",
 	.summary = "launch QEMU in place on each disk's current image, registered and with a QMP socket",
 	.exec = cmd_run_exec,
 };
@@ -45,12 +46,14 @@ enum {
 	OPT_MONITOR,
 	OPT_DRY_RUN,
 	OPT_FORCE,
+	OPT_RAM_FILE,
 };
 
 struct run_opts {
 	const char *vm;
 	const char *dir, *overlay_dir, *monitor;
-	int dry_run, force;
+	const char *ram_file_dir; /* --ram-file=DIR */
+	int dry_run, force, ram_file;
 };
 
 /* "unix:/p" and "/p" are one monitor. */
@@ -424,6 +427,123 @@ static int start_own_loader(const char *vm, const char *root, json_t *pending,
 	return 0;
 }
 
+/* ---- guest RAM in a file (--ram-file) ---------------------------------------- */
+
+/* Whether a pending restore brings its own RAM file (a reflink of the
+ * checkpoint's): then QEMU runs on it as it is. */
+static int restore_has_ram(json_t *pending)
+{
+	const char *kind = json_string_value(json_object_get(pending, "Kind"));
+
+	return kind != NULL && strcmp(kind, RAMFILE_KIND) == 0;
+}
+
+/* The running file for this launch: a pending restore's reflink, or a
+ * new empty file (a fresh boot: the last launch's RAM is gone with it). */
+static char *ram_file_path(const struct run_opts *o, json_t *ramfile, json_t *pending,
+			   const char *dir, long long bytes)
+{
+	const char *old = json_string_value(json_object_get(ramfile, "Path"));
+	struct stat st;
+	char *path;
+	int fd;
+
+	if (restore_has_ram(pending)) {
+		if (old == NULL || stat(old, &st) < 0) {
+			error_vm(o->vm, "the pending restore's RAM file %s is %s; nothing was started: run 'qckpt restore %s %s' again",
+				 old ? old : "(none)", old ? strerror(errno) : "not in vm.json", o->vm,
+				 json_string_value(json_object_get(pending, "CheckpointId")) ?: "CHECKPOINT");
+			return NULL;
+		}
+		if (st.st_size != bytes) {
+			error_vm(o->vm, "the checkpoint's RAM file %s holds %lld MiB but the command gives the guest %lld MiB (-m); nothing was started: launch it with the checkpoint's -m",
+				 old, (long long)(st.st_size >> 20), bytes >> 20);
+			return NULL;
+		}
+		return xstrdup(old);
+	}
+	path = ramfile_new_path(dir, o->vm);
+	if (o->dry_run)
+		return path;
+	if (old != NULL)
+		unlink(old);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		error_vm(o->vm, "cannot create the RAM file %s: %s; nothing was started", path, strerror(errno));
+		free(path);
+		return NULL;
+	}
+	close(fd);
+	return path;
+}
+
+/* What --ram-file (or vm.json's RamFile) asks for, checked before
+ * anything is started or registered. */
+struct ram_plan {
+	int wanted;
+	const char *dir;
+	long long bytes;
+};
+
+/*
+ * --ram-file, or a VM that vm.json says runs so: guest RAM in a file that
+ * QEMU maps shared, on a file system that can reflink it into the
+ * catalog (checkpoints clone it there).  0 (P->wanted says whether), or
+ * -1 after saying why not.
+ */
+static int check_ram_file(const struct run_opts *o, const char *vmdir, json_t *state,
+			  const struct cmdline *cl, struct ram_plan *p)
+{
+	json_t *ramfile = json_object_get(state, "RamFile");
+	const char *asked = o->ram_file ? "--ram-file" : "the VM's RAM file (vm.json's RamFile)";
+	char why[1024];
+	int rc;
+
+	p->wanted = o->ram_file || ramfile != NULL;
+	if (!p->wanted)
+		return 0;
+	p->dir = o->ram_file_dir;
+	if (p->dir == NULL && !o->ram_file)
+		p->dir = json_string_value(json_object_get(ramfile, "Dir"));
+	if (p->dir == NULL)
+		p->dir = vmdir;
+	if (p->dir[0] != '/')
+		return error_vm(o->vm, "--ram-file needs an absolute directory, not '%s'", p->dir);
+	if (ramfile_has_backend(cl, why, sizeof why))
+		return error_vm(o->vm, "%s: the command gives the guest's RAM a backend of its own (%s); nothing was started: drop it from the command",
+				asked, why);
+	if (ramfile_ram_size(cl, &p->bytes, why, sizeof why) < 0)
+		return error_vm(o->vm, "%s: %s; nothing was started", asked, why);
+	if (!o->dry_run && ((rc = mkdir_p(p->dir, 0700)) < 0 || (rc = mkdir_p(vmdir, 0700)) < 0))
+		return error_vm(o->vm, "cannot create %s or %s: %s; nothing was started", p->dir, vmdir,
+				strerror(-rc));
+	if ((!o->dry_run || access(vmdir, F_OK) == 0) &&
+	    ramfile_probe(p->dir, vmdir, why, sizeof why) < 0)
+		return error_vm(o->vm, "cannot keep the guest's RAM in %s: %s; nothing was started: give --ram-file a directory on XFS (mkfs.xfs -m reflink=1) or btrfs, on the file system of the catalog (%s)",
+				p->dir, why, vmdir);
+	return 0;
+}
+
+/* The file, the backend in CL and vm.json's RamFile in STATE. */
+static int add_ram_file(const struct run_opts *o, const struct ram_plan *p, const char *vmdir,
+			json_t *state, json_t *pending, struct cmdline *cl)
+{
+	const char *id = ramfile_backend_id(cl);
+	char *path;
+
+	if (!p->wanted)
+		return 0;
+	path = ram_file_path(o, json_object_get(state, "RamFile"), pending, p->dir, p->bytes);
+	if (path == NULL)
+		return -1;
+	ramfile_add_backend(cl, id, path, p->bytes);
+	json_object_set_new(state, "RamFile", json_pack("{s:s, s:s, s:I, s:s}", "Dir", p->dir,
+			    "Path", path, "Bytes", (json_int_t)p->bytes, "Backend", id));
+	verbose_vm(o->vm, "guest RAM in %s (%lld MiB, reflinks into %s)", path, p->bytes >> 20, vmdir);
+	free(path);
+	return 0;
+}
+
 /* ---- the command ---------------------------------------------------------- */
 
 static int record_launch(const struct run_opts *o, const char *root, json_t *state,
@@ -478,6 +598,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, int *first)
 		{ "monitor", required_argument, NULL, OPT_MONITOR },
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
 		{ "force", no_argument, NULL, OPT_FORCE },
+		{ "ram-file", optional_argument, NULL, OPT_RAM_FILE },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt;
@@ -502,6 +623,10 @@ static int parse_args(int argc, char **argv, struct run_opts *o, int *first)
 			break;
 		case OPT_FORCE:
 			o->force = 1;
+			break;
+		case OPT_RAM_FILE:
+			o->ram_file = 1;
+			o->ram_file_dir = optarg;
 			break;
 		default:
 			return -1;
@@ -578,6 +703,7 @@ static int launch(struct run_opts *o, struct registry *reg, struct cmdline *give
 	struct registry_entry unreg = { .dir = (char *)o->dir };
 	struct cmdline cl;
 	struct run_disks rd = { .vm = o->vm };
+	struct ram_plan ram = { 0 };
 	char *root = NULL, *monitor = NULL, cwd[4096], err[2048];
 	json_t *state = NULL, *pending = NULL;
 	char *restore_sock = NULL;
@@ -614,7 +740,11 @@ static int launch(struct run_opts *o, struct registry *reg, struct cmdline *give
 		pending = NULL;
 	if (pending != NULL && o->dry_run)
 		add_restore_args(&cl, "RESTORE-SOCKET");
+	if (check_ram_file(o, rd.vmdir, state, &cl, &ram) < 0)
+		goto out;
 	if (o->dry_run) {
+		if (add_ram_file(o, &ram, rd.vmdir, state, pending, &cl) < 0)
+			goto out;
 		char *line = cmdline_quote(&cl);
 
 		printf("%s\n", line);
@@ -636,6 +766,9 @@ static int launch(struct run_opts *o, struct registry *reg, struct cmdline *give
 		add_restore_args(&cl, restore_sock);
 		unsetenv(RESTORE_SOCKET_ENV);
 	}
+	/* Last before the record: a launch refused earlier leaves no file. */
+	if (add_ram_file(o, &ram, rd.vmdir, state, pending, &cl) < 0)
+		goto out;
 	if (record_launch(o, root, state, given, &cl, cwd) < 0) {
 		rc = EXIT_SOME_FAILED;
 		goto out;

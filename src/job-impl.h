@@ -13,9 +13,6 @@
 
 /* ---- job.c ---- */
 
-/* Remember the first cause only: later errors are consequences. */
-void job_set_error(struct job *job, int status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 int job_connected(const struct job *job);
 /* cont, retried while QEMU finalizes the migration, until RESUME. */
 void job_send_resume(struct job *job, int optional);
@@ -47,6 +44,20 @@ void job_catalog_write(struct job *job);
 /* Undo: vm.json as it was before JOB_CATALOG.  0 or -errno. */
 int job_catalog_rollback(struct job *job);
 void job_record_write(struct job *job);          /* JOB_RECORD */
+
+/* ---- job-ramfile.c ---- */
+
+/* PROBE: the memory backend vm.json names (qckpt run --ram-file), or NULL. */
+const char *job_ramfile_backend(struct job *job);
+/* Mode choice: ram-file replaces the memory modes when QEMU runs on a
+ * shared RAM file.  0, or -1 with the error set. */
+int job_ramfile_choose(struct job *job, enum ckpt_mode *mode);
+void job_ramfile_flush(struct job *job);   /* JOB_PREFLUSH */
+void job_ramfile_clone(struct job *job);   /* JOB_SAVE, beside the migrate */
+/* postmigrate: the shared save's frozen RAM file, hard-linked too. */
+int job_ramfile_link_shared(struct job *job);
+/* The MemoryState fields of a ram-file checkpoint, added to M. */
+void job_ramfile_record(const struct job *job, json_t *m);
 
 /* ---- job-undo.c ---- */
 

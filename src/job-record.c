@@ -14,6 +14,7 @@
 #include "job.h"
 #include "job-impl.h"
 #include "log.h"
+#include "ramfile.h"
 #include "util.h"
 
 static json_t *job_disks_json(const struct job *job)
@@ -40,12 +41,15 @@ static json_t *job_memory_json(const struct job *job)
 	if (job->shared_memory != NULL) {
 		m = json_deep_copy(job->shared_memory);
 		json_object_set_new(m, "Path", json_string(job->memory_path));
+		job_ramfile_record(job, m);
 		return m;
 	}
 	m = json_pack("{s:s, s:I, s:o, s:i}", "Path", job->memory_path,
 		      "Bytes", (json_int_t)job->memory_bytes,
 		      "Capabilities", migrate_record_caps(&job->plan),
 		      "MultifdChannels", job->plan.mapped_ram ? MIGRATE_MULTIFD_CHANNELS : 0);
+	if (job->mode == MODE_RAM_FILE)
+		job_ramfile_record(job, m);
 	/* The guest stays stopped by this save: how the next checkpoint
 	 * knows the save is still its memory. */
 	if (job->saved_migration != NULL) {
@@ -204,6 +208,10 @@ static void work_record(uv_work_t *req)
 		json_object_set_new(json_object_get(job->record, "MemoryState"),
 				    "Bytes", json_integer(st.st_size));
 	}
+	/* ram-file: the reflink's metadata, kept out of the pause */
+	if (job->mode == MODE_RAM_FILE && job->ram_copy != NULL &&
+	    (job->work_rc = ramfile_sync(job->ram_copy)) < 0)
+		return;
 	/* The whole checkpoint, up to the memory being on disk. */
 	json_object_set_new(job->record, "DurationMs",
 			    json_integer((json_int_t)(mono_ms() - job->start_ms)));

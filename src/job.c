@@ -7,6 +7,13 @@
  *   migration -> [stop] -> save memory -> on MIGRATION completed send the
  *   disk transaction and cont back to back -> put settings back -> record.
  *
+ * A VM whose guest RAM is a shared file (qckpt run --ram-file; the
+ * ram-file mode's own steps are in job-ramfile.c):
+ *
+ *   ... -> set up the migration (x-ignore-shared) -> flush the RAM file ->
+ *   stop -> reflink the RAM file beside the save of the device state ->
+ *   transaction and cont -> put settings back -> record.
+ *
  * Production types (Hyper-V's Production/ProductionOnly) with a guest agent:
  *
  *   connect -> probe -> connect the agent -> prepare overlays -> freeze the
@@ -56,6 +63,7 @@ static const char *const mode_names[] = {
 	[MODE_PAUSED] = "paused",
 	[MODE_BACKGROUND] = "background",
 	[MODE_DISK_ONLY] = "disk-only",
+	[MODE_RAM_FILE] = "ram-file",
 };
 
 const char *job_mode_name(enum ckpt_mode mode)
@@ -79,6 +87,7 @@ static const struct {
 	[JOB_CATALOG] = { "catalog", "writing vm.json", "preparing" },
 	[JOB_QUEUED] = { "queued", "waiting for a save slot (--throttle-limit)", "preparing" },
 	[JOB_MIGRATE_SETUP] = { "migrate-setup", "setting up the memory save", "saving memory" },
+	[JOB_PREFLUSH] = { "preflush", "writing the RAM file back before the pause", "saving memory" },
 	[JOB_STOP] = { "stop", "stopping the guest", "saving memory" },
 	[JOB_SAVE] = { "save", "saving memory", "saving memory" },
 	[JOB_FREEZE] = { "freeze", "freezing the guest's file systems", "freezing file systems" },
@@ -432,8 +441,9 @@ static int job_background_wanted(const struct job *job)
 	enum ckpt_mode m = job->spec.mode;
 	long long ram, room;
 
+	/* RAM in a shared file: ram-file mode (QEMU refuses background) */
 	if (!migrate_has_cap(job->caps, "background-snapshot") ||
-	    !job_background_room(job, &ram, &room))
+	    !job_background_room(job, &ram, &room) || json_is_string(job->ram_qom_path))
 		return 0;
 	if (strcmp(status, "running") == 0)
 		return m == MODE_AUTO && job_precopy_loses_pages(job);
@@ -528,13 +538,15 @@ static int job_choose_mode(struct job *job)
 		warn_vm(job->spec.vm, "%s: taking a standard checkpoint instead of a production one",
 			job->agent_skip);
 	}
+	if (job_ramfile_choose(job, &mode) < 0)
+		return -1;
 	if (mode == MODE_AUTO && job->was_running)
 		mode = job_auto_mode_running(job);
 	if (mode != MODE_DISK_ONLY && strcmp(status, "postmigrate") == 0) {
 		/* QEMU cannot save it again: job_find_current_memory() */
 		job->postmigrate = 1;
 		mode = MODE_PAUSED;
-	} else if (mode != MODE_DISK_ONLY && !job->was_running) {
+	} else if (mode != MODE_DISK_ONLY && mode != MODE_RAM_FILE && !job->was_running) {
 		mode = job_mode_stopped(job, mode);
 	}
 	if (mode != MODE_DISK_ONLY && !migrate_has_cap(job->caps, "events"))
@@ -591,7 +603,7 @@ static int job_link_memory(struct job *job)
 	if (link(from, job->memory_path) < 0)
 		return task_set_error(&job->task, -errno, "cannot link %s to %s: %s",
 				     from, job->memory_path, strerror(errno)), -1;
-	return 0;
+	return job_ramfile_link_shared(job);
 }
 
 /* Files first (catalog directory, memory file, empty overlays): a failure
@@ -776,7 +788,9 @@ static int job_plan(struct job *job)
 		json_decref(vm);
 	}
 	json_decref(list);
-	if (job->mode != MODE_DISK_ONLY)
+	if (job->mode == MODE_RAM_FILE)
+		migrate_plan_init_ignore_shared(&job->plan, job->caps, job->params, job->id);
+	else if (job->mode != MODE_DISK_ONLY)
 		migrate_plan_init(&job->plan, job->caps, job->params,
 				  job->mode == MODE_BACKGROUND, job->id);
 	verbose_vm(job->spec.vm, "checkpoint '%s' (%s), mode %s, %zu disk(s), QEMU %s",
@@ -798,6 +812,22 @@ static void enter_probe(struct job *job)
 	task_send_ex(&job->task, "query-memory-size-summary", NULL, -1, &job->memsize, 1);
 	/* TCG or KVM: for QEMU < 9.0's pre-copy bug (no answer: TCG) */
 	task_send_ex(&job->task, "query-kvm", NULL, -1, &job->kvm, 1);
+	/* qckpt run --ram-file: does QEMU run on that file, shared?  (No
+	 * answer: it was started otherwise, and saves as usual.) */
+	if (job_ramfile_backend(job) != NULL) {
+		char *path = xasprintf("/objects/%s", job->ram_backend);
+		struct task_call *call;
+
+		call = task_send_call(&job->task, "qom-get", json_pack("{s:s, s:s}", "path", path,
+				      "property", "mem-path"), -1, &job->ram_qom_path, 1, 0);
+		if (call != NULL)
+			call->quiet = 1;
+		call = task_send_call(&job->task, "qom-get", json_pack("{s:s, s:s}", "path", path,
+				      "property", "share"), -1, &job->ram_qom_share, 1, 0);
+		if (call != NULL)
+			call->quiet = 1;
+		free(path);
+	}
 }
 
 /* Whether QEMU accepts background-snapshot here (the host's userfaultfd
@@ -996,6 +1026,9 @@ static void enter_save(struct job *job)
 	 * a refused migrate leaves it in QEMU for settle to close. */
 	if (!job->plan.use_fdset)
 		call->done = &job->fd_consumed;
+	/* the device state goes through QEMU, the RAM beside it */
+	if (job->mode == MODE_RAM_FILE)
+		job_ramfile_clone(job);
 }
 
 /* The pause window: transaction and cont go out back to back. */
@@ -1014,7 +1047,8 @@ static void enter_snapshot(struct job *job)
 			call->after = on_transaction_reply;
 		}
 	}
-	if (job->was_running && (job->mode == MODE_LIVE || job->mode == MODE_PAUSED))
+	if (job->was_running && (job->mode == MODE_LIVE || job->mode == MODE_PAUSED ||
+				 job->mode == MODE_RAM_FILE))
 		job_send_resume(job, 0);
 }
 
@@ -1024,7 +1058,8 @@ static void enter_snapshot(struct job *job)
  * save's total time only after its completed event. */
 static void job_remember_save(struct job *job)
 {
-	if (!job->was_running && job->mode == MODE_PAUSED && job->shared_memory == NULL)
+	if (!job->was_running && (job->mode == MODE_PAUSED || job->mode == MODE_RAM_FILE) &&
+	    job->shared_memory == NULL)
 		task_send_ex(&job->task, "query-migrate", NULL, -1, &job->saved_migration, 1);
 }
 
@@ -1112,11 +1147,15 @@ static enum job_state job_next(const struct job *job, enum job_state state)
 	case JOB_QUEUED:
 		return JOB_MIGRATE_SETUP;
 	case JOB_MIGRATE_SETUP:
+		if (job->was_running && job->mode == MODE_RAM_FILE)
+			return JOB_PREFLUSH;
 		if (job->was_running && job->mode != MODE_LIVE)
 			return JOB_STOP;
 		/* background on a guest stopped already: disks first, as
 		 * after our own stop */
 		return job->mode == MODE_BACKGROUND ? JOB_SNAPSHOT : JOB_SAVE;
+	case JOB_PREFLUSH:
+		return JOB_STOP;
 	case JOB_STOP:
 		/* background: disks first, while the guest is stopped; the
 		 * memory is then saved as of QEMU's own stop, the same instant. */
@@ -1152,6 +1191,7 @@ static void job_enter(struct job *job, enum job_state state)
 	case JOB_CATALOG:       job_catalog_write(job); break;
 	case JOB_QUEUED:        enter_queued(job); return;
 	case JOB_MIGRATE_SETUP: enter_migrate_setup(job); break;
+	case JOB_PREFLUSH:      job_ramfile_flush(job); break;
 	case JOB_STOP:          enter_stop(job); break;
 	case JOB_SAVE:          enter_save(job); break;
 	case JOB_FREEZE:        job_undo_on_freeze(job); job_agent_freeze(job); break;
@@ -1353,6 +1393,11 @@ void job_free(struct job *job)
 	json_decref(job->record);
 	json_decref(job->vm_before);
 	json_decref(job->vm_after);
+	json_decref(job->ram_qom_path);
+	json_decref(job->ram_qom_share);
+	free(job->ram_backend);
+	free(job->ram_path);
+	free(job->ram_copy);
 	migrate_plan_free(&job->plan);
 	blockdev_disks_free(job->disks, job->ndisks);
 	free(job->name);

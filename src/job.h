@@ -22,6 +22,7 @@ enum ckpt_mode {
 	MODE_PAUSED,
 	MODE_BACKGROUND,
 	MODE_DISK_ONLY,
+	MODE_RAM_FILE,    /* guest RAM in a reflinked file: job-ramfile.c */
 };
 
 const char *job_mode_name(enum ckpt_mode mode);
@@ -61,6 +62,7 @@ enum job_state {
 			    * the guest stops and the transaction is sent */
 	JOB_QUEUED,        /* prepared; waiting for a save slot (job_throttle) */
 	JOB_MIGRATE_SETUP, /* capabilities, parameters, hand over the file */
+	JOB_PREFLUSH,      /* ram-file: write the RAM file back while the guest runs */
 	JOB_STOP,          /* paused / background on a running guest: stop */
 	JOB_SAVE,          /* migrate, until MIGRATION completed */
 	JOB_FREEZE,        /* production: guest-fsfreeze-freeze */
@@ -148,6 +150,14 @@ struct job {
 	uint64_t freeze_start_ms;
 	long long freeze_ms;    /* freeze request to thaw answer */
 	int transaction_unknown; /* transaction timed out: it may still happen */
+
+	/* ram-file mode (job-ramfile.c): guest RAM in a file QEMU maps */
+	char *ram_backend;        /* vm.json's RamFile.Backend, or NULL */
+	json_t *ram_qom_path, *ram_qom_share; /* qom-get of that backend */
+	char *ram_path;           /* the file QEMU runs on */
+	char *ram_copy;           /* its reflink in the checkpoint directory */
+	long long ram_bytes, preflush_ms, reflink_ms;
+	int preflush_passes;
 
 	/* the save slot (--throttle-limit), or NULL for no limit */
 	struct job_throttle *throttle;

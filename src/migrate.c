@@ -45,7 +45,10 @@ static const char *const *wanted_caps(const struct migrate_plan *plan)
 	static const char *const with_ram[] = { "events", "multifd", "mapped-ram", NULL };
 	static const char *const bg[] = { "events", "background-snapshot", NULL };
 	static const char *const plain[] = { "events", NULL };
+	static const char *const shared[] = { "events", "x-ignore-shared", NULL };
 
+	if (plan->ignore_shared)
+		return shared;
 	if (plan->background)
 		return bg;
 	return plan->mapped_ram ? with_ram : plain;
@@ -57,7 +60,7 @@ static const char *const *wanted_caps(const struct migrate_plan *plan)
 static int cap_in_the_way(const struct migrate_plan *plan, json_t *caps, const char *cap)
 {
 	static const char *const exclusive[] = { "background-snapshot", "multifd",
-						 "mapped-ram", NULL };
+						 "mapped-ram", "x-ignore-shared", NULL };
 
 	if (!migrate_cap_state(caps, cap))
 		return 0;
@@ -70,14 +73,17 @@ static int cap_in_the_way(const struct migrate_plan *plan, json_t *caps, const c
 	return 0;
 }
 
+/* x-ignore-shared left on by someone would leave a shared RAM file out
+ * of a save that has no copy of it. */
 static const char *const known_caps[] = { "background-snapshot", "multifd",
-					  "mapped-ram", NULL };
+					  "mapped-ram", "x-ignore-shared", NULL };
+
+static void plan_caps(struct migrate_plan *plan, json_t *caps, json_t *params,
+		      const char *id);
 
 void migrate_plan_init(struct migrate_plan *plan, json_t *caps,
 		       json_t *params, int background, const char *id)
 {
-	const char *const *want;
-
 	memset(plan, 0, sizeof *plan);
 	plan->background = background;
 	/* mapped-ram needs a seekable file: transport and background-snapshot
@@ -85,6 +91,24 @@ void migrate_plan_init(struct migrate_plan *plan, json_t *caps,
 	plan->use_fdset = migrate_has_cap(caps, "mapped-ram");
 	plan->mapped_ram = !background && plan->use_fdset &&
 			   migrate_has_cap(caps, "multifd");
+	plan_caps(plan, caps, params, id);
+}
+
+void migrate_plan_init_ignore_shared(struct migrate_plan *plan, json_t *caps,
+				     json_t *params, const char *id)
+{
+	memset(plan, 0, sizeof *plan);
+	plan->ignore_shared = 1;
+	/* file: where QEMU has it (fd: to a file is deprecated there) */
+	plan->use_fdset = migrate_has_cap(caps, "mapped-ram");
+	plan_caps(plan, caps, params, id);
+}
+
+static void plan_caps(struct migrate_plan *plan, json_t *caps, json_t *params,
+		      const char *id)
+{
+	const char *const *want;
+
 	plan->fdset_id = -1;
 	snprintf(plan->fdname, sizeof plan->fdname, "qckpt-%.8s", id);
 	plan->saved_caps = json_array();

@@ -26,6 +26,7 @@ struct migrate_plan {
 	int use_fdset;    /* file:/dev/fdset/N through add-fd (QEMU >= 9) */
 	int mapped_ram;   /* with mapped-ram + multifd (not for background) */
 	int background;   /* background-snapshot */
+	int ignore_shared; /* x-ignore-shared: RAM in a shared file stays out */
 	int fdset_id;     /* from add-fd, -1 before */
 	char fdname[32];  /* for getfd / fd: */
 	json_t *saved_caps;   /* the user's capability states we change */
@@ -54,6 +55,10 @@ json_t *migrate_fingerprint(json_t *query_migrate);
 /* Fill the plan from the probes. */
 void migrate_plan_init(struct migrate_plan *plan, json_t *caps,
 		       json_t *params, int background, const char *id);
+/* The device state alone of a VM whose RAM is a shared file (ram-file
+ * mode): x-ignore-shared, no mapped-ram or multifd (a few hundred KiB). */
+void migrate_plan_init_ignore_shared(struct migrate_plan *plan, json_t *caps,
+				     json_t *params, const char *id);
 void migrate_plan_free(struct migrate_plan *plan);
 
 json_t *migrate_set_caps_args(const struct migrate_plan *plan);

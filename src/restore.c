@@ -31,6 +31,7 @@
 #include "cmdline.h"
 #include "log.h"
 #include "migrate.h"
+#include "ramfile.h"
 #include "restore.h"
 #include "util.h"
 
@@ -99,6 +100,33 @@ static int check_disk(struct restore *r, struct restore_disk *d)
 	d->chain = chain_from_image(d->frozen, err, sizeof err);
 	if (d->chain == NULL)
 		return fail(r, -EINVAL, "disk %s: %s; nothing changed", d->device, err), -1;
+	return 0;
+}
+
+/* A ram-file checkpoint's frozen RAM file is there, as long as recorded;
+ * the new QEMU gets a reflink of it in the VM's RAM file directory. */
+static int check_ram_file(struct restore *r)
+{
+	const char *kind = json_string_value(json_object_get(r->memory, "Kind"));
+	const char *path = json_string_value(json_object_get(r->memory, "RamFile"));
+	json_int_t bytes = json_integer_value(json_object_get(r->memory, "RamBytes"));
+	json_t *ramfile = json_object_get(r->vmstate, "RamFile");
+	const char *dir = json_string_value(json_object_get(ramfile, "Dir"));
+	struct stat st;
+
+	if (kind == NULL || strcmp(kind, RAMFILE_KIND) != 0)
+		return 0;
+	if (path == NULL || stat(path, &st) < 0)
+		return fail(r, -ENOENT, "the checkpoint's RAM file %s is %s; nothing changed",
+			    path ? path : "(not recorded)", path ? strerror(errno) : "missing"), -1;
+	if (bytes > 0 && st.st_size != bytes)
+		return fail(r, -EINVAL, "the checkpoint's RAM file %s has %lld bytes, the checkpoint recorded %lld: it was changed; nothing changed",
+			    path, (long long)st.st_size, (long long)bytes), -1;
+	r->ram_frozen = xstrdup(path);
+	r->ram_dir = dir ? xstrdup(dir) : catalog_vm_dir(r->spec.catalog_root, r->spec.vm);
+	r->ram_clone = ramfile_new_path(r->ram_dir, r->spec.vm);
+	if (json_string_value(json_object_get(ramfile, "Path")) != NULL)
+		r->ram_old = xstrdup(json_string_value(json_object_get(ramfile, "Path")));
 	return 0;
 }
 
@@ -190,7 +218,7 @@ static int restore_find(struct restore *r)
 		if (check_disk(r, d) < 0)
 			return -1;
 	}
-	if (r->memory != NULL && check_memory(r) < 0)
+	if (r->memory != NULL && (check_memory(r) < 0 || check_ram_file(r) < 0))
 		return -1;
 	plan_overlays(r);
 	if (!json_is_array(json_object_get(cl, "Given"))) {
@@ -415,6 +443,8 @@ static const char *qemu_img(void)
 	return env != NULL && env[0] != '\0' ? env : "qemu-img";
 }
 
+static void enter_ram_clone(struct restore *r);
+
 static void enter_overlays(struct restore *r)
 {
 	for (size_t i = 0; i < r->ndisks; i++) {
@@ -443,6 +473,57 @@ static void enter_overlays(struct restore *r)
 		task_on_undo(&r->task, undo_overlay, d);
 		r->task.awaiting++;
 	}
+	if (r->ram_frozen != NULL)
+		enter_ram_clone(r);
+}
+
+/* The new QEMU's RAM: a reflink of the frozen file, never the file
+ * itself (a running guest writes its RAM file; the checkpoint must stay). */
+static void undo_ram_clone(struct task *task, void *arg)
+{
+	struct restore *r = arg;
+
+	if (r->ram_cloned)
+		unlink(r->ram_clone);
+}
+
+static void on_ram_cloned(struct ramfile_work *w)
+{
+	struct restore *r = w->data;
+
+	if (w->rc < 0)
+		fail(r, w->rc, "cannot reflink the checkpoint's RAM file %s to %s: %s; nothing changed",
+		     r->ram_frozen, r->ram_clone, strerror(-w->rc));
+	else
+		r->ram_cloned = 1;
+	verbose_vm(r->spec.vm, "RAM file reflinked to %s in %lld ms", r->ram_clone, w->ms);
+	ramfile_work_free(w);
+	task_arrived(&r->task);
+}
+
+static void enter_ram_clone(struct restore *r)
+{
+	struct ramfile_work *w = xcalloc(1, sizeof *w);
+	int rc;
+
+	task_on_undo(&r->task, undo_ram_clone, r);
+	rc = ramfile_queue(r->loop, w, RAMFILE_CLONE, r->ram_frozen, r->ram_clone, on_ram_cloned, r);
+	if (rc < 0) {
+		free(w);
+		fail(r, rc, "cannot queue the reflink of %s: %s", r->ram_frozen, uv_strerror(rc));
+		return;
+	}
+	r->task.awaiting++;
+}
+
+/* The old QEMU is gone: the RAM file it ran on goes too (the restore
+ * replaces its state; a checkpoint of it would have its own copy). */
+static void drop_old_ram(struct restore *r)
+{
+	if (r->ram_old != NULL && r->ram_clone != NULL && strcmp(r->ram_old, r->ram_clone) != 0)
+		unlink(r->ram_old);
+	free(r->ram_old);
+	r->ram_old = NULL;
 }
 
 /* ---- vm.json ------------------------------------------------------------ */
@@ -503,6 +584,17 @@ static json_t *new_vm_state(struct restore *r)
 		"Capabilities", json_object_get(r->memory, "Capabilities"),
 		"MultifdChannels", json_object_get(r->memory, "MultifdChannels"),
 		"RequestedAt", when));
+	if (r->ram_clone != NULL) {
+		/* qckpt run starts QEMU on the reflink as it is */
+		json_t *old = json_object_get(state, "RamFile");
+
+		json_object_set_new(json_object_get(state, "PendingRestore"), "Kind",
+				    json_string(RAMFILE_KIND));
+		json_object_set_new(state, "RamFile", json_pack("{s:s, s:s, s:O, s:s}",
+			"Dir", r->ram_dir, "Path", r->ram_clone,
+			"Bytes", json_object_get(r->memory, "RamBytes"),
+			"Backend", json_string_value(json_object_get(old, "Backend")) ?: "pc.ram"));
+	}
 	return state;
 }
 
@@ -864,8 +956,11 @@ static void restore_step(struct task *task)
 
 	if (r->state == RESTORE_PROBE && task->error_status == 0 && r->memory != NULL)
 		check_caps(r);
-	if (r->state == RESTORE_QUIT || (r->state == RESTORE_COMMIT && !r->running))
+	if (r->state == RESTORE_QUIT || (r->state == RESTORE_COMMIT && !r->running)) {
 		task_forget_undo(task); /* the old QEMU is gone: no way back */
+		if (task->error_status == 0)
+			drop_old_ram(r);
+	}
 	if (task->error_status == 0 && r->interrupted && r->state < RESTORE_QUIT)
 		fail(r, -EINTR, "interrupted; nothing changed");
 	if (task->error_status != 0 && r->proc_open && !r->killing) {
@@ -978,6 +1073,10 @@ void restore_free(struct restore *r)
 		json_decref(d->chain);
 	}
 	free(r->disks);
+	free(r->ram_frozen);
+	free(r->ram_clone);
+	free(r->ram_old);
+	free(r->ram_dir);
 	if (r->load_used)
 		restore_load_free(&r->load);
 	free(r->sockdir);

@@ -139,6 +139,11 @@ struct restore {
 	size_t ndisks;
 	int vm_json_written;
 
+	/* a ram-file checkpoint (ramfile.h): its frozen RAM file, the
+	 * reflink the new QEMU runs on, the file the old one ran on */
+	char *ram_frozen, *ram_clone, *ram_old, *ram_dir;
+	int ram_cloned;
+
 	int pidfd;
 	uv_poll_t pidpoll;
 	int pidpoll_open;

@@ -42,6 +42,14 @@
  *                      QCKPT_BENCH_DISTRO_MODES live on QEMU 9+, "auto
  *                      background" before), run with qckpt --debug to tell
  *                      where each pause goes (a second table)
+ *   QCKPT_BENCH_RAMFILE DIR on a file system with reflinks (XFS): beside
+ *                      each VM above, one launched through `qckpt run
+ *                      --ram-file` with its catalog in DIR, checkpointed in
+ *                      ram-file mode (its RAM file and the checkpoints'
+ *                      reflinks in DIR); and for busy guests of up to 1 GiB,
+ *                      how fast the guest rewrites its 256 MiB with and
+ *                      without its RAM in the shared file (qckpt.dirty_report=1:
+ *                      the time between its "dirty pass" lines), a third table
  *   QCKPT_BENCH_SIZES=0 leaves out the test guest's single-VM rows.
  * Progress goes to stderr, the report (markdown) to stdout.
  */
@@ -127,6 +135,20 @@ static struct cell cells[MAX_CELLS];
 static int ncells;
 static char *registry_path, *catalog_dir, *qckpt_bin;
 static int ckserial;
+/* QCKPT_BENCH_RAMFILE, and whether run_config boots its VM so now */
+static const char *ramfile_dir;
+static bool ramfile_vm;
+
+/* The busy guest's own rate: 256 MiB rewritten per pass (third table). */
+struct rate_row {
+	char *qemu;
+	unsigned mib;
+	bool ramfile;
+	double mib_s[4];
+	int n;
+};
+static struct rate_row rate_rows[32];
+static int nrates;
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -413,9 +435,10 @@ static char *first_line(const char *s)
 /* Remove the round's memory file, if it is inside our catalog. */
 static void drop_memory_file(const char *path)
 {
-	size_t n = strlen(catalog_dir);
+	const char *dir = ramfile_vm ? ramfile_dir : catalog_dir;
+	size_t n = strlen(dir);
 
-	if (path && strncmp(path, catalog_dir, n) == 0 && path[n] == '/' &&
+	if (path && strncmp(path, dir, n) == 0 && path[n] == '/' &&
 	    !strstr(path, "/../") && unlink(path) != 0)
 		fprintf(stderr, "bench: unlink %s: %s\n", path, strerror(errno));
 }
@@ -556,6 +579,8 @@ static int measure_qckpt(struct hvm *vm, const char *mode, struct sample *s, cha
 		if (path && stat(path, &st) == 0)
 			s->alloc = (double)st.st_blocks * 512.0;
 		drop_memory_file(path);
+		/* ram-file: the reflink shares its blocks with the running file */
+		drop_memory_file(json_string_value(json_object_get(mem, "RamFile")));
 	}
 	parse_breakdown(breakdown ? err : NULL, first_stop_tod(vm, from), s);
 	{
@@ -689,6 +714,66 @@ static long wait_progress(struct hvm *vm, unsigned ms)
 	return hvm_wait_tick(vm, ms);
 }
 
+/* A busy guest with qckpt.dirty_report=1: MiB/s of its 256 MiB rewrite
+ * loop, from the time between its "dirty pass" lines (3 intervals). */
+static void measure_rate(struct hvm *vm, const char *ver, unsigned mib, const char *busy)
+{
+	struct rate_row *row = NULL;
+	const char *m = strstr(busy, "qckpt.dirty_mib=");
+	double dirty = m ? atof(m + strlen("qckpt.dirty_mib=")) : 0;
+	uint64_t t = 0;
+
+	if (dirty <= 0 || !strstr(busy, "qckpt.dirty_report=1") || nrates == 32)
+		return;
+	for (int i = 0; i < nrates; i++)
+		if (strcmp(rate_rows[i].qemu, ver) == 0 && rate_rows[i].mib == mib &&
+		    rate_rows[i].ramfile == ramfile_vm)
+			row = &rate_rows[i];
+	if (row == NULL) {
+		row = &rate_rows[nrates++];
+		*row = (struct rate_row){ .qemu = strdup(ver), .mib = mib, .ramfile = ramfile_vm };
+	}
+	hvm_consume_serial(vm);
+	for (int i = 0; i < 4; i++) {
+		if (hvm_wait_serial(vm, "qckpt-guest: dirty pass", 120000) < 0)
+			return;
+		if (i > 0)
+			row->mib_s[row->n++] = dirty / ((double)(uv_hrtime() - t) / 1e9);
+		t = uv_hrtime();
+	}
+	fprintf(stderr, "bench: %s %u MiB%s: the guest rewrites %.0f MiB at %.1f / %.1f / %.1f MiB/s\n",
+		ver, mib, ramfile_vm ? " (RAM file)" : "", dirty, row->mib_s[0], row->mib_s[1],
+		row->mib_s[2]);
+}
+
+static void print_rates(void)
+{
+	if (nrates == 0)
+		return;
+	printf("\nThe busy guest's own rewrite rate (its 256 MiB loop, 3 passes), with its RAM\n"
+	       "anonymous (plain) and in a shared file on XFS (`qckpt run --ram-file`):\n\n");
+	printf("| QEMU | RAM | guest RAM | MiB/s per pass | median | vs plain |\n|---|---|---|---|---|---|\n");
+	for (int i = 0; i < nrates; i++) {
+		struct rate_row *r = &rate_rows[i];
+		double v[4], med, plain = NAN;
+
+		memcpy(v, r->mib_s, sizeof v);
+		qsort(v, (size_t)r->n, sizeof *v, cmp_double);
+		med = r->n ? v[r->n / 2] : NAN;
+		for (int j = 0; j < nrates; j++)
+			if (!rate_rows[j].ramfile && strcmp(rate_rows[j].qemu, r->qemu) == 0 &&
+			    rate_rows[j].mib == r->mib && rate_rows[j].n > 0) {
+				memcpy(v, rate_rows[j].mib_s, sizeof v);
+				qsort(v, (size_t)rate_rows[j].n, sizeof *v, cmp_double);
+				plain = v[rate_rows[j].n / 2];
+			}
+		printf("| %s | %u MiB | %s |", r->qemu, r->mib, r->ramfile ? "RAM file" : "plain");
+		for (int k = 0; k < r->n; k++)
+			printf("%s%.1f", k ? " / " : " ", r->mib_s[k]);
+		printf(" | %.1f | %.2fx |\n", med, med / plain);
+	}
+}
+
 static void run_config(const char *qemu_bin, const char *label, unsigned mib,
 		       const char *load, const char *busy, char **modes, int nmodes, int reps)
 {
@@ -704,7 +789,12 @@ static void run_config(const char *qemu_bin, const char *label, unsigned mib,
 	long tick;
 	char *kernel = NULL, *initrd = NULL, *base = NULL, *root = NULL;
 	const char *paths[2] = { NULL, NULL };
+	const char *prefix[] = { qckpt_bin, "run", "--dir", ramfile_dir, "--ram-file", name, "--", NULL };
 
+	if (ramfile_vm) {
+		o.argv_prefix = prefix;
+		o.exact_name = true;
+	}
 	if (distro_dir) {
 		kernel = xfmt("%s/vmlinuz", distro_dir);
 		initrd = xfmt("%s/initrd.img", distro_dir);
@@ -758,8 +848,11 @@ static void run_config(const char *qemu_bin, const char *label, unsigned mib,
 	f = fopen(registry_path, "w");
 	if (!f)
 		abort();
-	fprintf(f, "%s unix:%s dir=%s\n", hvm_name(vm), hvm_qmp_path(vm), catalog_dir);
+	fprintf(f, "%s unix:%s dir=%s\n", hvm_name(vm), hvm_qmp_path(vm),
+		ramfile_vm ? ramfile_dir : catalog_dir);
 	fclose(f);
+	if (strcmp(load, "busy") == 0 && mib <= 1024 && ramfile_dir != NULL && !distro_dir)
+		measure_rate(vm, ver, mib, busy);
 
 	/* qckpt's modes interleaved round by round, then savevm: a savevm
 	 * (internal snapshot written into the active image, then deleted)
@@ -811,6 +904,14 @@ static void run_config(const char *qemu_bin, const char *label, unsigned mib,
 	}
 out:
 	hvm_free(vm);
+	if (ramfile_vm) {
+		/* its RAM file and the reflinks: up to the guest's RAM each */
+		char *rm = xfmt("rm -rf '%s/%s'", ramfile_dir, name);
+
+		if (system(rm) != 0)
+			fprintf(stderr, "bench: %s failed\n", rm);
+		free(rm);
+	}
 	free(ver);
 	free(app);
 	free(name);
@@ -1116,7 +1217,8 @@ int main(void)
 	char *loads_s = strdup(env_or("QCKPT_BENCH_LOADS", "idle busy"));
 	char *modes_s = strdup(env_or("QCKPT_BENCH_MODES",
 				      "live paused background disk-only savevm"));
-	const char *busy = env_or("QCKPT_BENCH_BUSY", "qckpt.dirty_mib=256 qckpt.disk_writes=1");
+	const char *busy = env_or("QCKPT_BENCH_BUSY",
+				  "qckpt.dirty_mib=256 qckpt.disk_writes=1 qckpt.dirty_report=1");
 	int reps = atoi(env_or("QCKPT_BENCH_REPS", "5"));
 	unsigned multi_n = (unsigned)atoi(env_or("QCKPT_BENCH_MULTI", "8"));
 	unsigned multi_mib = (unsigned)atoi(env_or("QCKPT_BENCH_MULTI_MIB", "256"));
@@ -1128,6 +1230,9 @@ int main(void)
 	char date[64];
 	double load[3];
 
+	ramfile_dir = getenv("QCKPT_BENCH_RAMFILE");
+	if (ramfile_dir && !ramfile_dir[0])
+		ramfile_dir = NULL;
 	distro_cfg = getenv("QCKPT_BENCH_DISTRO");
 	if (distro_cfg && !distro_cfg[0])
 		distro_cfg = NULL;
@@ -1184,9 +1289,18 @@ int main(void)
 			continue;
 		}
 		for (int s = 0; s < ns; s++)
-			for (int l = 0; l < nl && strtoul(sizes[s], NULL, 10) > 0; l++)
+			for (int l = 0; l < nl && strtoul(sizes[s], NULL, 10) > 0; l++) {
+				char *rf_modes[] = { "ram-file" };
+
 				run_config(bin, qemus[q], (unsigned)strtoul(sizes[s], NULL, 10),
 					   loads[l], busy, modes, nm, reps);
+				if (ramfile_dir == NULL)
+					continue;
+				ramfile_vm = true;
+				run_config(bin, qemus[q], (unsigned)strtoul(sizes[s], NULL, 10),
+					   loads[l], busy, rf_modes, 1, reps);
+				ramfile_vm = false;
+			}
 		if (multi_n > 0)
 			run_multi(bin, qemus[q], multi_n, multi_mib, multi_mode, reps);
 		if (distro_cfg) {
@@ -1217,6 +1331,7 @@ int main(void)
 	printf("- load average at end: %.2f %.2f %.2f; run took %.1f min\n\n", load[0],
 	       load[1], load[2], (double)(uv_hrtime() - t0) / 6e10);
 	print_table();
+	print_rates();
 	print_multi();
 	return 0;
 }

@@ -43,6 +43,11 @@
  *   "bare-cold": the same with the memory file dropped from the page cache
  *   first, posix_fadvise DONTNEED; the others read a file just written).
  *   QCKPT_BENCH_VERBOSE=1 echoes `qckpt restore -v` (its own timings).
+ *   QCKPT_BENCH_RAMFILE DIR on a file system with reflinks (XFS): beside
+ *   each VM, one launched through `qckpt run --ram-file` with its catalog in
+ *   DIR, checkpointed (ram-file mode) and restored REPS times: method
+ *   "ram-file" (a reflink of the frozen RAM file, only the device state
+ *   loaded).
  * Progress goes to stderr, the report (markdown) to stdout.
  */
 #include <errno.h>
@@ -586,6 +591,14 @@ struct cell {
 static struct cell cells[MAX_CELLS];
 static int ncells;
 static char *registry_path, *catalog_dir, *qckpt_bin;
+/* QCKPT_BENCH_RAMFILE, and whether run_config launches its VM so now */
+static const char *ramfile_dir;
+static bool ramfile_vm;
+
+static const char *vm_catalog(void)
+{
+	return ramfile_vm ? ramfile_dir : catalog_dir;
+}
 
 static struct cell *cell_for(const char *qemu, unsigned mib, const char *load,
 			     const char *method)
@@ -858,7 +871,7 @@ static struct bvm *bvm_new(const char *name)
 /* The pid and start (wall clock) of the VM's QEMU now, from vm.json. */
 static long vm_pid(struct bvm *vm, int64_t *start_us)
 {
-	char *path = xfmt("%s/%s/vm.json", catalog_dir, vm->name);
+	char *path = xfmt("%s/%s/vm.json", vm_catalog(), vm->name);
 	json_t *st = json_load_file(path, 0, NULL);
 	json_t *cl = json_object_get(st, "CommandLine");
 	long pid = (long)json_integer_value(json_object_get(cl, "Pid"));
@@ -1261,7 +1274,9 @@ static void run_config(const char *qemu, const char *label, unsigned mib, const 
 	push(&argv, &n, qckpt_bin);
 	push(&argv, &n, "run");
 	push(&argv, &n, "--dir");
-	push(&argv, &n, catalog_dir);
+	push(&argv, &n, vm_catalog());
+	if (ramfile_vm)
+		push(&argv, &n, "--ram-file");
 	push(&argv, &n, name);
 	push(&argv, &n, "--");
 	for (size_t i = 0; vm->qemu_argv[i]; i++)
@@ -1301,7 +1316,8 @@ static void run_config(const char *qemu, const char *label, unsigned mib, const 
 		}
 	}
 	for (int cold = 0; cold < 2; cold++) {
-		const char *method = cold ? "qckpt-cold" : "qckpt";
+		const char *method = ramfile_vm ? (cold ? "ram-file-cold" : "ram-file")
+						: (cold ? "qckpt-cold" : "qckpt");
 		struct cell *c;
 
 		if (!want(methods, nm, method))
@@ -1319,7 +1335,7 @@ static void run_config(const char *qemu, const char *label, unsigned mib, const 
 				break;
 		}
 	}
-	if (want(methods, nm, "loadvm") && vm->obs) {
+	if (want(methods, nm, "loadvm") && vm->obs && !ramfile_vm) {
 		struct cell *c = cell_for(ver, mib, load, "loadvm");
 		char *m = NULL;
 
@@ -1341,7 +1357,7 @@ static void run_config(const char *qemu, const char *label, unsigned mib, const 
 		const char *method = cold ? "bare-cold" : "bare";
 		struct cell *c;
 
-		if (!want(methods, nm, method))
+		if (!want(methods, nm, method) || ramfile_vm)
 			continue;
 		c = cell_for(ver, mib, load, method);
 		for (int r = 0; r < reps; r++) {
@@ -1363,6 +1379,14 @@ out:
 	free(msg);
 	json_decref(rec);
 	bvm_free(vm);
+	if (ramfile_vm) {
+		/* its RAM files and the checkpoint's reflink */
+		char *rm = xfmt("rm -rf '%s/%s'", ramfile_dir, name);
+
+		if (system(rm) != 0)
+			fprintf(stderr, "bench: %s failed\n", rm);
+		free(rm);
+	}
 	free_argv(argv);
 	free(out);
 	free(err);
@@ -1441,6 +1465,9 @@ int main(void)
 		fprintf(stderr, "bench: set QCKPT_BIN to the qckpt program\n");
 		return 2;
 	}
+	ramfile_dir = getenv("QCKPT_BENCH_RAMFILE");
+	if (ramfile_dir && !ramfile_dir[0])
+		ramfile_dir = NULL;
 	registry_path = harness_path("registry");
 	catalog_dir = harness_path("catalog");
 	mkdir(catalog_dir, 0700);
@@ -1469,9 +1496,18 @@ int main(void)
 			continue;
 		}
 		for (int s = 0; s < ns; s++)
-			for (int l = 0; l < nl; l++)
+			for (int l = 0; l < nl; l++) {
+				char *rf_methods[] = { "ram-file" };
+
 				run_config(bin, qemus[q], (unsigned)strtoul(sizes[s], NULL, 10),
 					   loads[l], busy, methods, nm, reps);
+				if (ramfile_dir == NULL)
+					continue;
+				ramfile_vm = true;
+				run_config(bin, qemus[q], (unsigned)strtoul(sizes[s], NULL, 10),
+					   loads[l], busy, rf_methods, 1, reps);
+				ramfile_vm = false;
+			}
 	}
 
 	for (int i = 0; i < nversions; i++)

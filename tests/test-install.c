@@ -125,7 +125,7 @@ static void test_completion_offers_options_and_their_values(void **state)
 {
 	assert_offers("qckpt checkpoint --mo", "--mode\n");
 	assert_offers("qckpt checkpoint --mode ",
-		      "auto\nbackground\ndisk-only\nlive\npaused\n");
+		      "auto\nbackground\ndisk-only\nlive\npaused\nram-file\n");
 	assert_offers("qckpt checkpoint --type production",
 		      "production\nproduction-only\n");
 	assert_offers("qckpt checkpoint --error-action ", "continue\nstop\n");

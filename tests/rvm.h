@@ -1,0 +1,77 @@
+/*
+ * rvm.h: VMs launched through `qckpt run` whose serial console survives a
+ * relaunch, for the tests of `qckpt restore` (test-restore.c,
+ * test-ramfile.c).  A restore quits the VM's QEMU and starts a new one,
+ * detached, through `qckpt run`, with the command line recorded at launch.
+ * So these VMs do not use the harness's hvm (its serial is QEMU's stdout
+ * and its observer monitor accepts one connection): each VM's serial
+ * console is a unix socket the test listens on, in QEMU's client mode, and
+ * every QEMU that runs the VM (the first one and each restored one)
+ * connects to it while it starts.  Lines are kept per connection ("life"),
+ * so a test tells the restored guest's output from the old one's.  Nothing
+ * sleeps: waits run the harness loop until a line, a connection or a
+ * process exit arrives.
+ */
+#ifndef RVM_H
+#define RVM_H
+
+#include <stdbool.h>
+#include <jansson.h>
+#include <uv.h>
+
+#define RVM_MAX 8
+
+struct rvm;
+
+struct rconn {
+	uv_pipe_t pipe;
+	struct rvm *vm;
+	int life;
+	char buf[4096];
+	size_t len;
+};
+
+struct rvm {
+	char *name;
+	char *serial_path;
+	uv_pipe_t server;
+	char **lines;
+	int *life_of;
+	size_t nlines, cap, cursor;
+	int lives;            /* QEMU connections so far */
+	char **disks;
+	unsigned ndisks;
+	char **argv;          /* qckpt run ... -- QEMU ... */
+	uv_process_t proc;    /* the `qckpt run` we started, our child */
+	int proc_running;
+	int open;             /* handles not closed yet */
+};
+
+/* Set by the test: the catalog (`qckpt run --dir`), the QEMU to run (a
+ * pointer to the test's current choice; NULL or *NULL: harness_qemu()),
+ * more `qckpt run` options before NAME (NULL-terminated, or NULL), and
+ * the VMs started so far (names are BASE + that number). */
+extern char *rvm_catalog_dir;
+extern const char *const *rvm_qemu_bin;
+extern const char *const *rvm_run_args;
+extern int rvm_serial_no;
+
+/* Start a VM through `qckpt run` without waiting for it to boot (raw
+ * disks of 16 MiB), or and wait for its first tick (fails the test). */
+struct rvm *rvm_launch(const char *base, unsigned ndisks, unsigned mem_mib);
+void rvm_wait_boot(struct rvm *vm);
+/* Start the VM's `qckpt run ... -- QEMU ...` (vm->argv) again. */
+void spawn_run(struct rvm *vm);
+struct rvm *rvm_start(const char *base, unsigned ndisks, unsigned mem_mib);
+/* The next "tick N" of life LIFE after the cursor: N, or -1. */
+long wait_tick(struct rvm *vm, int life, unsigned timeout_ms);
+/* Whether life LIFE printed a line containing TEXT (so far). */
+bool life_printed(struct rvm *vm, int life, const char *text);
+/* The VM's vm.json (new reference; fails the test if there is none). */
+json_t *vm_json(struct rvm *vm);
+/* The pid of the VM's QEMU now (vm.json's launch), or -1 if it is gone. */
+long vm_pid(struct rvm *vm);
+/* Kill every VM's QEMU (whichever launch runs now), close and free. */
+void rvm_kill_all(void);
+
+#endif
