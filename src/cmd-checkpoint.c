@@ -30,6 +30,7 @@ const struct cmd_entry cmd_checkpoint_entry = {
 	.usage = "[options] NAME[,NAME...]|- [SNAPSHOT-NAME]",
 	.summary = "checkpoint VMs: memory and disks, consistent, many at once",
 	.exec = cmd_checkpoint_exec,
+	.flags = CMD_F_REMOTE | CMD_F_STDIN_VMS,
 };
 
 enum {
@@ -39,8 +40,6 @@ enum {
 	OPT_THROTTLE,
 	OPT_MODE,
 	OPT_TYPE,
-	OPT_CREDENTIAL,
-	OPT_SESSION,
 	OPT_AS_JOB,
 };
 
@@ -55,7 +54,6 @@ struct checkpoint_cmd {
 	int type_given;
 	enum vm_type type;
 	enum ckpt_mode mode;
-	const char *computer;
 
 	/* running */
 	uv_loop_t loop;
@@ -64,34 +62,6 @@ struct checkpoint_cmd {
 	size_t njobs, next, running;
 	int failed, stopping, interrupted, rest_reported;
 };
-
-static int is_local_computer(const char *name)
-{
-	char host[256];
-
-	if (strcmp(name, ".") == 0 || strcmp(name, "localhost") == 0)
-		return 1;
-	if (gethostname(host, sizeof host) != 0)
-		return 0;
-	host[sizeof host - 1] = '\0';
-	if (strcmp(name, host) == 0)
-		return 1;
-	/* "host" matches "host.example.org" and the other way round */
-	size_t n = strcspn(host, ".");
-	return strncmp(name, host, n) == 0 && (name[n] == '\0' || name[n] == '.');
-}
-
-static int check_computers(const char *list)
-{
-	char *copy = xstrdup(list), *save = NULL;
-	int rc = 0;
-
-	for (char *n = strtok_r(copy, ",", &save); n; n = strtok_r(NULL, ",", &save))
-		if (!is_local_computer(n))
-			rc = error("-C %s: remote hosts are not supported yet; run qckpt on %s itself", n, n);
-	free(copy);
-	return rc;
-}
 
 /* ---- running the jobs ------------------------------------------------ */
 
@@ -272,7 +242,6 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 		{ "vm-name", required_argument, NULL, 'n' },
 		{ "snapshot-name", required_argument, NULL, 's' },
 		{ "checkpoint-name", required_argument, NULL, 's' },
-		{ "computer-name", required_argument, NULL, 'C' },
 		{ "passthru", no_argument, NULL, OPT_PASSTHRU },
 		{ "whatif", no_argument, NULL, OPT_WHATIF },
 		{ "confirm", no_argument, NULL, OPT_CONFIRM },
@@ -280,8 +249,6 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 		{ "throttle-limit", required_argument, NULL, OPT_THROTTLE },
 		{ "mode", required_argument, NULL, OPT_MODE },
 		{ "type", required_argument, NULL, OPT_TYPE },
-		{ "credential", required_argument, NULL, OPT_CREDENTIAL },
-		{ "session", required_argument, NULL, OPT_SESSION },
 		{ "as-job", no_argument, NULL, OPT_AS_JOB },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -289,7 +256,7 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 	long n;
 
 	optind = 1;
-	while ((opt = cmd_getopt(&cmd_checkpoint_entry, argc, argv, CMD_COMMON_SHORT "n:s:C:", longopts)) != -1) {
+	while ((opt = cmd_getopt(&cmd_checkpoint_entry, argc, argv, CMD_COMMON_SHORT "n:s:", longopts)) != -1) {
 		if (opt == CMD_OPT_HELP)
 			return 1;
 		switch (opt) {
@@ -301,10 +268,6 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 			break;
 		case 's':
 			c->snapshot_name = optarg;
-			break;
-		case 'C':
-			if (check_computers(optarg) < 0)
-				return -1;
 			break;
 		case OPT_PASSTHRU: c->passthru = 1; break;
 		case OPT_WHATIF: c->whatif = 1; break;
@@ -328,10 +291,6 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 				return error("--type: standard, production or production-only, not '%s'", optarg);
 			c->type_given = 1;
 			break;
-		case OPT_CREDENTIAL:
-		case OPT_SESSION:
-			return error("--%s: remote hosts are not supported yet; run qckpt on the VM's host",
-				     opt == OPT_CREDENTIAL ? "credential" : "session");
 		case OPT_AS_JOB:
 			c->as_job = 1;
 			break;
