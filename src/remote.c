@@ -333,7 +333,14 @@ static void out_line(struct target *t, char *line)
 static void err_line(struct target *t, char *line)
 {
 	if (!t->local && !t->hello) {
+		size_t n;
+
 		snprintf(t->early_err, sizeof t->early_err, "%s", line);
+		text_strip_controls(t->early_err);
+		/* "Permission denied (publickey)." ends a sentence of ours */
+		n = strlen(t->early_err);
+		while (n > 0 && (t->early_err[n - 1] == '.' || t->early_err[n - 1] == ' '))
+			t->early_err[--n] = '\0';
 		verbose_vm(t->host, "%s", line);
 		return;
 	}
