@@ -499,6 +499,91 @@ static void test_one_host_down_the_other_done(void **state)
 	sshd_start(1);
 }
 
+/* ansible-playbook with the example playbook: RECAP's changed= for HOST. */
+static int playbook(const char *extra, const char *flags, int *changed_h1, int *changed_h2)
+{
+	char *inv = fmt("%s/inventory", hosts_dir), *cmd;
+	FILE *f = fopen(inv, "w");
+	struct run r;
+	int status;
+
+	assert_non_null(f);
+	fprintf(f, "[qemu]\n");
+	for (int i = 0; i < NHOSTS; i++) {
+		char *addr_path = fmt("%s/h%d/addr", hosts_dir, i + 1);
+		char *addr = read_file(addr_path);
+
+		addr[strcspn(addr, "\n")] = '\0';
+		fprintf(f, "h%d ansible_host=%s\n", i + 1, addr);
+		free(addr);
+		free(addr_path);
+	}
+	fprintf(f, "[qemu:vars]\nansible_user=root\nansible_ssh_private_key_file=%s/key\n"
+		"ansible_ssh_common_args='-F %s/ssh_config'\nansible_python_interpreter=/usr/bin/python3\n",
+		hosts_dir, hosts_dir);
+	fclose(f);
+	cmd = fmt("ANSIBLE_HOST_KEY_CHECKING=False ANSIBLE_NOCOLOR=1 ANSIBLE_PIPELINING=True "
+		  "ANSIBLE_REMOTE_TEMP='%s/ansible-remote' ANSIBLE_LOCAL_TEMP='%s/ansible-local' "
+		  "ansible-playbook %s -i '%s' -M '%s/scripts/ansible/library' -e '%s' '%s/scripts/ansible/checkpoint.yml'",
+		  hosts_dir, hosts_dir, flags, inv, getenv("QCKPT_TOP_SRCDIR"), extra,
+		  getenv("QCKPT_TOP_SRCDIR"));
+	r = shell(cmd);
+	status = r.status;
+	if (status != 0)
+		print_message("%s\n%s\n%s\n", cmd, r.out, r.err);
+	for (int i = 0; i < NHOSTS; i++) {
+		char *tag = fmt("\nh%d ", i + 1);
+		const char *recap = strstr(r.out, "PLAY RECAP");
+		const char *line = recap ? strstr(recap, tag) : NULL;
+		const char *ch = line ? strstr(line, "changed=") : NULL;
+
+		*(i ? changed_h2 : changed_h1) = ch ? atoi(ch + 8) : -1;
+		free(tag);
+	}
+	run_free(&r);
+	free(cmd);
+	free(inv);
+	return status;
+}
+
+/* The module: a named checkpoint made once per host, check mode changes nothing. */
+static void test_ansible_module_is_idempotent_and_check_mode_is_whatif(void **state)
+{
+	const char *extra = "{\"vms\": [\"web\"], \"checkpoint\": \"by-ansible\", \"mode\": \"disk-only\"}";
+	const char *other = "{\"vms\": [\"web\"], \"checkpoint\": \"only-planned\", \"mode\": \"disk-only\"}";
+	int c1, c2;
+	struct run r;
+	json_t *lines, *o;
+	size_t i;
+	int made = 0;
+
+	if (system("command -v ansible-playbook >/dev/null") != 0) {
+		if (getenv("CI") && strcmp(getenv("CI"), "true") == 0)
+			fail_msg("ansible-playbook is missing (scripts/install-deps installs it)");
+		skip();
+	}
+	assert_int_equal(playbook(extra, "", &c1, &c2), 0);
+	assert_int_equal(c1, 1);
+	assert_int_equal(c2, 1);
+	/* again: both hosts have it, nothing changes */
+	assert_int_equal(playbook(extra, "", &c1, &c2), 0);
+	assert_int_equal(c1, 0);
+	assert_int_equal(c2, 0);
+	/* --check: qckpt's --whatif, nothing made */
+	assert_int_equal(playbook(other, "--check", &c1, &c2), 0);
+	assert_int_equal(c1, 1);
+	r = qckpt("list", "-C", "h1,h2", "--credential", key_cred, "--json", "web", NULL);
+	assert_int_equal(r.status, 0);
+	lines = json_lines(r.out);
+	json_array_foreach(lines, i, o) {
+		made += strcmp(jstr(o, "Name"), "by-ansible") == 0;
+		assert_string_not_equal(jstr(o, "Name"), "only-planned");
+	}
+	assert_int_equal(made, 2);
+	json_decref(lines);
+	run_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest unit[] = {
@@ -512,6 +597,7 @@ int main(void)
 		cmocka_unit_test(test_missing_or_incompatible_qckpt_is_named),
 		cmocka_unit_test(test_vm_objects_on_stdin_go_to_their_host),
 		cmocka_unit_test(test_session_is_reused_and_a_dead_one_is_reported),
+		cmocka_unit_test(test_ansible_module_is_idempotent_and_check_mode_is_whatif),
 		cmocka_unit_test(test_one_host_down_the_other_done),
 	};
 	int rc = harness_init(), failed;
