@@ -20,6 +20,7 @@
 #include "log.h"
 #include "output.h"
 #include "util.h"
+#include "vmconn.h"
 #include "vmnames.h"
 
 static int cmd_checkpoint_exec(int argc, char **argv);
@@ -202,6 +203,16 @@ static struct job *make_job(struct checkpoint_cmd *c, const struct registry *reg
 
 	if (vmconn_resolve(reg, name, &s->monitor, &s->expect_name, err, sizeof err) < 0) {
 		error_vm(name, "%s", err);
+		free(job);
+		return NULL;
+	}
+	if (vmconn_is_network(s->monitor)) {
+		/* Overlays and the memory file would be made on this machine's
+		 * file system, not on the QEMU host's. */
+		error_vm(name, "checkpoints through a network monitor (%s) are not supported yet: run them on the QEMU host, e.g. 'qckpt checkpoint -C HOST %s'",
+			 s->monitor, name);
+		free(s->monitor);
+		free(s->expect_name);
 		free(job);
 		return NULL;
 	}

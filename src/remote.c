@@ -34,6 +34,7 @@
 #include "output.h"
 #include "remote.h"
 #include "util.h"
+#include "vmconn.h"
 
 #define REMOTE_CONNECT_TIMEOUT_S "10"
 
@@ -100,7 +101,9 @@ int remote_credential_args(const char *spec, char ***args, int *n)
 	for (char *p = strtok_r(copy, ",", &save); p && rc == 0; p = strtok_r(NULL, ",", &save)) {
 		size_t ulen = strcspn(p, "@");
 
-		if (strncmp(p, "identity=", 9) == 0 && p[9] != '\0') {
+		if (strncmp(p, "x509=", 5) == 0 && p[5] != '\0') {
+			/* for tls: monitors (vmconn), not for ssh */
+		} else if (strncmp(p, "identity=", 9) == 0 && p[9] != '\0') {
 			args_add(args, n, xstrdup("-i"));
 			args_add(args, n, xstrdup(p + 9));
 			args_add(args, n, xstrdup("-oIdentitiesOnly=yes"));
@@ -806,6 +809,19 @@ static int session_target(struct remote_run *run, const char *name)
 	return rc;
 }
 
+/* --credential x509=DIR for the command run here (kept for the process:
+ * vmconn reads it). */
+static void set_tls_credential(const char *spec)
+{
+	static char dir[1024];
+	const char *p = spec ? strstr(spec, "x509=") : NULL;
+
+	if (p == NULL || (p != spec && p[-1] != ','))
+		return;
+	snprintf(dir, sizeof dir, "%.*s", (int)strcspn(p + 5, ","), p + 5);
+	vmconn_tls_credential = dir;
+}
+
 /* ---- the run -------------------------------------------------------------- */
 
 static void opts_free(struct remote_opts *o)
@@ -884,7 +900,9 @@ int remote_dispatch(const struct cmd_entry *entry, int *argc, char ***argv)
 	for (int i = 0; i < run.ntargets; i++)
 		remote |= !run.targets[i].local;
 	if (!remote) {
-		/* Only this host: the command runs in this process, as ever. */
+		/* Only this host: the command runs in this process, as ever;
+		 * x509=DIR is for its tls: monitors. */
+		set_tls_credential(o.credential);
 		if (input != NULL && stdin_from(run.targets[0].input ? run.targets[0].input : "",
 						run.targets[0].input_len) < 0)
 			goto out;

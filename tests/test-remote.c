@@ -584,6 +584,167 @@ static void test_ansible_module_is_idempotent_and_check_mode_is_whatif(void **st
 	run_free(&r);
 }
 
+/* ---- QMP over TLS, driven directly ------------------------------------------ */
+
+static char *tls_dir;   /* certificates made by certtool */
+static struct hvm *tls_vm;
+static char *tls_monitor; /* "tls:127.0.0.1:PORT" */
+
+/* A CA, QEMU's server certificate (localhost, 127.0.0.1), a client
+ * certificate it signed (client/), and a client certificate of another CA
+ * (stranger/, which holds our CA, so only QEMU's check refuses it) and a
+ * directory trusting only that other CA (other/). */
+static const char tls_script[] =
+	"set -e; cd \"$1\"; mkdir -p server client stranger other\n"
+	"printf 'cn = qckpt test CA\\nca\\ncert_signing_key\\nexpiration_days = 2\\n' >ca.info\n"
+	"printf 'cn = localhost\\ndns_name = localhost\\nip_address = 127.0.0.1\\ntls_www_server\\nencryption_key\\nsigning_key\\nexpiration_days = 2\\n' >server.info\n"
+	"printf 'cn = qckpt client\\ntls_www_client\\nencryption_key\\nsigning_key\\nexpiration_days = 2\\n' >client.info\n"
+	"ct() { certtool \"$@\" 2>/dev/null >/dev/null; }\n"
+	"ct --generate-privkey --outfile ca-key.pem\n"
+	"ct --generate-self-signed --load-privkey ca-key.pem --template ca.info --outfile ca-cert.pem\n"
+	"ct --generate-privkey --outfile other/ca-key.pem\n"
+	"ct --generate-self-signed --load-privkey other/ca-key.pem --template ca.info --outfile other/ca-cert.pem\n"
+	"ct --generate-privkey --outfile server/server-key.pem\n"
+	"ct --generate-certificate --load-privkey server/server-key.pem --load-ca-certificate ca-cert.pem --load-ca-privkey ca-key.pem --template server.info --outfile server/server-cert.pem\n"
+	"ct --generate-privkey --outfile client/client-key.pem\n"
+	"ct --generate-certificate --load-privkey client/client-key.pem --load-ca-certificate ca-cert.pem --load-ca-privkey ca-key.pem --template client.info --outfile client/client-cert.pem\n"
+	"ct --generate-privkey --outfile stranger/client-key.pem\n"
+	"ct --generate-certificate --load-privkey stranger/client-key.pem --load-ca-certificate other/ca-cert.pem --load-ca-privkey other/ca-key.pem --template client.info --outfile stranger/client-cert.pem\n"
+	"cp ca-cert.pem server/; cp ca-cert.pem client/; cp ca-cert.pem stranger/\n"
+	"cp client/client-cert.pem client/client-key.pem other/\n";
+
+static int tls_setup(void **state)
+{
+	char *cmd, *args_obj, *args_chr;
+	const char *extra[7];
+	json_t *chardevs = NULL, *c;
+	struct run r;
+	size_t i;
+
+	if (system("command -v certtool >/dev/null") != 0) {
+		fprintf(stderr, "test-remote: certtool is missing (gnutls-bin; scripts/install-deps installs it)\n");
+		return -1;
+	}
+	tls_dir = harness_path("tls");
+	mkdir(tls_dir, 0700);
+	cmd = fmt("sh -c '%s' sh '%s'", "eval \"$QCKPT_TLS_SCRIPT\"", tls_dir);
+	setenv("QCKPT_TLS_SCRIPT", tls_script, 1);
+	r = shell(cmd);
+	free(cmd);
+	unsetenv("QCKPT_TLS_SCRIPT");
+	if (r.status != 0) {
+		fprintf(stderr, "certtool: %s\n", r.err);
+		run_free(&r);
+		return -1;
+	}
+	run_free(&r);
+	args_obj = fmt("tls-creds-x509,id=tls0,dir=%s/server,endpoint=server,verify-peer=on", tls_dir);
+	/* port=0: the kernel picks a free port; query-chardev says which. */
+	args_chr = fmt("socket,id=tlsmon,host=127.0.0.1,port=0,server=on,wait=off,tls-creds=tls0");
+	extra[0] = "-object"; extra[1] = args_obj;
+	extra[2] = "-chardev"; extra[3] = args_chr;
+	extra[4] = "-mon"; extra[5] = "chardev=tlsmon,mode=control";
+	extra[6] = NULL;
+	{
+		struct hvm_opts o = { .name = "tlsvm", .extra_args = extra };
+
+		tls_vm = hvm_start(&o);
+	}
+	free(args_obj);
+	free(args_chr);
+	if (tls_vm == NULL || hvm_qmp(tls_vm, "query-chardev", NULL, &chardevs) != 0)
+		return -1;
+	json_array_foreach(chardevs, i, c) {
+		const char *f = jstr(c, "filename");
+		const char *tcp = f ? strstr(f, "tcp:127.0.0.1:") : NULL;
+
+		if (strcmp(jstr(c, "label"), "tlsmon") == 0 && tcp)
+			tls_monitor = fmt("tls:127.0.0.1:%d", atoi(tcp + 14));
+	}
+	json_decref(chardevs);
+	return tls_monitor ? 0 : -1;
+}
+
+static int tls_teardown(void **state)
+{
+	hvm_free(tls_vm);
+	tls_vm = NULL;
+	free(tls_monitor);
+	tls_monitor = NULL;
+	free(tls_dir);
+	tls_dir = NULL;
+	return 0;
+}
+
+static void test_tls_monitor_is_driven_directly_with_the_right_certificate(void **state)
+{
+	char *cred = fmt("x509=%s/client", tls_dir), *dir = fmt("%s/client", tls_dir);
+	char *reg = fmt("%s/tls-registry", tls_dir);
+	FILE *f = fopen(reg, "w");
+	struct run r;
+	json_t *lines;
+
+	assert_non_null(f);
+	fprintf(f, "%s %s\n", hvm_name(tls_vm), tls_monitor);
+	fclose(f);
+	r = qckpt("vms", "--registry", reg, "--credential", cred, "--json", NULL);
+	if (r.status != 0)
+		fail_msg("vms over %s: %s", tls_monitor, r.err);
+	lines = json_lines(r.out);
+	assert_string_equal(jstr(json_array_get(lines, 0), "Monitor"), tls_monitor);
+	assert_string_not_equal(jstr(json_array_get(lines, 0), "State"), "unreachable");
+	assert_non_null(jstr(json_array_get(lines, 0), "QemuVersion"));
+	json_decref(lines);
+	run_free(&r);
+	/* several commands on one connection, QCKPT_TLS_DIR as the directory */
+	setenv("QCKPT_TLS_DIR", dir, 1);
+	r = qckpt("qmp", tls_monitor, "query-name", NULL);
+	unsetenv("QCKPT_TLS_DIR");
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, hvm_name(tls_vm)));
+	run_free(&r);
+	/* checkpoints need the QEMU host's file system: refused, said so */
+	r = qckpt("checkpoint", "--registry", reg, "--credential", cred, hvm_name(tls_vm), NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "network monitor"));
+	run_free(&r);
+	free(reg);
+	free(dir);
+	free(cred);
+}
+
+static void test_tls_client_without_the_right_certificate_is_refused(void **state)
+{
+	char *stranger = fmt("x509=%s/stranger", tls_dir), *other = fmt("x509=%s/other", tls_dir);
+	char *missing = fmt("x509=%s/nothing-here", tls_dir);
+	struct run r;
+
+	/* QEMU refuses a client certificate its CA did not sign */
+	r = qckpt("qmp", "--credential", stranger, tls_monitor, "query-status", NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "refused the client certificate"));
+	assert_null(strstr(r.out, "running"));
+	run_free(&r);
+	/* and we refuse a QEMU whose certificate our CA did not sign */
+	r = qckpt("qmp", "--credential", other, tls_monitor, "query-status", NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "certificate does not verify"));
+	run_free(&r);
+	r = qckpt("qmp", "--credential", missing, tls_monitor, "query-status", NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "no CA certificate"));
+	run_free(&r);
+	/* the right one still works afterwards: nothing was left half-open */
+	free(stranger);
+	stranger = fmt("x509=%s/client", tls_dir);
+	r = qckpt("qmp", "--credential", stranger, tls_monitor, "query-status", NULL);
+	assert_int_equal(r.status, 0);
+	run_free(&r);
+	free(missing);
+	free(other);
+	free(stranger);
+}
+
 int main(void)
 {
 	const struct CMUnitTest unit[] = {
@@ -607,7 +768,13 @@ int main(void)
 		return rc;
 	if (getenv("QCKPT_TEST_FILTER") != NULL)
 		cmocka_set_test_filter(getenv("QCKPT_TEST_FILTER"));
+	const struct CMUnitTest tls[] = {
+		cmocka_unit_test(test_tls_monitor_is_driven_directly_with_the_right_certificate),
+		cmocka_unit_test(test_tls_client_without_the_right_certificate_is_refused),
+	};
+
 	failed = cmocka_run_group_tests_name("remote: quoting", unit, NULL, NULL);
+	failed += cmocka_run_group_tests_name("QMP over TLS", tls, tls_setup, tls_teardown);
 	if (geteuid() != 0 || system("command -v sshd >/dev/null || test -x /usr/sbin/sshd") != 0) {
 		fprintf(stderr, "test-remote: needs root and sshd for network namespaces with their own sshd%s\n",
 			ci ? "" : "; skipped");
