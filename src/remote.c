@@ -32,6 +32,7 @@
 #include "cmd.h"
 #include "log.h"
 #include "output.h"
+#include "registry.h"
 #include "remote.h"
 #include "util.h"
 #include "vmconn.h"
@@ -147,6 +148,7 @@ struct remote_opts {
 	int nrest;
 	int reads_stdin;    /* a "-" argument */
 	int has_json;       /* the entry's json_option was given */
+	int has_text_format; /* an output the hosts print as text (--names, --tree) */
 };
 
 static void add_list(char ***v, int *n, const char *list)
@@ -219,6 +221,9 @@ static int split_options(const struct cmd_entry *entry, int argc, char **argv,
 			o->reads_stdin |= strcmp(argv[i], "-") == 0;
 			o->has_json |= entry->json_option != NULL &&
 				       strcmp(argv[i], entry->json_option) == 0;
+			/* Outputs no JSON object carries: passed on as text. */
+			o->has_text_format |= strcmp(argv[i], "--names") == 0 ||
+					      strcmp(argv[i], "--tree") == 0;
 		}
 	}
 	for (int i = 0; i < o->nhosts; i++)
@@ -786,12 +791,14 @@ static int session_target(struct remote_run *run, const char *name)
 {
 	char *dir = remote_sessions_dir();
 	char *path = xasprintf("%s/%s.json", dir, name);
-	json_t *rec = json_load_file(path, 0, NULL);
+	json_t *rec = registry_valid_name(name) ? json_load_file(path, 0, NULL) : NULL;
 	const char *host = json_string_value(json_object_get(rec, "ComputerName"));
 	const char *ctl = json_string_value(json_object_get(rec, "ControlPath"));
 	int rc = 0;
 
-	if (host == NULL || ctl == NULL) {
+	if (!registry_valid_name(name)) {
+		rc = error("--session '%s' is not a session name; see 'qckpt session list'", name);
+	} else if (host == NULL || ctl == NULL) {
 		rc = error("--session %s: no such session (see 'qckpt session list'; open one with 'qckpt session open HOST --name %s')",
 			   name, name);
 	} else {
@@ -916,7 +923,8 @@ int remote_dispatch(const struct cmd_entry *entry, int *argc, char ***argv)
 		for (int i = 0; i < run.ntargets; i++)
 			if (run.targets[i].input == NULL)
 				run.targets[i].input = xstrdup(""), run.targets[i].input_len = 0;
-	run.table = entry->json_option != NULL && entry->columns != NULL && !o.has_json;
+	run.table = entry->json_option != NULL && entry->columns != NULL && !o.has_json &&
+		    !o.has_text_format;
 	rc = run_targets(&run);
 out:
 	free(input);

@@ -302,6 +302,12 @@ static void test_checkpoint_and_list_on_two_hosts_in_one_command(void **state)
 	assert_true(has_row(r.out, "h1 ", " web ", " running "));
 	assert_true(has_row(r.out, "h2 ", " web ", " running "));
 	run_free(&r);
+	/* an output that is text (--names) is passed on, host by host */
+	r = qckpt("vms", "-C", "h1,h2", "--credential", key_cred, "--names", NULL);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "h1: web\n"));
+	assert_non_null(strstr(r.out, "h2: web\n"));
+	run_free(&r);
 }
 
 /* This host runs in-process beside the others: its objects say so. */
