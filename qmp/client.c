@@ -25,6 +25,7 @@
 
 #include "qmp.h"
 #include "framer.h"
+#include "tls.h"
 
 struct qmp_pending {
 	struct qmp_pending *prev, *next;
@@ -45,6 +46,7 @@ struct qmp_write {
 
 struct qmp_address {
 	int is_unix;
+	int is_tls;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char host[256];
 	char port[8];
@@ -62,6 +64,8 @@ static void client_maybe_finish(qmp_client *client)
 		return;
 	qmp_framer_free(client->framer);
 	client->framer = NULL;
+	qmp_tls_free(client->tls);
+	client->tls = NULL;
 	json_decref(client->greeting);
 	client->greeting = NULL;
 	client->state = QMP_STATE_CLOSED;
@@ -333,6 +337,19 @@ static int client_write_ex(qmp_client *client, json_t *msg, int fd,
 	w->text[pre + len] = '\n';
 	w->len = pre + len;
 	w->client = client;
+	if (client->tls != NULL) {
+		/* TLS carries no file descriptors; GnuTLS writes the records. */
+		err = fd >= 0 ? QMP_ENOTSUP : qmp_tls_send(client->tls, w->text, pre + len + 1);
+		/* QEMU (7.2 and later, TLS 1.2 and 1.3) acts on a TLS record
+		 * only when the next one arrives: each command is followed by
+		 * a record holding a newline, which JSON ignores. */
+		if (!err)
+			err = qmp_tls_send(client->tls, "\n", 1);
+		if (!err)
+			client_trace(client, '>', w->text + pre, len);
+		free(w);
+		return err;
+	}
 	if (fd >= 0 && (err = client_open_fd_pipe(client, fd, &w->fd_pipe))) {
 		free(w);
 		return err;
@@ -619,6 +636,74 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 	buf->len = buf->base != NULL ? len : 0; /* 0: libuv reports ENOBUFS */
 }
 
+/* TLS: libuv reads ciphertext into a buffer of ours; GnuTLS decrypts into
+ * the framer. */
+static void on_alloc_tls(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+	buf->base = malloc(suggested);
+	buf->len = buf->base != NULL ? suggested : 0;
+}
+
+static int tls_pump(qmp_client *client)
+{
+	for (;;) {
+		size_t len = 0;
+		char *room = qmp_framer_reserve(client->framer, &len);
+		ssize_t n;
+
+		if (room == NULL)
+			return QMP_ETOOBIG;
+		n = qmp_tls_recv(client->tls, room, len, client->tls_error,
+				 sizeof client->tls_error);
+		if (n <= 0)
+			return (int)n;
+		qmp_framer_commit(client->framer, (size_t)n);
+	}
+}
+
+static void tls_refused(qmp_client *client)
+{
+	if (!client->tls_error[0])
+		snprintf(client->tls_error, sizeof client->tls_error,
+			 "QEMU ended the TLS session before its greeting: it refused the client certificate in %.300s (not signed by the CA it trusts?)",
+			 client->tls_dir);
+}
+
+static void on_read_tls(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+	qmp_client *client = stream->data;
+	int err = 0;
+
+	if (nread > 0)
+		qmp_tls_feed(client->tls, buf->base, (size_t)nread);
+	free(buf->base);
+	if (nread < 0) {
+		/* QEMU verifies our certificate after TLS 1.3's handshake is
+		 * done on our side: it refuses by closing before its greeting. */
+		if (client->state == QMP_STATE_GREETING)
+			tls_refused(client);
+		client_fail(client, client->state == QMP_STATE_GREETING ? QMP_ETLS
+					: closed_status((int)nread));
+		return;
+	}
+	if (client->tls_handshaking) {
+		err = qmp_tls_handshake(client->tls, client->tls_error, sizeof client->tls_error);
+		if (err == 1)
+			return;
+		client->tls_handshaking = 0;
+	}
+	if (err == 0)
+		err = tls_pump(client);
+	if (err == QMP_ECLOSED && client->state == QMP_STATE_GREETING)
+		tls_refused(client);
+	if (err < 0) {
+		client_fail(client, err == QMP_ECLOSED && client->state == QMP_STATE_GREETING
+				    ? QMP_ETLS : err);
+		return;
+	}
+	client_process(client);
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
 	qmp_client *client = stream->data;
@@ -675,6 +760,10 @@ static int parse_address(const char *address, struct qmp_address *addr)
 		return QMP_EADDR;
 	if (strncmp(address, "tcp:", 4) == 0)
 		return parse_tcp(address + 4, addr);
+	if (strncmp(address, "tls:", 4) == 0) {
+		addr->is_tls = 1;
+		return parse_tcp(address + 4, addr);
+	}
 	if (strncmp(address, "unix:", 5) == 0)
 		address += 5;
 	/* sun_path is short; libuv would silently truncate a longer path. */
@@ -697,6 +786,23 @@ static void on_connected(uv_connect_t *req, int status)
 		return;
 	}
 	client->state = client->agent ? QMP_STATE_SYNCING : QMP_STATE_GREETING;
+	if (client->is_tls) {
+		struct qmp_tls *tls;
+
+		err = qmp_tls_new(&tls, &client->io.stream, client->tls_dir, client->tls_host,
+				  client->tls_error, sizeof client->tls_error);
+		client->tls = tls;
+		if (!err) {
+			client->tls_handshaking = 1;
+			err = qmp_tls_handshake(tls, client->tls_error, sizeof client->tls_error);
+			err = err == 1 ? 0 : err;
+		}
+		if (!err)
+			err = uv_read_start(&client->io.stream, on_alloc_tls, on_read_tls);
+		if (err)
+			client_fail(client, err);
+		return;
+	}
 	err = uv_read_start(&client->io.stream, on_alloc, on_read);
 	if (!err && client->agent)
 		err = client_start_sync(client);
@@ -780,6 +886,10 @@ int qmp_client_connect(qmp_client *client, const char *address,
 	if (err)
 		return err;
 	client->is_unix = addr.is_unix;
+	client->is_tls = addr.is_tls;
+	snprintf(client->tls_host, sizeof client->tls_host, "%s", addr.host);
+	if (client->tls_dir[0] == '\0')
+		snprintf(client->tls_dir, sizeof client->tls_dir, "/etc/pki/qemu");
 	if (!addr.is_unix && (err = client_start_resolve(client, &addr)))
 		return err;
 	if (addr.is_unix)
@@ -918,6 +1028,11 @@ int qmp_client_init(uv_loop_t *loop, qmp_client *client)
 	client->command_timer.data = client;
 	client->open_handles = 2;
 	return 0;
+}
+
+void qmp_client_set_tls_dir(qmp_client *client, const char *dir)
+{
+	snprintf(client->tls_dir, sizeof client->tls_dir, "%s", dir);
 }
 
 void qmp_client_set_timeout(qmp_client *client, unsigned timeout_ms)

@@ -25,9 +25,11 @@ const char *qmp_strerror(int err)
 	case QMP_ENOTREADY:
 		return "QMP connection not ready";
 	case QMP_EADDR:
-		return "QMP monitor address not understood (expected unix:PATH, PATH or tcp:HOST:PORT)";
+		return "QMP monitor address not understood (expected unix:PATH, PATH, tcp:HOST:PORT or tls:HOST:PORT)";
 	case QMP_ETOOBIG:
 		return "QMP message too big";
+	case QMP_ETLS:
+		return "TLS failed";
 	default:
 		return uv_strerror(err);
 	}

@@ -28,6 +28,7 @@ enum {
 	QMP_ENOTREADY = -20006, /* not connected / negotiation not finished */
 	QMP_EADDR = -20007,     /* monitor address not understood */
 	QMP_ETOOBIG = -20008,   /* one message larger than QMP_MAX_MESSAGE */
+	QMP_ETLS = -20009,      /* TLS failed: client->tls_error says why */
 };
 
 /* Largest single message accepted (query-qmp-schema is a few MiB). */
@@ -139,13 +140,28 @@ struct qmp_client {
 	int open_handles;            /* handles and requests not yet finished */
 	int callback_depth;
 	int close_requested;
+	/* tls:HOST:PORT */
+	int is_tls;
+	int tls_handshaking;
+	void *tls;                   /* struct qmp_tls * */
+	char tls_dir[512];
+	char tls_host[256];
+	char tls_error[512];         /* why QMP_ETLS (read-only for the user) */
 };
 
 int qmp_client_init(uv_loop_t *loop, qmp_client *client);
 
 /*
- * Connect to ADDRESS ("unix:PATH", a bare path to a unix socket, or
- * "tcp:HOST:PORT"), read the greeting, send qmp_capabilities, then call cb.
+ * Where the x509 credentials for a tls:HOST:PORT monitor are, in QEMU's
+ * layout (ca-cert.pem, client-cert.pem, client-key.pem); after init,
+ * before connect.  Default: /etc/pki/qemu, QEMU's own.
+ */
+void qmp_client_set_tls_dir(qmp_client *client, const char *dir);
+
+/*
+ * Connect to ADDRESS ("unix:PATH", a bare path to a unix socket,
+ * "tcp:HOST:PORT" or "tls:HOST:PORT", TLS verified against the CA and HOST,
+ * the client certificate presented), read the greeting, send qmp_capabilities, then call cb.
  * timeout_ms bounds the whole sequence (0: QMP_DEFAULT_TIMEOUT_MS).  QMP
  * monitors serve one client at a time, so a busy monitor shows up as a
  * timeout waiting for the greeting.

@@ -22,6 +22,7 @@
 #include "output.h"
 #include "remove.h"
 #include "util.h"
+#include "vmconn.h"
 
 static int cmd_checkpoint_exec(int argc, char **argv);
 
@@ -31,14 +32,13 @@ const struct cmd_entry cmd_checkpoint_entry = {
 	.usage = "[options] NAME[,NAME...]|- [SNAPSHOT-NAME]",
 	.summary = "checkpoint VMs: memory and disks, consistent, many at once",
 	.exec = cmd_checkpoint_exec,
+	.flags = CMD_F_REMOTE | CMD_F_STDIN_VMS,
 };
 
 enum {
 	OPT_THROTTLE = OPT_JOBS_LAST,
 	OPT_MODE,
 	OPT_TYPE,
-	OPT_CREDENTIAL,
-	OPT_SESSION,
 	OPT_KEEP,
 };
 
@@ -53,41 +53,12 @@ struct checkpoint_cmd {
 	int type_given;
 	enum vm_type type;
 	enum ckpt_mode mode;
-	const char *computer;
 
 	/* running */
 	struct job **jobs;
 	size_t njobs, next;
 	int stopping, rest_reported;
 };
-
-static int is_local_computer(const char *name)
-{
-	char host[256];
-
-	if (strcmp(name, ".") == 0 || strcmp(name, "localhost") == 0)
-		return 1;
-	if (gethostname(host, sizeof host) != 0)
-		return 0;
-	host[sizeof host - 1] = '\0';
-	if (strcmp(name, host) == 0)
-		return 1;
-	/* "host" matches "host.example.org" and the other way round */
-	size_t n = strcspn(host, ".");
-	return strncmp(name, host, n) == 0 && (name[n] == '\0' || name[n] == '.');
-}
-
-static int check_computers(const char *list)
-{
-	char *copy = xstrdup(list), *save = NULL;
-	int rc = 0;
-
-	for (char *n = strtok_r(copy, ",", &save); n; n = strtok_r(NULL, ",", &save))
-		if (!is_local_computer(n))
-			rc = error("-C %s: remote hosts are not supported yet; run qckpt on %s itself", n, n);
-	free(copy);
-	return rc;
-}
 
 /* ---- running the jobs ------------------------------------------------ */
 
@@ -225,6 +196,16 @@ static struct job *make_job(struct checkpoint_cmd *c, const struct registry *reg
 		free(job);
 		return NULL;
 	}
+	if (vmconn_is_network(s->monitor)) {
+		/* Overlays and the memory file would be made on this machine's
+		 * file system, not on the QEMU host's. */
+		error_vm(name, "checkpoints through a network monitor (%s) are not supported yet: run them on the QEMU host, e.g. 'qckpt checkpoint -C HOST %s'",
+			 s->monitor, name);
+		free(s->monitor);
+		free(s->expect_name);
+		free(job);
+		return NULL;
+	}
 	gethostname(host, sizeof host);
 	host[sizeof host - 1] = '\0';
 	s->vm = xstrdup(name);
@@ -251,12 +232,9 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 		CMD_JOBS_LONG,
 		{ "snapshot-name", required_argument, NULL, 's' },
 		{ "checkpoint-name", required_argument, NULL, 's' },
-		{ "computer-name", required_argument, NULL, 'C' },
 		{ "throttle-limit", required_argument, NULL, OPT_THROTTLE },
 		{ "mode", required_argument, NULL, OPT_MODE },
 		{ "type", required_argument, NULL, OPT_TYPE },
-		{ "credential", required_argument, NULL, OPT_CREDENTIAL },
-		{ "session", required_argument, NULL, OPT_SESSION },
 		{ "keep", required_argument, NULL, OPT_KEEP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -265,7 +243,7 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 
 	optind = 1;
 	while ((opt = cmd_getopt(&cmd_checkpoint_entry, argc, argv,
-				 CMD_COMMON_SHORT CMD_JOBS_SHORT "s:C:", longopts)) != -1) {
+				 CMD_COMMON_SHORT CMD_JOBS_SHORT "s:", longopts)) != -1) {
 		if (opt == CMD_OPT_HELP)
 			return 1;
 		if ((rc = cmd_jobs_option(&c->jobs_cmd, opt, optarg)) != 0) {
@@ -276,10 +254,6 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 		switch (opt) {
 		case 's':
 			c->snapshot_name = optarg;
-			break;
-		case 'C':
-			if (check_computers(optarg) < 0)
-				return -1;
 			break;
 		case OPT_THROTTLE:
 			if (parse_long(optarg, 1, 1024, &n) < 0)
@@ -295,10 +269,6 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 				return error("--type: standard, production or production-only, not '%s'", optarg);
 			c->type_given = 1;
 			break;
-		case OPT_CREDENTIAL:
-		case OPT_SESSION:
-			return error("--%s: remote hosts are not supported yet; run qckpt on the VM's host",
-				     opt == OPT_CREDENTIAL ? "credential" : "session");
 		case OPT_KEEP:
 			if (parse_long(optarg, 1, 1000000, &c->keep) < 0)
 				return error("--keep: how many checkpoints each VM keeps (1 or more), not '%s'", optarg);

@@ -26,6 +26,9 @@ const struct cmd_entry cmd_disks_entry = {
 	.usage = "[--json] NAME",
 	.summary = "each disk's original image, current active image and chain",
 	.exec = cmd_disks_exec,
+	.flags = CMD_F_REMOTE,
+	.json_option = "--json",
+	.columns = (const char *const[]){ "VMName", "Device", "ActiveImage", "OriginalImage", NULL },
 };
 
 /* The widest of a column, in display width (paths may be UTF-8). */

@@ -22,6 +22,7 @@ const struct cmd_entry cmd_export_entry = {
 	.usage = "[--compress] NAME CHECKPOINT DIR",
 	.summary = "copy a checkpoint to a directory: flattened disks, memory, command line",
 	.exec = cmd_export_exec,
+	.flags = CMD_F_REMOTE,
 };
 
 enum {

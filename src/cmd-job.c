@@ -31,6 +31,7 @@ const struct cmd_entry cmd_job_entry = {
 	.usage = "list [--json] | show ID | wait [--timeout S] [--progress=auto|none|json] ID... | receive [--keep] ID | stop ID | remove [--force] ID",
 	.summary = "manage background jobs started with --as-job",
 	.exec = cmd_job_exec,
+	.flags = CMD_F_REMOTE,
 };
 
 static void print_header(void)

@@ -29,6 +29,9 @@ const struct cmd_entry cmd_list_entry = {
 	.usage = "[--json|--tree] [NAME...]",
 	.summary = "list the checkpoints of VMs (all registered VMs by default)",
 	.exec = cmd_list_exec,
+	.flags = CMD_F_REMOTE,
+	.json_option = "--json",
+	.columns = (const char *const[]){ "VMName", "Name", "Id", "CreationTime", "CheckpointType", "Mode", "PauseMs", NULL },
 };
 
 /* How a tree is drawn: box-drawing characters on a UTF-8 terminal,

@@ -21,6 +21,7 @@ const struct cmd_entry cmd_pin_entry = {
 	.usage = "NAME CHECKPOINT",
 	.summary = "keep a checkpoint from retention (--keep, prune)",
 	.exec = cmd_pin_exec,
+	.flags = CMD_F_REMOTE,
 };
 
 const struct cmd_entry cmd_unpin_entry = {
@@ -29,6 +30,7 @@ const struct cmd_entry cmd_unpin_entry = {
 	.usage = "NAME CHECKPOINT",
 	.summary = "let retention remove a pinned checkpoint again",
 	.exec = cmd_unpin_exec,
+	.flags = CMD_F_REMOTE,
 };
 
 static int set_pinned(const struct cmd_entry *entry, int argc, char **argv, int pinned)

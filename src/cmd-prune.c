@@ -25,6 +25,7 @@ const struct cmd_entry cmd_prune_entry = {
 	.usage = "[options] NAME[,NAME...]|- --keep N | --older-than DURATION",
 	.summary = "remove the oldest checkpoints beyond a count or an age",
 	.exec = cmd_prune_exec,
+	.flags = CMD_F_REMOTE | CMD_F_STDIN_VMS,
 };
 
 enum {

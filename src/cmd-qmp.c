@@ -22,6 +22,7 @@ const struct cmd_entry cmd_qmp_entry = {
 	.usage = "[-v] [--debug] [--pretty] TARGET COMMAND [JSON-ARGUMENTS]",
 	.summary = "send one raw QMP command to a VM and print the reply",
 	.exec = cmd_qmp_exec,
+	.flags = CMD_F_REMOTE,
 };
 
 struct qmp_call {

@@ -74,7 +74,7 @@ static int check_arguments(const char *name, const char *monitor,
 		return error("bad VM name '%s': letters, digits, '.', '_' and '-', at most 64, not starting with '-' or '.'",
 			     printable(name, shown, sizeof shown));
 	if (!registry_one_word(monitor) || !registry_valid_monitor(monitor))
-		return error_vm(name, "bad monitor '%s': give unix:/ABSOLUTE/PATH, an absolute socket path or tcp:HOST:PORT",
+		return error_vm(name, "bad monitor '%s': give unix:/ABSOLUTE/PATH, an absolute socket path, tcp:HOST:PORT or tls:HOST:PORT",
 				printable(monitor, shown, sizeof shown));
 	for (size_t i = 0; i < nkeys; i++) {
 		if (!registry_one_word(keys[i]))

@@ -26,6 +26,7 @@ const struct cmd_entry cmd_remove_entry = {
 	.usage = "[options] NAME[,NAME...]|- CHECKPOINT",
 	.summary = "delete a checkpoint, merging away the disk layers only it needed",
 	.exec = cmd_remove_exec,
+	.flags = CMD_F_REMOTE | CMD_F_STDIN_VMS,
 };
 
 enum {

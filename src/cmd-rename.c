@@ -26,6 +26,7 @@ const struct cmd_entry cmd_rename_entry = {
 	.usage = "NAME CHECKPOINT NEWNAME",
 	.summary = "give a checkpoint a new name",
 	.exec = cmd_rename_exec,
+	.flags = CMD_F_REMOTE,
 };
 
 /* Another record of the VM already called NEWNAME, or NULL. */

@@ -30,6 +30,7 @@ const struct cmd_entry cmd_restore_entry = {
 	.usage = "[options] NAME[,NAME...]|- CHECKPOINT | --from DIR NAME",
 	.summary = "put VMs back to a checkpoint: memory and disks, on new overlays",
 	.exec = cmd_restore_exec,
+	.flags = CMD_F_REMOTE | CMD_F_STDIN_VMS,
 };
 
 enum {

@@ -39,6 +39,9 @@ const struct cmd_entry cmd_vms_entry = {
 	.usage = "[--json|--names] [--timeout SECONDS] [NAME[,NAME...]...]",
 	.summary = "show the registered VMs: state, QEMU version, memory, disks, checkpoints",
 	.exec = cmd_vms_exec,
+	.flags = CMD_F_REMOTE,
+	.json_option = "--json",
+	.columns = (const char *const[]){ "Name", "State", "QemuVersion", "MemoryMiB", "Disks", "CheckpointCount", "LatestCheckpoint", NULL },
 };
 
 struct vms_cmd;

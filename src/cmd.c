@@ -4,17 +4,20 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "asjob.h"
 #include "cmd.h"
 #include "log.h"
 #include "output.h"
+#include "remote.h"
 
 static const struct cmd_entry *cmd_table[] = {
 	&cmd_checkpoint_entry,
 	&cmd_disks_entry,
 	&cmd_export_entry,
+	&cmd_hello_entry,
 	&cmd_job_entry,
 	&cmd_list_entry,
 	&cmd_pin_entry,
@@ -25,6 +28,7 @@ static const struct cmd_entry *cmd_table[] = {
 	&cmd_rename_entry,
 	&cmd_restore_entry,
 	&cmd_run_entry,
+	&cmd_session_entry,
 	&cmd_stop_entry,
 	&cmd_unpin_entry,
 	&cmd_unregister_entry,
@@ -138,6 +142,8 @@ static void cmd_print_help(void)
 	for (int i = 0; cmd_table[i] != NULL; i++) {
 		const struct cmd_entry *e = cmd_table[i];
 
+		if (e->flags & CMD_F_HIDDEN)
+			continue;
 		printf("  %-12s %s%s%s%s\n", e->name, e->summary, e->alias ? " (alias: " : "",
 		       e->alias ? e->alias : "", e->alias ? ")" : "");
 	}
@@ -205,6 +211,21 @@ static int check_stdout(int rc)
 	return rc == EXIT_ALL_OK ? EXIT_SOME_FAILED : rc;
 }
 
+/* A command that can run on other hosts: remote.c takes -C, --credential
+ * and --session out and either runs it there or gives it back for here. */
+static int dispatch_remote(const struct cmd_entry *entry, int argc, char **argv)
+{
+	int rc = remote_dispatch(entry, &argc, &argv);
+
+	if (rc != REMOTE_RUN_HERE)
+		return rc;
+	rc = entry->exec(argc, argv);
+	for (int i = 0; i < argc; i++)
+		free(argv[i]);
+	free(argv);
+	return rc;
+}
+
 static int dispatch(int argc, char **argv)
 {
 	const struct cmd_entry *entry;
@@ -238,6 +259,8 @@ static int dispatch(int argc, char **argv)
 	entry = cmd_find(argv[first]);
 	if (entry == NULL)
 		return EXIT_USAGE;
+	if (entry->flags & CMD_F_REMOTE)
+		return dispatch_remote(entry, argc - first, argv + first);
 	return entry->exec(argc - first, argv + first);
 }
 

@@ -16,17 +16,38 @@ enum {
 	EXIT_USAGE = 2,        /* usage or configuration error */
 };
 
+/* cmd_entry.flags */
+enum {
+	/* Runs on other hosts too: -C/--computer-name, --credential and
+	 * --session are taken by the dispatcher (remote.c), never seen by the
+	 * command.  A new command opts in with this flag. */
+	CMD_F_REMOTE = 1 << 0,
+	/* Its "-" reads VM objects on stdin: they go to the host their
+	 * ComputerName names (`qckpt vms -C h --json | qckpt checkpoint -`). */
+	CMD_F_STDIN_VMS = 1 << 1,
+	/* Left out of `qckpt help` (the remote handshake, `hello`). */
+	CMD_F_HIDDEN = 1 << 2,
+};
+
 struct cmd_entry {
 	const char *name;
 	const char *alias;
 	const char *usage;   /* arguments after the name */
 	const char *summary; /* one line for `qckpt help` */
 	int (*exec)(int argc, char **argv);
+	unsigned flags;      /* CMD_F_* */
+	/* With -C: the option that makes the command print JSON objects
+	 * instead of a table ("--json"), and the object fields the table
+	 * drawn here from the hosts' objects shows (NULL-terminated).  A
+	 * command without them streams whatever the hosts print. */
+	const char *json_option;
+	const char *const *columns;
 };
 
 extern const struct cmd_entry cmd_checkpoint_entry;
 extern const struct cmd_entry cmd_disks_entry;
 extern const struct cmd_entry cmd_export_entry;
+extern const struct cmd_entry cmd_hello_entry;
 extern const struct cmd_entry cmd_job_entry;
 extern const struct cmd_entry cmd_list_entry;
 extern const struct cmd_entry cmd_pin_entry;
@@ -37,6 +58,7 @@ extern const struct cmd_entry cmd_remove_entry;
 extern const struct cmd_entry cmd_rename_entry;
 extern const struct cmd_entry cmd_restore_entry;
 extern const struct cmd_entry cmd_run_entry;
+extern const struct cmd_entry cmd_session_entry;
 extern const struct cmd_entry cmd_stop_entry;
 extern const struct cmd_entry cmd_unpin_entry;
 extern const struct cmd_entry cmd_unregister_entry;

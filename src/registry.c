@@ -66,7 +66,7 @@ const char *registry_unix_path(const char *address)
 
 int registry_valid_monitor(const char *monitor)
 {
-	if (strncmp(monitor, "tcp:", 4) == 0)
+	if (strncmp(monitor, "tcp:", 4) == 0 || strncmp(monitor, "tls:", 4) == 0)
 		return strrchr(monitor + 4, ':') != NULL;
 	return registry_unix_path(monitor) != NULL;
 }
@@ -155,9 +155,9 @@ static const char *parse_line(char *line, struct registry_entry *e)
 	e->name = xstrdup(word);
 	word = strtok_r(NULL, " \t", &save);
 	if (word == NULL)
-		return "missing monitor (unix:PATH, /abs/path or tcp:HOST:PORT)";
+		return "missing monitor (unix:PATH, /abs/path, tcp:HOST:PORT or tls:HOST:PORT)";
 	if (!registry_valid_monitor(word))
-		return "bad monitor (unix:PATH, /abs/path or tcp:HOST:PORT)";
+		return "bad monitor (unix:PATH, /abs/path, tcp:HOST:PORT or tls:HOST:PORT)";
 	e->monitor = xstrdup(word);
 	while ((word = strtok_r(NULL, " \t", &save)) != NULL) {
 		if (word[0] == '#')

@@ -13,10 +13,26 @@
 #include "util.h"
 #include "vmconn.h"
 
+const char *vmconn_tls_credential;
+
+const char *vmconn_tls_dir(void)
+{
+	const char *env = getenv("QCKPT_TLS_DIR");
+
+	if (vmconn_tls_credential != NULL)
+		return vmconn_tls_credential;
+	return env != NULL && *env ? env : NULL;
+}
+
+int vmconn_is_network(const char *monitor)
+{
+	return strncmp(monitor, "tcp:", 4) == 0 || strncmp(monitor, "tls:", 4) == 0;
+}
+
 static int is_direct_socket(const char *target)
 {
 	return strchr(target, '/') != NULL || strncmp(target, "unix:", 5) == 0 ||
-	       strncmp(target, "tcp:", 4) == 0;
+	       strncmp(target, "tcp:", 4) == 0 || strncmp(target, "tls:", 4) == 0;
 }
 
 int vmconn_resolve(const struct registry *reg, const char *target,
@@ -29,7 +45,7 @@ int vmconn_resolve(const struct registry *reg, const char *target,
 
 		*expect = NULL;
 		if (target[0] == '/' || strncmp(target, "unix:", 5) == 0 ||
-		    strncmp(target, "tcp:", 4) == 0) {
+		    strncmp(target, "tcp:", 4) == 0 || strncmp(target, "tls:", 4) == 0) {
 			*monitor = xstrdup(target);
 			return 0;
 		}
@@ -103,6 +119,12 @@ void vmconn_explain(struct vmconn *conn, int status,
 		snprintf(conn->error, sizeof conn->error,
 			 "QEMU closed the monitor %s during %s (did the VM exit?)",
 			 path, what);
+		break;
+	case QMP_ETLS:
+		conn->reason = "TLS";
+		snprintf(conn->error, sizeof conn->error,
+			 "TLS with %.80s: %.220s (x509 credentials from %.100s; another with --credential x509=DIR)",
+			 conn->monitor, conn->qmp.tls_error, conn->qmp.tls_dir);
 		break;
 	case QMP_ECOMMAND:
 		conn->reason = "failed";
@@ -218,6 +240,8 @@ int vmconn_open(uv_loop_t *loop, struct vmconn *conn, const char *vm,
 	rc = vmconn_init(loop, conn, vm, monitor, expect_name, cb);
 	if (rc < 0)
 		return rc;
+	if (vmconn_tls_dir() != NULL)
+		qmp_client_set_tls_dir(&conn->qmp, vmconn_tls_dir());
 	rc = qmp_client_connect(&conn->qmp, monitor, timeout_ms, on_connect);
 	if (rc < 0)
 		vmconn_explain(conn, rc, NULL, "connecting");

@@ -41,6 +41,14 @@ int vmconn_resolve(const struct registry *reg, const char *target,
 		   char **monitor, char **expect, char *err, size_t errlen);
 
 /* Connect; cb gets 0 or a negative code with conn->error filled. */
+/* The x509 directory for tls: monitors: --credential x509=DIR (set by the
+ * dispatcher), else $QCKPT_TLS_DIR, else NULL (QEMU's /etc/pki/qemu). */
+extern const char *vmconn_tls_credential;
+const char *vmconn_tls_dir(void);
+
+/* A tcp: or tls: monitor: QEMU may run on another host. */
+int vmconn_is_network(const char *monitor);
+
 int vmconn_open(uv_loop_t *loop, struct vmconn *conn, const char *vm,
 		const char *monitor, const char *expect_name,
 		unsigned timeout_ms, vmconn_ready_cb cb);

@@ -801,7 +801,7 @@ static char **build_argv(struct hvm *vm, const struct hvm_opts *o,
 	ARG(&a, "-display");
 	ARG(&a, "none");
 	ARG(&a, "-name");
-	ARG(&a, "%s", vm->name);
+	ARG(&a, "%s", o->qemu_name ? o->qemu_name : vm->name);
 	ARG(&a, "-m");
 	ARG(&a, "%u", o->mem_mib ? o->mem_mib : 256);
 	ARG(&a, "-kernel");

@@ -131,6 +131,9 @@ struct hvm_opts {
 	/* The VM's name is name exactly, without the sequence number: to
 	 * start the same VM again after it quit. */
 	bool exact_name;
+	/* QEMU's -name when it must differ from the VM's (file names, logs):
+	 * VMs of one name on several test "hosts" (test-remote). */
+	const char *qemu_name;
 };
 
 /*

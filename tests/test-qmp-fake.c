@@ -327,7 +327,7 @@ static void test_bad_addresses_are_rejected_with_eaddr(void **state)
 	assert_int_equal(f->client.state, QMP_STATE_INIT);
 	assert_string_equal(qmp_strerror(QMP_EADDR),
 			    "QMP monitor address not understood (expected "
-			    "unix:PATH, PATH or tcp:HOST:PORT)");
+			    "unix:PATH, PATH, tcp:HOST:PORT or tls:HOST:PORT)");
 	assert_string_equal(qmp_strerror(UV_ENOENT), uv_strerror(UV_ENOENT));
 }
 

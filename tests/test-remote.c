@@ -1,0 +1,793 @@
+/*
+ * test-remote.c: qckpt on other hosts (-C, --credential, sessions, VM
+ * objects routed by ComputerName) against real hosts: network namespaces
+ * made by tests/remote-hosts, each with its own sshd on its own address, its
+ * own registry and catalog (the sshd's SetEnv) and the qckpt under test in
+ * its PATH, and a test-guest VM registered there as "web".  The VMs' QEMUs
+ * run here (unix sockets are shared by the namespaces); everything else a
+ * host does, it does through its own sshd.
+ *
+ * The sshds are this test's children, so stopping one ("host down") waits
+ * for its exit, and readiness is its "Server listening" line: nothing
+ * sleeps.  The namespaces, links and sshds are torn down by the group's
+ * teardown, which cmocka runs after failures too, and at exit.
+ *
+ * Needs root (ip netns, sshd): skipped without it, failed under CI=true.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "remote.h"
+#include "testutil.h"
+
+#define BOOT_MS 300000u /* only a failure waits this long */
+#define WAIT_MS 60000u
+#define NHOSTS 2
+
+static char *hosts_dir;      /* tests/remote-hosts's DIR */
+static char *registry_path, *catalog_dir; /* this machine's */
+static char *key_cred;       /* "identity=DIR/key" */
+static struct child sshd[NHOSTS];
+static bool sshd_running[NHOSTS];
+static struct hvm *vms[NHOSTS];
+
+/* ---- the hosts ---------------------------------------------------------- */
+
+static bool sshd_ready(void *arg)
+{
+	struct child *c = arg;
+
+	return c->exited || strstr(c->errbuf, "Server listening") != NULL;
+}
+
+static void sshd_start(int i)
+{
+	char *prog = fmt("%s/h%d/sshd", hosts_dir, i + 1);
+	char *argv[] = { prog, "-D", "-e", NULL };
+
+	child_start(&sshd[i], argv);
+	free(prog);
+	assert_int_equal(harness_run_until(sshd_ready, &sshd[i], WAIT_MS), 0);
+	if (sshd[i].exited)
+		fail_msg("sshd of h%d exited: %s", i + 1, sshd[i].errbuf);
+	sshd_running[i] = true;
+}
+
+static void sshd_stop(int i)
+{
+	if (!sshd_running[i])
+		return;
+	uv_process_kill(&sshd[i].proc, SIGTERM);
+	harness_run_until(child_done, &sshd[i], WAIT_MS);
+	sshd_running[i] = false;
+}
+
+static void hosts_down(void)
+{
+	char *cmd;
+
+	for (int i = 0; i < NHOSTS; i++)
+		sshd_stop(i);
+	if (hosts_dir == NULL)
+		return;
+	cmd = fmt("'%s/tests/remote-hosts' down '%s'", getenv("QCKPT_TOP_SRCDIR"), hosts_dir);
+	run_free((struct run[]){ shell(cmd) });
+	free(cmd);
+}
+
+static void host_register(int i, const char *name, struct hvm *vm)
+{
+	char *path = fmt("%s/h%d/registry", hosts_dir, i + 1);
+	FILE *f = fopen(path, "a");
+
+	assert_non_null(f);
+	fprintf(f, "%s unix:%s\n", name, hvm_qmp_path(vm));
+	fclose(f);
+	free(path);
+}
+
+static int group_setup(void **state)
+{
+	struct run r;
+	char *cmd;
+
+	if (group_files_setup("test-remote", &registry_path, &catalog_dir) < 0)
+		return -1;
+	hosts_dir = harness_path("hosts");
+	mkdir(hosts_dir, 0700);
+	cmd = fmt("'%s/tests/remote-hosts' up '%s' %d '%s'", getenv("QCKPT_TOP_SRCDIR"),
+		  hosts_dir, NHOSTS, harness_qckpt());
+	r = shell(cmd);
+	free(cmd);
+	if (r.status != 0) {
+		fprintf(stderr, "remote-hosts up failed: %s\n", r.err);
+		run_free(&r);
+		return -1;
+	}
+	run_free(&r);
+	cmd = fmt("%s/ssh", hosts_dir);
+	setenv("QCKPT_SSH", cmd, 1);
+	free(cmd);
+	key_cred = fmt("identity=%s/key", hosts_dir);
+	for (int i = 0; i < NHOSTS; i++)
+		sshd_start(i);
+	for (int i = 0; i < NHOSTS; i++) {
+		struct hvm_opts o = { .name = i ? "webtwo" : "webone", .qemu_name = "web",
+				      .ndisks = 1 };
+
+		vms[i] = hvm_start(&o);
+		if (vms[i] == NULL)
+			return -1;
+		host_register(i, "web", vms[i]);
+	}
+	for (int i = 0; i < NHOSTS; i++)
+		if (hvm_wait_tick(vms[i], BOOT_MS) <= 0)
+			return -1;
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	for (int i = 0; i < NHOSTS; i++) {
+		hvm_free(vms[i]);
+		vms[i] = NULL;
+	}
+	hosts_down();
+	free(hosts_dir);
+	hosts_dir = NULL;
+	free(key_cred);
+	key_cred = NULL;
+	group_files_teardown(&registry_path, &catalog_dir);
+	return 0;
+}
+
+static void at_exit_down(void)
+{
+	hosts_down();
+}
+
+/* The one object of LINES whose ComputerName is HOST (fails otherwise). */
+static json_t *from_host(json_t *lines, const char *host)
+{
+	json_t *o, *found = NULL;
+	size_t i;
+
+	json_array_foreach(lines, i, o)
+		if (jstr(o, "ComputerName") && strcmp(jstr(o, "ComputerName"), host) == 0) {
+			if (found)
+				fail_msg("two objects from %s", host);
+			found = o;
+		}
+	if (!found)
+		fail_msg("no object from %s", host);
+	return found;
+}
+
+/* Whether a line of TEXT starts with FIRST and holds A and then B. */
+static bool has_row(const char *text, const char *first, const char *a, const char *b)
+{
+	for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		size_t len = strcspn(l, "\n");
+		char *line = strndup(l, len);
+		const char *pa = strstr(line, a);
+		bool ok = strncmp(line, first, strlen(first)) == 0 && pa && strstr(pa + strlen(a) - 1, b);
+
+		free(line);
+		if (ok)
+			return true;
+	}
+	return false;
+}
+
+/* ---- restoring a checkpoint by hand, as the README shows ---------------- */
+
+/*
+ * A new QEMU on fresh overlays over the record's frozen images, loading its
+ * memory state (a plain stream: paused mode on QEMU 7.2): the guest must
+ * carry on from the counter its disks hold, never boot again.
+ */
+static void restore_and_check(json_t *record)
+{
+	json_t *d = json_array_get(json_object_get(record, "Disks"), 0);
+	const char *mem = jstr(json_object_get(record, "MemoryState"), "Path");
+	char *ov = fmt("%s/restored-%s.qcow2", harness_tmpdir(), jstr(record, "Id"));
+	char *uri = fmt("exec:cat '%s'", mem);
+	const char *paths[] = { ov, NULL };
+	struct hvm_opts o = { .name = "restored", .disk_paths = paths, .ndisks = 1,
+			      .disk_format = HVM_QCOW2, .incoming = "defer" };
+	long counter, tick;
+	struct hvm *vm;
+	const struct hvm_event *e;
+
+	assert_non_null(d);
+	assert_non_null(mem);
+	counter = disk_read_counter(jstr(d, "CheckpointImage"));
+	assert_true(counter > 0);
+	assert_int_equal(disk_create_overlay(ov, jstr(d, "CheckpointImage"), "qcow2"), 0);
+	vm = hvm_start(&o);
+	assert_non_null(vm);
+	assert_int_equal(hvm_qmp(vm, "migrate-set-capabilities",
+				 json_pack("{s:[{s:s,s:b}]}", "capabilities", "capability", "events",
+					   "state", 1), NULL), 0);
+	assert_int_equal(hvm_qmp(vm, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL), 0);
+	while ((e = hvm_wait_event(vm, "MIGRATION", WAIT_MS)) != NULL &&
+	       strcmp(jstr(e->data, "status"), "completed") != 0)
+		assert_string_not_equal(jstr(e->data, "status"), "failed");
+	assert_non_null(e);
+	assert_int_equal(hvm_qmp(vm, "cont", NULL, NULL), 0);
+	tick = hvm_wait_tick(vm, WAIT_MS);
+	assert_true(tick > 1);
+	for (size_t i = 0; i < hvm_serial_count(vm); i++)
+		assert_null(strstr(hvm_serial_line(vm, i), "qckpt-guest: boot"));
+	if (counter < tick - 1 || counter > tick)
+		fail_msg("%s on %s: disk holds %ld, memory resumed at tick %ld",
+			 jstr(record, "VMName"), jstr(record, "ComputerName"), counter, tick);
+	hvm_free(vm);
+	free(uri);
+	free(ov);
+}
+
+/* ---- tests ------------------------------------------------------------------ */
+
+/* Whatever an argument holds, the remote shell gives it back unchanged. */
+static void test_shell_quoting_keeps_every_argument_unchanged(void **state)
+{
+	const char *hostile[] = { "plain", "with space", "it's", "\"double\"", "a;b", "$(touch x)",
+				  "`id`", "new\nline", "back\\slash", "*", "", "'", "-n", "~root" };
+
+	for (size_t i = 0; i < sizeof hostile / sizeof hostile[0]; i++) {
+		char *q = remote_shell_quote(hostile[i]);
+		char *cmd = fmt("printf '%%s|' %s", q);
+		struct run r = shell(cmd);
+		char *want = fmt("%s|", hostile[i]);
+
+		assert_int_equal(r.status, 0);
+		assert_string_equal(r.out, want);
+		run_free(&r);
+		free(want);
+		free(cmd);
+		free(q);
+	}
+}
+
+static void test_checkpoint_and_list_on_two_hosts_in_one_command(void **state)
+{
+	struct run r;
+	json_t *lines;
+
+	r = qckpt("checkpoint", "-C", "h1,h2", "--credential", key_cred, "--mode", "paused",
+		  "--passthru", "web", "nightly", NULL);
+	if (r.status != 0)
+		fail_msg("checkpoint -C h1,h2: %d: %s", r.status, r.err);
+	lines = json_lines(r.out);
+	assert_int_equal(json_array_size(lines), NHOSTS);
+	for (int i = 0; i < NHOSTS; i++) {
+		char host[8];
+		json_t *rec;
+
+		snprintf(host, sizeof host, "h%d", i + 1);
+		rec = from_host(lines, host);
+		assert_string_equal(jstr(rec, "Name"), "nightly");
+		assert_string_equal(jstr(rec, "VMName"), "web");
+		/* the record is on that host's catalog */
+		snprintf(host, sizeof host, "/h%d/", i + 1);
+		assert_non_null(strstr(jstr(rec, "Path"), host));
+		restore_and_check(rec);
+	}
+	json_decref(lines);
+	run_free(&r);
+
+	/* list: JSON objects tagged, and a table drawn here */
+	r = qckpt("list", "-C", "h1,h2", "--credential", key_cred, "--json", NULL);
+	assert_int_equal(r.status, 0);
+	lines = json_lines(r.out);
+	assert_string_equal(jstr(from_host(lines, "h1"), "Name"), "nightly");
+	assert_string_equal(jstr(from_host(lines, "h2"), "Name"), "nightly");
+	json_decref(lines);
+	run_free(&r);
+	r = qckpt("vms", "-C", "h2,h1", "--credential", key_cred, NULL);
+	assert_int_equal(r.status, 0);
+	assert_true(has_row(r.out, "ComputerName ", "Name", "State"));
+	assert_true(has_row(r.out, "h1 ", " web ", " running "));
+	assert_true(has_row(r.out, "h2 ", " web ", " running "));
+	run_free(&r);
+	/* an output that is text (--names) is passed on, host by host */
+	r = qckpt("vms", "-C", "h1,h2", "--credential", key_cred, "--names", NULL);
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "h1: web\n"));
+	assert_non_null(strstr(r.out, "h2: web\n"));
+	run_free(&r);
+}
+
+/* This host runs in-process beside the others: its objects say so. */
+static void test_this_host_and_a_remote_one_together(void **state)
+{
+	char host[256];
+	struct run r;
+	json_t *lines;
+	FILE *f = fopen(registry_path, "a");
+
+	assert_non_null(f);
+	fprintf(f, "web unix:%s\n", hvm_qmp_path(vms[0]));
+	fclose(f);
+	gethostname(host, sizeof host);
+	r = qckpt("vms", "-C", "localhost,h2", "--credential", key_cred, "--json", NULL);
+	assert_int_equal(r.status, 0);
+	lines = json_lines(r.out);
+	assert_int_equal(json_array_size(lines), 2);
+	assert_string_equal(jstr(from_host(lines, host), "Name"), "web");
+	assert_string_equal(jstr(from_host(lines, "h2"), "Name"), "web");
+	json_decref(lines);
+	run_free(&r);
+	/* alone, this host runs as ever */
+	r = qckpt("vms", "-C", ".", "--names", NULL);
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.out, "web\n");
+	run_free(&r);
+}
+
+/* Names with quotes, ';', $(...) and backquotes reach the host unchanged. */
+static void test_hostile_names_arrive_unchanged(void **state)
+{
+	char *pwned = fmt("%s/pwned", hosts_dir);
+	char *name = fmt("it's \"x\"; $(touch %s) `touch %s` \\ * end", pwned, pwned);
+	struct run r;
+	json_t *lines;
+
+	r = qckpt("checkpoint", "-C", "h1", "--credential", key_cred, "--mode", "disk-only",
+		  "--passthru", "web", name, NULL);
+	if (r.status != 0)
+		fail_msg("checkpoint: %s", r.err);
+	lines = json_lines(r.out);
+	assert_string_equal(jstr(from_host(lines, "h1"), "Name"), name);
+	json_decref(lines);
+	run_free(&r);
+	assert_int_not_equal(access(pwned, F_OK), 0);
+	/* a newline too: the remote's error names the VM exactly */
+	r = qckpt("vms", "-C", "h1", "--credential", key_cred, "no\nsuch;$(touch x)", NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "qckpt: h1: no\n"));
+	assert_non_null(strstr(r.err, "such;$(touch x): not in the registry"));
+	run_free(&r);
+	free(name);
+	free(pwned);
+}
+
+static void test_wrong_credential_fails_that_host_with_one_line(void **state)
+{
+	char *wrong = fmt("identity=%s/wrongkey", hosts_dir);
+	struct run r = qckpt("vms", "-C", "h1", "--credential", wrong, NULL);
+
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "qckpt: h1: cannot reach it over ssh: "));
+	assert_non_null(strstr(r.err, "Permission denied"));
+	assert_null(strchr(strchr(r.err, '\n') + 1, '\n')); /* one line */
+	run_free(&r);
+	/* no password, ever */
+	r = qckpt("vms", "-C", "h1", "--credential", "password=secret", NULL);
+	assert_int_equal(r.status, 2);
+	assert_non_null(strstr(r.err, "never takes a password"));
+	run_free(&r);
+	free(wrong);
+}
+
+/* A host without qckpt and one with an incompatible qckpt: each one line. */
+static void test_missing_or_incompatible_qckpt_is_named(void **state)
+{
+	char *old = fmt("%s/bin/qckpt-old", hosts_dir);
+	FILE *f = fopen(old, "w");
+	struct run r;
+
+	assert_non_null(f);
+	fputs("#!/bin/sh\necho '{\"Program\":\"qckpt\",\"Version\":\"9.9\",\"Protocol\":99}'\nexit 3\n", f);
+	fclose(f);
+	chmod(old, 0755);
+	setenv("QCKPT_REMOTE_QCKPT", "qckpt-old", 1);
+	r = qckpt("vms", "-C", "h1", "--credential", key_cred, NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "qckpt: h1: runs qckpt 9.9, which speaks remote protocol 99"));
+	run_free(&r);
+	setenv("QCKPT_REMOTE_QCKPT", "qckpt-not-there", 1);
+	r = qckpt("vms", "-C", "h1", "--credential", key_cred, NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "qckpt: h1: qckpt is not installed there"));
+	run_free(&r);
+	unsetenv("QCKPT_REMOTE_QCKPT");
+	free(old);
+}
+
+/* `qckpt vms -C h1,h2 --json web | qckpt checkpoint -`: each object goes to its host. */
+static void test_vm_objects_on_stdin_go_to_their_host(void **state)
+{
+	char *cmd = fmt("'%s' vms -C h1,h2 --credential '%s' --json web | '%s' checkpoint - piped --credential '%s' --mode disk-only --passthru",
+			harness_qckpt(), key_cred, harness_qckpt(), key_cred);
+	struct run r = shell(cmd);
+	json_t *lines;
+
+	if (r.status != 0)
+		fail_msg("%s: %s", cmd, r.err);
+	lines = json_lines(r.out);
+	assert_int_equal(json_array_size(lines), 2);
+	assert_string_equal(jstr(from_host(lines, "h1"), "Name"), "piped");
+	assert_string_equal(jstr(from_host(lines, "h2"), "Name"), "piped");
+	assert_non_null(strstr(jstr(from_host(lines, "h2"), "Path"), "/h2/catalog/"));
+	json_decref(lines);
+	run_free(&r);
+	free(cmd);
+}
+
+static void test_session_is_reused_and_a_dead_one_is_reported(void **state)
+{
+	struct run r;
+	json_t *lines;
+	char *cmd;
+
+	r = qckpt("session", "open", "h1", "--credential", key_cred, "--name", "s1", NULL);
+	if (r.status != 0)
+		fail_msg("session open: %s", r.err);
+	run_free(&r);
+	r = qckpt("session", "list", "--json", NULL);
+	lines = json_lines(r.out);
+	assert_int_equal(json_array_size(lines), 1);
+	assert_string_equal(jstr(json_array_get(lines, 0), "State"), "open");
+	assert_string_equal(jstr(json_array_get(lines, 0), "ComputerName"), "h1");
+	json_decref(lines);
+	run_free(&r);
+	/* no credential given: the session's connection is authenticated */
+	r = qckpt("list", "--session", "s1", "--json", "web", NULL);
+	assert_int_equal(r.status, 0);
+	lines = json_lines(r.out);
+	assert_true(json_array_size(lines) >= 1);
+	assert_string_equal(jstr(json_array_get(lines, 0), "ComputerName"), "h1");
+	json_decref(lines);
+	run_free(&r);
+	/* its ssh master goes away: the session is dead, and says so */
+	cmd = fmt("'%s/ssh' -oControlPath='%s/sessions/s1.sock' -O exit h1", hosts_dir,
+		  getenv("QCKPT_RUNTIME_DIR"));
+	r = shell(cmd);
+	assert_int_equal(r.status, 0);
+	run_free(&r);
+	free(cmd);
+	r = qckpt("vms", "--session", "s1", NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "qckpt: h1: session 's1' is dead"));
+	run_free(&r);
+	r = qckpt("session", "list", NULL);
+	assert_non_null(strstr(r.out, "dead"));
+	run_free(&r);
+	r = qckpt("session", "close", "s1", NULL);
+	assert_int_equal(r.status, 0);
+	run_free(&r);
+	r = qckpt("session", "list", "--json", NULL);
+	assert_string_equal(r.out, "");
+	run_free(&r);
+	/* a wrong credential opens nothing */
+	cmd = fmt("identity=%s/wrongkey", hosts_dir);
+	r = qckpt("session", "open", "h2", "--credential", cmd, NULL);
+	free(cmd);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "qckpt: h2: cannot open a session: "));
+	run_free(&r);
+	r = qckpt("session", "list", "--json", NULL);
+	assert_string_equal(r.out, "");
+	run_free(&r);
+}
+
+/* h2's sshd stopped: h1 is checkpointed all the same, h2 gets its line. */
+static void test_one_host_down_the_other_done(void **state)
+{
+	struct run r;
+	json_t *lines;
+
+	sshd_stop(1);
+	r = qckpt("checkpoint", "-C", "h1,h2", "--credential", key_cred, "--mode", "disk-only",
+		  "--passthru", "web", "while-h2-down", NULL);
+	assert_int_equal(r.status, 1);
+	lines = json_lines(r.out);
+	assert_int_equal(json_array_size(lines), 1);
+	assert_string_equal(jstr(from_host(lines, "h1"), "Name"), "while-h2-down");
+	json_decref(lines);
+	assert_non_null(strstr(r.err, "qckpt: h2: cannot reach it over ssh: "));
+	assert_null(strstr(r.err, "h1: cannot reach"));
+	assert_null(strstr(r.err, "failed"));
+	run_free(&r);
+	sshd_start(1);
+}
+
+/* ansible-playbook with the example playbook: RECAP's changed= for HOST. */
+static int playbook(const char *extra, const char *flags, int *changed_h1, int *changed_h2)
+{
+	char *inv = fmt("%s/inventory", hosts_dir), *cmd;
+	FILE *f = fopen(inv, "w");
+	struct run r;
+	int status;
+
+	assert_non_null(f);
+	fprintf(f, "[qemu]\n");
+	for (int i = 0; i < NHOSTS; i++) {
+		char *addr_path = fmt("%s/h%d/addr", hosts_dir, i + 1);
+		char *addr = read_file(addr_path);
+
+		addr[strcspn(addr, "\n")] = '\0';
+		fprintf(f, "h%d ansible_host=%s\n", i + 1, addr);
+		free(addr);
+		free(addr_path);
+	}
+	fprintf(f, "[qemu:vars]\nansible_user=root\nansible_ssh_private_key_file=%s/key\n"
+		"ansible_ssh_common_args='-F %s/ssh_config'\nansible_python_interpreter=/usr/bin/python3\n",
+		hosts_dir, hosts_dir);
+	fclose(f);
+	cmd = fmt("ANSIBLE_HOST_KEY_CHECKING=False ANSIBLE_NOCOLOR=1 ANSIBLE_PIPELINING=True "
+		  "ANSIBLE_REMOTE_TEMP='%s/ansible-remote' ANSIBLE_LOCAL_TEMP='%s/ansible-local' "
+		  "ansible-playbook %s -i '%s' -M '%s/scripts/ansible/library' -e '%s' '%s/scripts/ansible/checkpoint.yml'",
+		  hosts_dir, hosts_dir, flags, inv, getenv("QCKPT_TOP_SRCDIR"), extra,
+		  getenv("QCKPT_TOP_SRCDIR"));
+	r = shell(cmd);
+	status = r.status;
+	if (status != 0)
+		print_message("%s\n%s\n%s\n", cmd, r.out, r.err);
+	for (int i = 0; i < NHOSTS; i++) {
+		char *tag = fmt("\nh%d ", i + 1);
+		const char *recap = strstr(r.out, "PLAY RECAP");
+		const char *line = recap ? strstr(recap, tag) : NULL;
+		const char *ch = line ? strstr(line, "changed=") : NULL;
+
+		*(i ? changed_h2 : changed_h1) = ch ? atoi(ch + 8) : -1;
+		free(tag);
+	}
+	run_free(&r);
+	free(cmd);
+	free(inv);
+	return status;
+}
+
+/* The module: a named checkpoint made once per host, check mode changes nothing. */
+static void test_ansible_module_is_idempotent_and_check_mode_is_whatif(void **state)
+{
+	const char *extra = "{\"vms\": [\"web\"], \"checkpoint\": \"by-ansible\", \"mode\": \"disk-only\"}";
+	const char *other = "{\"vms\": [\"web\"], \"checkpoint\": \"only-planned\", \"mode\": \"disk-only\"}";
+	int c1, c2;
+	struct run r;
+	json_t *lines, *o;
+	size_t i;
+	int made = 0;
+
+	if (system("command -v ansible-playbook >/dev/null") != 0) {
+		if (getenv("CI") && strcmp(getenv("CI"), "true") == 0)
+			fail_msg("ansible-playbook is missing (scripts/install-deps installs it)");
+		skip();
+	}
+	assert_int_equal(playbook(extra, "", &c1, &c2), 0);
+	assert_int_equal(c1, 1);
+	assert_int_equal(c2, 1);
+	/* again: both hosts have it, nothing changes */
+	assert_int_equal(playbook(extra, "", &c1, &c2), 0);
+	assert_int_equal(c1, 0);
+	assert_int_equal(c2, 0);
+	/* --check: qckpt's --whatif, nothing made */
+	assert_int_equal(playbook(other, "--check", &c1, &c2), 0);
+	assert_int_equal(c1, 1);
+	r = qckpt("list", "-C", "h1,h2", "--credential", key_cred, "--json", "web", NULL);
+	assert_int_equal(r.status, 0);
+	lines = json_lines(r.out);
+	json_array_foreach(lines, i, o) {
+		made += strcmp(jstr(o, "Name"), "by-ansible") == 0;
+		assert_string_not_equal(jstr(o, "Name"), "only-planned");
+	}
+	assert_int_equal(made, 2);
+	json_decref(lines);
+	run_free(&r);
+}
+
+/* ---- QMP over TLS, driven directly ------------------------------------------ */
+
+static char *tls_dir;   /* certificates made by certtool */
+static struct hvm *tls_vm;
+static char *tls_monitor; /* "tls:127.0.0.1:PORT" */
+
+/* A CA, QEMU's server certificate (localhost, 127.0.0.1), a client
+ * certificate it signed (client/), and a client certificate of another CA
+ * (stranger/, which holds our CA, so only QEMU's check refuses it) and a
+ * directory trusting only that other CA (other/). */
+static const char tls_script[] =
+	"set -e; cd \"$1\"; mkdir -p server client stranger other\n"
+	"printf 'cn = qckpt test CA\\nca\\ncert_signing_key\\nexpiration_days = 2\\n' >ca.info\n"
+	"printf 'cn = localhost\\ndns_name = localhost\\nip_address = 127.0.0.1\\ntls_www_server\\nencryption_key\\nsigning_key\\nexpiration_days = 2\\n' >server.info\n"
+	"printf 'cn = qckpt client\\ntls_www_client\\nencryption_key\\nsigning_key\\nexpiration_days = 2\\n' >client.info\n"
+	"ct() { certtool \"$@\" 2>/dev/null >/dev/null; }\n"
+	"ct --generate-privkey --outfile ca-key.pem\n"
+	"ct --generate-self-signed --load-privkey ca-key.pem --template ca.info --outfile ca-cert.pem\n"
+	"ct --generate-privkey --outfile other/ca-key.pem\n"
+	"ct --generate-self-signed --load-privkey other/ca-key.pem --template ca.info --outfile other/ca-cert.pem\n"
+	"ct --generate-privkey --outfile server/server-key.pem\n"
+	"ct --generate-certificate --load-privkey server/server-key.pem --load-ca-certificate ca-cert.pem --load-ca-privkey ca-key.pem --template server.info --outfile server/server-cert.pem\n"
+	"ct --generate-privkey --outfile client/client-key.pem\n"
+	"ct --generate-certificate --load-privkey client/client-key.pem --load-ca-certificate ca-cert.pem --load-ca-privkey ca-key.pem --template client.info --outfile client/client-cert.pem\n"
+	"ct --generate-privkey --outfile stranger/client-key.pem\n"
+	"ct --generate-certificate --load-privkey stranger/client-key.pem --load-ca-certificate other/ca-cert.pem --load-ca-privkey other/ca-key.pem --template client.info --outfile stranger/client-cert.pem\n"
+	"cp ca-cert.pem server/; cp ca-cert.pem client/; cp ca-cert.pem stranger/\n"
+	"cp client/client-cert.pem client/client-key.pem other/\n";
+
+static int tls_setup(void **state)
+{
+	char *cmd, *args_obj, *args_chr;
+	const char *extra[7];
+	json_t *chardevs = NULL, *c;
+	struct run r;
+	size_t i;
+
+	if (system("command -v certtool >/dev/null") != 0) {
+		fprintf(stderr, "test-remote: certtool is missing (gnutls-bin; scripts/install-deps installs it)\n");
+		return -1;
+	}
+	tls_dir = harness_path("tls");
+	mkdir(tls_dir, 0700);
+	cmd = fmt("sh -c '%s' sh '%s'", "eval \"$QCKPT_TLS_SCRIPT\"", tls_dir);
+	setenv("QCKPT_TLS_SCRIPT", tls_script, 1);
+	r = shell(cmd);
+	free(cmd);
+	unsetenv("QCKPT_TLS_SCRIPT");
+	if (r.status != 0) {
+		fprintf(stderr, "certtool: %s\n", r.err);
+		run_free(&r);
+		return -1;
+	}
+	run_free(&r);
+	args_obj = fmt("tls-creds-x509,id=tls0,dir=%s/server,endpoint=server,verify-peer=on", tls_dir);
+	/* port=0: the kernel picks a free port; query-chardev says which. */
+	args_chr = fmt("socket,id=tlsmon,host=127.0.0.1,port=0,server=on,wait=off,tls-creds=tls0");
+	extra[0] = "-object"; extra[1] = args_obj;
+	extra[2] = "-chardev"; extra[3] = args_chr;
+	extra[4] = "-mon"; extra[5] = "chardev=tlsmon,mode=control";
+	extra[6] = NULL;
+	{
+		struct hvm_opts o = { .name = "tlsvm", .extra_args = extra };
+
+		tls_vm = hvm_start(&o);
+	}
+	free(args_obj);
+	free(args_chr);
+	if (tls_vm == NULL || hvm_qmp(tls_vm, "query-chardev", NULL, &chardevs) != 0)
+		return -1;
+	json_array_foreach(chardevs, i, c) {
+		const char *f = jstr(c, "filename");
+		const char *tcp = f ? strstr(f, "tcp:127.0.0.1:") : NULL;
+
+		if (strcmp(jstr(c, "label"), "tlsmon") == 0 && tcp)
+			tls_monitor = fmt("tls:127.0.0.1:%d", atoi(tcp + 14));
+	}
+	json_decref(chardevs);
+	return tls_monitor ? 0 : -1;
+}
+
+static int tls_teardown(void **state)
+{
+	hvm_free(tls_vm);
+	tls_vm = NULL;
+	free(tls_monitor);
+	tls_monitor = NULL;
+	free(tls_dir);
+	tls_dir = NULL;
+	return 0;
+}
+
+static void test_tls_monitor_is_driven_directly_with_the_right_certificate(void **state)
+{
+	char *cred = fmt("x509=%s/client", tls_dir), *dir = fmt("%s/client", tls_dir);
+	char *reg = fmt("%s/tls-registry", tls_dir);
+	FILE *f = fopen(reg, "w");
+	struct run r;
+	json_t *lines;
+
+	assert_non_null(f);
+	fprintf(f, "%s %s\n", hvm_name(tls_vm), tls_monitor);
+	fclose(f);
+	r = qckpt("vms", "--registry", reg, "--credential", cred, "--json", NULL);
+	if (r.status != 0)
+		fail_msg("vms over %s: %s", tls_monitor, r.err);
+	lines = json_lines(r.out);
+	assert_string_equal(jstr(json_array_get(lines, 0), "Monitor"), tls_monitor);
+	assert_string_not_equal(jstr(json_array_get(lines, 0), "State"), "unreachable");
+	assert_non_null(jstr(json_array_get(lines, 0), "QemuVersion"));
+	json_decref(lines);
+	run_free(&r);
+	/* several commands on one connection, QCKPT_TLS_DIR as the directory */
+	setenv("QCKPT_TLS_DIR", dir, 1);
+	r = qckpt("qmp", tls_monitor, "query-name", NULL);
+	unsetenv("QCKPT_TLS_DIR");
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, hvm_name(tls_vm)));
+	run_free(&r);
+	/* checkpoints need the QEMU host's file system: refused, said so */
+	r = qckpt("checkpoint", "--registry", reg, "--credential", cred, hvm_name(tls_vm), NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "network monitor"));
+	run_free(&r);
+	free(reg);
+	free(dir);
+	free(cred);
+}
+
+static void test_tls_client_without_the_right_certificate_is_refused(void **state)
+{
+	char *stranger = fmt("x509=%s/stranger", tls_dir), *other = fmt("x509=%s/other", tls_dir);
+	char *missing = fmt("x509=%s/nothing-here", tls_dir);
+	struct run r;
+
+	/* QEMU refuses a client certificate its CA did not sign */
+	r = qckpt("qmp", "--credential", stranger, tls_monitor, "query-status", NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "refused the client certificate"));
+	assert_null(strstr(r.out, "running"));
+	run_free(&r);
+	/* and we refuse a QEMU whose certificate our CA did not sign */
+	r = qckpt("qmp", "--credential", other, tls_monitor, "query-status", NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "certificate does not verify"));
+	run_free(&r);
+	r = qckpt("qmp", "--credential", missing, tls_monitor, "query-status", NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "no CA certificate"));
+	run_free(&r);
+	/* the right one still works afterwards: nothing was left half-open */
+	free(stranger);
+	stranger = fmt("x509=%s/client", tls_dir);
+	r = qckpt("qmp", "--credential", stranger, tls_monitor, "query-status", NULL);
+	assert_int_equal(r.status, 0);
+	run_free(&r);
+	free(missing);
+	free(other);
+	free(stranger);
+}
+
+int main(void)
+{
+	const struct CMUnitTest unit[] = {
+		cmocka_unit_test(test_shell_quoting_keeps_every_argument_unchanged),
+	};
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_checkpoint_and_list_on_two_hosts_in_one_command),
+		cmocka_unit_test(test_this_host_and_a_remote_one_together),
+		cmocka_unit_test(test_hostile_names_arrive_unchanged),
+		cmocka_unit_test(test_wrong_credential_fails_that_host_with_one_line),
+		cmocka_unit_test(test_missing_or_incompatible_qckpt_is_named),
+		cmocka_unit_test(test_vm_objects_on_stdin_go_to_their_host),
+		cmocka_unit_test(test_session_is_reused_and_a_dead_one_is_reported),
+		cmocka_unit_test(test_ansible_module_is_idempotent_and_check_mode_is_whatif),
+		cmocka_unit_test(test_one_host_down_the_other_done),
+	};
+	int rc = harness_init(), failed;
+	bool ci = getenv("CI") && strcmp(getenv("CI"), "true") == 0;
+
+	if (rc != 0)
+		return rc;
+	if (getenv("QCKPT_TEST_FILTER") != NULL)
+		cmocka_set_test_filter(getenv("QCKPT_TEST_FILTER"));
+	const struct CMUnitTest tls[] = {
+		cmocka_unit_test(test_tls_monitor_is_driven_directly_with_the_right_certificate),
+		cmocka_unit_test(test_tls_client_without_the_right_certificate_is_refused),
+	};
+
+	failed = cmocka_run_group_tests_name("remote: quoting", unit, NULL, NULL);
+	failed += cmocka_run_group_tests_name("QMP over TLS", tls, tls_setup, tls_teardown);
+	if (geteuid() != 0 || system("command -v sshd >/dev/null || test -x /usr/sbin/sshd") != 0) {
+		fprintf(stderr, "test-remote: needs root and sshd for network namespaces with their own sshd%s\n",
+			ci ? "" : "; skipped");
+		return ci ? 1 : failed ? 1 : HARNESS_SKIP;
+	}
+	atexit(at_exit_down);
+	failed += cmocka_run_group_tests_name("remote hosts over ssh", tests, group_setup,
+					      group_teardown);
+	return failed ? 1 : 0;
+}
