@@ -376,7 +376,7 @@ static void run_child_loader(const char *vm, const char *root, json_t *pending,
 		child_poll_open = 1;
 		uv_poll_start(&child_poll, UV_READABLE, on_child_pid);
 	}
-	restore_load_start(&load, vm, root, pending, mono_ms(), on_child_load_done);
+	restore_load_start(&load, vm, root, pending, uv_hrtime(), on_child_load_done);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	rc = load.task.error_status != 0;
 	uv_loop_close(&loop);
@@ -544,6 +544,64 @@ static int add_ram_file(const struct run_opts *o, const struct ram_plan *p, cons
 	return 0;
 }
 
+/* ---- held by `qckpt restore` ---------------------------------------------- */
+
+/*
+ * `qckpt restore` starts this run while the old QEMU is still quitting (its
+ * process exit takes the kernel a while: all its memory is freed) so that
+ * everything before the exec happens meanwhile; QEMU itself must not start
+ * before the old one has let go of the images, sockets and ports.
+ */
+struct hold {
+	uv_pipe_t pipe;
+	int go;
+};
+
+static void on_hold_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+	static char byte[16];
+
+	buf->base = byte;
+	buf->len = sizeof byte;
+}
+
+static void on_hold_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+	struct hold *h = stream->data;
+
+	if (nread > 0)
+		h->go = 1;
+	if (nread != 0)
+		uv_close((uv_handle_t *)stream, NULL);
+}
+
+/* 0 once told to go (the descriptor closed), -1 after saying why not. */
+static int wait_for_go(const char *vm, const char *fd_text)
+{
+	struct hold h = { .go = 0 };
+	uv_loop_t loop;
+	long fd;
+	int rc;
+
+	if (parse_long(fd_text, 3, 1 << 20, &fd) < 0)
+		return error_vm(vm, "%s=%s is not a descriptor", RESTORE_HOLD_ENV, fd_text);
+	uv_loop_init(&loop);
+	uv_pipe_init(&loop, &h.pipe, 0);
+	h.pipe.data = &h;
+	rc = uv_pipe_open(&h.pipe, (uv_file)fd);
+	if (rc == 0)
+		rc = uv_read_start((uv_stream_t *)&h.pipe, on_hold_alloc, on_hold_read);
+	if (rc < 0)
+		uv_close((uv_handle_t *)&h.pipe, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+	if (rc < 0)
+		return error_vm(vm, "cannot read %s=%ld: %s", RESTORE_HOLD_ENV, fd, uv_strerror(rc));
+	if (!h.go)
+		return error_vm(vm, "the 'qckpt restore' that started this run ended before the old QEMU had exited; QEMU was not started: run the restore again");
+	return 0;
+}
+
 /* ---- the command ---------------------------------------------------------- */
 
 static int record_launch(const struct run_opts *o, const char *root, json_t *state,
@@ -707,6 +765,7 @@ static int launch(struct run_opts *o, struct registry *reg, struct cmdline *give
 	char *root = NULL, *monitor = NULL, cwd[4096], err[2048];
 	json_t *state = NULL, *pending = NULL;
 	char *restore_sock = NULL;
+	const char *hold = getenv(RESTORE_HOLD_ENV);
 	int add_monitor, saved, rc = EXIT_USAGE;
 
 	if (getcwd(cwd, sizeof cwd) == NULL)
@@ -716,7 +775,10 @@ static int launch(struct run_opts *o, struct registry *reg, struct cmdline *give
 		goto out;
 	if ((monitor = choose_monitor(o, e, &cl, &add_monitor)) == NULL)
 		goto out;
-	if (registry_unix_path(monitor) && socket_answers(registry_unix_path(monitor))) {
+	/* Held by a restore, the old QEMU answers until it is gone: asked
+	 * below, once it is. */
+	if (hold == NULL && registry_unix_path(monitor) &&
+	    socket_answers(registry_unix_path(monitor))) {
 		error_vm(o->vm, "already running: its QMP socket %s answers; stop that QEMU first",
 			 registry_unix_path(monitor));
 		goto out;
@@ -769,9 +831,24 @@ static int launch(struct run_opts *o, struct registry *reg, struct cmdline *give
 	/* Last before the record: a launch refused earlier leaves no file. */
 	if (add_ram_file(o, &ram, rd.vmdir, state, pending, &cl) < 0)
 		goto out;
+	/* Recorded while still held: the old QEMU was told to quit and
+	 * ends either way; this launch is the VM's from now on. */
 	if (record_launch(o, root, state, given, &cl, cwd) < 0) {
 		rc = EXIT_SOME_FAILED;
 		goto out;
+	}
+	if (hold != NULL) {
+		unsetenv(RESTORE_HOLD_ENV);
+		if (wait_for_go(o->vm, hold) < 0) {
+			rc = EXIT_SOME_FAILED;
+			goto out;
+		}
+		if (registry_unix_path(monitor) && socket_answers(registry_unix_path(monitor))) {
+			error_vm(o->vm, "already running: its QMP socket %s answers; stop that QEMU first",
+				 registry_unix_path(monitor));
+			rc = EXIT_SOME_FAILED;
+			goto out;
+		}
 	}
 	verbose_vm(o->vm, "exec %s", cl.argv[0]);
 	fflush(stdout);

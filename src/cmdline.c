@@ -916,8 +916,11 @@ int cmdline_launch_is_running(json_t *command_line)
 
 	/* Not /proc/PID/cmdline against Executed: a wrapper that execs QEMU
 	 * with more arguments (get-qemu10's, a distribution's) keeps the
-	 * process but changes its arguments. */
-	return pid > 0 && start > 0 && proc_start_time((long)pid) == start;
+	 * process but changes its arguments.  A zombie keeps its start time
+	 * but has ended: a QEMU restore launched detached is nobody's child
+	 * once restore exits, and not every container's init reaps it. */
+	return pid > 0 && start > 0 && proc_start_time((long)pid) == start &&
+	       !proc_is_zombie((long)pid);
 }
 
 int cmdline_vm_launched_by_run(const char *root, const char *vm)

@@ -2,6 +2,7 @@
  * log.c: the one place that formats messages for the user (see log.h).
  */
 #include <stdio.h>
+#include <uv.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -61,20 +62,42 @@ void verbose_vm(const char *vm, const char *fmt, ...)
 	va_end(ap);
 }
 
-void debug_qmp(const char *vm, char dir, const char *text, unsigned long len)
+static void debug_stamp(char *stamp, size_t len)
 {
 	struct timeval tv;
 	struct tm tm;
-	char stamp[32];
+	char hms[16];
+
+	gettimeofday(&tv, NULL);
+	localtime_r(&tv.tv_sec, &tm);
+	strftime(hms, sizeof hms, "%H:%M:%S", &tm);
+	snprintf(stamp, len, "%s.%06ld", hms, (long)tv.tv_usec);
+}
+
+void debug_vm(const char *vm, uint64_t start_ns, const char *fmt, ...)
+{
+	char stamp[40], msg[1024];
+	va_list ap;
 
 	if (!log_debug)
 		return;
-	gettimeofday(&tv, NULL);
-	localtime_r(&tv.tv_sec, &tm);
-	strftime(stamp, sizeof stamp, "%H:%M:%S", &tm);
+	debug_stamp(stamp, sizeof stamp);
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s %s * +%.1f ms %s\n", stamp, vm ? vm : "-",
+		(double)(uv_hrtime() - start_ns) / 1e6, msg);
+}
+
+void debug_qmp(const char *vm, char dir, const char *text, unsigned long len)
+{
+	char stamp[40];
+
+	if (!log_debug)
+		return;
+	debug_stamp(stamp, sizeof stamp);
 	/* Strip QMP's trailing CRLF so each message is exactly one line. */
 	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
 		len--;
-	fprintf(stderr, "%s.%06ld %s %c %.*s\n", stamp, (long)tv.tv_usec,
-		vm ? vm : "-", dir, (int)len, text);
+	fprintf(stderr, "%s %s %c %.*s\n", stamp, vm ? vm : "-", dir, (int)len, text);
 }

@@ -7,6 +7,7 @@
 #define LOG_H
 
 #include <stdarg.h>
+#include <stdint.h>
 
 extern int log_verbose; /* -v: progress lines */
 extern int log_quiet;   /* -q: no warnings, only errors */
@@ -31,5 +32,11 @@ extern void (*log_before_output)(void);
 
 /* --debug: one QMP message, "HH:MM:SS.mmmmmm VM > {...}". */
 void debug_qmp(const char *vm, char dir, const char *text, unsigned long len);
+
+/* --debug: a step of a job, "HH:MM:SS.mmmmmm VM * +MS.M ms text", MS the
+ * monotonic milliseconds since START_NS (uv_hrtime()), so a restore's
+ * phases read as one timeline beside its QMP messages. */
+void debug_vm(const char *vm, uint64_t start_ns, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 #endif

@@ -128,6 +128,10 @@ static void plan_caps(struct migrate_plan *plan, json_t *caps, json_t *params,
 		"max-bandwidth", json_object_get(params, "max-bandwidth"),
 		"downtime-limit", json_object_get(params, "downtime-limit"),
 		"multifd-channels", json_object_get(params, "multifd-channels"));
+	plan->direct_io = json_is_boolean(json_object_get(params, "direct-io"));
+	if (plan->direct_io)
+		json_object_set(plan->saved_params, "direct-io",
+				json_object_get(params, "direct-io"));
 }
 
 void migrate_plan_free(struct migrate_plan *plan)
@@ -173,6 +177,13 @@ json_t *migrate_set_params_args(const struct migrate_plan *plan)
 	if (plan->mapped_ram)
 		json_object_set_new(p, "multifd-channels",
 				    json_integer(MIGRATE_MULTIFD_CHANNELS));
+	/* direct-io left on (by the user, or by a restore's load that did not
+	 * get to switch it off) makes QEMU 10.0.2 look for an O_DIRECT fd in
+	 * the fdset, which holds only our plain one: the save fails ("Failed
+	 * to find file descriptor with matching flags").  Off for the save,
+	 * back as it was after. */
+	if (plan->direct_io)
+		json_object_set_new(p, "direct-io", json_false());
 	return p;
 }
 

@@ -33,6 +33,7 @@ struct migrate_plan {
 	json_t *saved_params; /* the user's parameters we change */
 	json_t *caps_off;     /* capabilities of another mode, on, that we
 			       * switch off for this save (and back after) */
+	int direct_io;        /* QEMU offers the direct-io parameter (>= 9.1) */
 };
 
 /* Does QEMU offer CAP (from a query-migrate-capabilities reply)? */

@@ -36,6 +36,16 @@
 
 static void load_enter(struct restore_load *load, enum load_state state);
 
+static const char *const load_state_names[] = {
+	[LOAD_ACCEPT] = "accept", [LOAD_PROBE] = "probe", [LOAD_SETUP] = "setup",
+	[LOAD_FD_DIRECT] = "fd-direct", [LOAD_INCOMING] = "incoming", [LOAD_RESUME] = "resume",
+	[LOAD_SETTLE] = "settle", [LOAD_RECORD] = "record", [LOAD_DONE] = "done",
+};
+_Static_assert(sizeof load_state_names / sizeof *load_state_names == LOAD_DONE + 1,
+	       "a load state without a name");
+
+#define trace(load, ...) debug_vm((load)->vm, (load)->start_ns, __VA_ARGS__)
+
 static void on_load_timeout(uv_timer_t *timer)
 {
 	struct restore_load *load = timer->data;
@@ -74,6 +84,7 @@ static void on_load_connection(uv_stream_t *server, int status)
 		return;
 	load->conn_used = 1;
 	load->conn.data = load;
+	trace(load, "QEMU connected to the restore monitor");
 	rc = vmconn_accept(server->loop, &load->conn, load->vm, server,
 			   load->sock_path, 30000, on_load_ready);
 	/* One connection only: nobody else may speak for this QEMU. */
@@ -430,6 +441,7 @@ static enum load_state load_next(const struct restore_load *load)
 static void load_enter(struct restore_load *load, enum load_state state)
 {
 	load->state = state;
+	trace(load, "load: %s", load_state_names[state]);
 	switch (state) {
 	case LOAD_PROBE:     enter_probe(load); break;
 	case LOAD_SETUP:     enter_setup(load); break;
@@ -467,6 +479,7 @@ static void load_event(struct task *task, const char *name, json_t *data)
 {
 	struct restore_load *load = task->data;
 
+	trace(load, "event %s", name);
 	if (strcmp(name, "RESUME") == 0 && !load->resumed) {
 		load->resumed = 1;
 		load->resume_ms = (long long)(mono_ms() - load->start_ms);
@@ -541,12 +554,13 @@ static const struct task_ops load_ops = {
 
 void restore_load_start(struct restore_load *load, const char *vm,
 			const char *catalog_root, json_t *pending,
-			uint64_t start_ms, void (*on_done)(struct restore_load *))
+			uint64_t start_ns, void (*on_done)(struct restore_load *))
 {
 	load->vm = xstrdup(vm);
 	load->catalog_root = xstrdup(catalog_root);
 	load->pending = json_incref(pending);
-	load->start_ms = start_ms;
+	load->start_ns = start_ns;
+	load->start_ms = start_ns / 1000000;
 	load->on_done = on_done;
 	load->guest_running = strcmp(json_string_value(json_object_get(pending, "GuestState")) ?: "", "running") == 0;
 	task_init(&load->task, load->server.loop, load->vm, &load_ops, load);

@@ -39,6 +39,17 @@ extern char **environ;
 
 static void restore_enter(struct restore *r, enum restore_state state);
 
+static const char *const restore_state_names[] = {
+	[RESTORE_FIND] = "find", [RESTORE_CONNECT] = "connect", [RESTORE_PROBE] = "probe",
+	[RESTORE_OVERLAYS] = "overlays", [RESTORE_COMMIT] = "commit", [RESTORE_QUIT] = "quit",
+	[RESTORE_LAUNCH] = "launch", [RESTORE_LOAD] = "load", [RESTORE_DONE] = "done",
+};
+_Static_assert(sizeof restore_state_names / sizeof *restore_state_names == RESTORE_DONE + 1,
+	       "a restore state without a name");
+
+/* --debug: where the time goes, on one timeline from the command. */
+#define trace(r, ...) debug_vm((r)->spec.vm, (r)->start_ns, __VA_ARGS__)
+
 static void fail(struct restore *r, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -175,20 +186,6 @@ static void plan_overlays(struct restore *r)
  * overlays, and how to load the memory. */
 static void print_recipe(struct restore *r);
 
-/* A QEMU that exited but was never reaped (its parent gone, an init that
- * does not reap) still has its /proc entry: it does not run. */
-static int proc_is_zombie(long pid)
-{
-	char path[64], *text = NULL, *p;
-	int zombie = 0;
-
-	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-	if (read_whole_file(path, &text) == 0 && (p = strrchr(text, ')')) != NULL)
-		zombie = p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
-	free(text);
-	return zombie;
-}
-
 static int restore_find(struct restore *r)
 {
 	json_t *list = catalog_list(r->spec.catalog_root, r->spec.vm), *rd;
@@ -205,7 +202,7 @@ static int restore_find(struct restore *r)
 	r->vmstate = catalog_load_vm(r->spec.catalog_root, r->spec.vm);
 	cl = json_object_get(r->vmstate, "CommandLine");
 	r->pid = (long)json_integer_value(json_object_get(cl, "Pid"));
-	r->running = cmdline_launch_is_running(cl) && !proc_is_zombie(r->pid);
+	r->running = cmdline_launch_is_running(cl);
 	r->ndisks = json_array_size(json_object_get(r->record, "Disks"));
 	r->disks = xcalloc(r->ndisks + 1, sizeof *r->disks);
 	json_array_foreach(json_object_get(r->record, "Disks"), i, rd) {
@@ -371,8 +368,11 @@ static void on_conn_ready(struct vmconn *conn, int status)
 	task_arrived(&r->task);
 }
 
+static void start_overlays(struct restore *r);
+
 static void enter_connect(struct restore *r)
 {
+	start_overlays(r);
 	r->conn.data = r;
 	r->conn_used = 1;
 	r->task.awaiting++;
@@ -429,11 +429,23 @@ static void on_overlay_exit(uv_process_t *proc, int64_t status, int signum)
 	for (size_t i = 0; i < r->ndisks; i++)
 		if (&r->disks[i].proc == proc)
 			d = &r->disks[i];
+	trace(r, "qemu-img created %s", d->overlay);
 	if (status != 0 || signum != 0)
 		fail(r, -EIO, "disk %s: 'qemu-img create' of the overlay %s on %s failed (exit %d); nothing changed",
 		     d->device, d->overlay, d->frozen, signum ? 128 + signum : (int)status);
 	uv_close((uv_handle_t *)proc, NULL);
-	task_arrived(&r->task);
+	r->overlays_running--;
+	if (r->overlays_awaited > 0) {
+		r->overlays_awaited--;
+		task_arrived(&r->task);
+	}
+}
+
+/* Count the qemu-img creates still running in what the task waits for. */
+static void await_overlays(struct restore *r)
+{
+	r->task.awaiting += r->overlays_running - r->overlays_awaited;
+	r->overlays_awaited = r->overlays_running;
 }
 
 static const char *qemu_img(void)
@@ -445,7 +457,9 @@ static const char *qemu_img(void)
 
 static void enter_ram_clone(struct restore *r);
 
-static void enter_overlays(struct restore *r)
+/* The overlays are created while the monitor is connected and probed
+ * (qemu-img takes tens of ms to start); RESTORE_OVERLAYS waits for them. */
+static void start_overlays(struct restore *r)
 {
 	for (size_t i = 0; i < r->ndisks; i++) {
 		struct restore_disk *d = &r->disks[i];
@@ -471,10 +485,8 @@ static void enter_overlays(struct restore *r)
 			return;
 		}
 		task_on_undo(&r->task, undo_overlay, d);
-		r->task.awaiting++;
+		r->overlays_running++;
 	}
-	if (r->ram_frozen != NULL)
-		enter_ram_clone(r);
 }
 
 /* The new QEMU's RAM: a reflink of the frozen file, never the file
@@ -524,6 +536,13 @@ static void drop_old_ram(struct restore *r)
 		unlink(r->ram_old);
 	free(r->ram_old);
 	r->ram_old = NULL;
+}
+
+static void enter_overlays(struct restore *r)
+{
+	await_overlays(r);
+	if (r->ram_frozen != NULL)
+		enter_ram_clone(r);
 }
 
 /* ---- vm.json ------------------------------------------------------------ */
@@ -643,6 +662,7 @@ static void after_commit(uv_work_t *req, int status)
 		     r->spec.catalog_root, r->spec.vm, strerror(-w->rc));
 	else
 		r->vm_json_written = 1;
+	trace(r, "vm.json written");
 	if (w->rc == 0)
 		remove_unused_overlays(r);
 	json_decref(w->state);
@@ -687,8 +707,11 @@ static void on_pid_exit(uv_poll_t *poll, int status, int events)
 	r->pidfd = -1;
 	verbose_vm(r->spec.vm, "QEMU (pid %ld) exited (+%llu ms)", r->pid,
 		   (unsigned long long)(mono_ms() - r->start_ms));
+	trace(r, "old QEMU (pid %ld) exited", r->pid);
 	task_arrived(&r->task);
 }
+
+static int relaunch(struct restore *r, int held);
 
 static void enter_quit(struct restore *r)
 {
@@ -708,6 +731,12 @@ static void enter_quit(struct restore *r)
 	}
 	verbose_vm(r->spec.vm, "quitting QEMU (pid %ld)", r->pid);
 	task_send_ex(&r->task, "quit", NULL, -1, NULL, 1);
+	r->past_quit = 1;
+	/* The old QEMU's process takes a while to end (the kernel frees all
+	 * its memory): meanwhile `qckpt run` gets everything ready, held
+	 * just before it starts QEMU. */
+	if (!r->spec.no_relaunch)
+		relaunch(r, 1);
 }
 
 /* ---- relaunching ------------------------------------------------------------ */
@@ -734,6 +763,9 @@ static void on_qemu_exit(uv_process_t *proc, int64_t status, int signum)
 		task_arrived(&r->task);
 	else if (r->state == RESTORE_LOAD && !r->load.task.finished)
 		restore_load_qemu_exited(&r->load);
+	else if (r->state < RESTORE_LOAD)
+		fail(r, -ECHILD, "'qckpt run' ended (status %d) before it started QEMU; its output is in %s",
+		     r->exit_status, r->log_path);
 }
 
 static void on_load_done(struct restore_load *load)
@@ -747,23 +779,30 @@ static void on_load_done(struct restore_load *load)
 	task_arrived(&r->task);
 }
 
-static char **spawn_env(const char *sock)
+static int env_is(const char *entry, const char *name)
 {
-	size_t n = 0;
+	size_t len = strlen(name);
+
+	return strncmp(entry, name, len) == 0 && entry[len] == '=';
+}
+
+/* The environment for run: ours, with the restore socket and (HELD) the
+ * hold descriptor, fd 3, named. */
+static char **spawn_env(const char *sock, int held)
+{
+	size_t n = 0, j = 0;
 	char **env;
 
 	while (environ[n] != NULL)
 		n++;
-	env = xcalloc(n + 2, sizeof *env);
-	for (size_t i = 0, j = 0; i < n; i++)
-		if (strncmp(environ[i], RESTORE_SOCKET_ENV "=", strlen(RESTORE_SOCKET_ENV) + 1) != 0)
+	env = xcalloc(n + 3, sizeof *env);
+	for (size_t i = 0; i < n; i++)
+		if (!env_is(environ[i], RESTORE_SOCKET_ENV) && !env_is(environ[i], RESTORE_HOLD_ENV))
 			env[j++] = environ[i];
 	if (sock != NULL)
-		for (size_t j = 0;; j++)
-			if (env[j] == NULL) {
-				env[j] = xasprintf("%s=%s", RESTORE_SOCKET_ENV, sock);
-				break;
-			}
+		env[j++] = xasprintf("%s=%s", RESTORE_SOCKET_ENV, sock);
+	if (held)
+		env[j++] = xasprintf("%s=3", RESTORE_HOLD_ENV);
 	return env;
 }
 
@@ -787,7 +826,7 @@ static int open_log(struct restore *r)
 	return fd;
 }
 
-static int spawn_run(struct restore *r)
+static int spawn_run(struct restore *r, int hold_fd)
 {
 	json_t *cl = json_object_get(r->vmstate, "CommandLine");
 	json_t *given = json_object_get(cl, "Given");
@@ -797,7 +836,7 @@ static int spawn_run(struct restore *r)
 	size_t nargs = 0, i;
 	char **args = xcalloc(json_array_size(given) + 8, sizeof *args), **env;
 	uv_process_options_t po = { 0 };
-	uv_stdio_container_t stdio[3];
+	uv_stdio_container_t stdio[4];
 	int nullfd, logfd, rc;
 
 	if (n <= 0)
@@ -823,13 +862,15 @@ static int spawn_run(struct restore *r)
 	stdio[0].data.fd = nullfd;
 	stdio[1].flags = stdio[2].flags = UV_INHERIT_FD;
 	stdio[1].data.fd = stdio[2].data.fd = logfd;
-	env = spawn_env(r->memory ? r->sock : NULL);
+	stdio[3].flags = UV_INHERIT_FD;
+	stdio[3].data.fd = hold_fd;
+	env = spawn_env(r->memory ? r->sock : NULL, hold_fd >= 0);
 	po.file = exe;
 	po.args = args;
 	po.env = env;
 	po.cwd = cwd;
 	po.stdio = stdio;
-	po.stdio_count = 3;
+	po.stdio_count = hold_fd >= 0 ? 4 : 3;
 	po.exit_cb = on_qemu_exit;
 	/* Its own session: the restored VM outlives this command and the
 	 * terminal it ran on. */
@@ -837,7 +878,8 @@ static int spawn_run(struct restore *r)
 	r->proc.data = r;
 	rc = uv_spawn(r->loop, &r->proc, &po);
 	for (i = 0; env[i] != NULL; i++)
-		if (strncmp(env[i], RESTORE_SOCKET_ENV "=", strlen(RESTORE_SOCKET_ENV) + 1) == 0)
+		if (strncmp(env[i], RESTORE_SOCKET_ENV "=", strlen(RESTORE_SOCKET_ENV) + 1) == 0 ||
+		    strncmp(env[i], RESTORE_HOLD_ENV "=", strlen(RESTORE_HOLD_ENV) + 1) == 0)
 			free(env[i]);
 	free(env);
 	if (rc < 0) {
@@ -847,6 +889,7 @@ static int spawn_run(struct restore *r)
 		r->qemu_pid = r->proc.pid;
 		verbose_vm(r->spec.vm, "relaunched through 'qckpt run' (pid %ld, +%llu ms), output in %s",
 			   r->qemu_pid, (unsigned long long)(mono_ms() - r->start_ms), r->log_path);
+		trace(r, "spawned 'qckpt run' (pid %ld)", r->qemu_pid);
 	}
 out:
 	if (nullfd >= 0)
@@ -857,17 +900,19 @@ out:
 	return rc;
 }
 
-static void enter_launch(struct restore *r)
+/* Listen for the restored QEMU's monitor and start `qckpt run`; HELD: it
+ * waits on a pipe for release_hold().  0, or -1 with the error set. */
+static int relaunch(struct restore *r, int held)
 {
 	char *tmpl = runtime_dir();
+	int fds[2] = { -1, -1 };
 	int rc;
 
-	r->past_quit = 1;
 	if (mkdtemp(tmpl) == NULL) {
 		fail(r, -errno, "cannot make a directory for the restore monitor (%s): %s",
 		     tmpl, strerror(errno));
 		free(tmpl);
-		return;
+		return -1;
 	}
 	r->sockdir = tmpl;
 	r->sock = xasprintf("%s/monitor", r->sockdir);
@@ -876,21 +921,55 @@ static void enter_launch(struct restore *r)
 		r->load.progress = &r->progress;
 		r->load_used = 1;
 		rc = restore_load_listen(&r->load, r->loop, r->sock);
-		if (rc < 0) {
-			fail(r, rc, "cannot listen on %s: %s", r->sock, uv_strerror(rc));
-			return;
+		if (rc < 0)
+			return fail(r, rc, "cannot listen on %s: %s", r->sock, uv_strerror(rc)), -1;
+	}
+	if (held && (pipe2(fds, O_CLOEXEC) < 0 || uv_pipe_init(r->loop, &r->hold, 0) < 0)) {
+		rc = -errno;
+		if (fds[0] >= 0) {
+			close(fds[0]);
+			close(fds[1]);
 		}
+		return fail(r, rc, "cannot make a pipe for 'qckpt run': %s", strerror(-rc)), -1;
 	}
-	rc = spawn_run(r);
-	if (rc < 0) {
-		fail(r, rc, "cannot start 'qckpt run' for the VM: %s", uv_strerror(rc));
+	if (held) {
+		r->hold_open = 1;
+		uv_pipe_open(&r->hold, fds[1]);
+	}
+	rc = spawn_run(r, fds[0]);
+	if (fds[0] >= 0)
+		close(fds[0]);
+	if (rc < 0)
+		return fail(r, rc, "cannot start 'qckpt run' for the VM: %s", uv_strerror(rc)), -1;
+	return 0;
+}
+
+/* The old QEMU is gone: let the held run start the new one.  Closing the
+ * pipe without the byte (restore_done) tells it to give up instead. */
+static void release_hold(struct restore *r)
+{
+	uv_buf_t go = uv_buf_init("g", 1);
+
+	if (!r->hold_open)
 		return;
-	}
+	if (uv_try_write((uv_stream_t *)&r->hold, &go, 1) != 1)
+		fail(r, -EIO, "cannot tell 'qckpt run' to start QEMU");
+	uv_close((uv_handle_t *)&r->hold, NULL);
+	r->hold_open = 0;
+	trace(r, "released 'qckpt run'");
+}
+
+static void enter_launch(struct restore *r)
+{
+	r->past_quit = 1;
+	if (!r->proc_open && !r->proc_exited && relaunch(r, 0) < 0)
+		return;
+	release_hold(r);
 	if (r->memory != NULL) {
 		json_t *state = new_vm_state(r);
 
 		restore_load_start(&r->load, r->spec.vm, r->spec.catalog_root,
-				   json_object_get(state, "PendingRestore"), r->start_ms, on_load_done);
+				   json_object_get(state, "PendingRestore"), r->start_ns, on_load_done);
 		json_decref(state);
 	}
 }
@@ -936,6 +1015,7 @@ static void restore_enter(struct restore *r, enum restore_state state)
 {
 	r->state = state;
 	task_phase(&r->task, restore_phases[state]);
+	trace(r, "restore: %s", restore_state_names[state]);
 	switch (state) {
 	case RESTORE_CONNECT:  enter_connect(r); break;
 	case RESTORE_PROBE:    enter_probe(r); break;
@@ -971,6 +1051,12 @@ static void restore_step(struct task *task)
 		uv_process_kill(&r->proc, SIGKILL);
 		return;
 	}
+	if (task->error_status != 0 && r->overlays_running > r->overlays_awaited) {
+		/* the undo removes them: not before qemu-img is done */
+		await_overlays(r);
+		task_wait(task);
+		return;
+	}
 	if (task->error_status != 0) {
 		task_fail(task);
 		return;
@@ -987,6 +1073,7 @@ static void restore_disconnect(struct task *task)
 	struct restore *r = task->data;
 
 	if (r->state == RESTORE_QUIT) {
+		trace(r, "old QEMU closed its monitor");
 		if (r->quit_on_disconnect) {
 			r->quit_on_disconnect = 0;
 			task_arrived(task);
@@ -1011,6 +1098,10 @@ static void restore_done(struct task *task)
 		uv_close((uv_handle_t *)&r->pidpoll, NULL);
 		close(r->pidfd);
 		r->pidpoll_open = 0;
+	}
+	if (r->hold_open) { /* a held run that must not go on */
+		uv_close((uv_handle_t *)&r->hold, NULL);
+		r->hold_open = 0;
 	}
 	/* Closing the handle leaves the detached QEMU running. */
 	if (r->proc_open) {
@@ -1039,7 +1130,8 @@ void restore_start(struct restore *r, uv_loop_t *loop,
 	r->loop = loop;
 	r->on_done = on_done;
 	r->pidfd = -1;
-	r->start_ms = r->start_ms ? r->start_ms : mono_ms();
+	r->start_ns = r->start_ms ? r->start_ms * 1000000 : uv_hrtime();
+	r->start_ms = r->start_ns / 1000000;
 	task_init(&r->task, loop, r->spec.vm, &restore_ops, r);
 	progress_start(&r->progress, loop, r->spec.vm);
 	r->task.progress = &r->progress;

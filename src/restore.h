@@ -26,6 +26,10 @@
 /* The environment variable through which `qckpt restore` tells the
  * `qckpt run` it spawns where it listens for QEMU's restore monitor. */
 #define RESTORE_SOCKET_ENV "QCKPT_RESTORE_SOCKET"
+/* And the descriptor on which it holds that run, everything prepared,
+ * until the old QEMU has exited: a byte means go, the end without one
+ * means the restore gave up. */
+#define RESTORE_HOLD_ENV "QCKPT_RESTORE_HOLD_FD"
 /* The chardev id of that monitor in QEMU's command line. */
 #define RESTORE_CHARDEV_ID "qckpt-restore"
 
@@ -64,6 +68,7 @@ struct restore_load {
 	int migrating, resumed, completed;
 	int guest_running;    /* the checkpoint's GuestState */
 	uint64_t start_ms;    /* when the user's command started */
+	uint64_t start_ns;    /* the same, for --debug's timeline */
 	uint64_t incoming_ms; /* migrate-incoming sent */
 	long long resume_ms;  /* start to RESUME (or to loaded, paused) */
 	int work_rc;
@@ -81,7 +86,7 @@ int restore_load_adopt(struct restore_load *load, uv_loop_t *loop, int fd,
 /* Wait for QEMU and load; on_done once (load->task.error_status). */
 void restore_load_start(struct restore_load *load, const char *vm,
 			const char *catalog_root, json_t *pending,
-			uint64_t start_ms, void (*on_done)(struct restore_load *));
+			uint64_t start_ns, void (*on_done)(struct restore_load *));
 /* QEMU is gone (its process exited): fail unless already loaded. */
 void restore_load_qemu_exited(struct restore_load *load);
 /* Close the handles (after on_done); free after the loop has run them. */
@@ -101,9 +106,10 @@ struct restore_spec {
 
 enum restore_state {
 	RESTORE_FIND,     /* the checkpoint and its files (touches nothing) */
-	RESTORE_CONNECT,  /* its monitor: running? launched by qckpt run? */
+	RESTORE_CONNECT,  /* its monitor: running? launched by qckpt run?
+			   * meanwhile qemu-img creates the new overlays */
 	RESTORE_PROBE,    /* its migration capabilities */
-	RESTORE_OVERLAYS, /* qemu-img create, one per disk */
+	RESTORE_OVERLAYS, /* until the qemu-img creates (started at connect) end */
 	RESTORE_COMMIT,   /* vm.json: new overlays, PendingRestore */
 	RESTORE_QUIT,     /* quit the old QEMU, until its process exits */
 	RESTORE_LAUNCH,   /* qckpt run, detached, QEMU connects back */
@@ -125,6 +131,7 @@ struct restore {
 	enum restore_state state;
 	uv_loop_t *loop;
 	uint64_t start_ms;
+	uint64_t start_ns;   /* --debug's timeline starts here */
 
 	json_t *record;      /* the checkpoint (new reference) */
 	json_t *vmstate;     /* vm.json before */
@@ -137,6 +144,8 @@ struct restore {
 	json_t *caps;
 	struct restore_disk *disks;
 	size_t ndisks;
+	int overlays_running; /* qemu-img processes not exited yet */
+	int overlays_awaited; /* of those, counted in task.awaiting */
 	int vm_json_written;
 
 	/* a ram-file checkpoint (ramfile.h): its frozen RAM file, the
@@ -158,7 +167,9 @@ struct restore {
 	int killing;          /* the relaunched QEMU is being ended */
 	int quit_on_disconnect; /* no pidfd: the monitor's end stands in */
 	int exit_status;      /* the relaunched QEMU's, once it exited */
-	int past_quit;        /* the old QEMU is gone: the restore is pending */
+	int past_quit;        /* the old QEMU is told to quit: the restore is pending */
+	uv_pipe_t hold;       /* holds the relaunch until the old QEMU is gone */
+	int hold_open;
 	long long resume_ms;  /* command to RESUME (or to loaded, paused) */
 	int interrupted;
 	int finished;

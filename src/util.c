@@ -387,6 +387,24 @@ long long proc_start_time(long pid)
 	return start;
 }
 
+int proc_is_zombie(long pid)
+{
+	char path[64], buf[1024], *p;
+	size_t n;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	f = fopen(path, "re");
+	if (f == NULL)
+		return 0;
+	n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* field 3, the state, follows the last ')' of the command name */
+	p = strrchr(buf, ')');
+	return p != NULL && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+}
+
 int parse_long(const char *text, long min, long max, long *out)
 {
 	const char *p = text;

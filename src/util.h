@@ -69,6 +69,10 @@ uint64_t mono_ms(void);
  * pid has another one.
  */
 long long proc_start_time(long pid);
+/* Whether process pid has exited but was never reaped (its parent gone
+ * and an init that does not reap, as in some containers): its /proc entry
+ * and start time remain, but it runs no more. */
+int proc_is_zombie(long pid);
 
 /*
  * Numbers given by users: the whole of TEXT (no blanks, nothing after),

@@ -504,6 +504,30 @@ static void test_second_checkpoint_chains_on_the_first(void **state)
 	hvm_free(vm);
 }
 
+/* The direct-io migration parameter on (set by the user, or left by a
+ * restore's load) made QEMU 10.0.2 fail the save: it looked for an
+ * O_DIRECT descriptor in qckpt's fdset ("Failed to find file descriptor
+ * with matching flags").  qckpt switches it off for the save and puts it
+ * back after; the checkpoint restores to its instant. */
+static void test_checkpoint_with_direct_io_on_saves_with_it_off_and_puts_it_back(void **state)
+{
+	struct hvm_opts o = { .name = "dio", .ndisks = 1, .disk_format = HVM_QCOW2 };
+	struct hvm *vm = boot(o);
+	json_t *params = NULL, *rec;
+
+	registry_add(hvm_name(vm), hvm_qmp_path(vm), NULL);
+	assert_int_equal(hvm_qmp(vm, "migrate-set-parameters",
+				 json_pack("{s:b}", "direct-io", 1), NULL), 0);
+	rec = checkpoint_ok(hvm_name(vm), "live", "dio", NULL);
+	assert_non_null(json_object_get(rec, "MemoryState"));
+	assert_int_equal(hvm_qmp(vm, "query-migrate-parameters", NULL, &params), 0);
+	assert_true(json_is_true(json_object_get(params, "direct-io")));
+	json_decref(params);
+	restore_and_check(rec, o);
+	json_decref(rec);
+	hvm_free(vm);
+}
+
 /* A guest that dirties memory faster than it is saved still gets its
  * checkpoint: after QCKPT_LIVE_MAX_PASSES passes qckpt stops it to finish,
  * says so, and the result is as whole as any other.
@@ -2388,6 +2412,7 @@ int main(void)
 		cmocka_unit_test(test_throttle_limit_prepares_every_vm_and_queues_only_the_saves),
 		cmocka_unit_test(test_progress_json_lines_follow_the_phases_with_qemus_growing_byte_counts),
 		cmocka_unit_test(test_progress_line_is_live_on_a_terminal_and_absent_on_a_pipe),
+		cmocka_unit_test(test_checkpoint_with_direct_io_on_saves_with_it_off_and_puts_it_back),
 	};
 	int failed;
 

@@ -528,6 +528,40 @@ static void test_qmp_monitors_are_dropped_and_the_guest_renamed_for_another_vm(v
 	cmdline_free(&c);
 }
 
+/* A launch whose process exited but was never reaped (a zombie: this
+ * container's init does not reap orphans such as a restored QEMU) keeps
+ * its pid and start time in /proc, and still is not running. */
+static void test_launch_is_not_running_once_its_process_is_a_zombie(void **state)
+{
+	int fds[2];
+	char c;
+	long long start;
+	siginfo_t si;
+	json_t *cl;
+	pid_t child;
+
+	assert_int_equal(pipe(fds), 0);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		close(fds[1]);
+		_exit(read(fds[0], &c, 1) < 0); /* until the parent lets go */
+	}
+	close(fds[0]);
+	start = proc_start_time((long)child);
+	assert_true(start > 0);
+	cl = json_pack("{s:I, s:I}", "Pid", (json_int_t)child, "StartTime", (json_int_t)start);
+	assert_int_equal(cmdline_launch_is_running(cl), 1);
+	close(fds[1]);
+	/* exited, not reaped (WNOWAIT): a zombie with the same start time */
+	assert_int_equal(waitid(P_PID, (id_t)child, &si, WEXITED | WNOWAIT), 0);
+	assert_true(proc_start_time((long)child) == start);
+	assert_int_equal(proc_is_zombie((long)child), 1);
+	assert_int_equal(cmdline_launch_is_running(cl), 0);
+	assert_int_equal(waitpid(child, NULL, 0), child);
+	json_decref(cl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -547,6 +581,7 @@ int main(void)
 		cmocka_unit_test(test_absolute_paths_and_quoting),
 		cmocka_unit_test(test_chain_checks_headers_against_the_catalog),
 		cmocka_unit_test(test_launch_is_running_means_same_pid_and_start_time),
+		cmocka_unit_test(test_launch_is_not_running_once_its_process_is_a_zombie),
 	};
 	int rc;
 

@@ -378,6 +378,28 @@ static void test_run_refuses_another_guest_name(void **state)
 	free(name);
 }
 
+/* `qckpt restore` starts run while the old QEMU still quits and holds it
+ * on a pipe (QCKPT_RESTORE_HOLD_FD); a restore that ends without saying
+ * go leaves nothing started: run says so and exits 1. */
+static void test_run_held_by_a_restore_that_gives_up_starts_nothing(void **state)
+{
+	char *name = fmt("held%d", ++serial), fdtext[16];
+	int fds[2];
+	struct run r;
+
+	assert_int_equal(pipe(fds), 0); /* inherited by run: no O_CLOEXEC */
+	close(fds[1]);                  /* the restore is gone */
+	snprintf(fdtext, sizeof fdtext, "%d", fds[0]);
+	setenv("QCKPT_RESTORE_HOLD_FD", fdtext, 1);
+	r = qckpt("run", "--dir", catalog_dir, name, "--", harness_qemu(), "-nodefaults",
+		  "-display", "none", NULL);
+	unsetenv("QCKPT_RESTORE_HOLD_FD");
+	close(fds[0]);
+	assert_refused(&r, 1, name, "ended before the old QEMU had exited; QEMU was not started");
+	run_free(&r);
+	free(name);
+}
+
 /* A record of NAME's catalog whose disk drv0 froze FROZEN (checkpoint
  * "before-upgrade"), as a restore by hand leaves it: not in vm.json's chain. */
 static void fake_record(const char *name, const char *frozen)
@@ -679,6 +701,7 @@ int main(void)
 		cmocka_unit_test(test_dry_run_shows_the_rewritten_command),
 		cmocka_unit_test(test_run_refuses_a_missing_overlay_or_a_wrong_backing_file),
 		cmocka_unit_test(test_run_refuses_another_guest_name),
+		cmocka_unit_test(test_run_held_by_a_restore_that_gives_up_starts_nothing),
 		cmocka_unit_test(test_run_refuses_disks_it_cannot_place_and_force_launches_anyway),
 		cmocka_unit_test(test_run_refuses_a_frozen_image_opened_writable),
 		cmocka_unit_test(test_snapshot_on_a_frozen_image_boots_and_leaves_it_unchanged),
