@@ -75,6 +75,8 @@ void debug_qmp(const char *vm, char dir, const char *text, unsigned long len)
 	/* Strip QMP's trailing CRLF so each message is exactly one line. */
 	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
 		len--;
+	if (log_before_output != NULL)
+		log_before_output();
 	fprintf(stderr, "%s.%06ld %s %c %.*s\n", stamp, (long)tv.tv_usec,
 		vm ? vm : "-", dir, (int)len, text);
 }
