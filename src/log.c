@@ -85,6 +85,8 @@ void debug_vm(const char *vm, uint64_t start_ns, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	if (log_before_output != NULL)
+		log_before_output();
 	fprintf(stderr, "%s %s * +%.1f ms %s\n", stamp, vm ? vm : "-",
 		(double)(uv_hrtime() - start_ns) / 1e6, msg);
 }
@@ -99,5 +101,7 @@ void debug_qmp(const char *vm, char dir, const char *text, unsigned long len)
 	/* Strip QMP's trailing CRLF so each message is exactly one line. */
 	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
 		len--;
+	if (log_before_output != NULL)
+		log_before_output();
 	fprintf(stderr, "%s %s %c %.*s\n", stamp, vm ? vm : "-", dir, (int)len, text);
 }
