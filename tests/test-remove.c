@@ -488,6 +488,15 @@ static json_t *records(struct rvm *vm)
 	return list;
 }
 
+static size_t count_records(struct rvm *vm)
+{
+	json_t *list = records(vm);
+	size_t n = json_array_size(list);
+
+	json_decref(list);
+	return n;
+}
+
 static json_t *record_by_id(struct rvm *vm, const char *id)
 {
 	json_t *list = records(vm), *x, *found = NULL;
@@ -704,7 +713,7 @@ static void test_remove_middle_newest_two_children_and_oldest(void **state)
 	views_unchanged(vm);
 	assert_true(exists(jstr(rec_disk(o, 0), "CheckpointImage")));
 	guest_goes_on(vm);
-	assert_int_equal(json_array_size(records(vm)), 1);
+	assert_int_equal(count_records(vm), 1);
 	now = record_by_id(vm, jstr(c, "Id"));
 	assert_true(json_is_null(json_object_get(now, "ParentCheckpointId")));
 	restore_ok(vm, now, "C");
@@ -730,7 +739,7 @@ static void test_remove_including_children_takes_the_subtree(void **state)
 	ticks(vm, 1);
 	json_decref(checkpoint_ok(vm->name, save_mode(), "C", NULL));
 	remove_ok(vm, "A", "--including-children");
-	assert_int_equal(json_array_size(records(vm)), 0);
+	assert_int_equal(count_records(vm), 0);
 	assert_int_equal(chain_length(vm), 1);
 	guest_goes_on(vm);
 	d = checkpoint_ok(vm->name, save_mode(), "D", NULL);
@@ -806,7 +815,7 @@ static void test_remove_on_a_paused_vm(void **state)
 		assert_non_null(strstr(r.err, "inactive"));
 		assert_int_equal(count_lines(r.err), 1);
 		run_free(&r);
-		assert_int_equal(json_array_size(records(vm)), 2);
+		assert_int_equal(count_records(vm), 2);
 		r = qckpt("qmp", vm->name, "cont", NULL);
 		run_free(&r);
 		r = qckpt("qmp", vm->name, "stop", NULL);
@@ -893,7 +902,7 @@ static void test_remove_killed_mid_merge_finishes_when_run_again(void **state)
 	views_unchanged(vm);
 	remove_ok(vm, "B", NULL);
 	views_unchanged(vm);
-	assert_int_equal(json_array_size(records(vm)), 2);
+	assert_int_equal(count_records(vm), 2);
 	guest_goes_on(vm);
 	restore_ok(vm, a, "A");
 	free(journal);
@@ -918,7 +927,7 @@ static void test_remove_refuses_an_unknown_checkpoint_in_one_line(void **state)
 	assert_int_equal(r.status, 0);
 	assert_non_null(strstr(r.out, "What if: Performing operation \"Remove\""));
 	run_free(&r);
-	assert_int_equal(json_array_size(records(vm)), 1);
+	assert_int_equal(count_records(vm), 1);
 	json_decref(a);
 	rvm_kill_all();
 }
@@ -941,8 +950,8 @@ static void test_two_vms_in_one_command(void **state)
 	assert_non_null(strstr(r.err, v1->name));
 	assert_non_null(strstr(r.err, v2->name));
 	run_free(&r);
-	assert_int_equal(json_array_size(records(v1)), 0);
-	assert_int_equal(json_array_size(records(v2)), 0);
+	assert_int_equal(count_records(v1), 0);
+	assert_int_equal(count_records(v2), 0);
 	assert_int_equal(chain_length(v1), 1);
 	assert_int_equal(chain_length(v2), 1);
 	guest_goes_on(v1);
