@@ -131,7 +131,7 @@ static void test_completion_offers_options_and_their_values(void **state)
 	assert_offers("qckpt checkpoint --error-action ", "continue\nstop\n");
 	assert_offers("qckpt list --t", "--tree\n");
 	assert_offers("qckpt stop --tu", "--turn-off\n");
-	assert_offers("qckpt export --co", "--compress\n");
+	assert_offers("qckpt export --co", "--compress\n--computer-name\n");
 	assert_offers("qckpt restore --fr", "--from\n");
 }
 
