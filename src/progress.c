@@ -308,7 +308,7 @@ static void on_tick(uv_timer_t *timer)
 void progress_start(struct progress *p, uv_loop_t *loop, const char *vm)
 {
 	memset(p, 0, sizeof *p);
-	p->done = p->total = p->remaining = -1;
+	p->done = p->total = p->remaining = p->sampled_done = -1;
 	p->rate = -1;
 	p->fd = -1;
 	p->phase = "starting";
@@ -338,7 +338,7 @@ void progress_phase(struct progress *p, const char *phase)
 		return;
 	p->phase = phase;
 	p->source = PROGRESS_SRC_NONE;
-	p->done = p->total = p->remaining = -1;
+	p->done = p->total = p->remaining = p->sampled_done = -1;
 	p->rate = -1;
 	emit(p, 1);
 }
@@ -359,6 +359,24 @@ void progress_watch_job(struct progress *p, qmp_client *qmp, const char *job_id)
 	p->job_id = job_id;
 	p->done = p->total = p->remaining = -1;
 	p->rate = -1;
+}
+
+void progress_count(struct progress *p, long long done, long long total)
+{
+	uint64_t now = mono_ms();
+
+	/* the rate over at least a tick: qemu-img's percent moves in steps */
+	if (p->sampled_done < 0 || done < p->sampled_done) {
+		p->sampled_done = done;
+		p->sampled_ms = now;
+	} else if (now >= p->sampled_ms + PROGRESS_TICK_MS) {
+		p->rate = (double)(done - p->sampled_done) * 1000.0 / (double)(now - p->sampled_ms);
+		p->sampled_done = done;
+		p->sampled_ms = now;
+	}
+	p->done = done;
+	p->total = total;
+	p->remaining = total >= done ? total - done : -1;
 }
 
 static void board_remove(struct progress *p)

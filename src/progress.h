@@ -78,7 +78,9 @@ struct progress {
 	qmp_client *qmp;        /* where query-migrate goes */
 	int fd;                 /* INCOMING: our end of QEMU's memory fd */
 	const char *job_id;     /* BLOCKJOB: the job's id (the owner's) */
-	uint64_t sampled_ms;    /* INCOMING, BLOCKJOB: when done was read */
+	uint64_t sampled_ms;    /* INCOMING, BLOCKJOB: when done was read;
+				 * progress_count: when sampled_done was */
+	long long sampled_done; /* progress_count: done at sampled_ms */
 	int query_out;          /* a query-migrate not answered yet */
 	int timer_open;
 	uv_timer_t timer;
@@ -100,6 +102,10 @@ void progress_watch(struct progress *p, enum progress_source source,
  * (query-jobs; JOB_ID is the caller's and outlives the phase).  Its
  * units are QEMU's: bytes for commit and stream. */
 void progress_watch_job(struct progress *p, qmp_client *qmp, const char *job_id);
+/* Figures the owner got elsewhere (export: qemu-img -p's percent of a
+ * disk's virtual size), shown at the next tick; the rate is their
+ * change between two calls.  Until the next phase. */
+void progress_count(struct progress *p, long long done, long long total);
 /* Ask QEMU now rather than at the next tick (the save just went active:
  * a save shorter than a tick still gets its figures). */
 void progress_poke(struct progress *p);
