@@ -566,6 +566,7 @@ static void enter_write(struct export *e)
 {
 	json_t *record = export_record(e), *command = export_command(e);
 
+	task_phase(&e->task, "recording");
 	if (write_text(e, EXPORT_RECORD, json_text(record)) == 0 &&
 	    (command == NULL || write_text(e, EXPORT_COMMAND, json_text(command)) == 0))
 		write_text(e, EXPORT_README, readme_text(e, command));

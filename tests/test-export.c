@@ -759,12 +759,14 @@ static void start_with_plain_qemu(struct rvm *vm, json_t *rec, const char *dir, 
 }
 
 /* --progress=json on stderr (qckpt(1) PROGRESS): "checking", "copying
- * disks", "copying memory" if the disks finish first, "done" last, in
- * that order; figures only while the disks are copied (qemu-img -p's
+ * disks", "copying memory" if the disks finish first, "recording", "done"
+ * last, in that order; figures only while the disks are copied (qemu-img -p's
  * percent of their virtual sizes), done never over total. */
 static void check_export_progress(const char *vm, const char *err)
 {
-	static const char *const order[] = { "checking", "copying disks", "copying memory", "done" };
+	static const char *const order[] = {
+		"checking", "copying disks", "copying memory", "recording", "done",
+	};
 	size_t next = 0, seen = 0;
 
 	for (const char *p = err; *p != '\0';) {
@@ -776,9 +778,9 @@ static void check_export_progress(const char *vm, const char *err)
 			json_t *done = json_object_get(o, "BytesDone");
 
 			assert_string_equal(jstr(o, "VMName"), vm);
-			while (next < 4 && strcmp(order[next], phase) != 0)
+			while (next < 5 && strcmp(order[next], phase) != 0)
 				next++;
-			if (next == 4)
+			if (next == 5)
 				fail_msg("export phase '%s' out of order: %s", phase, err);
 			if (json_is_integer(done)) {
 				assert_string_equal(phase, "copying disks");
@@ -790,8 +792,8 @@ static void check_export_progress(const char *vm, const char *err)
 		}
 		p += len + (p[len] == '\n');
 	}
-	if ((seen & 0x3) != 0x3 || next != 3)
-		fail_msg("export progress without checking, copying disks and done last: %s", err);
+	if ((seen & 0xb) != 0xb || next != 4)
+		fail_msg("export progress without checking, copying disks, recording and done last: %s", err);
 }
 
 static void test_export_of_a_running_vm_starts_with_plain_qemu_and_as_a_new_vm(void **state)

@@ -1160,6 +1160,7 @@ int main(void)
 		T(test_remove_middle_newest_two_children_and_oldest),
 		T(test_remove_on_a_paused_vm),
 		T(test_remove_killed_mid_merge_finishes_when_run_again),
+		T(test_remove_progress_json_shows_the_merge_with_qemus_figures),
 	};
 
 	if (rc != 0)
