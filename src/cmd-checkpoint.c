@@ -350,7 +350,8 @@ static int cmd_checkpoint_exec(int argc, char **argv)
 	registry_free(&reg); /* the jobs borrowed it */
 	/* Retention after the checkpoints that were made (not after Ctrl-C). */
 	if (c.keep > 0 && c.done.n > 0 && !c.stopping &&
-	    remove_prune(&c.done, c.keep, 0, c.jobs_cmd.stop_on_error) != EXIT_ALL_OK)
+	    remove_prune(&c.done, c.keep, 0, c.jobs_cmd.stop_on_error,
+			 c.jobs_cmd.progress) != EXIT_ALL_OK)
 		rc = EXIT_SOME_FAILED;
 	vm_names_free(&c.done);
 	cmd_jobs_free(&c.jobs_cmd);

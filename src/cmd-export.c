@@ -19,7 +19,7 @@ static int cmd_export_exec(int argc, char **argv);
 const struct cmd_entry cmd_export_entry = {
 	.name = "export",
 	.alias = NULL,
-	.usage = "[--compress] NAME CHECKPOINT DIR",
+	.usage = "[--compress] [--progress=auto|none|json] NAME CHECKPOINT DIR",
 	.summary = "copy a checkpoint to a directory: flattened disks, memory, command line",
 	.exec = cmd_export_exec,
 	.flags = CMD_F_REMOTE,
@@ -27,6 +27,7 @@ const struct cmd_entry cmd_export_entry = {
 
 enum {
 	OPT_COMPRESS = OPT_COMMON_LAST,
+	OPT_PROGRESS,
 };
 
 struct export_cmd {
@@ -55,20 +56,25 @@ static int cmd_export_exec(int argc, char **argv)
 	static const struct option longopts[] = {
 		CMD_COMMON_LONG,
 		{ "compress", no_argument, NULL, OPT_COMPRESS },
+		{ "progress", required_argument, NULL, OPT_PROGRESS },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct export_cmd c = { 0 };
 	struct rec_target t;
 	json_t *state;
 	int opt, compress = 0, rc;
+	enum progress_output progress = PROGRESS_AUTO;
 
 	optind = 1;
 	while ((opt = cmd_getopt(&cmd_export_entry, argc, argv, CMD_COMMON_SHORT, longopts)) != -1) {
 		if (opt == CMD_OPT_HELP)
 			return EXIT_ALL_OK;
-		if (opt != OPT_COMPRESS)
+		if (opt == OPT_PROGRESS && progress_parse(optarg, &progress) < 0)
+			return error("--progress: auto, none or json, not '%s'", optarg), EXIT_USAGE;
+		else if (opt == OPT_COMPRESS)
+			compress = 1;
+		else if (opt != OPT_PROGRESS)
 			return cmd_usage(&cmd_export_entry);
-		compress = 1;
 	}
 	if (argc - optind != 3)
 		return cmd_usage(&cmd_export_entry);
@@ -85,6 +91,7 @@ static int cmd_export_exec(int argc, char **argv)
 	uv_signal_start(&c.sigint, on_signal, SIGINT);
 	uv_signal_start(&c.sigterm, on_signal, SIGTERM);
 	c.e.data = &c;
+	progress_board_open(progress);
 	if (export_start(&c.e, &c.loop, t.vm, t.record, state, argv[optind + 2], compress,
 			 on_export_done) < 0) {
 		on_export_done(&c.e);
@@ -103,6 +110,7 @@ static int cmd_export_exec(int argc, char **argv)
 	}
 	uv_run(&c.loop, UV_RUN_DEFAULT);
 	uv_loop_close(&c.loop);
+	progress_board_close();
 	export_free(&c.e);
 	json_decref(state);
 	rec_target_close(&t);

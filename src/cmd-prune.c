@@ -33,6 +33,7 @@ enum {
 	OPT_AS_JOB,
 	OPT_KEEP,
 	OPT_OLDER,
+	OPT_PROGRESS,
 };
 
 int remove_parse_duration(const char *text, int64_t *ms)
@@ -62,7 +63,7 @@ int remove_parse_duration(const char *text, int64_t *ms)
 }
 
 int remove_prune(const struct vm_names *names, long keep, int64_t older_than_ms,
-		 int stop_on_error)
+		 int stop_on_error, enum progress_output progress)
 {
 	struct remove **rs = xcalloc(names->n + 1, sizeof *rs);
 	struct registry reg;
@@ -86,7 +87,7 @@ int remove_prune(const struct vm_names *names, long keep, int64_t older_than_ms,
 		rs[n++] = r;
 	}
 	registry_free(&reg);
-	rc = n > 0 ? remove_run_all(rs, n, stop_on_error) : EXIT_ALL_OK;
+	rc = n > 0 ? remove_run_all(rs, n, stop_on_error, progress) : EXIT_ALL_OK;
 	for (size_t i = 0; i < n; i++)
 		remove_free(rs[i]);
 	free(rs);
@@ -103,12 +104,14 @@ static int cmd_prune_exec(int argc, char **argv)
 		{ "as-job", no_argument, NULL, OPT_AS_JOB },
 		{ "keep", required_argument, NULL, OPT_KEEP },
 		{ "older-than", required_argument, NULL, OPT_OLDER },
+		{ "progress", required_argument, NULL, OPT_PROGRESS },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vm_names names = { 0 };
 	long keep = -1;
 	int64_t older = 0;
 	int opt, whatif = 0, as_job = 0, stop = 0, rc = 0;
+	enum progress_output progress = PROGRESS_AUTO;
 
 	optind = 1;
 	while (rc == 0 && (opt = cmd_getopt(&cmd_prune_entry, argc, argv, CMD_COMMON_SHORT "n:", longopts)) != -1) {
@@ -124,6 +127,10 @@ static int cmd_prune_exec(int argc, char **argv)
 			break;
 		case OPT_WHATIF: whatif = 1; break;
 		case OPT_AS_JOB: as_job = 1; break;
+		case OPT_PROGRESS:
+			if (progress_parse(optarg, &progress) < 0)
+				rc = error("--progress: auto, none or json, not '%s'", optarg);
+			break;
 		case OPT_KEEP:
 			if (parse_long(optarg, 0, 1000000, &keep) < 0)
 				rc = error("--keep: a count of checkpoints (0 or more), not '%s'", optarg);
@@ -169,7 +176,7 @@ static int cmd_prune_exec(int argc, char **argv)
 			return detached > 0 ? EXIT_ALL_OK : EXIT_USAGE;
 		}
 	}
-	rc = remove_prune(&names, keep, older, stop);
+	rc = remove_prune(&names, keep, older, stop, progress);
 	if (as_job)
 		rc = asjob_finish(rc);
 	vm_names_free(&names);

@@ -34,6 +34,7 @@ enum {
 	OPT_CONFIRM,
 	OPT_AS_JOB,
 	OPT_CHILDREN,
+	OPT_PROGRESS,
 };
 
 /* ---- running (shared with prune and checkpoint --keep) ------------------- */
@@ -103,7 +104,8 @@ static void on_signal(uv_signal_t *handle, int signum)
 		remove_interrupt(c->rs[i]);
 }
 
-int remove_run_all(struct remove **rs, size_t n, int stop_on_error)
+int remove_run_all(struct remove **rs, size_t n, int stop_on_error,
+		   enum progress_output progress)
 {
 	struct remove_run c = { .rs = rs, .n = n, .stop_on_error = stop_on_error };
 
@@ -114,6 +116,7 @@ int remove_run_all(struct remove **rs, size_t n, int stop_on_error)
 	uv_signal_start(&c.sigint, on_signal, SIGINT);
 	uv_signal_start(&c.sigterm, on_signal, SIGTERM);
 	c.running = n;
+	progress_board_open(progress);
 	for (size_t i = 0; i < n; i++) {
 		rs[i]->data = &c;
 		remove_start(rs[i], &c.loop, on_remove_done);
@@ -121,6 +124,7 @@ int remove_run_all(struct remove **rs, size_t n, int stop_on_error)
 	maybe_close(&c);
 	uv_run(&c.loop, UV_RUN_DEFAULT);
 	uv_loop_close(&c.loop);
+	progress_board_close();
 	return c.failed ? EXIT_SOME_FAILED : EXIT_ALL_OK;
 }
 
@@ -155,6 +159,7 @@ struct remove_cmd {
 	struct vm_names names;
 	const char *checkpoint;
 	int whatif, confirm, as_job, children, stop_on_error;
+	enum progress_output progress;
 };
 
 static int parse_options(struct remove_cmd *c, int argc, char **argv)
@@ -168,6 +173,7 @@ static int parse_options(struct remove_cmd *c, int argc, char **argv)
 		{ "error-action", required_argument, NULL, OPT_ERROR_ACTION },
 		{ "as-job", no_argument, NULL, OPT_AS_JOB },
 		{ "including-children", no_argument, NULL, OPT_CHILDREN },
+		{ "progress", required_argument, NULL, OPT_PROGRESS },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt, named = 0;
@@ -186,6 +192,10 @@ static int parse_options(struct remove_cmd *c, int argc, char **argv)
 		case OPT_CONFIRM: c->confirm = 1; break;
 		case OPT_AS_JOB: c->as_job = 1; break;
 		case OPT_CHILDREN: c->children = 1; break;
+		case OPT_PROGRESS:
+			if (progress_parse(optarg, &c->progress) < 0)
+				return error("--progress: auto, none or json, not '%s'", optarg);
+			break;
 		case OPT_ERROR_ACTION:
 			if (strcmp(optarg, "stop") != 0 && strcmp(optarg, "continue") != 0)
 				return error("--error-action: continue or stop, not '%s'", optarg);
@@ -271,7 +281,7 @@ static int cmd_remove_exec(int argc, char **argv)
 			goto out;
 		}
 	}
-	rc = n > 0 ? remove_run_all(rs, n, c.stop_on_error) : EXIT_ALL_OK;
+	rc = n > 0 ? remove_run_all(rs, n, c.stop_on_error, c.progress) : EXIT_ALL_OK;
 	if (some_unknown)
 		rc = EXIT_SOME_FAILED;
 	if (c.as_job)

@@ -9,8 +9,8 @@
  * qemu-img runs as libuv child processes with -U (force-share): the frozen
  * images sit under the running VM's overlays, which QEMU holds open, and
  * never change, so reading them while the VM runs is safe and the VM is
- * not paused.  On a terminal qemu-img's -p progress becomes one stderr
- * line.  Every file written is removed again when anything fails.
+ * not paused.  The progress board (progress.h) gets qemu-img -p's percent
+ * of each disk's virtual size, summed.  Every file written is removed again when anything fails.
  */
 #include <errno.h>
 #include <dirent.h>
@@ -102,6 +102,28 @@ static int check_dir(struct export *e)
 	return 0;
 }
 
+/* The disk's size as the guest sees it: a qcow2 header's size field
+ * (big-endian at byte 24), else the file's size; -1 unknown. */
+static long long virtual_size(const char *image, const char *format)
+{
+	unsigned char h[32];
+	struct stat st;
+	long long size = 0;
+	FILE *f;
+
+	if (strcmp(format, "qcow2") != 0)
+		return stat(image, &st) == 0 ? (long long)st.st_size : -1;
+	f = fopen(image, "rb");
+	if (f == NULL)
+		return -1;
+	if (fread(h, 1, sizeof h, f) != sizeof h || memcmp(h, "QFI\xfb", 4) != 0)
+		size = -1;
+	fclose(f);
+	for (int i = 24; size >= 0 && i < 32; i++)
+		size = (long long)((unsigned long long)size << 8 | h[i]);
+	return size;
+}
+
 static int check_files(struct export *e)
 {
 	json_t *rd, *mem = json_object_get(e->record, "MemoryState");
@@ -128,6 +150,7 @@ static int check_files(struct export *e)
 		if (img == NULL || stat(img, &st) < 0 || !S_ISREG(st.st_mode))
 			return fail(e, -ENOENT, "disk %s: the checkpoint's image %s is missing; nothing exported",
 				    d->device, img ? img : "(none recorded)"), -1;
+		d->size = virtual_size(img, d->format);
 	}
 	if (mem == NULL)
 		return 0;
@@ -147,23 +170,31 @@ static int check_files(struct export *e)
 
 /* ---- copying ------------------------------------------------------------ */
 
-static void show_progress(struct export *e, int final)
+/* The board's figures: each disk's percent of its virtual size, summed
+ * (none while a size is unknown); the memory copy has no figures of its
+ * own and comes after the disks on the board. */
+static void show_progress(struct export *e)
 {
-	char line[512];
-	size_t used = 0;
+	long long done = 0, total = 0;
+	int copying = 0;
 
-	if (!e->progress || (!final && mono_ms() - e->last_progress_ms < 200))
-		return;
-	e->last_progress_ms = mono_ms();
-	used += (size_t)snprintf(line, sizeof line, "\rqckpt: %s: exporting", e->vm);
-	for (size_t i = 0; i < e->ndisks && used < sizeof line; i++)
-		used += (size_t)snprintf(line + used, sizeof line - used, "%s %s %.0f%%",
-					 i ? "," : "", e->disks[i].device, e->disks[i].percent);
-	if (e->memory_path != NULL && used < sizeof line)
-		snprintf(line + used, sizeof line - used, ", memory %s",
-			 e->memory_done ? "copied" : "copying");
-	fprintf(stderr, "%s%s", line, final ? "\n" : "");
-	fflush(stderr);
+	for (size_t i = 0; i < e->ndisks; i++) {
+		struct export_disk *d = &e->disks[i];
+
+		copying |= !d->exited;
+		if (d->size < 0 || total < 0) {
+			total = -1;
+			continue;
+		}
+		total += d->size;
+		done += (long long)((double)d->size * d->percent / 100.0);
+	}
+	if (copying) {
+		if (total >= 0)
+			progress_count(&e->prog, done, total);
+	} else if (e->memory_path != NULL && !e->memory_done) {
+		task_phase(&e->task, "copying memory");
+	}
 }
 
 static void on_out_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
@@ -195,7 +226,7 @@ static void on_out_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		d->percent = strtod(p + 1, NULL);
 		d->len = 0;
 	}
-	show_progress(e, 0);
+	show_progress(e);
 }
 
 static void on_convert_exit(uv_process_t *proc, int64_t status, int signum)
@@ -211,6 +242,8 @@ static void on_convert_exit(uv_process_t *proc, int64_t status, int signum)
 		     d->device, d->image, d->path, signum ? "signal" : "exit", signum ? signum : (int)status);
 	else
 		d->percent = 100;
+	d->exited = 1;
+	show_progress(e);
 	uv_close((uv_handle_t *)proc, NULL);
 	task_arrived(&e->task);
 }
@@ -281,7 +314,6 @@ static void on_memory_copied(uv_fs_t *req)
 	else
 		e->memory_done = 1;
 	uv_fs_req_cleanup(req);
-	show_progress(e, 0);
 	task_arrived(&e->task);
 }
 
@@ -290,6 +322,7 @@ static void enter_copy(struct export *e)
 	const char *mpath = json_string_value(json_object_get(json_object_get(e->record, "MemoryState"), "Path"));
 	int rc;
 
+	task_phase(&e->task, "copying disks");
 	for (size_t i = 0; i < e->ndisks; i++) {
 		e->disks[i].path = xasprintf("%s/%s", e->dir, e->disks[i].file);
 		if (spawn_convert(e, &e->disks[i]) < 0)
@@ -533,7 +566,7 @@ static void enter_write(struct export *e)
 {
 	json_t *record = export_record(e), *command = export_command(e);
 
-	show_progress(e, 1);
+	task_phase(&e->task, "recording");
 	if (write_text(e, EXPORT_RECORD, json_text(record)) == 0 &&
 	    (command == NULL || write_text(e, EXPORT_COMMAND, json_text(command)) == 0))
 		write_text(e, EXPORT_README, readme_text(e, command));
@@ -621,12 +654,17 @@ int export_start(struct export *e, uv_loop_t *loop, const char *vm,
 		e->dir = cmdline_absolute(cwd, dir);
 	}
 	e->compress = compress;
-	e->progress = isatty(STDERR_FILENO) && !log_quiet;
 	e->on_done = on_done;
 	e->start_ms = mono_ms();
 	task_init(&e->task, loop, vm, &export_ops, e);
-	if (check_files(e) < 0 || check_dir(e) < 0)
+	progress_start(&e->prog, loop, vm);
+	e->task.progress = &e->prog;
+	e->progress = e->prog.board != NULL;
+	task_phase(&e->task, "checking");
+	if (check_files(e) < 0 || check_dir(e) < 0) {
+		progress_finish(&e->prog, "failed");
 		return -1;
+	}
 	e->state = EXPORT_COPY;
 	enter_copy(e);
 	task_wait(&e->task);
@@ -654,5 +692,6 @@ void export_free(struct export *e)
 	}
 	free(e->disks);
 	free(e->memory_path);
+	progress_free(&e->prog);
 	free(e->dir);
 }

@@ -47,7 +47,8 @@ struct export_disk {
 	char buf[256];
 	size_t len;
 	double percent;
-	int written;
+	long long size;                /* virtual size, bytes; -1 unknown */
+	int written, exited;
 };
 
 struct export {
@@ -59,7 +60,8 @@ struct export {
 	char *dir;             /* absolute */
 	int made_dir;
 	int compress;
-	int progress;          /* show qemu-img's progress on stderr */
+	int progress;          /* someone watches: qemu-img -p, read */
+	struct progress prog;  /* what the user sees (progress.h) */
 	json_t *record;        /* the checkpoint (new reference) */
 	json_t *vmstate;       /* the VM's vm.json */
 	struct export_disk *disks;
@@ -67,10 +69,12 @@ struct export {
 	uv_fs_t copy_req;
 	char *memory_path;     /* DIR/memory.state, or NULL */
 	int memory_written, memory_done;
-	uint64_t start_ms, last_progress_ms;
+	uint64_t start_ms;
 	void (*on_done)(struct export *e);
 };
 
+/* The process's progress board (progress.h) must be open: the export's
+ * row goes on it ("checking", "copying disks", "copying memory"). */
 /*
  * Check what the export needs (RECORD's files, DIR absent or empty) and
  * start it on LOOP; on_done once with e->task.error_status.  RECORD and

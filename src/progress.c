@@ -217,6 +217,38 @@ static void on_query_migrate(qmp_client *client, int status, json_t *result,
 	emit(p, 0);
 }
 
+/* query-jobs: the figures of the job P waits for.  The rate is the
+ * change of current-progress over the time between two replies. */
+static void on_query_jobs(qmp_client *client, int status, json_t *result,
+			  const struct qmp_error *qerr, void *arg)
+{
+	struct progress *p = arg;
+	json_t *job;
+	size_t i;
+
+	p->query_out = 0;
+	if (p->finished || status != 0 || p->source != PROGRESS_SRC_BLOCKJOB ||
+	    p->job_id == NULL)
+		return;
+	json_array_foreach(result, i, job) {
+		const char *id = json_string_value(json_object_get(job, "id"));
+		long long cur = ram_field(job, "current-progress");
+		long long tot = ram_field(job, "total-progress");
+		uint64_t now = mono_ms();
+
+		if (id == NULL || strcmp(id, p->job_id) != 0 || cur < 0 || tot < 0)
+			continue;
+		if (p->done >= 0 && now > p->sampled_ms && cur >= p->done)
+			p->rate = (double)(cur - p->done) * 1000.0 / (double)(now - p->sampled_ms);
+		p->sampled_ms = now;
+		p->done = cur;
+		p->total = tot;
+		p->remaining = tot >= cur ? tot - cur : -1;
+		emit(p, 0);
+		return;
+	}
+}
+
 /* An incoming stream read from a file through the fd QEMU shares with
  * us: the file offset is how far QEMU has read (mapped-ram reads with
  * pread and leaves it at 0: unknown then).  The rate is that offset's
@@ -240,12 +272,15 @@ static void read_incoming_offset(struct progress *p)
  * back.  0 when sent. */
 static int ask_qemu(struct progress *p)
 {
-	if (p->source != PROGRESS_SRC_MIGRATE || p->qmp == NULL ||
+	int jobs = p->source == PROGRESS_SRC_BLOCKJOB;
+
+	if ((p->source != PROGRESS_SRC_MIGRATE && !jobs) || p->qmp == NULL ||
 	    p->qmp->state != QMP_STATE_READY)
 		return -1;
 	if (!p->query_out)
-		p->query_out = qmp_client_execute_ex(p->qmp, "query-migrate", NULL, -1,
-						     2000, on_query_migrate, p) == 0;
+		p->query_out = qmp_client_execute_ex(p->qmp, jobs ? "query-jobs" : "query-migrate",
+						     NULL, -1, 2000,
+						     jobs ? on_query_jobs : on_query_migrate, p) == 0;
 	return 0;
 }
 
@@ -273,7 +308,7 @@ static void on_tick(uv_timer_t *timer)
 void progress_start(struct progress *p, uv_loop_t *loop, const char *vm)
 {
 	memset(p, 0, sizeof *p);
-	p->done = p->total = p->remaining = -1;
+	p->done = p->total = p->remaining = p->sampled_done = -1;
 	p->rate = -1;
 	p->fd = -1;
 	p->phase = "starting";
@@ -303,7 +338,7 @@ void progress_phase(struct progress *p, const char *phase)
 		return;
 	p->phase = phase;
 	p->source = PROGRESS_SRC_NONE;
-	p->done = p->total = p->remaining = -1;
+	p->done = p->total = p->remaining = p->sampled_done = -1;
 	p->rate = -1;
 	emit(p, 1);
 }
@@ -315,6 +350,33 @@ void progress_watch(struct progress *p, enum progress_source source,
 	p->qmp = qmp;
 	p->fd = fd;
 	p->total = total;
+}
+
+void progress_watch_job(struct progress *p, qmp_client *qmp, const char *job_id)
+{
+	p->source = PROGRESS_SRC_BLOCKJOB;
+	p->qmp = qmp;
+	p->job_id = job_id;
+	p->done = p->total = p->remaining = -1;
+	p->rate = -1;
+}
+
+void progress_count(struct progress *p, long long done, long long total)
+{
+	uint64_t now = mono_ms();
+
+	/* the rate over at least a tick: qemu-img's percent moves in steps */
+	if (p->sampled_done < 0 || done < p->sampled_done) {
+		p->sampled_done = done;
+		p->sampled_ms = now;
+	} else if (now >= p->sampled_ms + PROGRESS_TICK_MS) {
+		p->rate = (double)(done - p->sampled_done) * 1000.0 / (double)(now - p->sampled_ms);
+		p->sampled_done = done;
+		p->sampled_ms = now;
+	}
+	p->done = done;
+	p->total = total;
+	p->remaining = total >= done ? total - done : -1;
 }
 
 static void board_remove(struct progress *p)

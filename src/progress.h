@@ -14,6 +14,7 @@
  *  - json: one JSON object a line on stderr at every phase change and at
  *    every tick: {"Time","VMName","Phase","BytesDone","BytesTotal",
  *    "BytesPerSecond","SecondsLeft","ElapsedMs"};
+ *    (a merge's block job is asked with query-jobs instead);
  *  - otherwise nothing;
  *  - and in a --as-job process, the latest of every VM in the job's
  *    progress file (asjob_write_progress), which `qckpt job show` prints
@@ -61,6 +62,8 @@ enum progress_source {
 	PROGRESS_SRC_MIGRATE,   /* query-migrate's ram counters (a save) */
 	PROGRESS_SRC_INCOMING,  /* query-migrate on the destination, and the
 				 * offset QEMU reads the memory file at */
+	PROGRESS_SRC_BLOCKJOB,  /* query-jobs' current-progress and
+				 * total-progress of one block job (a merge) */
 };
 
 struct progress {
@@ -74,7 +77,10 @@ struct progress {
 	enum progress_source source;
 	qmp_client *qmp;        /* where query-migrate goes */
 	int fd;                 /* INCOMING: our end of QEMU's memory fd */
-	uint64_t sampled_ms;    /* INCOMING: when done was read */
+	const char *job_id;     /* BLOCKJOB: the job's id (the owner's) */
+	uint64_t sampled_ms;    /* INCOMING, BLOCKJOB: when done was read;
+				 * progress_count: when sampled_done was */
+	long long sampled_done; /* progress_count: done at sampled_ms */
 	int query_out;          /* a query-migrate not answered yet */
 	int timer_open;
 	uv_timer_t timer;
@@ -92,6 +98,14 @@ void progress_phase(struct progress *p, const char *phase);
  * FD: for INCOMING, the memory file's fd shared with QEMU, or -1. */
 void progress_watch(struct progress *p, enum progress_source source,
 		    qmp_client *qmp, int fd, long long total);
+/* During this phase the figures are block job JOB_ID's on QMP
+ * (query-jobs; JOB_ID is the caller's and outlives the phase).  Its
+ * units are QEMU's: bytes for commit and stream. */
+void progress_watch_job(struct progress *p, qmp_client *qmp, const char *job_id);
+/* Figures the owner got elsewhere (export: qemu-img -p's percent of a
+ * disk's virtual size), shown at the next tick; the rate is their
+ * change between two calls.  Until the next phase. */
+void progress_count(struct progress *p, long long done, long long total);
 /* Ask QEMU now rather than at the next tick (the save just went active:
  * a save shorter than a tick still gets its figures). */
 void progress_poke(struct progress *p);

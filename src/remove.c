@@ -593,6 +593,10 @@ static void start_job(struct remove *r, const char *command, json_t *args, int a
 	r->job_info = NULL;
 	/* remove_step waits for its "concluded" (job_concluded) */
 	task_send(&r->task, command, args, NULL);
+	/* the figures of the merge are the job's (query-jobs), asked at
+	 * once too: a small merge ends before the first tick */
+	progress_watch_job(&r->progress, &r->conn.qmp, r->job_id);
+	progress_poke(&r->progress);
 	remove_test_stop_at(r, "job");
 }
 
@@ -874,9 +878,24 @@ static enum remove_state remove_next(struct remove *r)
 	}
 }
 
+/* What the user sees of each state (progress.h). */
+static const char *remove_phase(enum remove_state state)
+{
+	switch (state) {
+	case RM_MERGE:      return "merging";
+	case RM_PLAN:
+	case RM_FIXUP:
+	case RM_DROP:       return "recording";
+	case RM_DEACTIVATE: return "finishing";
+	default:            return "checking";
+	}
+}
+
 static void remove_enter(struct remove *r, enum remove_state state)
 {
 	r->state = state;
+	if (state != RM_DONE)
+		task_phase(&r->task, remove_phase(state));
 	switch (state) {
 	case RM_CONNECT:    enter_connect(r); break;
 	case RM_PROBE:      enter_probe(r); break;
@@ -997,6 +1016,9 @@ void remove_start(struct remove *r, uv_loop_t *loop, void (*on_done)(struct remo
 	r->loop = loop;
 	r->on_done = on_done;
 	task_init(&r->task, loop, r->spec.vm, &remove_ops, r);
+	progress_start(&r->progress, loop, r->spec.vm);
+	r->task.progress = &r->progress;
+	task_phase(&r->task, "checking");
 	r->state = RM_FIND;
 	if (remove_find(r) < 0) {
 		task_finish(&r->task);
@@ -1029,5 +1051,6 @@ void remove_free(struct remove *r)
 	free(r->spec.expect_name);
 	free(r->spec.catalog_root);
 	free(r->spec.checkpoint);
+	progress_free(&r->progress);
 	free(r);
 }

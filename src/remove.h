@@ -97,6 +97,7 @@ struct remove {
 	void *data;
 	struct remove_spec spec;
 	struct task task;
+	struct progress progress; /* what the user sees (progress.h) */
 	enum remove_state state;
 	uv_loop_t *loop;
 
@@ -128,8 +129,10 @@ struct remove {
 struct registry;
 struct remove *remove_new(const struct registry *reg, const char *name);
 /* Run these removals at once on a loop of their own (Ctrl-C stops each
- * after its merge under way); EXIT_ALL_OK or EXIT_SOME_FAILED. */
-int remove_run_all(struct remove **rs, size_t n, int stop_on_error);
+ * after its merge under way), their progress shown as PROGRESS says;
+ * EXIT_ALL_OK or EXIT_SOME_FAILED. */
+int remove_run_all(struct remove **rs, size_t n, int stop_on_error,
+		   enum progress_output progress);
 
 /* Retention (cmd-prune.c): each of NAMES keeps its KEEP newest
  * checkpoints (-1: any number) and none older than OLDER_THAN_MS (0: any
@@ -137,7 +140,7 @@ int remove_run_all(struct remove **rs, size_t n, int stop_on_error);
  * one ("Pinned": true).  An exit status. */
 struct vm_names;
 int remove_prune(const struct vm_names *names, long keep, int64_t older_than_ms,
-		 int stop_on_error);
+		 int stop_on_error, enum progress_output progress);
 /* "30d", "12h", "90m", "45s", "2w": 0 with *ms, or -EINVAL / -ERANGE. */
 int remove_parse_duration(const char *text, int64_t *ms);
 

@@ -758,6 +758,44 @@ static void start_with_plain_qemu(struct rvm *vm, json_t *rec, const char *dir, 
 	/* the child handle is the harness loop's until QEMU is killed */
 }
 
+/* --progress=json on stderr (qckpt(1) PROGRESS): "checking", "copying
+ * disks", "copying memory" if the disks finish first, "recording", "done"
+ * last, in that order; figures only while the disks are copied (qemu-img -p's
+ * percent of their virtual sizes), done never over total. */
+static void check_export_progress(const char *vm, const char *err)
+{
+	static const char *const order[] = {
+		"checking", "copying disks", "copying memory", "recording", "done",
+	};
+	size_t next = 0, seen = 0;
+
+	for (const char *p = err; *p != '\0';) {
+		size_t len = strcspn(p, "\n");
+		json_t *o = p[0] == '{' ? json_loadb(p, len, 0, NULL) : NULL;
+
+		if (o != NULL) {
+			const char *phase = jstr(o, "Phase");
+			json_t *done = json_object_get(o, "BytesDone");
+
+			assert_string_equal(jstr(o, "VMName"), vm);
+			while (next < 5 && strcmp(order[next], phase) != 0)
+				next++;
+			if (next == 5)
+				fail_msg("export phase '%s' out of order: %s", phase, err);
+			if (json_is_integer(done)) {
+				assert_string_equal(phase, "copying disks");
+				assert_true(json_integer_value(done) <=
+					    json_integer_value(json_object_get(o, "BytesTotal")));
+			}
+			seen |= 1u << next;
+			json_decref(o);
+		}
+		p += len + (p[len] == '\n');
+	}
+	if ((seen & 0xb) != 0xb || next != 4)
+		fail_msg("export progress without checking, copying disks, recording and done last: %s", err);
+}
+
 static void test_export_of_a_running_vm_starts_with_plain_qemu_and_as_a_new_vm(void **state)
 {
 	struct rvm *vm = rvm_start("exp", 2, 256);
@@ -793,6 +831,21 @@ static void test_export_of_a_running_vm_starts_with_plain_qemu_and_as_a_new_vm(v
 	if (exp.status != 0)
 		fail_msg("qckpt export: exit %d: %s", exp.status, exp.errbuf);
 	assert_int_equal(vm_pid(vm), pid);
+
+	/* the same again with its progress as JSON lines */
+	{
+		char *dir2 = fmt("%s/export-json-%s", harness_tmpdir(), vm->name);
+		char *path = fmt("%s/memory.state", dir2);
+
+		r = qckpt("export", "--progress=json", vm->name, "c", dir2, NULL);
+		if (r.status != 0)
+			fail_msg("qckpt export --progress=json: exit %d: %s", r.status, r.err);
+		check_export_progress(vm->name, r.err);
+		assert_int_equal(access(path, R_OK), 0);
+		run_free(&r);
+		free(path);
+		free(dir2);
+	}
 
 	/* self-contained: flattened disk, memory, record naming them */
 	{

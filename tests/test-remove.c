@@ -750,6 +750,74 @@ static void test_remove_including_children_takes_the_subtree(void **state)
 	rvm_kill_all();
 }
 
+/* --progress=json on stderr (qckpt(1) PROGRESS): every line a phase of
+ * the removal's, "checking" first and "done" last, and the merge QEMU
+ * does as "merging" with query-jobs' figures (done never over total,
+ * figures in no other phase). */
+static void check_remove_progress(const char *vm, const char *err)
+{
+	static const char *const phases[] = { "checking", "recording", "merging", "finishing", "done" };
+	const char *first = NULL, *last = NULL;
+	int merging = 0, figures = 0;
+
+	for (const char *p = err; *p != '\0';) {
+		size_t len = strcspn(p, "\n");
+		json_t *o = p[0] == '{' ? json_loadb(p, len, 0, NULL) : NULL;
+
+		if (o != NULL) {
+			const char *phase = jstr(o, "Phase");
+			json_t *done = json_object_get(o, "BytesDone");
+			size_t k = 0;
+
+			assert_string_equal(jstr(o, "VMName"), vm);
+			while (k < 5 && strcmp(phases[k], phase) != 0)
+				k++;
+			if (k == 5)
+				fail_msg("remove phase '%s' is none of the man page's: %s", phase, err);
+			if (first == NULL)
+				first = phases[k];
+			last = phases[k];
+			merging |= strcmp(phase, "merging") == 0;
+			if (json_is_integer(done)) {
+				assert_string_equal(phase, "merging");
+				assert_true(json_integer_value(done) <=
+					    json_integer_value(json_object_get(o, "BytesTotal")));
+				figures++;
+			}
+			json_decref(o);
+		}
+		p += len + (p[len] == '\n');
+	}
+	assert_non_null(first);
+	assert_string_equal(first, "checking");
+	assert_string_equal(last, "done");
+	if (!merging || figures == 0)
+		fail_msg("no \"merging\" line with QEMU's job figures: %s", err);
+}
+
+/* A - B - Now, B removed on the running VM (an active commit): its
+ * progress as JSON lines, the guest going on, A still restoring. */
+static void test_remove_progress_json_shows_the_merge_with_qemus_figures(void **state)
+{
+	struct rvm *vm = rvm_start("rmprog", 1, 128);
+	json_t *a = checkpoint_ok(vm->name, save_mode(), "A", NULL);
+	struct run r;
+
+	ticks(vm, 1);
+	json_decref(checkpoint_ok(vm->name, save_mode(), "B", NULL));
+	ticks(vm, 1);
+	r = qckpt("remove", "--progress=json", vm->name, "B", NULL);
+	if (r.status != 0)
+		fail_msg("qckpt remove --progress=json %s B: exit %d: %s", vm->name, r.status, r.err);
+	assert_non_null(strstr(r.err, "removed 'B'"));
+	check_remove_progress(vm->name, r.err);
+	run_free(&r);
+	guest_goes_on(vm);
+	restore_ok(vm, a, "A");
+	json_decref(a);
+	rvm_kill_all();
+}
+
 static bool pid_gone(void *arg)
 {
 	return kill((pid_t)(intptr_t)arg, 0) < 0;
@@ -1086,11 +1154,13 @@ int main(void)
 		T(test_remove_killed_mid_merge_finishes_when_run_again),
 		T(test_keep_3_over_ten_checkpoints_leaves_three_that_restore),
 		T(test_two_vms_in_one_command),
+		T(test_remove_progress_json_shows_the_merge_with_qemus_figures),
 	};
 	const struct CMUnitTest tests_qemu10[] = {
 		T(test_remove_middle_newest_two_children_and_oldest),
 		T(test_remove_on_a_paused_vm),
 		T(test_remove_killed_mid_merge_finishes_when_run_again),
+		T(test_remove_progress_json_shows_the_merge_with_qemus_figures),
 	};
 
 	if (rc != 0)
