@@ -39,13 +39,24 @@ extern char **environ;
 
 static void restore_enter(struct restore *r, enum restore_state state);
 
-static const char *const restore_state_names[] = {
-	[RESTORE_FIND] = "find", [RESTORE_CONNECT] = "connect", [RESTORE_PROBE] = "probe",
-	[RESTORE_OVERLAYS] = "overlays", [RESTORE_COMMIT] = "commit", [RESTORE_QUIT] = "quit",
-	[RESTORE_LAUNCH] = "launch", [RESTORE_LOAD] = "load", [RESTORE_DONE] = "done",
+/* Each state: its name in --debug's timeline, and the phase the user
+ * sees (progress.h) while the restore is in it. */
+static const struct {
+	const char *name;
+	const char *phase;
+} restore_states[] = {
+	[RESTORE_FIND] = { "find", "checking" },
+	[RESTORE_CONNECT] = { "connect", "checking" },
+	[RESTORE_PROBE] = { "probe", "checking" },
+	[RESTORE_OVERLAYS] = { "overlays", "preparing" },
+	[RESTORE_COMMIT] = { "commit", "preparing" },
+	[RESTORE_QUIT] = { "quit", "stopping" },
+	[RESTORE_LAUNCH] = { "launch", "starting QEMU" },
+	[RESTORE_LOAD] = { "load", "loading memory" },
+	[RESTORE_DONE] = { "done", "done" },
 };
-_Static_assert(sizeof restore_state_names / sizeof *restore_state_names == RESTORE_DONE + 1,
-	       "a restore state without a name");
+_Static_assert(sizeof restore_states / sizeof *restore_states == RESTORE_DONE + 1,
+	       "every state of restore.h has its name and phase here");
 
 /* --debug: where the time goes, on one timeline from the command. */
 #define trace(r, ...) debug_vm((r)->spec.vm, (r)->start_ns, __VA_ARGS__)
@@ -997,25 +1008,11 @@ static enum restore_state restore_next(const struct restore *r)
 }
 
 /* What the user sees of each state (progress.h). */
-static const char *const restore_phases[] = {
-	[RESTORE_FIND] = "checking",
-	[RESTORE_CONNECT] = "checking",
-	[RESTORE_PROBE] = "checking",
-	[RESTORE_OVERLAYS] = "preparing",
-	[RESTORE_COMMIT] = "preparing",
-	[RESTORE_QUIT] = "stopping",
-	[RESTORE_LAUNCH] = "starting QEMU",
-	[RESTORE_LOAD] = "loading memory",
-	[RESTORE_DONE] = "done",
-};
-_Static_assert(sizeof restore_phases / sizeof restore_phases[0] == RESTORE_DONE + 1,
-	       "every state of restore.h has its phase here");
-
 static void restore_enter(struct restore *r, enum restore_state state)
 {
 	r->state = state;
-	task_phase(&r->task, restore_phases[state]);
-	trace(r, "restore: %s", restore_state_names[state]);
+	task_phase(&r->task, restore_states[state].phase);
+	trace(r, "restore: %s", restore_states[state].name);
 	switch (state) {
 	case RESTORE_CONNECT:  enter_connect(r); break;
 	case RESTORE_PROBE:    enter_probe(r); break;
@@ -1136,7 +1133,7 @@ void restore_start(struct restore *r, uv_loop_t *loop,
 	progress_start(&r->progress, loop, r->spec.vm);
 	r->task.progress = &r->progress;
 	r->state = RESTORE_FIND;
-	task_phase(&r->task, restore_phases[RESTORE_FIND]);
+	task_phase(&r->task, restore_states[RESTORE_FIND].phase);
 	if (restore_find(r) < 0) {
 		task_finish(&r->task);
 		return;
