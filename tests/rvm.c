@@ -25,6 +25,7 @@ char *rvm_catalog_dir;
 const char *const *rvm_qemu_bin;
 const char *const *rvm_run_args;
 int rvm_serial_no;
+const char *rvm_append;
 
 /* ---- VMs whose serial console survives a relaunch ----------------------- */
 
@@ -247,8 +248,13 @@ struct rvm *rvm_launch(const char *base, unsigned ndisks, unsigned mem_mib)
 	push(&vm->argv, &n, "-initrd");
 	push(&vm->argv, &n, s);
 	free(s);
+	/* no_timer_check: on a loaded host a starved TCG vCPU fails the
+	 * kernel's timer check and the guest never boots (harness.c) */
+	s = fmt("console=ttyS0 quiet panic=-1 no_timer_check%s%s", rvm_append ? " " : "",
+		rvm_append ? rvm_append : "");
 	push(&vm->argv, &n, "-append");
-	push(&vm->argv, &n, "console=ttyS0 quiet panic=-1 no_timer_check");
+	push(&vm->argv, &n, s);
+	free(s);
 	s = fmt("socket,id=serial0,path=%s", vm->serial_path);
 	push(&vm->argv, &n, "-chardev");
 	push(&vm->argv, &n, s);

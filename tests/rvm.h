@@ -1,7 +1,7 @@
 /*
  * rvm.h: VMs launched through `qckpt run` whose serial console survives a
- * relaunch, for the tests of `qckpt restore` (test-restore.c,
- * test-ramfile.c).  A restore quits the VM's QEMU and starts a new one,
+ * relaunch, for the tests of the commands that relaunch a VM's QEMU
+ * (test-restore.c, test-ramfile.c, test-remove.c, test-export.c).  A restore quits the VM's QEMU and starts a new one,
  * detached, through `qckpt run`, with the command line recorded at launch.
  * So these VMs do not use the harness's hvm (its serial is QEMU's stdout
  * and its observer monitor accepts one connection): each VM's serial
@@ -55,6 +55,9 @@ extern char *rvm_catalog_dir;
 extern const char *const *rvm_qemu_bin;
 extern const char *const *rvm_run_args;
 extern int rvm_serial_no;
+/* More kernel command line for the VMs launched from now on (e.g.
+ * "qckpt.tick_ms=100"), or NULL. */
+extern const char *rvm_append;
 
 /* Start a VM through `qckpt run` without waiting for it to boot (raw
  * disks of 16 MiB), or and wait for its first tick (fails the test). */
