@@ -132,18 +132,10 @@ struct remove *remove_new(const struct registry *reg, const char *name)
 {
 	const struct registry_entry *e = registry_find(reg, name);
 	struct remove *r;
-	char err[512];
 	char *monitor = NULL, *expect = NULL;
 
-	if (vmconn_resolve(reg, name, &monitor, &expect, err, sizeof err) < 0) {
-		error_vm(name, "%s", err);
+	if (vmconn_resolve_registered(reg, name, "remove", &monitor, &expect) < 0)
 		return NULL;
-	}
-	if (expect == NULL) {
-		error_vm(name, "remove needs a registered VM name (its catalog is found by name): 'qckpt vms' lists them");
-		free(monitor);
-		return NULL;
-	}
 	r = xcalloc(1, sizeof *r);
 	r->spec.vm = xstrdup(name);
 	r->spec.monitor = monitor;

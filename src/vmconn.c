@@ -77,6 +77,22 @@ int vmconn_resolve(const struct registry *reg, const char *target,
 	return 0;
 }
 
+int vmconn_resolve_registered(const struct registry *reg, const char *target,
+			      const char *command, char **monitor, char **expect)
+{
+	char err[512];
+
+	if (vmconn_resolve(reg, target, monitor, expect, err, sizeof err) < 0)
+		return error_vm(target, "%s", err);
+	if (*expect == NULL) {
+		free(*monitor);
+		*monitor = NULL;
+		return error_vm(target, "%s needs a registered VM name (its catalog is found by name): 'qckpt vms' lists them",
+				command);
+	}
+	return 0;
+}
+
 static const char *socket_path(const struct vmconn *conn)
 {
 	const char *path = registry_unix_path(conn->monitor);

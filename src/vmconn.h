@@ -40,6 +40,14 @@ struct vmconn {
 int vmconn_resolve(const struct registry *reg, const char *target,
 		   char **monitor, char **expect, char *err, size_t errlen);
 
+/*
+ * vmconn_resolve for a command that works on a VM's catalog (restore,
+ * remove), so TARGET must be a registered name, not a socket: 0, or -1
+ * after one line naming the VM that says what COMMAND needs.
+ */
+int vmconn_resolve_registered(const struct registry *reg, const char *target,
+			      const char *command, char **monitor, char **expect);
+
 /* Connect; cb gets 0 or a negative code with conn->error filled. */
 /* The x509 directory for tls: monitors: --credential x509=DIR (set by the
  * dispatcher), else $QCKPT_TLS_DIR, else NULL (QEMU's /etc/pki/qemu). */
