@@ -573,20 +573,13 @@ static void test_export_of_a_running_vm_starts_with_plain_qemu_and_as_a_new_vm(v
 
 static int setup(void **state)
 {
-	FILE *f;
-
-	registry_path = harness_path("registry");
-	catalog_dir = harness_path("catalog");
+	if (group_files_setup("test-export", &registry_path, &catalog_dir) < 0)
+		return -1;
 	rvm_catalog_dir = catalog_dir;
 	rvm_qemu_bin = &qemu_bin;
 	rvm_append = "qckpt.tick_ms=100";
-	mkdir(catalog_dir, 0700);
-	setenv("QCKPT_REGISTRY", registry_path, 1);
 	/* restore --from registers in the default catalog: the same */
 	setenv("QCKPT_CATALOG_DIR", catalog_dir, 1);
-	f = fopen(registry_path, "w");
-	fputs("# written by test-export\n", f);
-	fclose(f);
 	return 0;
 }
 
@@ -607,8 +600,7 @@ static int teardown_test(void **state)
 
 static int teardown(void **state)
 {
-	free(registry_path);
-	free(catalog_dir);
+	group_files_teardown(&registry_path, &catalog_dir);
 	qemu_bin = NULL;
 	rvm_append = NULL;
 	return 0;

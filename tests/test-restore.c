@@ -607,17 +607,10 @@ static void test_vm_without_recorded_command_line_gets_the_commands_instead(void
 
 static int setup(void **state)
 {
-	FILE *f;
-
-	registry_path = harness_path("registry");
-	catalog_dir = harness_path("catalog");
+	if (group_files_setup("test-restore", &registry_path, &catalog_dir) < 0)
+		return -1;
 	rvm_catalog_dir = catalog_dir;
 	rvm_qemu_bin = &qemu_bin;
-	mkdir(catalog_dir, 0700);
-	setenv("QCKPT_REGISTRY", registry_path, 1);
-	f = fopen(registry_path, "w");
-	fputs("# written by test-restore\n", f);
-	fclose(f);
 	return 0;
 }
 
@@ -637,8 +630,7 @@ static int teardown_test(void **state)
 
 static int teardown(void **state)
 {
-	free(registry_path);
-	free(catalog_dir);
+	group_files_teardown(&registry_path, &catalog_dir);
 	qemu_bin = NULL;
 	return 0;
 }
