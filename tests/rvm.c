@@ -356,3 +356,22 @@ void rvm_kill_all(void)
 		free(vm);
 	}
 }
+
+json_t *rec_disk(json_t *rec, size_t i)
+{
+	return json_array_get(json_object_get(rec, "Disks"), i);
+}
+
+long frozen_counter(json_t *rec)
+{
+	long c = disk_read_counter(jstr(rec_disk(rec, 0), "CheckpointImage"));
+
+	assert_true(c > 0);
+	return c;
+}
+
+const char *save_mode(void)
+{
+	/* 7.2's live pre-copy under TCG can lose dirty pages (issue 7) */
+	return rvm_qemu_bin != NULL && *rvm_qemu_bin != NULL ? "live" : "paused";
+}

@@ -77,4 +77,13 @@ long vm_pid(struct rvm *vm);
 /* Kill every VM's QEMU (whichever launch runs now), close and free. */
 void rvm_kill_all(void);
 
+/* A checkpoint record's disk I (borrowed); the counter its first disk's
+ * frozen image holds (fails the test unless > 0). */
+json_t *rec_disk(json_t *rec, size_t i);
+long frozen_counter(json_t *rec);
+/* The checkpoint mode whose saves restore safely on the QEMU in use:
+ * live on QEMU 10, paused on 7.2, whose live pre-copy under TCG can lose
+ * dirty pages (issue 7). */
+const char *save_mode(void);
+
 #endif

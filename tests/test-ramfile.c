@@ -90,19 +90,6 @@ static int xfs_make(void)
 
 /* ---- helpers -------------------------------------------------------------- */
 
-static json_t *rec_disk(json_t *rec, size_t i)
-{
-	return json_array_get(json_object_get(rec, "Disks"), i);
-}
-
-static long frozen_counter(json_t *rec)
-{
-	long c = disk_read_counter(jstr(rec_disk(rec, 0), "CheckpointImage"));
-
-	assert_true(c > 0);
-	return c;
-}
-
 static const char *running_ram(struct rvm *vm)
 {
 	static char path[4096];

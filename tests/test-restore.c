@@ -44,25 +44,6 @@ static const char *qemu(void)
 
 /* ---- checks ----------------------------------------------------------- */
 
-static json_t *rec_disk(json_t *rec, size_t i)
-{
-	return json_array_get(json_object_get(rec, "Disks"), i);
-}
-
-static long frozen_counter(json_t *rec)
-{
-	long c = disk_read_counter(jstr(rec_disk(rec, 0), "CheckpointImage"));
-
-	assert_true(c > 0);
-	return c;
-}
-
-static const char *save_mode(void)
-{
-	/* 7.2's live pre-copy under TCG can lose dirty pages (issue 7) */
-	return qemu_bin ? "live" : "paused";
-}
-
 static char *xstrdup_or_null(const char *s)
 {
 	return s ? strdup(s) : NULL;
