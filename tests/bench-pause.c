@@ -181,7 +181,9 @@ static int stats(const struct cell *c, size_t off, double *mn, double *med, doub
 
 static void put_num(double x)
 {
-	if (x >= 100 || x == (double)(long long)x)
+	if (isnan(x))
+		printf("-");
+	else if (x >= 100 || x == (double)(long long)x)
 		printf("%.0f", x);
 	else if (x >= 10)
 		printf("%.1f", x);
@@ -464,8 +466,9 @@ static double tod_diff_ms(double a, double b)
 	return d * 1000.0;
 }
 
-/* qckpt --debug prints "HH:MM:SS.uuuuuu VM > {json}" per QMP message. */
-static void parse_breakdown(const char *err, double stop_tod, struct sample *s)
+/* qckpt --debug prints "HH:MM:SS.uuuuuu VM > {json}" per QMP message;
+ * only VM's lines count when VM is not NULL (one command, many VMs). */
+static void parse_breakdown(const char *err, const char *vm, double stop_tod, struct sample *s)
 {
 	double done_ev = NAN, done_rx = NAN, tx = NAN, tx_ret = NAN, resume = NAN;
 	int conts = 0;
@@ -475,12 +478,13 @@ static void parse_breakdown(const char *err, double stop_tod, struct sample *s)
 	for (const char *l = err; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : "") {
 		int hh, mm, ss, n = 0;
 		long us;
-		char dir;
+		char dir, name[128];
 		const char *js;
 		json_t *m;
 		double t;
 
-		if (sscanf(l, "%d:%d:%d.%ld %*s %c %n", &hh, &mm, &ss, &us, &dir, &n) < 5 || n == 0)
+		if (sscanf(l, "%d:%d:%d.%ld %127s %c %n", &hh, &mm, &ss, &us, name, &dir, &n) < 6 ||
+		    n == 0 || (vm && strcmp(name, vm) != 0))
 			continue;
 		js = l + n;
 		m = json_loadb(js, strcspn(js, "\n"), 0, NULL);
@@ -582,7 +586,7 @@ static int measure_qckpt(struct hvm *vm, const char *mode, struct sample *s, cha
 		/* ram-file: the reflink shares its blocks with the running file */
 		drop_memory_file(json_string_value(json_object_get(mem, "RamFile")));
 	}
-	parse_breakdown(breakdown ? err : NULL, first_stop_tod(vm, from), s);
+	parse_breakdown(breakdown ? err : NULL, NULL, first_stop_tod(vm, from), s);
 	{
 		bool open;
 		int nstops;
@@ -932,6 +936,8 @@ struct multi_row {
 	const char *mode;
 	const char *how;      /* "one after another", "at once", ... */
 	double worst[MAX_REPS], med[MAX_REPS], total[MAX_REPS];
+	struct sample bd[MAX_REPS]; /* where the worst VM's pause went (--debug) */
+	bool debug;                 /* this row runs qckpt --debug */
 	int n;
 	char *note;
 };
@@ -955,13 +961,15 @@ static struct multi_row *multi_row(const char *qemu, unsigned nvms, unsigned mib
 
 /* Run qckpt checkpoint with EXTRA options on NAMES (comma-separated);
  * drops the memory files of the records it prints.  Returns the wall
- * time in ms, or NAN (with *msg) on failure. */
+ * time in ms, or NAN (with *msg) on failure.  With DEBUGERR, qckpt runs
+ * with --debug and *DEBUGERR gets its stderr. */
 static double run_checkpoint(const char *names, const char *mode, const char *extra,
-			     char **msg)
+			     char **msg, char **debugerr)
 {
 	char *mode_opt = xfmt("--mode=%s", mode);
 	char *ckname = xfmt("bench%d", ++ckserial);
-	char *argv[9] = { qckpt_bin, "checkpoint", "--passthru", "-q", mode_opt };
+	char *argv[9] = { qckpt_bin, "checkpoint", "--passthru", debugerr ? "--debug" : "-q",
+			  mode_opt };
 	int argc = 5, status = -1;
 	char *out = NULL, *err = NULL;
 	uint64_t t0 = uv_hrtime();
@@ -987,22 +995,28 @@ static double run_checkpoint(const char *names, const char *mode, const char *ex
 		json_decref(rec);
 	}
 	free(out);
-	free(err);
+	if (debugerr)
+		*debugerr = err;
+	else
+		free(err);
 	free(mode_opt);
 	free(ckname);
 	return wall;
 }
 
-static void multi_sample(struct multi_row *row, struct hvm **vms, const size_t *from,
-			 double total)
+/* Returns the index of the VM with the worst pause. */
+static unsigned multi_sample(struct multi_row *row, struct hvm **vms, const size_t *from,
+			     double total)
 {
 	double p[MAX_VMS];
-	unsigned n = row->nvms;
+	unsigned n = row->nvms, worst = 0;
 
 	for (unsigned i = 0; i < n; i++) {
 		p[i] = observed_pause(vms[i], from[i]);
 		if (isnan(p[i]))
 			p[i] = 1e9; /* still stopped: shows as absurd, never as good */
+		if (p[i] > p[worst])
+			worst = i;
 	}
 	qsort(p, n, sizeof p[0], cmp_double);
 	row->worst[row->n] = p[n - 1];
@@ -1011,6 +1025,7 @@ static void multi_sample(struct multi_row *row, struct hvm **vms, const size_t *
 	row->n++;
 	fprintf(stderr, "bench: %u VMs %s: worst pause %.1f ms, median %.1f ms, total %.0f ms\n",
 		n, row->how, p[n - 1], row->med[row->n - 1], total);
+	return worst;
 }
 
 /* NVMS test guests of MIB each: REPS rounds of (one qckpt per VM, one
@@ -1066,17 +1081,21 @@ static void run_multi(const char *qemu_bin, const char *label, unsigned nvms, un
 			struct multi_row *row = multi_row(ver, nvms, mib, mode, hows[h]);
 			size_t from[MAX_VMS];
 			double total = 0;
-			char *msg = NULL;
+			char *msg = NULL, *err = NULL;
 
 			for (unsigned i = 0; i < nvms; i++) {
 				hvm_consume_events(vms[i]);
 				from[i] = hvm_event_count(vms[i]);
 			}
+			/* The default row also says where its worst pause went
+			 * (qckpt --debug: its QMP traffic on its clock). */
+			row->debug = h == 1;
 			if (h == 0) {
 				for (unsigned i = 0; i < nvms && !isnan(total); i++)
-					total += run_checkpoint(hvm_name(vms[i]), mode, NULL, &msg);
+					total += run_checkpoint(hvm_name(vms[i]), mode, NULL, &msg, NULL);
 			} else {
-				total = run_checkpoint(names, mode, h == 2 ? nolimit : NULL, &msg);
+				total = run_checkpoint(names, mode, h == 2 ? nolimit : NULL, &msg,
+						       row->debug ? &err : NULL);
 			}
 			if (isnan(total)) {
 				fprintf(stderr, "bench: %u VMs %s: %s\n", nvms, hows[h], msg);
@@ -1085,8 +1104,14 @@ static void run_multi(const char *qemu_bin, const char *label, unsigned nvms, un
 				else
 					free(msg);
 			} else {
-				multi_sample(row, vms, from, total);
+				unsigned w = multi_sample(row, vms, from, total);
+
+				if (row->debug)
+					parse_breakdown(err, hvm_name(vms[w]),
+							first_stop_tod(vms[w], from[w]),
+							&row->bd[row->n - 1]);
 			}
+			free(err);
 			for (unsigned i = 0; i < nvms; i++)
 				hvm_wait_tick(vms[i], TICK_MS);
 		}
@@ -1096,6 +1121,45 @@ out:
 		hvm_free(vms[i]);
 	free(ver);
 	free(nolimit);
+}
+
+/* Where the worst VM's pause of each "at once" round went: the same
+ * columns as the single-VM breakdown, one line per round. */
+static void print_multi_breakdown(void)
+{
+	bool any = false;
+
+	for (int i = 0; i < nmulti; i++) {
+		const struct multi_row *m = &multi_rows[i];
+
+		for (int k = 0; m->debug && k < m->n; k++) {
+			const struct sample *b = &m->bd[k];
+
+			if (!any) {
+				printf("\nWhere the worst pause of each \"at once\" round went (qckpt "
+				       "--debug against QEMU's event clock, ms; columns as in the "
+				       "single-VM breakdown).\n\n");
+				printf("| QEMU | VMs | round | worst pause | STOP -> completed "
+				       "| event -> qckpt | reaction | transaction | -> RESUME "
+				       "| cont sent |\n");
+				printf("|---|---|---|---|---|---|---|---|---|---|\n");
+				any = true;
+			}
+			printf("| %s | %u x %u MiB | %d | ", m->qemu, m->nvms, m->mib, k + 1);
+			put_num(m->worst[k]);
+			printf(" | ");
+			put_num(b->to_completed);
+			printf(" | ");
+			put_num(b->event_lat);
+			printf(" | ");
+			put_num(b->react);
+			printf(" | ");
+			put_num(b->transaction);
+			printf(" | ");
+			put_num(b->to_resume);
+			printf(" | %.0f |\n", b->conts);
+		}
+	}
 }
 
 static void print_multi(void)
@@ -1148,6 +1212,7 @@ static void print_multi(void)
 		stats(&t, offsetof(struct sample, obs_pause), &mn, &med, &mx);
 		printf(" %.2fx |\n", med / seq);
 	}
+	print_multi_breakdown();
 }
 
 /* ---- the machine ------------------------------------------------------ */
