@@ -43,6 +43,8 @@
  *                      QCKPT_BENCH_DISTRO_MODES live on QEMU 9+, "auto
  *                      background" before), run with qckpt --debug to tell
  *                      where each pause goes (a second table)
+ *   QCKPT_BENCH_BREAKDOWN 1: every row with qckpt --debug and the table of
+ *                      where its pause goes (the Debian rows always)
  *   QCKPT_BENCH_RAMFILE DIR on a file system with reflinks (XFS): beside
  *                      each VM above, one launched through `qckpt run
  *                      --ram-file` with its catalog in DIR, checkpointed in
@@ -533,7 +535,8 @@ static double first_stop_tod(struct hvm *vm, size_t from)
 	return NAN;
 }
 
-static bool breakdown = false; /* qckpt --debug, for the Debian guest's rows */
+static bool breakdown = false; /* qckpt --debug: the Debian guest's rows, or all
+				 * with QCKPT_BENCH_BREAKDOWN=1 */
 
 /* One qckpt checkpoint.  0 with *s filled; 1 when qckpt said no (msg). */
 static int measure_qckpt(struct hvm *vm, const char *mode, struct sample *s, char **msg)
@@ -1299,6 +1302,7 @@ int main(void)
 	char date[64];
 	double load[3];
 
+	breakdown = getenv("QCKPT_BENCH_BREAKDOWN") != NULL;
 	ramfile_dir = getenv("QCKPT_BENCH_RAMFILE");
 	if (ramfile_dir && !ramfile_dir[0])
 		ramfile_dir = NULL;
@@ -1389,7 +1393,7 @@ int main(void)
 				run_config(bin, qemus[q], 1024, dloads[l], busy, dmodes, ndm, reps);
 			cur_guest = "busybox";
 			distro_dir = NULL;
-			breakdown = false;
+			breakdown = getenv("QCKPT_BENCH_BREAKDOWN") != NULL;
 			/* the cells keep pointers to the words */
 		}
 	}
