@@ -54,6 +54,7 @@ const char *job_ramfile_backend(struct job *job);
 int job_ramfile_choose(struct job *job, enum ckpt_mode *mode);
 void job_ramfile_flush(struct job *job);   /* JOB_PREFLUSH */
 void job_ramfile_clone(struct job *job);   /* JOB_SAVE, beside the migrate */
+void job_ramfile_switchover(struct job *job); /* MIGRATION pre-switchover */
 /* postmigrate: the shared save's frozen RAM file, hard-linked too. */
 int job_ramfile_link_shared(struct job *job);
 /* The MemoryState fields of a ram-file checkpoint, added to M. */

@@ -3,9 +3,17 @@
  * RAM is a file QEMU maps shared (`qckpt run --ram-file`, ramfile.h):
  *
  *   probe (qom-get: which file, shared?) -> ... the usual overlays ... ->
- *   migration setup with x-ignore-shared -> flush the RAM file while the
- *   guest runs -> stop -> FICLONE the file into the checkpoint directory
- *   beside the migrate of the device state -> disk transaction and cont.
+ *   migration setup with x-ignore-shared and pause-before-switchover ->
+ *   flush the RAM file while the guest runs -> migrate: QEMU sets the
+ *   migration up while the guest runs, stops it and waits (MIGRATION
+ *   pre-switchover) -> FICLONE the file into the checkpoint directory
+ *   beside the rest of the migrate (the device state, after
+ *   migrate-continue) -> disk transaction and cont.
+ *
+ * Letting QEMU stop the guest keeps its migration setup out of the pause
+ * (stop, then migrate, paid it inside: 6.5-8.3 ms from STOP to completed
+ * at 4 GiB on an idle host, against 3-3.5 ms for a live save's end).  A
+ * QEMU without pause-before-switchover gets stop, then migrate.
  *
  * The states themselves are job.c's; here are the steps that only this
  * mode takes, all of their file work in libuv's thread pool so that one
@@ -144,6 +152,18 @@ void job_ramfile_clone(struct job *job)
 		task_set_error(&job->task, rc, "cannot queue the reflink of %s", job->ram_path);
 		task_release(&job->task);
 	}
+}
+
+/* MIGRATION pre-switchover: QEMU has stopped the guest and waits before
+ * the device state.  The RAM file holds the guest's RAM of this instant:
+ * reflink it, and let QEMU go on with the device state beside it. */
+void job_ramfile_switchover(struct job *job)
+{
+	if (job->mode != MODE_RAM_FILE || !job->plan.switchover || job->state != JOB_SAVE)
+		return;
+	job_ramfile_clone(job);
+	task_send(&job->task, "migrate-continue", json_pack("{s:s}", "state", "pre-switchover"),
+		  NULL);
 }
 
 int job_ramfile_link_shared(struct job *job)

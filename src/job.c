@@ -11,8 +11,10 @@
  * ram-file mode's own steps are in job-ramfile.c):
  *
  *   ... -> set up the migration (x-ignore-shared) -> flush the RAM file ->
- *   stop -> reflink the RAM file beside the save of the device state ->
+ *   migrate while the guest runs; QEMU stops it and waits (pre-switchover)
+ *   -> reflink the RAM file beside the save of the device state ->
  *   transaction and cont -> put settings back -> record.
+ *   (A QEMU without pause-before-switchover: stop first, then migrate.)
  *
  * Production types (Hyper-V's Production/ProductionOnly) with a guest agent:
  *
@@ -243,7 +245,9 @@ static void on_migration_event(struct job *job, const char *status)
 		return;
 	if (strcmp(status, "active") == 0)
 		progress_poke(&job->progress);
-	if (strcmp(status, "completed") == 0) {
+	if (strcmp(status, "pre-switchover") == 0) {
+		job_ramfile_switchover(job);
+	} else if (strcmp(status, "completed") == 0) {
 		job->migrating = 0;
 		verbose_vm(job->spec.vm, "memory saved");
 		task_arrived(&job->task);
@@ -1026,8 +1030,9 @@ static void enter_save(struct job *job)
 	 * a refused migrate leaves it in QEMU for settle to close. */
 	if (!job->plan.use_fdset)
 		call->done = &job->fd_consumed;
-	/* the device state goes through QEMU, the RAM beside it */
-	if (job->mode == MODE_RAM_FILE)
+	/* the device state goes through QEMU, the RAM beside it (once QEMU
+	 * has stopped the guest itself, at pre-switchover, if it can) */
+	if (job->mode == MODE_RAM_FILE && !job->plan.switchover)
 		job_ramfile_clone(job);
 }
 
@@ -1155,7 +1160,8 @@ static enum job_state job_next(const struct job *job, enum job_state state)
 		 * after our own stop */
 		return job->mode == MODE_BACKGROUND ? JOB_SNAPSHOT : JOB_SAVE;
 	case JOB_PREFLUSH:
-		return JOB_STOP;
+		/* QEMU stops the guest itself at pre-switchover */
+		return job->plan.switchover ? JOB_SAVE : JOB_STOP;
 	case JOB_STOP:
 		/* background: disks first, while the guest is stopped; the
 		 * memory is then saved as of QEMU's own stop, the same instant. */

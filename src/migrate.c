@@ -46,9 +46,11 @@ static const char *const *wanted_caps(const struct migrate_plan *plan)
 	static const char *const bg[] = { "events", "background-snapshot", NULL };
 	static const char *const plain[] = { "events", NULL };
 	static const char *const shared[] = { "events", "x-ignore-shared", NULL };
+	static const char *const shared_live[] = { "events", "x-ignore-shared",
+						   "pause-before-switchover", NULL };
 
 	if (plan->ignore_shared)
-		return shared;
+		return plan->switchover ? shared_live : shared;
 	if (plan->background)
 		return bg;
 	return plan->mapped_ram ? with_ram : plain;
@@ -60,7 +62,8 @@ static const char *const *wanted_caps(const struct migrate_plan *plan)
 static int cap_in_the_way(const struct migrate_plan *plan, json_t *caps, const char *cap)
 {
 	static const char *const exclusive[] = { "background-snapshot", "multifd",
-						 "mapped-ram", "x-ignore-shared", NULL };
+						 "mapped-ram", "x-ignore-shared",
+						 "pause-before-switchover", NULL };
 
 	if (!migrate_cap_state(caps, cap))
 		return 0;
@@ -74,9 +77,11 @@ static int cap_in_the_way(const struct migrate_plan *plan, json_t *caps, const c
 }
 
 /* x-ignore-shared left on by someone would leave a shared RAM file out
- * of a save that has no copy of it. */
+ * of a save that has no copy of it; pause-before-switchover would hold a
+ * save that nobody continues. */
 static const char *const known_caps[] = { "background-snapshot", "multifd",
-					  "mapped-ram", "x-ignore-shared", NULL };
+					  "mapped-ram", "x-ignore-shared",
+					  "pause-before-switchover", NULL };
 
 static void plan_caps(struct migrate_plan *plan, json_t *caps, json_t *params,
 		      const char *id);
@@ -99,6 +104,10 @@ void migrate_plan_init_ignore_shared(struct migrate_plan *plan, json_t *caps,
 {
 	memset(plan, 0, sizeof *plan);
 	plan->ignore_shared = 1;
+	/* QEMU stops the guest itself, its migration set up already, and
+	 * waits for migrate-continue while the RAM file is reflinked: the
+	 * setup stays out of the pause (job-ramfile.c). */
+	plan->switchover = migrate_has_cap(caps, "pause-before-switchover");
 	/* file: where QEMU has it (fd: to a file is deprecated there) */
 	plan->use_fdset = migrate_has_cap(caps, "mapped-ram");
 	plan_caps(plan, caps, params, id);

@@ -27,6 +27,7 @@ struct migrate_plan {
 	int mapped_ram;   /* with mapped-ram + multifd (not for background) */
 	int background;   /* background-snapshot */
 	int ignore_shared; /* x-ignore-shared: RAM in a shared file stays out */
+	int switchover;   /* with pause-before-switchover (ram-file mode) */
 	int fdset_id;     /* from add-fd, -1 before */
 	char fdname[32];  /* for getfd / fd: */
 	json_t *saved_caps;   /* the user's capability states we change */
@@ -57,7 +58,8 @@ json_t *migrate_fingerprint(json_t *query_migrate);
 void migrate_plan_init(struct migrate_plan *plan, json_t *caps,
 		       json_t *params, int background, const char *id);
 /* The device state alone of a VM whose RAM is a shared file (ram-file
- * mode): x-ignore-shared, no mapped-ram or multifd (a few hundred KiB). */
+ * mode): x-ignore-shared, no mapped-ram or multifd (a few hundred KiB);
+ * with pause-before-switchover where QEMU offers it. */
 void migrate_plan_init_ignore_shared(struct migrate_plan *plan, json_t *caps,
 				     json_t *params, const char *id);
 void migrate_plan_free(struct migrate_plan *plan);
