@@ -261,6 +261,11 @@ int asjob_in_process(void)
 	return job_id_in_process != NULL;
 }
 
+const char *asjob_id(void)
+{
+	return job_id_in_process;
+}
+
 void asjob_write_progress(json_t *rows)
 {
 	char *path, *tmp;

@@ -36,6 +36,8 @@ int asjob_detach(int argc, char **argv);
 
 /* Is this process a job's (after asjob_detach returned 0 in it)? */
 int asjob_in_process(void);
+/* That job's id, or NULL in any other process. */
+const char *asjob_id(void);
 
 /* In the job's process: the latest progress of its VMs (an array of
  * progress.h's JSON rows), in the job's file "progress" (replaced whole,

@@ -20,7 +20,7 @@
 #include "job.h"
 #include "log.h"
 #include "output.h"
-#include "remove.h"
+#include "cmd-remove.h"
 #include "util.h"
 #include "vmconn.h"
 
@@ -238,20 +238,15 @@ static int parse_options(struct checkpoint_cmd *c, int argc, char **argv)
 		{ "keep", required_argument, NULL, OPT_KEEP },
 		{ NULL, 0, NULL, 0 },
 	};
-	int opt, rc;
+	int opt;
 	long n;
 
 	optind = 1;
-	while ((opt = cmd_getopt(&cmd_checkpoint_entry, argc, argv,
-				 CMD_COMMON_SHORT CMD_JOBS_SHORT "s:", longopts)) != -1) {
-		if (opt == CMD_OPT_HELP)
-			return 1;
-		if ((rc = cmd_jobs_option(&c->jobs_cmd, opt, optarg)) != 0) {
-			if (rc < 0)
-				return -1;
-			continue;
-		}
+	while ((opt = cmd_jobs_getopt(&c->jobs_cmd, argc, argv,
+				      CMD_COMMON_SHORT CMD_JOBS_SHORT "s:", longopts)) != -1) {
 		switch (opt) {
+		case CMD_OPT_HELP:
+			return 1;
 		case 's':
 			c->snapshot_name = optarg;
 			break;
@@ -318,9 +313,25 @@ static int add_job(struct cmd_jobs *j, const char *name)
 
 	if (job == NULL)
 		return -1;
+	/* A VM given by its socket is named by QEMU only later: job.c locks
+	 * it then. */
+	if (job->spec.expect_name != NULL &&
+	    cmd_jobs_lock(j, job->spec.catalog_root, job->spec.vm) < 0) {
+		job_free(job);
+		return -1;
+	}
 	c->jobs = xrealloc(c->jobs, (c->njobs + 1) * sizeof *c->jobs);
 	c->jobs[c->njobs++] = job;
 	return 0;
+}
+
+/* --error-action stop after a name that made no job. */
+static void not_started(struct cmd_jobs *j)
+{
+	struct checkpoint_cmd *c = (struct checkpoint_cmd *)j;
+
+	for (size_t i = 0; i < c->njobs; i++)
+		error_vm(c->jobs[i]->spec.vm, "not checkpointed: stopped after an earlier failure (--error-action stop)");
 }
 
 static int cmd_checkpoint_exec(int argc, char **argv)
@@ -329,23 +340,15 @@ static int cmd_checkpoint_exec(int argc, char **argv)
 	struct registry reg;
 	int rc;
 
+	c.jobs_cmd.entry = &cmd_checkpoint_entry;
 	c.jobs_cmd.on_signal = on_signal;
+	c.jobs_cmd.on_not_started = not_started;
 	rc = cmd_jobs_prepare(&c.jobs_cmd, parse_options(&c, argc, argv), &reg);
 	if (rc >= 0)
 		return rc;
 	c.reg = &reg;
 	warn_second_vm(&c, &reg);
-	if (cmd_jobs_select(&c.jobs_cmd, "Checkpoint", NULL, add_job) < 0) {
-		rc = EXIT_USAGE;
-	} else if (c.jobs_cmd.some_unknown && c.jobs_cmd.stop_on_error) {
-		for (size_t i = 0; i < c.njobs; i++)
-			error_vm(c.jobs[i]->spec.vm, "not checkpointed: stopped after an earlier failure (--error-action stop)");
-		rc = EXIT_SOME_FAILED;
-	} else if (c.njobs > 0 && (rc = cmd_jobs_detach(&c.jobs_cmd, argc, argv)) != 0) {
-		rc = rc > 0 ? EXIT_ALL_OK : EXIT_USAGE;
-	} else {
-		rc = cmd_jobs_run(&c.jobs_cmd, start_all);
-	}
+	rc = cmd_jobs_go(&c.jobs_cmd, argc, argv, "Checkpoint", NULL, add_job, start_all);
 	free_jobs(&c);
 	registry_free(&reg); /* the jobs borrowed it */
 	/* Retention after the checkpoints that were made (not after Ctrl-C). */

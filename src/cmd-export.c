@@ -78,7 +78,7 @@ static int cmd_export_exec(int argc, char **argv)
 	}
 	if (argc - optind != 3)
 		return cmd_usage(&cmd_export_entry);
-	rc = rec_target_open(&t, argv[optind], argv[optind + 1]);
+	rc = rec_target_open(&t, argv[optind], argv[optind + 1], NULL);
 	if (rc != 0) {
 		rec_target_close(&t);
 		return rc;

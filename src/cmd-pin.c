@@ -50,7 +50,7 @@ static int set_pinned(const struct cmd_entry *entry, int argc, char **argv, int 
 	}
 	if (argc - optind != 2)
 		return cmd_usage(entry);
-	rc = rec_target_open(&t, argv[optind], argv[optind + 1]);
+	rc = rec_target_open(&t, argv[optind], argv[optind + 1], entry->name);
 	if (rc == 0 && json_is_true(json_object_get(t.record, "Pinned")) != pinned) {
 		if (pinned)
 			json_object_set_new(t.record, "Pinned", json_true());

@@ -2,18 +2,18 @@
  * cmd-prune.c: "qckpt prune", retention: remove each VM's oldest
  * checkpoints beyond --keep N, or those older than --older-than, never the
  * one the VM runs on nor a pinned one.  Each removal is remove.c's (the
- * same merges, journal and checks as `qckpt remove`); `checkpoint --keep`
- * calls remove_prune() after its checkpoints.
+ * same merges, journal and checks as `qckpt remove`), run as remove's are
+ * (cmd-remove.h); `checkpoint --keep` calls remove_prune() after its
+ * checkpoints.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "asjob.h"
 #include "cmd.h"
+#include "cmd-remove.h"
 #include "log.h"
-#include "remove.h"
 #include "util.h"
 #include "vmnames.h"
 
@@ -29,11 +29,8 @@ const struct cmd_entry cmd_prune_entry = {
 };
 
 enum {
-	OPT_WHATIF = OPT_COMMON_LAST,
-	OPT_AS_JOB,
-	OPT_KEEP,
+	OPT_KEEP = OPT_JOBS_LAST,
 	OPT_OLDER,
-	OPT_PROGRESS,
 };
 
 int remove_parse_duration(const char *text, int64_t *ms)
@@ -65,120 +62,70 @@ int remove_parse_duration(const char *text, int64_t *ms)
 int remove_prune(const struct vm_names *names, long keep, int64_t older_than_ms,
 		 int stop_on_error, enum progress_output progress)
 {
-	struct remove **rs = xcalloc(names->n + 1, sizeof *rs);
-	struct registry reg;
-	size_t n = 0;
-	char err[512];
-	int rc, some_unknown = 0;
+	struct remove_cmd c;
 
-	if (registry_load(cmd_registry_path, &reg, err, sizeof err) < 0) {
-		free(rs);
-		return error("%s", err), EXIT_USAGE;
-	}
-	for (size_t i = 0; i < names->n; i++) {
-		struct remove *r = remove_new(&reg, names->v[i]);
+	remove_cmd_init(&c, &cmd_prune_entry);
+	c.keep = keep;
+	c.older_than_ms = older_than_ms;
+	c.jobs_cmd.stop_on_error = stop_on_error;
+	c.jobs_cmd.progress = progress;
+	for (size_t i = 0; i < names->n; i++)
+		vm_names_add(&c.jobs_cmd.names, names->v[i]);
+	/* no --as-job here: the checkpoint's own process runs it */
+	return remove_cmd_exec(&c, 0, "Prune", 0, NULL);
+}
 
-		if (r == NULL) {
-			some_unknown = 1;
-			continue;
+static int parse_options(struct remove_cmd *c, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		CMD_COMMON_LONG,
+		CMD_JOBS_LONG,
+		{ "keep", required_argument, NULL, OPT_KEEP },
+		{ "older-than", required_argument, NULL, OPT_OLDER },
+		{ NULL, 0, NULL, 0 },
+	};
+	int opt;
+
+	optind = 1;
+	while ((opt = cmd_jobs_getopt(&c->jobs_cmd, argc, argv,
+				      CMD_COMMON_SHORT CMD_JOBS_SHORT, longopts)) != -1) {
+		switch (opt) {
+		case CMD_OPT_HELP:
+			return 1;
+		case OPT_KEEP:
+			if (parse_long(optarg, 0, 1000000, &c->keep) < 0)
+				return error("--keep: a count of checkpoints (0 or more), not '%s'", optarg);
+			break;
+		case OPT_OLDER:
+			if (remove_parse_duration(optarg, &c->older_than_ms) < 0)
+				return error("--older-than: a number and a unit s, m, h, d or w (e.g. 30d), not '%s'", optarg);
+			break;
+		default:
+			return -1;
 		}
-		r->spec.keep = keep;
-		r->spec.older_than_ms = older_than_ms;
-		rs[n++] = r;
 	}
-	registry_free(&reg);
-	rc = n > 0 ? remove_run_all(rs, n, stop_on_error, progress) : EXIT_ALL_OK;
-	for (size_t i = 0; i < n; i++)
-		remove_free(rs[i]);
-	free(rs);
-	return some_unknown ? EXIT_SOME_FAILED : rc;
+	/* prune takes every word as names (no checkpoint follows them) */
+	if (cmd_jobs_names(&c->jobs_cmd, argc, argv) < 0)
+		return -1;
+	for (; optind < argc; optind++) {
+		if (strcmp(argv[optind], "-") == 0) {
+			if (vm_names_read_stdin(&c->jobs_cmd.names) < 0)
+				return -1;
+		} else {
+			vm_names_add_list(&c->jobs_cmd.names, argv[optind]);
+		}
+	}
+	if (cmd_jobs_check_names(&c->jobs_cmd) < 0)
+		return -1;
+	if (c->keep < 0 && c->older_than_ms == 0)
+		return error("how many to keep? give --keep N or --older-than DURATION (or both)");
+	return 0;
 }
 
 static int cmd_prune_exec(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		CMD_COMMON_LONG,
-		{ "name", required_argument, NULL, 'n' },
-		{ "whatif", no_argument, NULL, OPT_WHATIF },
-		{ "error-action", required_argument, NULL, OPT_ERROR_ACTION },
-		{ "as-job", no_argument, NULL, OPT_AS_JOB },
-		{ "keep", required_argument, NULL, OPT_KEEP },
-		{ "older-than", required_argument, NULL, OPT_OLDER },
-		{ "progress", required_argument, NULL, OPT_PROGRESS },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct vm_names names = { 0 };
-	long keep = -1;
-	int64_t older = 0;
-	int opt, whatif = 0, as_job = 0, stop = 0, rc = 0;
-	enum progress_output progress = PROGRESS_AUTO;
+	struct remove_cmd c;
 
-	optind = 1;
-	while (rc == 0 && (opt = cmd_getopt(&cmd_prune_entry, argc, argv, CMD_COMMON_SHORT "n:", longopts)) != -1) {
-		switch (opt) {
-		case CMD_OPT_HELP:
-			vm_names_free(&names);
-			return EXIT_ALL_OK;
-		case 'n':
-			if (strcmp(optarg, "-") == 0)
-				rc = vm_names_read_stdin(&names);
-			else
-				vm_names_add_list(&names, optarg);
-			break;
-		case OPT_WHATIF: whatif = 1; break;
-		case OPT_AS_JOB: as_job = 1; break;
-		case OPT_PROGRESS:
-			if (progress_parse(optarg, &progress) < 0)
-				rc = error("--progress: auto, none or json, not '%s'", optarg);
-			break;
-		case OPT_KEEP:
-			if (parse_long(optarg, 0, 1000000, &keep) < 0)
-				rc = error("--keep: a count of checkpoints (0 or more), not '%s'", optarg);
-			break;
-		case OPT_OLDER:
-			if (remove_parse_duration(optarg, &older) < 0)
-				rc = error("--older-than: a number and a unit s, m, h, d or w (e.g. 30d), not '%s'", optarg);
-			break;
-		case OPT_ERROR_ACTION:
-			if (strcmp(optarg, "stop") != 0 && strcmp(optarg, "continue") != 0)
-				rc = error("--error-action: continue or stop, not '%s'", optarg);
-			stop = strcmp(optarg, "stop") == 0;
-			break;
-		default:
-			rc = -1;
-		}
-	}
-	for (; rc == 0 && optind < argc; optind++) {
-		if (strcmp(argv[optind], "-") == 0)
-			rc = vm_names_read_stdin(&names);
-		else
-			vm_names_add_list(&names, argv[optind]);
-	}
-	if (rc == 0 && names.n == 0)
-		rc = error("no VM named; give NAME[,NAME...], -n NAME or - to read names from stdin");
-	if (rc == 0 && keep < 0 && older == 0)
-		rc = error("how many to keep? give --keep N or --older-than DURATION (or both)");
-	if (rc < 0) {
-		vm_names_free(&names);
-		return EXIT_USAGE;
-	}
-	if (whatif) {
-		for (size_t i = 0; i < names.n; i++)
-			printf("What if: Performing operation \"Prune\" on target \"%s\".\n", names.v[i]);
-		vm_names_free(&names);
-		return EXIT_ALL_OK;
-	}
-	if (as_job) {
-		int detached = asjob_detach(argc, argv);
-
-		if (detached != 0) {
-			vm_names_free(&names);
-			return detached > 0 ? EXIT_ALL_OK : EXIT_USAGE;
-		}
-	}
-	rc = remove_prune(&names, keep, older, stop, progress);
-	if (as_job)
-		rc = asjob_finish(rc);
-	vm_names_free(&names);
-	return rc;
+	remove_cmd_init(&c, &cmd_prune_entry);
+	return remove_cmd_exec(&c, parse_options(&c, argc, argv), "Prune", argc, argv);
 }

@@ -89,7 +89,7 @@ static int cmd_rename_exec(int argc, char **argv)
 	newname = argv[optind + 2];
 	if (!catalog_valid_name(newname))
 		return error("bad checkpoint name: 1 to 200 characters, no control characters"), EXIT_USAGE;
-	rc = rec_target_open(&t, argv[optind], argv[optind + 1]);
+	rc = rec_target_open(&t, argv[optind], argv[optind + 1], cmd_rename_entry.name);
 	if (rc != 0)
 		goto out;
 	old = xstrdup(json_string_value(json_object_get(t.record, "Name")) ?: "");

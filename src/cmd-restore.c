@@ -233,19 +233,13 @@ static int parse_options(struct restore_cmd *c, int argc, char **argv)
 		{ "from", required_argument, NULL, OPT_FROM },
 		{ NULL, 0, NULL, 0 },
 	};
-	int opt, rc;
+	int opt;
 
 	optind = 1;
-	while ((opt = cmd_getopt(&cmd_restore_entry, argc, argv,
-				 CMD_COMMON_SHORT CMD_JOBS_SHORT, longopts)) != -1) {
-		if (opt == CMD_OPT_HELP)
-			return 1;
-		if ((rc = cmd_jobs_option(&c->jobs_cmd, opt, optarg)) != 0) {
-			if (rc < 0)
-				return -1;
-			continue;
-		}
+	while ((opt = cmd_jobs_getopt(&c->jobs_cmd, argc, argv,
+				      CMD_COMMON_SHORT CMD_JOBS_SHORT, longopts)) != -1) {
 		switch (opt) {
+		case CMD_OPT_HELP: return 1;
 		case OPT_NO_RELAUNCH: c->no_relaunch = 1; break;
 		case OPT_SAVE_CURRENT: c->save_current = 1; break;
 		case OPT_FROM: c->from = optarg; break;
@@ -310,6 +304,10 @@ static int add_restore(struct cmd_jobs *j, const char *name)
 
 	if (r == NULL)
 		return -1;
+	if (cmd_jobs_lock(j, r->spec.catalog_root, name) < 0) {
+		restore_free(r);
+		return -1;
+	}
 	c->restores = xrealloc(c->restores, (c->n + 1) * sizeof *c->restores);
 	c->saves = xrealloc(c->saves, (c->n + 1) * sizeof *c->saves);
 	c->restores[c->n] = r;
@@ -325,6 +323,7 @@ static int cmd_restore_exec(int argc, char **argv)
 	int rc;
 
 	c.start_ms = mono_ms();
+	c.jobs_cmd.entry = &cmd_restore_entry;
 	c.jobs_cmd.on_signal = on_signal;
 	rc = parse_options(&c, argc, argv);
 	if (rc == 0 && c.from != NULL && !c.jobs_cmd.whatif) {
@@ -342,18 +341,10 @@ static int cmd_restore_exec(int argc, char **argv)
 		return rc;
 	}
 	c.reg = &reg;
-	if (cmd_jobs_select(&c.jobs_cmd, "Restore", c.checkpoint, add_restore) < 0) {
-		rc = EXIT_USAGE;
-	} else if (c.jobs_cmd.some_unknown && c.jobs_cmd.stop_on_error) {
-		rc = EXIT_SOME_FAILED;
-	} else if (c.n > 0 && (rc = cmd_jobs_detach(&c.jobs_cmd, argc, argv)) != 0) {
-		rc = rc > 0 ? EXIT_ALL_OK : EXIT_USAGE;
-	} else {
-		rc = c.n > 0 ? cmd_jobs_run(&c.jobs_cmd, start_all) :
-		     cmd_jobs_status(&c.jobs_cmd, 0);
-		if (c.jobs_cmd.passthru)
-			passthru(&c, &reg);
-	}
+	rc = cmd_jobs_go(&c.jobs_cmd, argc, argv, "Restore", c.checkpoint, add_restore, start_all);
+	/* only restores that finished here: none in an --as-job parent */
+	if (c.jobs_cmd.passthru)
+		passthru(&c, &reg);
 	registry_free(&reg);
 	free_all(&c);
 	free(c.imported_id);

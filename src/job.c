@@ -52,6 +52,7 @@
 #include "job-impl.h"
 #include "log.h"
 #include "util.h"
+#include "vmlock.h"
 
 /* The longest the disk transaction may keep the guest's file systems
  * frozen before qckpt gives up on it and thaws them. */
@@ -1305,6 +1306,20 @@ static int job_check_disabled(struct job *job)
 		"checkpoints are disabled for this VM (type=disabled in the registry)"), -1;
 }
 
+/* A VM given by its socket has its name from QEMU only now: its lock
+ * (vmlock.h) too.  A registered name's the command took (cmd-jobs.h). */
+static int job_lock_named(struct job *job)
+{
+	char err[1024];
+
+	if (job->spec.expect_name != NULL)
+		return 0;
+	if (vmlock_take(job->spec.catalog_root, job->spec.vm, "checkpoint", err, sizeof err) < 0)
+		return task_set_error(&job->task, -EBUSY, "%s", err), -1;
+	job->locked = 1;
+	return 0;
+}
+
 static void on_ready(struct vmconn *conn, int status)
 {
 	struct job *job = conn->data;
@@ -1315,7 +1330,8 @@ static void on_ready(struct vmconn *conn, int status)
 		return;
 	}
 	task_attach(&job->task, conn);
-	if (job_name_direct_socket(job) < 0 || job_check_disabled(job) < 0) {
+	if (job_name_direct_socket(job) < 0 || job_lock_named(job) < 0 ||
+	    job_check_disabled(job) < 0) {
 		task_finish(&job->task);
 		return;
 	}
@@ -1409,6 +1425,8 @@ void job_free(struct job *job)
 	free(job->name);
 	free(job->dir);
 	free(job->memory_path);
+	if (job->locked)
+		vmlock_release(job->spec.catalog_root, job->spec.vm);
 	job_spec_free(&job->spec);
 	progress_free(&job->progress);
 	free(job);

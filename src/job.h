@@ -103,6 +103,7 @@ struct job {
 	struct vmconn conn;
 	enum job_state state;
 	job_done_cb on_done;
+	int locked;               /* took the VM's lock itself (job_lock_named) */
 
 	/* probes */
 	json_t *status, *block, *caps, *params, *migration, *jobs, *memsize, *kvm;

@@ -11,8 +11,10 @@
 #include "log.h"
 #include "recedit.h"
 #include "util.h"
+#include "vmlock.h"
 
-int rec_target_open(struct rec_target *t, const char *vm, const char *what)
+int rec_target_open(struct rec_target *t, const char *vm, const char *what,
+		    const char *lock_for)
 {
 	char err[2048];
 	char *dir;
@@ -35,6 +37,12 @@ int rec_target_open(struct rec_target *t, const char *vm, const char *what)
 		return EXIT_SOME_FAILED;
 	}
 	free(dir);
+	/* before reading: what it reads is what it rewrites */
+	if (lock_for != NULL) {
+		if (vmlock_take(t->root, vm, lock_for, err, sizeof err) < 0)
+			return error_vm(vm, "%s", err), EXIT_SOME_FAILED;
+		t->locked = 1;
+	}
 	t->list = catalog_list(t->root, vm);
 	t->record = catalog_find_checkpoint(t->list, what, err, sizeof err);
 	if (t->record == NULL)
@@ -44,6 +52,8 @@ int rec_target_open(struct rec_target *t, const char *vm, const char *what)
 
 void rec_target_close(struct rec_target *t)
 {
+	if (t->locked)
+		vmlock_release(t->root, t->vm);
 	json_decref(t->list);
 	free(t->root);
 	if (t->reg_loaded)

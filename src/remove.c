@@ -826,7 +826,7 @@ static void enter_drop(struct remove *r)
 	if (dir != NULL && strncmp(dir, vmdir, strlen(vmdir)) == 0 && dir[strlen(vmdir)] == '/')
 		remove_dir_files(dir);
 	free(vmdir);
-	json_array_append(r->removed, json_object_get(victim, "Name"));
+	json_array_append(r->removed, victim);
 	json_array_remove(r->victims, 0);
 	json_object_del(r->journal, "Current");
 	json_object_set(r->journal, "Victims", r->victims);

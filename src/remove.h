@@ -10,6 +10,9 @@
  *    none: stopped), the journal written, then each merge as a QEMU block
  *    job on the running VM's own nodes or as qemu-img offline, the
  *    catalog following each one, the freed files unlinked last.
+ *
+ * The commands that run removals (remove, prune, checkpoint --keep) share
+ * cmd-remove.h.
  */
 #ifndef REMOVE_H
 #define REMOVE_H
@@ -102,7 +105,7 @@ struct remove {
 	uv_loop_t *loop;
 
 	json_t *victims;      /* records still to remove, in order */
-	json_t *removed;      /* names of those removed, for the report */
+	json_t *removed;      /* the records removed, as they were (report, --passthru) */
 	json_t *journal;      /* what remove-journal.json holds */
 	size_t op;            /* the merge under way */
 	struct vmconn conn;
@@ -123,26 +126,6 @@ struct remove {
 	int finished;
 	void (*on_done)(struct remove *r);
 };
-
-/* A removal for registered VM NAME (spec.checkpoint or the prune limits
- * still to fill in), or NULL after an error line. */
-struct registry;
-struct remove *remove_new(const struct registry *reg, const char *name);
-/* Run these removals at once on a loop of their own (Ctrl-C stops each
- * after its merge under way), their progress shown as PROGRESS says;
- * EXIT_ALL_OK or EXIT_SOME_FAILED. */
-int remove_run_all(struct remove **rs, size_t n, int stop_on_error,
-		   enum progress_output progress);
-
-/* Retention (cmd-prune.c): each of NAMES keeps its KEEP newest
- * checkpoints (-1: any number) and none older than OLDER_THAN_MS (0: any
- * age), removing the oldest first, never the VM's current one nor a pinned
- * one ("Pinned": true).  An exit status. */
-struct vm_names;
-int remove_prune(const struct vm_names *names, long keep, int64_t older_than_ms,
-		 int stop_on_error, enum progress_output progress);
-/* "30d", "12h", "90m", "45s", "2w": 0 with *ms, or -EINVAL / -ERANGE. */
-int remove_parse_duration(const char *text, int64_t *ms);
 
 void remove_start(struct remove *r, uv_loop_t *loop,
 		  void (*on_done)(struct remove *r));

@@ -1908,27 +1908,18 @@ static void test_as_job_runs_in_the_background_and_job_commands_manage_it(void *
 {
 	struct hvm_opts o = { .name = "asjob", .ndisks = 1 };
 	struct hvm *vm = boot(o);
-	struct run r, w;
+	struct run r;
 	char id[16];
 	json_t *lines;
 
 	registry_add(hvm_name(vm), hvm_qmp_path(vm), NULL);
 	r = qckpt("checkpoint", "--as-job", "--passthru", hvm_name(vm), "bg1", NULL);
-	assert_int_equal(r.status, 0);
-	snprintf(id, sizeof id, "%.*s", (int)strcspn(r.out, "\n"), r.out);
-	assert_true(atoi(id) > 0);
+	job_started(&r, id, sizeof id);
 	run_free(&r);
-	w = qckpt("job", "wait", "--timeout", "60", id, NULL);
-	assert_int_equal(w.status, 0);
-	assert_non_null(strstr(w.out, "Completed"));
-	run_free(&w);
-	r = qckpt("job", "receive", id, NULL);
-	assert_int_equal(r.status, 0);
-	lines = json_lines(r.out);
-	assert_int_equal(json_array_size(lines), 1);
-	assert_string_equal(jstr(json_array_get(lines, 0), "Name"), "bg1");
+	job_wait_completed(id, 60);
+	lines = job_received_one(id);
+	assert_string_equal(jstr(lines, "Name"), "bg1");
 	json_decref(lines);
-	run_free(&r);
 	r = qckpt("job", "list", "--json", NULL);
 	lines = json_lines(r.out);
 	{

@@ -23,10 +23,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
+#include "catalog.h"
 #include "harness.h"
 #include "rvm.h"
 #include "testutil.h"
@@ -657,17 +659,14 @@ static void test_two_vms_in_one_command(void **state)
 	rvm_kill_all();
 }
 
-/* What a later `qckpt pin` sets: "Pinned": true in the record. */
+/* `qckpt pin VM ID`: "Pinned": true in the record. */
 static void pin(struct rvm *vm, json_t *rec)
 {
-	char *path = fmt("%s/checkpoint.json", jstr(rec, "Path"));
-	json_t *r = json_load_file(path, 0, NULL);
+	struct run r = qckpt("pin", vm->name, jstr(rec, "Id"), NULL);
 
-	assert_non_null(r);
-	json_object_set_new(r, "Pinned", json_true());
-	assert_int_equal(json_dump_file(r, path, 0), 0);
-	json_decref(r);
-	free(path);
+	if (r.status != 0)
+		fail_msg("qckpt pin %s %s: %s", vm->name, jstr(rec, "Id"), r.err);
+	run_free(&r);
 }
 
 /* prune --keep 5 over seven, then checkpoint --keep 3: the oldest go
@@ -731,6 +730,377 @@ static void test_keep_3_over_ten_checkpoints_leaves_three_that_restore(void **st
 	rvm_kill_all();
 }
 
+/* ---- --older-than ----------------------------------------------------------- */
+
+#define DAY_MS (24 * 3600 * 1000LL)
+
+/* Make REC AGE_MS old, as if taken then: its CreationTime and
+ * CreationEpochMs rewritten through the catalog's own writer. */
+static void age_record(json_t *rec, int64_t age_ms)
+{
+	char *path = fmt("%s/checkpoint.json", jstr(rec, "Path"));
+	json_t *r = json_load_file(path, 0, NULL);
+	int64_t born = wall_ms() - age_ms;
+	char when[40];
+
+	assert_non_null(r);
+	format_iso8601(born, when, sizeof when);
+	json_object_set_new(r, "CreationTime", json_string(when));
+	json_object_set_new(r, "CreationEpochMs", json_integer(born));
+	assert_int_equal(catalog_write_record(jstr(rec, "Path"), r), 0);
+	json_decref(r);
+	free(path);
+}
+
+/* VM's checkpoints' names, oldest first, comma-separated. */
+static char *names_of(struct rvm *vm)
+{
+	json_t *list = records(vm), *x;
+	char *out = strdup(""), *next;
+	size_t i;
+
+	json_array_foreach(list, i, x) {
+		next = fmt("%s%s%s", out, i ? "," : "", jstr(x, "Name"));
+		free(out);
+		out = next;
+	}
+	json_decref(list);
+	return out;
+}
+
+/* Every checkpoint VM has restores, the guest carrying on from each. */
+static void all_restore(struct rvm *vm)
+{
+	json_t *list = records(vm), *x;
+	size_t i;
+
+	json_array_foreach(list, i, x)
+		restore_ok(vm, x, jstr(x, "Id"));
+	json_decref(list);
+}
+
+/*
+ * k1 .. k6 made 10, 9, 8, 7 and 2 days and an hour ago (their records
+ * aged through the catalog's writer), k2 pinned, the VM restored to k4,
+ * so that its parent is old too: prune --older-than 3d removes k1 and k3,
+ * nothing else, every other checkpoint reads as before and restores.
+ */
+static void test_prune_older_than_removes_exactly_the_older_unpinned_checkpoints_the_vm_is_not_on(void **state)
+{
+	static const int64_t age[] = { 10 * DAY_MS, 9 * DAY_MS, 8 * DAY_MS, 7 * DAY_MS,
+				       2 * DAY_MS, 3600 * 1000LL };
+	struct rvm *vm = rvm_start("older", 1, 128);
+	json_t *recs[6];
+	char name[8], *names, *whatif;
+	struct run r;
+
+	for (int i = 0; i < 6; i++) {
+		snprintf(name, sizeof name, "k%d", i + 1);
+		recs[i] = checkpoint_ok(vm->name, save_mode(), name, NULL);
+		age_record(recs[i], age[i]);
+		ticks(vm, 1);
+	}
+	pin(vm, recs[1]);
+	restore_ok(vm, recs[3], "k4");
+	names = names_of(vm);
+	assert_string_equal(names, "k1,k2,k3,k4,k5,k6");
+	free(names);
+	r = qckpt("prune", "--whatif", "--older-than", "3d", vm->name, NULL);
+	whatif = fmt("What if: Performing operation \"Prune\" on target \"%s\".\n", vm->name);
+	assert_int_equal(r.status, 0);
+	assert_string_equal(r.out, whatif);
+	free(whatif);
+	run_free(&r);
+	keep_views(vm);
+	r = qckpt("prune", "--older-than", "3d", vm->name, NULL);
+	if (r.status != 0)
+		fail_msg("qckpt prune --older-than 3d %s: exit %d: %s", vm->name, r.status, r.err);
+	if (strstr(r.err, "removed 'k1', 'k3'\n") == NULL)
+		fail_msg("prune --older-than 3d should remove k1 and k3 only: %s", r.err);
+	run_free(&r);
+	names = names_of(vm);
+	assert_string_equal(names, "k2,k4,k5,k6");
+	free(names);
+	views_unchanged(vm);
+	guest_goes_on(vm);
+	all_restore(vm);
+	for (int i = 0; i < 6; i++)
+		json_decref(recs[i]);
+	rvm_kill_all();
+}
+
+/* ---- --as-job, --confirm ------------------------------------------------------- */
+
+struct file_wait {
+	const char *path, *text;
+};
+
+static bool file_has(void *arg)
+{
+	struct file_wait *w = arg;
+	FILE *f = fopen(w->path, "r");
+	char buf[8192];
+	size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+
+	if (f != NULL)
+		fclose(f);
+	buf[n] = '\0';
+	return strstr(buf, w->text) != NULL;
+}
+
+static void on_file_changed(uv_fs_event_t *h, const char *name, int events, int status)
+{
+	/* waking harness_run_until is all: file_has reads the file */
+}
+
+static void on_watch_closed(uv_handle_t *h)
+{
+	*(bool *)h->data = true;
+}
+
+static bool flag_set(void *arg)
+{
+	return *(bool *)arg;
+}
+
+/* Wait until the file PATH (which exists) holds TEXT: its changes wake the
+ * loop (inotify), nothing polls. */
+static void wait_file_has(const char *path, const char *text, unsigned timeout_ms)
+{
+	struct file_wait w = { path, text };
+	uv_fs_event_t watch;
+	bool closed = false;
+	int rc;
+
+	assert_int_equal(uv_fs_event_init(harness_loop(), &watch), 0);
+	assert_int_equal(uv_fs_event_start(&watch, on_file_changed, path, 0), 0);
+	rc = harness_run_until(file_has, &w, timeout_ms);
+	watch.data = &closed;
+	uv_close((uv_handle_t *)&watch, on_watch_closed);
+	harness_run_until(flag_set, &closed, WAIT_MS);
+	if (rc < 0)
+		fail_msg("%s did not say '%s' within %u ms", path, text, timeout_ms);
+}
+
+static json_t *job_show(const char *id)
+{
+	struct run r = qckpt("job", "show", id, NULL);
+	json_t *job = json_loads(r.out, 0, NULL);
+
+	if (r.status != 0 || job == NULL)
+		fail_msg("qckpt job show %s: exit %d: %s", id, r.status, r.err);
+	run_free(&r);
+	return job;
+}
+
+/*
+ * remove --as-job returns a job id at once, and the job's own process
+ * holds the VM's lock for the whole removal (stopped here mid-merge by
+ * QCKPT_TEST_REMOVE_STOP_AT, after the command that started it exited):
+ * a checkpoint of the VM meanwhile is refused naming the job.  Let go on,
+ * `job wait` sees it Completed, `job show` says so, `job receive` gives
+ * the removed record (--passthru); A restores, and the VM checkpoints again.
+ */
+static void test_remove_as_job_holds_the_vm_lock_until_job_wait_sees_it_completed(void **state)
+{
+	struct rvm *vm = rvm_start("rmjob", 1, 128);
+	json_t *a = checkpoint_ok(vm->name, save_mode(), "A", NULL), *job;
+	struct run r;
+	char id[16], *errors, *expect, *names;
+	long pid;
+
+	ticks(vm, 1);
+	json_decref(checkpoint_ok(vm->name, save_mode(), "B", NULL));
+	ticks(vm, 1);
+	setenv("QCKPT_TEST_REMOVE_STOP_AT", "job", 1);
+	r = qckpt("remove", "--as-job", "--passthru", vm->name, "B", NULL);
+	unsetenv("QCKPT_TEST_REMOVE_STOP_AT");
+	job_started(&r, id, sizeof id);
+	run_free(&r);
+	errors = fmt("%s/%s/errors", getenv("QCKPT_JOBS_DIR"), id);
+	wait_file_has(errors, "test: stopped at job", WAIT_MS);
+	free(errors);
+	job = job_show(id);
+	assert_string_equal(jstr(job, "State"), "Running");
+	pid = (long)json_integer_value(json_object_get(job, "Pid"));
+	json_decref(job);
+
+	r = qckpt("checkpoint", "--mode=disk-only", vm->name, "C", NULL);
+	expect = fmt("qckpt: %s: 'qckpt remove' (pid %ld, job %s) is changing this VM; wait for it or 'qckpt job wait %s', then run this again\n",
+		     vm->name, pid, id, id);
+	assert_int_equal(r.status, 1);
+	assert_string_equal(r.err, expect);
+	free(expect);
+	run_free(&r);
+	/* no C; B's record went first, before the merge (the journal has it) */
+	names = names_of(vm);
+	assert_string_equal(names, "A");
+	free(names);
+
+	assert_int_equal(kill((pid_t)pid, SIGCONT), 0);
+	job_wait_completed(id, 120);
+	job = job_show(id);
+	assert_string_equal(jstr(job, "State"), "Completed");
+	assert_int_equal(json_integer_value(json_object_get(job, "ExitStatus")), 0);
+	json_decref(job);
+	job = job_received_one(id);
+	assert_string_equal(jstr(job, "Name"), "B");
+	json_decref(job);
+	assert_int_equal(count_records(vm), 1);
+	guest_goes_on(vm);
+	restore_ok(vm, a, "A");
+	json_decref(checkpoint_ok(vm->name, "disk-only", "C", NULL));
+	json_decref(a);
+	rvm_kill_all();
+}
+
+/* `qckpt remove --confirm` on a terminal (a pty from script(1)), ANSWER
+ * typed on it. */
+static struct run remove_confirm(struct rvm *vm, const char *what, const char *answer)
+{
+	char *cmd = fmt("printf '%s\\n' | script -qec \"'%s' remove --confirm --progress=none %s %s\" /dev/null",
+			answer, getenv("QCKPT_BIN"), vm->name, what);
+	struct run r = shell(cmd);
+
+	free(cmd);
+	return r;
+}
+
+/* --confirm asks on the terminal which checkpoint of which VM it is about
+ * to remove: No leaves it, Yes removes it; A still restores. */
+static void test_remove_confirm_asks_on_the_terminal_and_removes_only_on_yes(void **state)
+{
+	struct rvm *vm = rvm_start("confirm", 1, 128);
+	json_t *a = checkpoint_ok(vm->name, save_mode(), "A", NULL);
+	char *prompt = fmt("Performing the operation \"Remove\" on target \"%s\" (checkpoint \"B\")", vm->name);
+	struct run r;
+
+	ticks(vm, 1);
+	json_decref(checkpoint_ok(vm->name, save_mode(), "B", NULL));
+	r = remove_confirm(vm, "B", "n");
+	if (r.status != 0 || strstr(r.out, prompt) == NULL)
+		fail_msg("remove --confirm, answered n: exit %d: %s", r.status, r.out);
+	assert_null(strstr(r.out, "removed"));
+	run_free(&r);
+	assert_int_equal(count_records(vm), 2);
+	r = remove_confirm(vm, "B", "y");
+	if (r.status != 0 || strstr(r.out, prompt) == NULL || strstr(r.out, "removed 'B'") == NULL)
+		fail_msg("remove --confirm, answered y: exit %d: %s", r.status, r.out);
+	run_free(&r);
+	assert_int_equal(count_records(vm), 1);
+	guest_goes_on(vm);
+	restore_ok(vm, a, "A");
+	free(prompt);
+	json_decref(a);
+	rvm_kill_all();
+}
+
+/* ---- the VM's lock ---------------------------------------------------------------- */
+
+/* Hold VM's lock as another program may (qckpt(1) FILES: the file and
+ * flock are the contract), CONTENT written in it as a holder describes
+ * itself.  The descriptor; close it to let go. */
+static int hold_lock(struct rvm *vm, const char *content)
+{
+	char *path = fmt("%s/%s/.lock", catalog_dir, vm->name);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);
+	assert_int_equal(ftruncate(fd, 0), 0);
+	assert_int_equal(pwrite(fd, content, strlen(content), 0), (ssize_t)strlen(content));
+	free(path);
+	return fd;
+}
+
+/* ERR has exactly one line about VM, and it says WHY. */
+static void refused_once(const struct run *r, const char *vm, const char *why)
+{
+	char *prefix = fmt("qckpt: %s: ", vm);
+	const char *p = strstr(r->err, prefix), *next = p ? strstr(p + 1, prefix) : NULL;
+	char *line = p ? strndup(p, strcspn(p, "\n")) : NULL;
+
+	if (r->status != 1 || line == NULL || next != NULL || strstr(line, why) == NULL)
+		fail_msg("expected exit 1 and one line \"%s...%s\": exit %d: %s", prefix, why, r->status, r->err);
+	free(line);
+	free(prefix);
+}
+
+/*
+ * While something else holds v1's lock, checkpoint, restore and remove of
+ * v1,v2 fail for v1 at once, in one line naming the holder, and do v2;
+ * pin too; list reads on.  A holder that wrote nothing (flock(1)) is named
+ * by the file.  Once it lets go, the same commands go through on v1.
+ */
+static void test_a_held_vm_lock_refuses_the_commands_that_change_that_vm_only(void **state)
+{
+	struct rvm *v1 = rvm_launch("lock", 1, 128), *v2 = rvm_launch("lock", 1, 128);
+	char *both = fmt("%s,%s", v1->name, v2->name), *mode = fmt("--mode=%s", save_mode());
+	char *content = fmt("{\"Command\":\"prune\",\"Pid\":%ld}\n", (long)getpid());
+	char *holder = fmt("'qckpt prune' (pid %ld) is changing this VM; wait for it, then run this again",
+			   (long)getpid());
+	json_t *a1, *lines;
+	struct run r;
+	int fd, life;
+
+	rvm_wait_boot(v1);
+	rvm_wait_boot(v2);
+	a1 = checkpoint_ok(v1->name, save_mode(), "A", NULL);
+	json_decref(checkpoint_ok(v2->name, save_mode(), "A", NULL));
+	ticks(v1, 1);
+	ticks(v2, 1);
+	fd = hold_lock(v1, content);
+
+	r = qckpt("checkpoint", "--passthru", mode, both, "B", NULL);
+	refused_once(&r, v1->name, holder);
+	lines = json_lines(r.out);
+	assert_int_equal(json_array_size(lines), 1);
+	assert_string_equal(jstr(json_array_get(lines, 0), "VMName"), v2->name);
+	json_decref(lines);
+	run_free(&r);
+	assert_int_equal(count_records(v1), 1);
+	assert_int_equal(count_records(v2), 2);
+
+	life = v2->lives + 1;
+	r = qckpt("restore", both, "A", NULL);
+	refused_once(&r, v1->name, holder);
+	assert_non_null(strstr(r.err, "restored to 'A'"));
+	run_free(&r);
+	assert_true(wait_tick(v2, life, WAIT_MS) > 0);
+
+	r = qckpt("remove", both, "B", NULL);
+	refused_once(&r, v1->name, holder);
+	assert_non_null(strstr(r.err, "removed 'B'"));
+	run_free(&r);
+	assert_int_equal(count_records(v2), 1);
+
+	r = qckpt("pin", v1->name, "A", NULL);
+	refused_once(&r, v1->name, holder);
+	run_free(&r);
+	r = qckpt("list", v1->name, NULL);
+	assert_int_equal(r.status, 0);
+	run_free(&r);
+
+	/* a holder that says nothing: the file is named */
+	assert_int_equal(ftruncate(fd, 0), 0);
+	r = qckpt("rename", v1->name, "A", "A2", NULL);
+	refused_once(&r, v1->name, "another process holds its lock");
+	run_free(&r);
+
+	close(fd);
+	json_decref(checkpoint_ok(v1->name, save_mode(), "B", NULL));
+	restore_ok(v1, a1, "A");
+	remove_ok(v1, "B", NULL);
+	guest_goes_on(v1);
+	assert_int_equal(count_records(v1), 1);
+	json_decref(a1);
+	free(both);
+	free(mode);
+	free(content);
+	free(holder);
+	rvm_kill_all();
+}
+
 /* ---- groups -------------------------------------------------------------- */
 
 static int setup(void **state)
@@ -778,12 +1148,18 @@ int main(void)
 		T(test_keep_3_over_ten_checkpoints_leaves_three_that_restore),
 		T(test_two_vms_in_one_command),
 		T(test_remove_progress_json_shows_the_merge_with_qemus_figures),
+		T(test_prune_older_than_removes_exactly_the_older_unpinned_checkpoints_the_vm_is_not_on),
+		T(test_remove_as_job_holds_the_vm_lock_until_job_wait_sees_it_completed),
+		T(test_remove_confirm_asks_on_the_terminal_and_removes_only_on_yes),
+		T(test_a_held_vm_lock_refuses_the_commands_that_change_that_vm_only),
 	};
 	const struct CMUnitTest tests_qemu10[] = {
 		T(test_remove_middle_newest_two_children_and_oldest),
 		T(test_remove_on_a_paused_vm),
 		T(test_remove_killed_mid_merge_finishes_when_run_again),
 		T(test_remove_progress_json_shows_the_merge_with_qemus_figures),
+		T(test_prune_older_than_removes_exactly_the_older_unpinned_checkpoints_the_vm_is_not_on),
+		T(test_remove_as_job_holds_the_vm_lock_until_job_wait_sees_it_completed),
 	};
 
 	if (rc != 0)

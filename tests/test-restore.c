@@ -133,24 +133,16 @@ static void test_restore_by_name_id_and_id_prefix(void **state)
 		 * --json` shows it, running again */
 		int life = vm->lives + 1;
 		long counter = frozen_counter(a), tick;
-		struct run r = qckpt("restore", "--as-job", "--passthru", vm->name, prefix, NULL), w;
+		struct run r = qckpt("restore", "--as-job", "--passthru", vm->name, prefix, NULL);
 		char id[16];
 		json_t *lines;
 
-		assert_int_equal(r.status, 0);
-		snprintf(id, sizeof id, "%.*s", (int)strcspn(r.out, "\n"), r.out);
-		assert_true(atoi(id) > 0);
-		w = qckpt("job", "wait", "--timeout", "90", id, NULL);
-		assert_int_equal(w.status, 0);
-		assert_non_null(strstr(w.out, "Completed"));
-		run_free(&w);
-		w = qckpt("job", "receive", id, NULL);
-		lines = json_lines(w.out);
-		assert_int_equal(json_array_size(lines), 1);
-		assert_string_equal(jstr(json_array_get(lines, 0), "Name"), vm->name);
-		assert_string_equal(jstr(json_array_get(lines, 0), "State"), "running");
+		job_started(&r, id, sizeof id);
+		job_wait_completed(id, 90);
+		lines = job_received_one(id);
+		assert_string_equal(jstr(lines, "Name"), vm->name);
+		assert_string_equal(jstr(lines, "State"), "running");
 		json_decref(lines);
-		run_free(&w);
 		run_free(&r);
 		tick = wait_tick(vm, life, WAIT_MS);
 		assert_true(tick == counter || tick == counter + 1);

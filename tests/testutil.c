@@ -106,6 +106,41 @@ json_t *json_lines(const char *text)
 	return list;
 }
 
+void job_started(const struct run *r, char *id, size_t len)
+{
+	if (r->status != 0)
+		fail_msg("--as-job: exit %d: %s", r->status, r->err);
+	snprintf(id, len, "%.*s", (int)strcspn(r->out, "\n"), r->out);
+	assert_true(atoi(id) > 0);
+}
+
+void job_wait_completed(const char *id, unsigned seconds)
+{
+	char *timeout = fmt("%u", seconds);
+	struct run r = qckpt("job", "wait", "--timeout", timeout, id, NULL);
+
+	if (r.status != 0 || strstr(r.out, "Completed") == NULL)
+		fail_msg("qckpt job wait %s: exit %d: %s%s", id, r.status, r.out, r.err);
+	run_free(&r);
+	free(timeout);
+}
+
+json_t *job_received_one(const char *id)
+{
+	struct run r = qckpt("job", "receive", id, NULL);
+	json_t *lines, *one;
+
+	if (r.status != 0)
+		fail_msg("qckpt job receive %s: exit %d: %s", id, r.status, r.err);
+	lines = json_lines(r.out);
+	if (json_array_size(lines) != 1)
+		fail_msg("qckpt job receive %s: %zu objects, not one: %s", id, json_array_size(lines), r.out);
+	one = json_incref(json_array_get(lines, 0));
+	json_decref(lines);
+	run_free(&r);
+	return one;
+}
+
 char *read_file(const char *path)
 {
 	FILE *f = fopen(path, "r");

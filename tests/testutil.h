@@ -53,6 +53,15 @@ struct child {
 void child_start(struct child *c, char **argv);
 bool child_done(void *arg);
 
+/* --as-job: the command R (which must have exited 0) printed its job's id:
+ * copied into ID (LEN bytes). */
+void job_started(const struct run *r, char *id, size_t len);
+/* `qckpt job wait --timeout SECONDS ID` says the job Completed. */
+void job_wait_completed(const char *id, unsigned seconds);
+/* `qckpt job receive ID` gives back exactly one JSON object (the job's
+ * --passthru output): it, a new reference. */
+json_t *job_received_one(const char *id);
+
 /* A text file's whole content (malloc'd); a missing file fails the test. */
 char *read_file(const char *path);
 
