@@ -27,7 +27,7 @@ static int cmd_restore_exec(int argc, char **argv);
 const struct cmd_entry cmd_restore_entry = {
 	.name = "restore",
 	.alias = NULL,
-	.usage = "[options] NAME[,NAME...]|- CHECKPOINT | --from DIR NAME",
+	.usage = "[options] NAME[,NAME...]|- CHECKPOINT | --from DIR [--ram-file=DIR] NAME",
 	.summary = "put VMs back to a checkpoint: memory and disks, on new overlays",
 	.exec = cmd_restore_exec,
 	.flags = CMD_F_REMOTE | CMD_F_STDIN_VMS,
@@ -37,6 +37,7 @@ enum {
 	OPT_NO_RELAUNCH = OPT_JOBS_LAST,
 	OPT_SAVE_CURRENT,
 	OPT_FROM,
+	OPT_RAM_FILE,
 };
 
 struct restore_cmd {
@@ -44,6 +45,8 @@ struct restore_cmd {
 	const struct registry *reg;
 	const char *checkpoint;
 	const char *from;     /* --from DIR: an export, for a new VM */
+	const char *ram_dir;  /* --ram-file=DIR: its running RAM file there */
+	int ram_file;
 	char *imported_id;
 	int no_relaunch, save_current;
 
@@ -231,6 +234,7 @@ static int parse_options(struct restore_cmd *c, int argc, char **argv)
 		{ "no-relaunch", no_argument, NULL, OPT_NO_RELAUNCH },
 		{ "save-current", no_argument, NULL, OPT_SAVE_CURRENT },
 		{ "from", required_argument, NULL, OPT_FROM },
+		{ "ram-file", optional_argument, NULL, OPT_RAM_FILE },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt;
@@ -243,6 +247,7 @@ static int parse_options(struct restore_cmd *c, int argc, char **argv)
 		case OPT_NO_RELAUNCH: c->no_relaunch = 1; break;
 		case OPT_SAVE_CURRENT: c->save_current = 1; break;
 		case OPT_FROM: c->from = optarg; break;
+		case OPT_RAM_FILE: c->ram_file = 1; c->ram_dir = optarg; break;
 		default:
 			return -1;
 		}
@@ -255,6 +260,8 @@ static int parse_options(struct restore_cmd *c, int argc, char **argv)
 		return error("unexpected argument '%s'; see 'qckpt restore --help'", argv[optind]);
 	if (cmd_jobs_check_names(&c->jobs_cmd) < 0)
 		return -1;
+	if (c->ram_file && c->from == NULL)
+		return error("--ram-file goes with --from: a restore of a VM keeps its RAM file where 'qckpt run' put it");
 	if (c->from != NULL) {
 		if (c->jobs_cmd.names.n != 1 || c->checkpoint != NULL)
 			return error("--from DIR makes one new VM: give one NAME and no checkpoint (the export holds one)");
@@ -329,7 +336,8 @@ static int cmd_restore_exec(int argc, char **argv)
 	if (rc == 0 && c.from != NULL && !c.jobs_cmd.whatif) {
 		/* The export becomes a registered VM with one checkpoint; the
 		 * rest is an ordinary restore of it. */
-		if ((rc = import_export_dir(c.from, c.jobs_cmd.names.v[0], &c.imported_id)) != 0) {
+		if ((rc = import_export_dir(c.from, c.jobs_cmd.names.v[0], c.ram_dir, c.ram_file,
+					    &c.imported_id)) != 0) {
 			cmd_jobs_free(&c.jobs_cmd);
 			return rc;
 		}

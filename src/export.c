@@ -3,14 +3,17 @@
  * export.h for what DIR holds).  export_step() reads top to bottom:
  *
  *   check (record's files there, DIR absent or empty) -> copy: one
- *   `qemu-img convert` per disk and the memory file, all at once ->
- *   write checkpoint.json, qemu-command.json, README -> done.
+ *   `qemu-img convert` per disk, the memory file and a ram-file
+ *   checkpoint's RAM file, all at once -> write checkpoint.json,
+ *   qemu-command.json, README -> done.
  *
  * qemu-img runs as libuv child processes with -U (force-share): the frozen
  * images sit under the running VM's overlays, which QEMU holds open, and
  * never change, so reading them while the VM runs is safe and the VM is
  * not paused.  The progress board (progress.h) gets qemu-img -p's percent
- * of each disk's virtual size, summed.  Every file written is removed again when anything fails.
+ * of each disk's virtual size, summed, and the RAM file's bytes copied
+ * (ramfile.h: a reflink, or its data in pieces in the thread pool).
+ * Every file written is removed again when anything fails.
  */
 #include <errno.h>
 #include <dirent.h>
@@ -38,6 +41,9 @@ static void fail(struct export *e, int status, const char *fmt, ...)
 	va_start(ap, fmt);
 	task_vset_error(&e->task, status, fmt, ap);
 	va_end(ap);
+	/* Nothing is kept: a RAM file's copy (GiBs) need not go on. */
+	if (e->ram_started && !e->ram_done)
+		ramfile_copy_cancel(&e->ram);
 }
 
 static const char *qemu_img(void)
@@ -124,6 +130,27 @@ static long long virtual_size(const char *image, const char *format)
 	return size;
 }
 
+/* A ram-file checkpoint: the guest's RAM is a second file, frozen (only
+ * ever read), as long as the record says. */
+static int check_ram_file(struct export *e, json_t *mem)
+{
+	const char *path = json_string_value(json_object_get(mem, "RamFile"));
+	json_int_t bytes = json_integer_value(json_object_get(mem, "RamBytes"));
+	struct stat st;
+
+	if (strcmp(json_string_value(json_object_get(mem, "Kind")) ?: "", RAMFILE_KIND) != 0)
+		return 0;
+	if (path == NULL || stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+		return fail(e, -ENOENT, "the checkpoint's RAM file %s is missing; nothing exported",
+			    path ? path : "(none recorded)"), -1;
+	if (bytes > 0 && st.st_size != bytes)
+		return fail(e, -EINVAL, "the checkpoint's RAM file %s has %lld bytes, the checkpoint recorded %lld: it was changed; nothing exported",
+			    path, (long long)st.st_size, (long long)bytes), -1;
+	e->ram_frozen = path;
+	e->ram_size = st.st_size;
+	return 0;
+}
+
 static int check_files(struct export *e)
 {
 	json_t *rd, *mem = json_object_get(e->record, "MemoryState");
@@ -154,11 +181,8 @@ static int check_files(struct export *e)
 	}
 	if (mem == NULL)
 		return 0;
-	/* The guest's RAM is in a second file that an export does not carry
-	 * yet (and that plain -incoming could not load without its backend). */
-	if (strcmp(json_string_value(json_object_get(mem, "Kind")) ?: "", RAMFILE_KIND) == 0)
-		return fail(e, -ENOTSUP, "a ram-file checkpoint (guest RAM in %s) cannot be exported yet; nothing exported: take a checkpoint with --mode paused or live and export that",
-			    json_string_value(json_object_get(mem, "RamFile")) ?: "a RAM file"), -1;
+	if (check_ram_file(e, mem) < 0)
+		return -1;
 	if (mpath == NULL || stat(mpath, &st) < 0)
 		return fail(e, -ENOENT, "the memory state %s is missing; nothing exported",
 			    mpath ? mpath : "(none recorded)"), -1;
@@ -170,12 +194,13 @@ static int check_files(struct export *e)
 
 /* ---- copying ------------------------------------------------------------ */
 
-/* The board's figures: each disk's percent of its virtual size, summed
- * (none while a size is unknown); the memory copy has no figures of its
- * own and comes after the disks on the board. */
+/* The board's figures: each disk's percent of its virtual size and the
+ * bytes of the RAM file gone through, summed (none while a size is
+ * unknown); "copying memory" once the disks are done and the memory
+ * files are not. */
 static void show_progress(struct export *e)
 {
-	long long done = 0, total = 0;
+	long long done = e->ram_frozen ? e->ram.done : 0, total = e->ram_size;
 	int copying = 0;
 
 	for (size_t i = 0; i < e->ndisks; i++) {
@@ -190,10 +215,12 @@ static void show_progress(struct export *e)
 		done += (long long)((double)d->size * d->percent / 100.0);
 	}
 	if (copying) {
-		if (total >= 0)
+		if (total > 0)
 			progress_count(&e->prog, done, total);
-	} else if (e->memory_path != NULL && !e->memory_done) {
+	} else if ((e->memory_path != NULL && !e->memory_done) || (e->ram_started && !e->ram_done)) {
 		task_phase(&e->task, "copying memory");
+		if (e->ram_started && total > 0)
+			progress_count(&e->prog, done, total);
 	}
 }
 
@@ -317,6 +344,43 @@ static void on_memory_copied(uv_fs_t *req)
 	task_arrived(&e->task);
 }
 
+static void on_ram_progress(struct ramfile_copy *c)
+{
+	show_progress(c->data);
+}
+
+static void on_ram_copied(struct ramfile_copy *c)
+{
+	struct export *e = c->data;
+
+	if (c->rc < 0)
+		fail(e, c->rc, "cannot copy the RAM file %s to %s: %s; nothing exported",
+		     c->src, c->dst, strerror(-c->rc));
+	else
+		e->ram_done = 1;
+	if (c->rc == 0)
+		verbose_vm(e->vm, "RAM file %s %s", c->dst,
+			   c->reflinked ? "reflinked" : "copied (the data, not the holes)");
+	show_progress(e);
+	task_arrived(&e->task);
+}
+
+/* The frozen RAM file, read only, beside the disks' copies. */
+static void start_ram_copy(struct export *e)
+{
+	int rc;
+
+	e->ram_path = xasprintf("%s/" EXPORT_RAM, e->dir);
+	rc = ramfile_copy_start(e->loop, &e->ram, e->ram_frozen, e->ram_path, on_ram_progress,
+				on_ram_copied, e);
+	if (rc < 0) {
+		fail(e, rc, "cannot copy the RAM file %s: %s; nothing exported", e->ram_frozen, uv_strerror(rc));
+		return;
+	}
+	e->ram_started = 1;
+	e->task.awaiting++;
+}
+
 static void enter_copy(struct export *e)
 {
 	const char *mpath = json_string_value(json_object_get(json_object_get(e->record, "MemoryState"), "Path"));
@@ -330,6 +394,8 @@ static void enter_copy(struct export *e)
 	}
 	if (mpath == NULL)
 		return;
+	if (e->ram_frozen != NULL)
+		start_ram_copy(e);
 	e->memory_path = xasprintf("%s/" EXPORT_MEMORY, e->dir);
 	e->copy_req.data = e;
 	/* A reflink where the file system can (instant, no space), else a
@@ -423,6 +489,8 @@ static json_t *export_record(struct export *e)
 	json_object_set_new(r, "Disks", disks);
 	if ((mem = json_object_get(r, "MemoryState")) != NULL)
 		json_object_set_new(mem, "Path", json_string(EXPORT_MEMORY));
+	if (e->ram_frozen != NULL)
+		json_object_set_new(mem, "RamFile", json_string(EXPORT_RAM));
 	json_object_set_new(r, "ExportedFrom", json_pack("{s:O?, s:O?, s:s, s:s}",
 		"Path", json_object_get(e->record, "Path"),
 		"ComputerName", json_object_get(e->record, "ComputerName"),
@@ -434,13 +502,41 @@ static json_t *export_record(struct export *e)
 	return r;
 }
 
+/* The guest's RAM size and backend id for the README's command: what
+ * the VM ran with (vm.json), else what `qckpt run` would give it. */
+static void ram_backend(struct export *e, const struct cmdline *c, const char **id,
+			long long *bytes)
+{
+	json_t *rf = json_object_get(e->vmstate, "RamFile");
+	json_int_t recorded = json_integer_value(json_object_get(json_object_get(e->record, "MemoryState"), "RamBytes"));
+
+	*id = json_string_value(json_object_get(rf, "Backend")) ?: ramfile_backend_id(c);
+	*bytes = recorded > 0 ? (long long)recorded : e->ram_size;
+}
+
 /* How plain QEMU loads the memory state, as arguments after the command. */
-static void add_incoming(struct cmdline *c, json_t *mem)
+static void add_incoming(struct export *e, struct cmdline *c, json_t *mem)
 {
 	size_t i;
 	json_t *cap;
 	int mapped = 0;
 
+	if (e->ram_frozen != NULL) {
+		const char *id;
+		long long bytes;
+
+		/* The RAM on a copy of the frozen file, shared, and left out
+		 * of the stream as when it was saved: x-ignore-shared on
+		 * before the load, which QEMU 7.2 and 10.0 take only over a
+		 * monitor (no -global migration.x-ignore-shared).  An HMP
+		 * monitor of its own reads them from EXPORT_INCOMING_IN (a
+		 * pipe chardev on regular files), so no QMP client is needed. */
+		ram_backend(e, c, &id, &bytes);
+		ramfile_add_backend(c, id, EXPORT_RAM_RUNNING, bytes);
+		cmdline_append(c, "-chardev", "pipe,id=qckpt-incoming,path=" EXPORT_INCOMING,
+			       "-mon", "chardev=qckpt-incoming,mode=readline", "-incoming", "defer", NULL);
+		return;
+	}
 	json_array_foreach(json_object_get(mem, "Capabilities"), i, cap)
 		mapped |= strcmp(json_string_value(cap) ?: "", "mapped-ram") == 0;
 	if (mapped)
@@ -459,6 +555,7 @@ static char *readme_text(struct export *e, json_t *command)
 	json_t *mem = json_object_get(e->record, "MemoryState");
 	const char *guest = json_string_value(json_object_get(e->record, "GuestState")) ?: "running";
 	char *qdir = NULL, *line = NULL, *files = xstrdup(""), *text, *t, *memline;
+	char *ramnote = xstrdup(""), *cpline = xstrdup("");
 	struct cmdline c = { 0 };
 	json_t *given = json_object_get(command, "Given");
 
@@ -485,14 +582,37 @@ static char *readme_text(struct export *e, json_t *command)
 		free(argv);
 		cmdline_append(&c, "-qmp", "unix:" EXPORT_QMP ",server=on,wait=off", NULL);
 		if (mem != NULL)
-			add_incoming(&c, mem);
+			add_incoming(e, &c, mem);
 		line = cmdline_quote(&c);
 		cmdline_free(&c);
 	} else {
 		line = xasprintf("# the VM was not launched through 'qckpt run': its usual QEMU command, each disk on its file above,%s",
+				 e->ram_frozen ? " its shared memory-backend-file's mem-path=" EXPORT_RAM_RUNNING
+						 ", plus -chardev pipe,id=qckpt-incoming,path=" EXPORT_INCOMING
+						 " -mon chardev=qckpt-incoming,mode=readline -incoming defer" :
 				 mem ? " plus -incoming 'exec:cat " EXPORT_MEMORY "' (or, for a mapped-ram state, -global migration.x-multifd=on -global migration.mapped-ram=on -incoming file:" EXPORT_MEMORY ")" : "");
 	}
-	memline = mem ? xasprintf("    %-20s the memory state (QEMU's migration stream)\n", EXPORT_MEMORY) : xstrdup("");
+	if (e->ram_frozen != NULL) {
+		memline = xasprintf("    %-20s the device state (QEMU's migration stream, without the RAM)\n"
+				    "    %-20s the guest's RAM at the checkpoint, a file QEMU maps\n"
+				    "    %-20s the monitor commands that load the device state\n"
+				    "    %-20s where that monitor writes (empty)\n",
+				    EXPORT_MEMORY, EXPORT_RAM, EXPORT_INCOMING_IN, EXPORT_INCOMING_OUT);
+		/* QEMU writes the guest's RAM into the file it maps: never the
+		 * export's own. */
+		ramnote = xstrdup("The guest's RAM is " EXPORT_RAM ": QEMU maps it shared and writes into it,\n"
+				  "so the command runs on a copy, " EXPORT_RAM_RUNNING " (the cp below: a reflink\n"
+				  "where the file system can make one, else a copy without the holes;\n"
+				  "never give QEMU " EXPORT_RAM " itself).  The RAM is not in the device\n"
+				  "state (x-ignore-shared), so QEMU waits (-incoming defer) for the commands\n"
+				  "of " EXPORT_INCOMING_IN ", read by a monitor of its own, to set x-ignore-shared\n"
+				  "and load " EXPORT_MEMORY ".  'qckpt restore --from'\n"
+				  "runs the new VM as 'qckpt run --ram-file' does: its catalog must be on a\n"
+				  "file system with reflinks (XFS with reflink=1, btrfs).\n");
+		cpline = xstrdup("    cp --reflink=auto --sparse=always " EXPORT_RAM " " EXPORT_RAM_RUNNING "\n");
+	} else {
+		memline = mem ? xasprintf("    %-20s the memory state (QEMU's migration stream)\n", EXPORT_MEMORY) : xstrdup("");
+	}
 	text = xasprintf(
 		"Checkpoint '%s' (%s) of VM '%s', taken %s on %s with QEMU %s,\n"
 		"exported by qckpt.  The guest was %s at the checkpoint.\n"
@@ -512,8 +632,10 @@ static char *readme_text(struct export *e, json_t *command)
 		"images here: copy the directory first to keep the export as it is.  The\n"
 		"command is the VM's own: other host paths in it (kernel, serial sockets,\n"
 		"network) must exist where it runs.  It serves QMP on %s here.\n"
+		"%s"
 		"\n"
 		"    cd %s\n"
+		"%s"
 		"    %s\n"
 		"\n"
 		"%s",
@@ -524,16 +646,19 @@ static char *readme_text(struct export *e, json_t *command)
 		json_string_value(json_object_get(e->record, "QemuVersion")) ?: "?",
 		guest, files,
 		memline,
-		EXPORT_RECORD, EXPORT_COMMAND, qdir, EXPORT_QMP, qdir, line,
+		EXPORT_RECORD, EXPORT_COMMAND, qdir, EXPORT_QMP, ramnote, qdir, cpline, line,
 		mem == NULL ? "The checkpoint holds no memory state: the guest boots afresh on its disks.\n" :
 		strcmp(guest, "running") != 0 ? "The guest stays paused after the load, as it was; 'cont' over QMP runs it.\n" :
 		"The guest was running.  A state saved while the guest was stopped (Mode\n"
-		"'paused' or 'background' in checkpoint.json) leaves it paused after the load:\n"
+		"'paused', 'background' or 'ram-file' in checkpoint.json) leaves it paused\n"
+		"after the load:\n"
 		"once query-status says \"paused\" (no longer \"inmigrate\"), resume it with\n"
 		"any QMP client ({\"execute\": \"qmp_capabilities\"}, then {\"execute\": \"cont\"}):\n"
 		"\n"
 		"    qckpt qmp \"$PWD/" EXPORT_QMP "\" cont\n");
 	free(memline);
+	free(ramnote);
+	free(cpline);
 	free(qdir);
 	free(line);
 	free(files);
@@ -568,7 +693,11 @@ static void enter_write(struct export *e)
 
 	task_phase(&e->task, "recording");
 	if (write_text(e, EXPORT_RECORD, json_text(record)) == 0 &&
-	    (command == NULL || write_text(e, EXPORT_COMMAND, json_text(command)) == 0))
+	    (command == NULL || write_text(e, EXPORT_COMMAND, json_text(command)) == 0) &&
+	    (e->ram_frozen == NULL || (write_text(e, EXPORT_INCOMING_IN, xstrdup(
+		"migrate_set_capability x-ignore-shared on\n"
+		"migrate_incoming \"exec:cat " EXPORT_MEMORY "\"\n")) == 0 &&
+				       write_text(e, EXPORT_INCOMING_OUT, xstrdup("")) == 0)))
 		write_text(e, EXPORT_README, readme_text(e, command));
 	json_decref(record);
 	json_decref(command);
@@ -579,13 +708,16 @@ static void enter_write(struct export *e)
 /* Everything this export wrote, and DIR if it made it. */
 static void remove_written(struct export *e)
 {
-	static const char *const names[] = { EXPORT_RECORD, EXPORT_COMMAND, EXPORT_README, NULL };
+	static const char *const names[] = { EXPORT_RECORD, EXPORT_COMMAND, EXPORT_INCOMING_IN,
+					     EXPORT_INCOMING_OUT, EXPORT_README, NULL };
 
 	for (size_t i = 0; i < e->ndisks; i++)
 		if (e->disks[i].written)
 			unlink(e->disks[i].path);
 	if (e->memory_written)
 		unlink(e->memory_path);
+	if (e->ram_done)
+		unlink(e->ram_path); /* a copy that failed removed itself */
 	for (const char *const *n = names; *n; n++) {
 		char *p = xasprintf("%s/%s", e->dir, *n);
 
@@ -692,6 +824,9 @@ void export_free(struct export *e)
 	}
 	free(e->disks);
 	free(e->memory_path);
+	free(e->ram_path);
+	if (e->ram_started)
+		ramfile_copy_free(&e->ram);
 	progress_free(&e->prog);
 	free(e->dir);
 }

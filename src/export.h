@@ -4,7 +4,15 @@
  *
  *   DIR/<device>.qcow2     each disk flattened at the checkpoint (qemu-img
  *                          convert of the frozen chain, all disks at once)
- *   DIR/memory.state       the memory state, copied (absent: disk-only)
+ *   DIR/memory.state       the memory state, copied (absent: disk-only);
+ *                          of a ram-file checkpoint (ramfile.h) the
+ *                          device state alone, and
+ *   DIR/memory.ram         its frozen RAM file, copied whole (a reflink
+ *                          on the same XFS or btrfs, else the data
+ *                          without the holes, in the thread pool)
+ *   DIR/incoming.in, .out  then also the monitor commands the README's
+ *                          QEMU reads to load the device state, and
+ *                          where that monitor writes (empty)
  *   DIR/checkpoint.json    the record, naming the files above (relative)
  *   DIR/qemu-command.json  the VM's QEMU command from vm.json, its disks
  *                          on the files above, its QMP monitors dropped
@@ -21,18 +29,30 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "ramfile.h"
 #include "task.h"
 
 /* The file names inside an export directory. */
 #define EXPORT_RECORD "checkpoint.json"
 #define EXPORT_COMMAND "qemu-command.json"
 #define EXPORT_MEMORY "memory.state"
+#define EXPORT_RAM "memory.ram"
+/* The copy of EXPORT_RAM the README's plain QEMU runs on (it writes it). */
+#define EXPORT_RAM_RUNNING "running.ram"
+/* The monitor commands that load a ram-file checkpoint's device state:
+ * x-ignore-shared first, which QEMU 7.2 and 10.0 take only over a monitor
+ * (no -global migration.x-ignore-shared).  A pipe chardev's path: QEMU
+ * reads PATH.in and writes PATH.out (regular files will do; 7.2's file
+ * chardev has no input-path). */
+#define EXPORT_INCOMING "incoming"
+#define EXPORT_INCOMING_IN EXPORT_INCOMING ".in"
+#define EXPORT_INCOMING_OUT EXPORT_INCOMING ".out"
 #define EXPORT_README "README"
 /* The QMP socket the README's command serves, relative to DIR. */
 #define EXPORT_QMP "qmp.sock"
 
 enum export_state {
-	EXPORT_COPY,    /* qemu-img convert per disk, the memory file */
+	EXPORT_COPY,    /* qemu-img convert per disk, the memory files */
 	EXPORT_WRITE,   /* checkpoint.json, qemu-command.json, README */
 	EXPORT_DONE,
 };
@@ -69,6 +89,12 @@ struct export {
 	uv_fs_t copy_req;
 	char *memory_path;     /* DIR/memory.state, or NULL */
 	int memory_written, memory_done;
+	/* A ram-file checkpoint's frozen RAM file: RamFile in the record. */
+	const char *ram_frozen;
+	long long ram_size;
+	struct ramfile_copy ram;
+	char *ram_path;        /* DIR/memory.ram, or NULL */
+	int ram_started, ram_done;
 	uint64_t start_ms;
 	void (*on_done)(struct export *e);
 };

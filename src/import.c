@@ -4,6 +4,12 @@
  * deleted, and a read-only DIR (a backup medium) could not even hold the
  * lock QEMU takes on a backing file's directory entry.  The copy is a
  * reflink where the file system can make one (no time, no space).
+ *
+ * An export of a ram-file checkpoint (ramfile.h) also holds the guest's
+ * RAM file: the new VM runs as `qckpt run --ram-file[=DIR]` would run it,
+ * so the catalog (where its checkpoints' frozen copies go) and DIR (where
+ * QEMU's running file goes) must make reflinks into each other; that is
+ * probed before anything is copied.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -20,6 +26,7 @@
 #include "export.h"
 #include "import.h"
 #include "log.h"
+#include "ramfile.h"
 #include "registry.h"
 #include "util.h"
 
@@ -36,6 +43,12 @@ struct import {
 	json_t *record, *command;
 	struct import_file *files; /* disks, then the memory state */
 	size_t nfiles, ndisks;
+	/* A ram-file export: its RAM file, copied beside the others into
+	 * the checkpoint's directory; where QEMU's running file will go. */
+	char *ram_from, *ram_to, *ram_dir;
+	long long ram_bytes;
+	struct ramfile_copy ram;
+	int ram_started, ram_copied, ram_asked;
 	int failed;
 	char error[1024];
 	int registered;
@@ -58,6 +71,53 @@ static json_t *load_json(const char *dir, const char *name, char *err, size_t le
 }
 
 /* ---- the checks: nothing is written before they pass ------------------ */
+
+/* A ram-file export's RAM file: there, as long as its record says. */
+static int check_ram_file(struct import *im, json_t *mem)
+{
+	const char *f = json_string_value(json_object_get(mem, "RamFile"));
+	json_int_t bytes = json_integer_value(json_object_get(mem, "RamBytes"));
+	struct stat st;
+
+	if (strcmp(json_string_value(json_object_get(mem, "Kind")) ?: "", RAMFILE_KIND) != 0) {
+		if (im->ram_asked)
+			return error_vm(im->vm, "--ram-file: the checkpoint in %s keeps no RAM file (its memory, if any, is a migration stream); drop the option",
+					im->dir);
+		return 0;
+	}
+	if (f == NULL || strchr(f, '/') != NULL || f[0] == '.')
+		return error_vm(im->vm, "%s: checkpoint.json names the RAM file '%s', not a file of the export; export it again",
+				im->dir, f ? f : "(none)");
+	im->ram_from = xasprintf("%s/%s", im->dir, f);
+	im->ram_to = xasprintf("%s/" RAMFILE_CHECKPOINT_NAME, im->ckdir);
+	if (stat(im->ram_from, &st) < 0 || !S_ISREG(st.st_mode))
+		return error_vm(im->vm, "%s is missing from the export; nothing imported", im->ram_from);
+	if (bytes > 0 && st.st_size != bytes)
+		return error_vm(im->vm, "%s has %lld bytes, checkpoint.json says %lld: it was cut short or changed; nothing imported",
+				im->ram_from, (long long)st.st_size, (long long)bytes);
+	im->ram_bytes = st.st_size;
+	if (im->ram_dir == NULL)
+		im->ram_dir = xstrdup(im->vmdir);
+	else if (im->ram_dir[0] != '/')
+		return error_vm(im->vm, "--ram-file needs an absolute directory, not '%s'", im->ram_dir);
+	return 0;
+}
+
+/* Once the catalog directory exists: can the RAM file live there? */
+static int probe_ram_dir(struct import *im)
+{
+	char why[1024];
+	int rc;
+
+	if (im->ram_from == NULL)
+		return 0;
+	if ((rc = mkdir_p(im->ram_dir, 0700)) < 0)
+		return error_vm(im->vm, "cannot create %s: %s; nothing imported", im->ram_dir, strerror(-rc));
+	if (ramfile_probe(im->ram_dir, im->vmdir, why, sizeof why) < 0)
+		return error_vm(im->vm, "the export's guest RAM is a file, which cannot be kept in %s: %s; nothing imported: give --ram-file=DIR a directory on XFS (mkfs.xfs -m reflink=1) or btrfs, on the file system of the catalog %s (QCKPT_CATALOG_DIR picks another)",
+				im->ram_dir, why, im->root);
+	return 0;
+}
 
 static int check(struct import *im, const struct registry *reg)
 {
@@ -102,7 +162,7 @@ static int check(struct import *im, const struct registry *reg)
 	for (i = 0; i < im->nfiles; i++)
 		if (stat(im->files[i].from, &st) < 0 || !S_ISREG(st.st_mode))
 			return error_vm(im->vm, "%s is missing from the export; nothing imported", im->files[i].from);
-	return 0;
+	return check_ram_file(im, mem);
 }
 
 /* ---- the copies, all at once -------------------------------------------- */
@@ -119,12 +179,36 @@ static void on_copied(uv_fs_t *req)
 	uv_fs_req_cleanup(req);
 }
 
+static void on_ram_copied(struct ramfile_copy *c)
+{
+	struct import *im = c->data;
+
+	if (c->rc < 0 && !im->failed) {
+		im->failed = 1;
+		snprintf(im->error, sizeof im->error, "cannot copy the RAM file %s: %s", c->src,
+			 strerror(-c->rc));
+	}
+	im->ram_copied = c->rc == 0;
+	if (c->rc == 0)
+		verbose_vm(im->vm, "RAM file %s %s", c->dst,
+			   c->reflinked ? "reflinked" : "copied (the data, not the holes)");
+}
+
 static int copy_all(struct import *im)
 {
 	uv_loop_t loop;
 	int rc;
 
 	uv_loop_init(&loop);
+	if (im->ram_from != NULL) {
+		rc = ramfile_copy_start(&loop, &im->ram, im->ram_from, im->ram_to, NULL, on_ram_copied, im);
+		if (rc < 0) {
+			im->failed = 1;
+			snprintf(im->error, sizeof im->error, "cannot copy %s: %s", im->ram_from, uv_strerror(rc));
+		} else {
+			im->ram_started = 1;
+		}
+	}
 	for (size_t i = 0; i < im->nfiles && !im->failed; i++) {
 		im->files[i].req.data = im;
 		rc = uv_fs_copyfile(&loop, &im->files[i].req, im->files[i].from, im->files[i].to,
@@ -194,6 +278,24 @@ static json_t *new_command(struct import *im, char *err, size_t len)
 	return out;
 }
 
+/* The id `qckpt run` gives the backend of this command's RAM. */
+static const char *ram_backend_id(json_t *command)
+{
+	json_t *given = json_object_get(command, "Given");
+	size_t n = json_array_size(given);
+	char **argv = xcalloc(n + 1, sizeof *argv);
+	struct cmdline c;
+	const char *id;
+
+	for (size_t i = 0; i < n; i++)
+		argv[i] = (char *)(json_string_value(json_array_get(given, i)) ?: "");
+	cmdline_init(&c, argv, n);
+	free(argv);
+	id = ramfile_backend_id(&c); /* a static string */
+	cmdline_free(&c);
+	return id;
+}
+
 static int write_records(struct import *im)
 {
 	json_t *rec = json_deep_copy(im->record), *d, *state, *disks = json_array(), *cl;
@@ -217,6 +319,8 @@ static int write_records(struct import *im)
 	if (json_object_get(rec, "MemoryState") != NULL)
 		json_object_set_new(json_object_get(rec, "MemoryState"), "Path",
 				    json_string(im->files[im->nfiles - 1].to));
+	if (im->ram_to != NULL)
+		json_object_set_new(json_object_get(rec, "MemoryState"), "RamFile", json_string(im->ram_to));
 	json_object_set_new(rec, "Path", json_string(im->ckdir));
 	if ((cl = new_command(im, err, sizeof err)) == NULL) {
 		json_decref(rec);
@@ -224,6 +328,11 @@ static int write_records(struct import *im)
 		return error_vm(im->vm, "the export's command: %s; nothing imported", err);
 	}
 	state = json_pack("{s:s, s:o, s:o}", "Name", im->vm, "Disks", disks, "CommandLine", cl);
+	if (im->ram_from != NULL)
+		/* as `qckpt run --ram-file` records it; the restore adds the
+		 * running file (Path), run the backend's id */
+		json_object_set_new(state, "RamFile", json_pack("{s:s, s:I, s:s}", "Dir", im->ram_dir,
+				    "Bytes", (json_int_t)im->ram_bytes, "Backend", ram_backend_id(cl)));
 	rc = catalog_write_record(im->ckdir, rec);
 	if (rc == 0)
 		rc = catalog_write_vm(im->root, im->vm, state);
@@ -256,6 +365,8 @@ static void undo(struct import *im)
 	for (size_t i = 0; i < im->nfiles; i++)
 		if (im->files[i].started)
 			unlink(im->files[i].to);
+	if (im->ram_copied)
+		unlink(im->ram_to); /* a copy that failed removed itself */
 	if (im->ckdir != NULL) {
 		char *rec = xasprintf("%s/checkpoint.json", im->ckdir);
 
@@ -278,6 +389,11 @@ static void import_free(struct import *im)
 		free(im->files[i].to);
 	}
 	free(im->files);
+	if (im->ram_started)
+		ramfile_copy_free(&im->ram);
+	free(im->ram_from);
+	free(im->ram_to);
+	free(im->ram_dir);
 	json_decref(im->record);
 	json_decref(im->command);
 	free(im->dir);
@@ -287,9 +403,11 @@ static void import_free(struct import *im)
 	free(im->registry_path);
 }
 
-int import_export_dir(const char *dir, const char *vm, char **id)
+int import_export_dir(const char *dir, const char *vm, const char *ram_dir,
+		      int ram_asked, char **id)
 {
-	struct import im = { .vm = vm };
+	struct import im = { .vm = vm, .ram_dir = ram_dir ? xstrdup(ram_dir) : NULL,
+			     .ram_asked = ram_asked };
 	struct registry reg;
 	const char *explicit = cmd_registry_path ? cmd_registry_path : getenv("QCKPT_REGISTRY");
 	char err[512];
@@ -313,7 +431,7 @@ int import_export_dir(const char *dir, const char *vm, char **id)
 		goto out;
 	}
 	made = 1;
-	if (copy_all(&im) < 0 || write_records(&im) < 0 || register_vm(&im) < 0)
+	if (probe_ram_dir(&im) < 0 || copy_all(&im) < 0 || write_records(&im) < 0 || register_vm(&im) < 0)
 		goto out;
 	*id = xstrdup(json_string_value(json_object_get(im.record, "Id")));
 	verbose_vm(vm, "imported %s: checkpoint %.8s", im.dir, *id);

@@ -13,9 +13,13 @@
 
 /*
  * Import DIR as VM; the copies run concurrently on a libuv loop of their
- * own.  0 with *id the checkpoint's Id (new string), or an exit status
- * after one error line, with everything it wrote removed again.
+ * own.  RAM_DIR: for an export of a ram-file checkpoint, where QEMU's
+ * running RAM file goes (`restore --from --ram-file=DIR`; NULL: the VM's
+ * catalog directory); RAM_ASKED: --ram-file was given (an export without
+ * a RAM file is then refused).  0 with *id the checkpoint's Id (new string), or an
+ * exit status after one error line, with everything it wrote removed again.
  */
-int import_export_dir(const char *dir, const char *vm, char **id);
+int import_export_dir(const char *dir, const char *vm, const char *ram_dir,
+		      int ram_asked, char **id);
 
 #endif

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -301,4 +302,221 @@ void ramfile_work_free(struct ramfile_work *w)
 	free(w->src);
 	free(w->dst);
 	free(w);
+}
+
+/* ---- a full copy ---------------------------------------------------------- */
+
+/* What one read takes, and the piece left as a hole when it is all zeros. */
+#define COPY_BUF (1 << 20)
+#define COPY_ZERO_PIECE (64 << 10)
+
+static int all_zero(const char *p, size_t n)
+{
+	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+static int write_all(int fd, const char *p, size_t n, long long off)
+{
+	while (n > 0) {
+		ssize_t put = pwrite(fd, p, n, (off_t)off);
+
+		if (put < 0 && errno == EINTR)
+			continue;
+		if (put <= 0)
+			return put < 0 ? -errno : -EIO;
+		p += put;
+		n -= (size_t)put;
+		off += put;
+	}
+	return 0;
+}
+
+/* SRC's data in [FROM, TO) into DST at the same offsets; holes and zero
+ * pieces are skipped (DST was truncated to its size: they read zeros). */
+static int copy_range(struct ramfile_copy *c, long long from, long long to, char *buf)
+{
+	long long off = from;
+
+	while (off < to) {
+		off_t data = lseek(c->in, (off_t)off, SEEK_DATA), hole;
+
+		if (data < 0)
+			return errno == ENXIO ? 0 : -errno; /* no data after OFF */
+		if (data >= to)
+			return 0;
+		if ((hole = lseek(c->in, data, SEEK_HOLE)) < 0)
+			return -errno;
+		if (hole > to)
+			hole = (off_t)to;
+		for (off = data; off < hole;) {
+			size_t want = (size_t)(hole - off < COPY_BUF ? hole - off : COPY_BUF);
+			ssize_t got;
+			int rc;
+
+			if (atomic_load(&c->cancel))
+				return -EINTR;
+			got = pread(c->in, buf, want, (off_t)off);
+			if (got < 0 && errno == EINTR)
+				continue;
+			if (got <= 0)
+				return got < 0 ? -errno : -EIO; /* SRC shrank */
+			for (size_t p = 0; p < (size_t)got; p += COPY_ZERO_PIECE) {
+				size_t n = (size_t)got - p < COPY_ZERO_PIECE ? (size_t)got - p : COPY_ZERO_PIECE;
+
+				if (!all_zero(buf + p, n) && (rc = write_all(c->out, buf + p, n, off + (long long)p)) < 0)
+					return rc;
+			}
+			off += got;
+		}
+	}
+	return 0;
+}
+
+/* The first piece: open both, a reflink if the file systems allow. */
+static int copy_open(struct ramfile_copy *c)
+{
+	struct stat st;
+
+	if ((c->in = open(c->src, O_RDONLY | O_CLOEXEC)) < 0 || fstat(c->in, &st) < 0)
+		return -errno;
+	c->size = st.st_size;
+	c->out = open(c->dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (c->out < 0)
+		return -errno;
+	if (ioctl(c->out, FICLONE, c->in) == 0) {
+		c->reflinked = 1;
+		c->next = c->size;
+		return 0;
+	}
+	/* Not here (another file system, or none that reflinks): copy. */
+	if (errno != EOPNOTSUPP && errno != ENOTTY && errno != EINVAL && errno != EXDEV &&
+	    errno != ENOSYS)
+		return -errno;
+	return ftruncate(c->out, (off_t)c->size) < 0 ? -errno : 0;
+}
+
+/* In the thread pool: the loop reads done (progress) meanwhile, so the
+ * piece's end goes to next, and on_copy_done moves it over. */
+static void on_copy_work(uv_work_t *req)
+{
+	struct ramfile_copy *c = req->data;
+	long long from = c->done;
+	char *buf;
+
+	c->next = from;
+	if (atomic_load(&c->cancel))
+		c->rc = -EINTR;
+	else if (c->in < 0)
+		c->rc = copy_open(c);
+	if (c->rc == 0 && c->next < c->size) {
+		long long to = c->size - from < RAMFILE_COPY_CHUNK ? c->size : from + RAMFILE_COPY_CHUNK;
+
+		buf = xmalloc(COPY_BUF);
+		c->rc = copy_range(c, from, to, buf);
+		free(buf);
+		if (c->rc == 0)
+			c->next = to;
+	}
+	/* The end, either way: the copy on disk, or no half copy left. */
+	if (c->rc == 0 && c->next >= c->size && fsync(c->out) < 0)
+		c->rc = -errno;
+	if (c->rc < 0 || c->next >= c->size) {
+		if (c->in >= 0)
+			close(c->in);
+		if (c->out >= 0) {
+			close(c->out);
+			if (c->rc < 0)
+				unlink(c->dst);
+		}
+		c->in = c->out = -1;
+	}
+}
+
+static void on_copy_done(uv_work_t *req, int status)
+{
+	struct ramfile_copy *c = req->data;
+	int rc;
+
+	if (status < 0 && c->rc == 0)
+		c->rc = status;
+	c->done = c->next;
+	if (c->rc == 0 && c->done < c->size) {
+		if (c->on_progress != NULL)
+			c->on_progress(c);
+		if ((rc = uv_queue_work(c->loop, &c->req, on_copy_work, on_copy_done)) == 0)
+			return;
+		c->rc = rc;
+		close(c->in);
+		close(c->out);
+		unlink(c->dst);
+		c->in = c->out = -1;
+	}
+	if (c->rc == 0 && c->on_progress != NULL)
+		c->on_progress(c);
+	c->on_done(c);
+}
+
+int ramfile_copy_start(uv_loop_t *loop, struct ramfile_copy *c, const char *src,
+		       const char *dst, void (*on_progress)(struct ramfile_copy *c),
+		       void (*on_done)(struct ramfile_copy *c), void *data)
+{
+	int rc;
+
+	c->loop = loop;
+	c->src = xstrdup(src);
+	c->dst = xstrdup(dst);
+	c->in = c->out = -1;
+	c->size = c->done = c->next = 0;
+	c->reflinked = 0;
+	c->rc = 0;
+	atomic_store(&c->cancel, 0);
+	c->on_progress = on_progress;
+	c->on_done = on_done;
+	c->data = data;
+	c->req.data = c;
+	rc = uv_queue_work(loop, &c->req, on_copy_work, on_copy_done);
+	if (rc < 0)
+		ramfile_copy_free(c);
+	return rc;
+}
+
+void ramfile_copy_cancel(struct ramfile_copy *c)
+{
+	atomic_store(&c->cancel, 1);
+}
+
+void ramfile_copy_free(struct ramfile_copy *c)
+{
+	free(c->src);
+	free(c->dst);
+	c->src = c->dst = NULL;
+}
+
+/* ---- a command's memory backend ------------------------------------------- */
+
+int ramfile_set_backend_path(struct cmdline *c, const char *path)
+{
+	int changed = 0;
+
+	for (size_t i = 1; i < c->argc; i++) {
+		int takes;
+		const char *opt = cmdline_option(c, i, &takes);
+		struct qopts o;
+
+		if (opt == NULL || !takes || i + 1 >= c->argc)
+			continue;
+		if (strcmp(opt, "object") == 0) {
+			qopts_parse(c->argv[i + 1], "qom-type", &o);
+			if (strcmp(qopts_get(&o, "qom-type") ?: "", "memory-backend-file") == 0 &&
+			    qopts_true(qopts_get(&o, "share"))) {
+				qopts_set(&o, "mem-path", path);
+				free(c->argv[i + 1]);
+				c->argv[i + 1] = qopts_format(&o);
+				changed++;
+			}
+			qopts_free(&o);
+		}
+		i++;
+	}
+	return changed;
 }

@@ -92,4 +92,49 @@ int ramfile_queue(uv_loop_t *loop, struct ramfile_work *w, enum ramfile_op op,
 		  void (*cb)(struct ramfile_work *w), void *data);
 void ramfile_work_free(struct ramfile_work *w);
 
+/* ---- a full copy, across file systems (export, restore --from) ---- */
+
+/*
+ * A RAM file copied whole: a reflink where SRC and DST share a file system
+ * that makes them, else the data of SRC (SEEK_DATA) written to DST in
+ * RAMFILE_COPY_CHUNK pieces, each a piece of work in libuv's thread pool,
+ * leaving holes where SRC has them or reads zeros: a guest's RAM file is
+ * mostly never-touched pages.  After each piece on_progress (may be NULL)
+ * runs on the loop with done/size; at the end DST is fsynced and on_done
+ * runs once with rc 0 or -errno (DST removed again).  SRC is only read.
+ */
+#define RAMFILE_COPY_CHUNK (64ll << 20)
+
+struct ramfile_copy {
+	uv_work_t req;
+	uv_loop_t *loop;
+	char *src, *dst;
+	int in, out;
+	long long size, done;  /* bytes of SRC gone through (on the loop) */
+	long long next;        /* the worker's: done once its piece is */
+	int reflinked;         /* DST is a reflink of SRC */
+	int rc;                /* 0 or -errno */
+	_Atomic int cancel;    /* ramfile_copy_cancel: the worker stops */
+	void (*on_progress)(struct ramfile_copy *c);
+	void (*on_done)(struct ramfile_copy *c);
+	void *data;
+};
+
+/* Open SRC, create DST (0600, new) and queue the first piece.  0, or
+ * -errno with nothing created and on_done never called. */
+int ramfile_copy_start(uv_loop_t *loop, struct ramfile_copy *c, const char *src,
+		       const char *dst, void (*on_progress)(struct ramfile_copy *c),
+		       void (*on_done)(struct ramfile_copy *c), void *data);
+/* Stop early: on_done comes with -EINTR. */
+void ramfile_copy_cancel(struct ramfile_copy *c);
+void ramfile_copy_free(struct ramfile_copy *c);
+
+/* ---- a command's memory backend (restore's recipe) ---- */
+
+/*
+ * Point the command's shared file backends (-object
+ * memory-backend-file,...,share=on) at PATH: the number changed.
+ */
+int ramfile_set_backend_path(struct cmdline *c, const char *path);
+
 #endif

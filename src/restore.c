@@ -312,29 +312,50 @@ static long find_qemu_pid(const char *monitor)
 	return found;
 }
 
+/* The recipe's RAM: the command's shared file backend on the reflink
+ * (or one added, of the checkpoint's size). */
+static void recipe_ram(struct restore *r, struct cmdline *c)
+{
+	json_int_t bytes = json_integer_value(json_object_get(r->memory, "RamBytes"));
+
+	if (ramfile_set_backend_path(c, r->ram_clone) == 0)
+		ramfile_add_backend(c, ramfile_backend_id(c), r->ram_clone, (long long)bytes);
+}
+
 static void print_recipe(struct restore *r)
 {
 	const char *mem = json_string_value(json_object_get(r->memory, "Path"));
+	const char *then = strcmp(json_string_value(json_object_get(r->record, "GuestState")) ?: "", "running") == 0 ?
+			   "" : " only if you want the guest running (it was paused)";
 	struct cmdline c = { 0 };
 	char cwd[PATH_MAX], err[512];
 	/* 7.2 can read the stream from a pipe; file: needs QEMU >= 8.2 and
-	 * mapped-ram needs it and -incoming defer plus the capabilities. */
-	int mapped = 0;
+	 * mapped-ram needs it and -incoming defer plus the capabilities.  A
+	 * ram-file state needs x-ignore-shared on the loading side too,
+	 * which QEMU 7.2 and 10.0 take only over a monitor: defer as well. */
+	int mapped = 0, defer;
 	size_t i;
 	json_t *cap;
 
 	json_array_foreach(json_object_get(r->memory, "Capabilities"), i, cap)
 		mapped |= strcmp(json_string_value(cap) ?: "", "mapped-ram") == 0;
+	defer = mapped || r->ram_frozen != NULL;
 	for (i = 0; i < r->ndisks; i++)
 		printf("qemu-img create -f qcow2 -b %s -F %s %s\n", r->disks[i].frozen,
 		       r->disks[i].format, r->disks[i].overlay);
+	/* A ram-file checkpoint: QEMU runs on a reflink of the frozen RAM
+	 * file (it writes the file it maps), never on the file itself. */
+	if (r->ram_frozen != NULL)
+		printf("cp --reflink=always %s %s\n", r->ram_frozen, r->ram_clone);
 	if (getcwd(cwd, sizeof cwd) == NULL)
 		strcpy(cwd, "/");
 	if (proc_cmdline(find_qemu_pid(r->spec.monitor), &c) == 0 &&
 	    cmdline_rewrite_disks(&c, cwd, recipe_image, r, err, sizeof err) == 0) {
-		char *inc = mem == NULL ? NULL : mapped ? xstrdup("defer") : xasprintf("exec:cat %s", mem);
+		char *inc = mem == NULL ? NULL : defer ? xstrdup("defer") : xasprintf("exec:cat %s", mem);
 		char *line;
 
+		if (r->ram_frozen != NULL)
+			recipe_ram(r, &c);
 		if (inc != NULL)
 			cmdline_append(&c, "-incoming", inc, NULL);
 		line = cmdline_quote(&c);
@@ -342,18 +363,20 @@ static void print_recipe(struct restore *r)
 		free(line);
 		free(inc);
 	} else {
-		printf("# QEMU's usual command line, each disk on its overlay above%s%s\n",
-		       mem ? ", plus -incoming " : "", mem ? (mapped ? "defer" : "'exec:cat FILE'") : "");
+		printf("# QEMU's usual command line, each disk on its overlay above%s%s%s%s\n",
+		       r->ram_frozen ? ", its shared memory-backend-file's mem-path=" : "",
+		       r->ram_frozen ? r->ram_clone : "",
+		       mem ? ", plus -incoming " : "", mem ? (defer ? "defer" : "'exec:cat FILE'") : "");
 	}
 	cmdline_free(&c);
 	if (mem != NULL && mapped)
 		printf("# then over QMP: migrate-set-capabilities events, multifd, mapped-ram on; migrate-incoming {\"uri\": \"file:%s\"}; when MIGRATION is completed, cont%s\n",
-		       mem, strcmp(json_string_value(json_object_get(r->record, "GuestState")) ?: "", "running") == 0 ?
-		       "" : " only if you want the guest running (it was paused)");
+		       mem, then);
+	else if (mem != NULL && r->ram_frozen != NULL)
+		printf("# then over QMP: migrate-set-capabilities x-ignore-shared on; migrate-incoming {\"uri\": \"exec:cat %s\"}; when MIGRATION is completed, cont%s\n",
+		       mem, then);
 	else if (mem != NULL)
-		printf("# then over QMP: cont%s\n",
-		       strcmp(json_string_value(json_object_get(r->record, "GuestState")) ?: "", "running") == 0 ?
-		       " once the load is done" : " only if you want the guest running (it was paused)");
+		printf("# then over QMP: cont%s\n", *then ? then : " once the load is done");
 }
 
 /* ---- the running QEMU -------------------------------------------------- */

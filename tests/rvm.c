@@ -321,9 +321,175 @@ static bool all_closed(void *arg)
 	return ((struct rvm *)arg)->open == 0;
 }
 
+/* ---- exports ------------------------------------------------------------- */
+
+/* VMs this test made besides the rvms (restore --from) and a QEMU
+ * started from a README: killed before the rvms, whose serial listeners
+ * they are connected to. */
+static char *extra_vms[RVM_MAX];
+static size_t nextra;
+static struct child *plain_qemu;
+
+void rvm_add_extra(const char *name)
+{
+	assert_true(nextra < RVM_MAX);
+	extra_vms[nextra++] = strdup(name);
+}
+
+/* The pid vm.json records for VMNAME's launch, or 0 (not yet written:
+ * a restore that boots afresh returns before its QEMU runs). */
+static long pid_of(const char *vmname)
+{
+	char *path = fmt("%s/%s/vm.json", rvm_catalog_dir, vmname);
+	json_t *st = json_load_file(path, 0, NULL);
+	long pid = (long)json_integer_value(json_object_get(json_object_get(st, "CommandLine"), "Pid"));
+
+	free(path);
+	json_decref(st);
+	return pid;
+}
+
+static void kill_extras(void)
+{
+	while (nextra > 0) {
+		char *name = extra_vms[--nextra];
+		long pid = pid_of(name);
+
+		/* never kill(0): that is this test's whole process group */
+		if (pid > 0)
+			kill((pid_t)pid, SIGKILL);
+		free(name);
+	}
+	if (plain_qemu != NULL) {
+		kill(plain_qemu->proc.pid, SIGKILL);
+		harness_run_until(child_done, plain_qemu, WAIT_MS);
+		free(plain_qemu);
+		plain_qemu = NULL;
+	}
+}
+
+void carries_on(struct rvm *vm, int life, long counter, const char *what)
+{
+	long tick = wait_tick(vm, life, BOOT_MS);
+
+	if (tick != counter && tick != counter + 1)
+		fail_msg("%s: the guest (life %d of %s) printed tick %ld, the checkpoint holds %ld",
+			 what, life, vm->name, tick, counter);
+	assert_false(life_printed(vm, life, "qckpt-guest: boot"));
+}
+
+/* The README's plain QEMU commands as one shell line: "cd DIR", then the
+ * indented lines after "    cd DIR" up to a blank line, the last exec'd. */
+static char *readme_commands(const char *dir)
+{
+	char *path = fmt("%s/README", dir), *text = read_file(path), *p, *cd, *line;
+
+	cd = fmt("\n    cd %s\n", dir);
+	p = strstr(text, cd);
+	if (p == NULL || strncmp(p + strlen(cd), "    ", 4) != 0)
+		fail_msg("%s has no '    cd %s' line followed by the command:\n%s", path, dir, text);
+	p += strlen(cd);
+	line = fmt("cd '%s'", dir);
+	while (strncmp(p, "    ", 4) == 0) {
+		size_t len = strcspn(p + 4, "\n");
+		int last = strncmp(p + 4 + len, "\n    ", 5) != 0;
+		char *next = fmt("%s && %s%.*s", line, last ? "exec " : "", (int)len, p + 4);
+
+		free(line);
+		line = next;
+		p += 4 + len + (p[4 + len] == '\n');
+	}
+	free(cd);
+	free(text);
+	free(path);
+	return line;
+}
+
+static char *sock_status(const char *sock)
+{
+	struct run r = qckpt("qmp", sock, "query-status", NULL);
+	json_t *j = json_loads(r.out ? r.out : "", 0, NULL);
+	char *s = strdup(r.status == 0 && jstr(j, "status") ? jstr(j, "status") : "none");
+
+	json_decref(j);
+	run_free(&r);
+	return s;
+}
+
+void start_with_plain_qemu(struct rvm *vm, json_t *rec, const char *dir, long counter)
+{
+	char *line = readme_commands(dir), *sock = fmt("%s/qmp.sock", dir);
+	char *argv[] = { "/bin/sh", "-c", line, NULL };
+	struct child *c = calloc(1, sizeof *c);
+	int life = vm->lives + 1, tries;
+	char *st = NULL;
+
+	assert_null(plain_qemu);
+	assert_non_null(strstr(line, "-incoming"));
+	child_start(c, argv);
+	plain_qemu = c;
+	/* No QMP event marks the end of an incoming load's run-state
+	 * change: ask until it is no longer "inmigrate" (or QEMU is up). */
+	for (tries = 0; tries < 600; tries++) {
+		free(st);
+		st = sock_status(sock);
+		if (strcmp(st, "paused") == 0 || strcmp(st, "running") == 0 || c->exited)
+			break;
+	}
+	if (strcmp(st, "paused") != 0 && strcmp(st, "running") != 0)
+		fail_msg("QEMU from the README (%s) is '%s' after the load: %s", line, st, c->errbuf);
+	if (strcmp(st, "paused") == 0 && strcmp(jstr(rec, "GuestState"), "running") == 0) {
+		struct run r = qckpt("qmp", sock, "cont", NULL);
+
+		assert_int_equal(r.status, 0);
+		run_free(&r);
+	}
+	carries_on(vm, life, counter, "plain QEMU per the README");
+	free(st);
+	free(sock);
+	free(line);
+	/* the child handle is the harness loop's until QEMU is killed */
+}
+
+void check_export_progress(const char *vm, const char *err)
+{
+	static const char *const order[] = {
+		"checking", "copying disks", "copying memory", "recording", "done",
+	};
+	size_t next = 0, seen = 0;
+
+	for (const char *p = err; *p != '\0';) {
+		size_t len = strcspn(p, "\n");
+		json_t *o = p[0] == '{' ? json_loadb(p, len, 0, NULL) : NULL;
+
+		if (o != NULL) {
+			const char *phase = jstr(o, "Phase");
+			json_t *done = json_object_get(o, "BytesDone");
+
+			assert_string_equal(jstr(o, "VMName"), vm);
+			while (next < 5 && strcmp(order[next], phase) != 0)
+				next++;
+			if (next == 5)
+				fail_msg("export phase '%s' out of order: %s", phase, err);
+			if (json_is_integer(done)) {
+				if (strcmp(phase, "copying disks") != 0 && strcmp(phase, "copying memory") != 0)
+					fail_msg("export figures in phase '%s': %s", phase, err);
+				assert_true(json_integer_value(done) <=
+					    json_integer_value(json_object_get(o, "BytesTotal")));
+			}
+			seen |= 1u << next;
+			json_decref(o);
+		}
+		p += len + (p[len] == '\n');
+	}
+	if ((seen & 0xb) != 0xb || next != 4)
+		fail_msg("export progress without checking, copying disks, recording and done last: %s", err);
+}
+
 /* Kill the VM's QEMU (whichever launch runs now), close and free. */
 void rvm_kill_all(void)
 {
+	kill_extras();
 	for (int i = 0; i < RVM_MAX; i++) {
 		struct rvm *vm = vms[i];
 		long pid;

@@ -74,8 +74,33 @@ bool life_printed(struct rvm *vm, int life, const char *text);
 json_t *vm_json(struct rvm *vm);
 /* The pid of the VM's QEMU now (vm.json's launch), or -1 if it is gone. */
 long vm_pid(struct rvm *vm);
-/* Kill every VM's QEMU (whichever launch runs now), close and free. */
+/* Kill every VM's QEMU (whichever launch runs now), close and free;
+ * first the extras (below). */
 void rvm_kill_all(void);
+
+/* ---- exports (test-export.c, test-ramfile.c) ---- */
+
+/* A VM the test made besides the rvms (`restore --from NAME`): its QEMU,
+ * one more life of an rvm's serial listener, is killed by rvm_kill_all. */
+void rvm_add_extra(const char *name);
+
+/* A restored or exported guest (life LIFE of VM) carries on from COUNTER:
+ * its first tick is COUNTER or the next one, and it never boots. */
+void carries_on(struct rvm *vm, int life, long counter, const char *what);
+
+/* The export in DIR started as its README says, with plain QEMU: the
+ * README's lines after "    cd DIR" run by /bin/sh in DIR, the last one
+ * exec'd; the guest resumed (the README's cont) when the load leaves it
+ * paused, and it carries on from COUNTER.  The QEMU is killed by
+ * rvm_kill_all. */
+void start_with_plain_qemu(struct rvm *vm, json_t *rec, const char *dir, long counter);
+
+/* `qckpt export --progress=json`'s stderr (qckpt(1) PROGRESS): "checking",
+ * "copying disks", "copying memory" if the disks finish first,
+ * "recording", "done" last, in that order; figures only while the disks
+ * and a RAM file are copied (qemu-img -p's percent of the disks' virtual
+ * sizes, the RAM file's bytes), done never over total. */
+void check_export_progress(const char *vm, const char *err);
 
 /* A checkpoint record's disk I (borrowed); the counter its first disk's
  * frozen image holds (fails the test unless > 0). */

@@ -42,19 +42,6 @@ static const char *qemu_bin; /* NULL: QEMU 7.2 (harness_qemu()) */
 
 /* ---- checks ----------------------------------------------------------- */
 
-/* A restored or exported guest carries on from COUNTER: its first tick
- * is COUNTER or the next one (the guest writes N before printing tick N),
- * and it never boots. */
-static void carries_on(struct rvm *vm, int life, long counter, const char *what)
-{
-	long tick = wait_tick(vm, life, BOOT_MS);
-
-	if (tick != counter && tick != counter + 1)
-		fail_msg("%s: the guest (life %d of %s) printed tick %ld, the checkpoint holds %ld",
-			 what, life, vm->name, tick, counter);
-	assert_false(life_printed(vm, life, "qckpt-guest: boot"));
-}
-
 /* The record of VM's checkpoint WHAT as `list --json` prints it. */
 static json_t *listed(const char *vm, const char *what)
 {
@@ -72,45 +59,6 @@ static json_t *listed(const char *vm, const char *what)
 	if (found == NULL)
 		fail_msg("%s: no checkpoint %s in 'list --json'", vm, what);
 	return found;
-}
-
-/* VMs this test made besides the rvms (restore --from) and a QEMU
- * started from a README: killed before the rvms, whose serial listeners
- * they are connected to. */
-static char *extra_vms[4];
-static size_t nextra;
-static struct child *plain_qemu;
-
-/* The pid vm.json records for VMNAME's launch, or 0 (not yet written:
- * a restore that boots afresh returns before its QEMU runs). */
-static long pid_of(const char *vmname)
-{
-	char *path = fmt("%s/%s/vm.json", catalog_dir, vmname);
-	json_t *st = json_load_file(path, 0, NULL);
-	long pid = (long)json_integer_value(json_object_get(json_object_get(st, "CommandLine"), "Pid"));
-
-	free(path);
-	json_decref(st);
-	return pid;
-}
-
-static void kill_extras(void)
-{
-	while (nextra > 0) {
-		char *name = extra_vms[--nextra];
-		long pid = pid_of(name);
-
-		/* never kill(0): that is this test's whole process group */
-		if (pid > 0)
-			kill((pid_t)pid, SIGKILL);
-		free(name);
-	}
-	if (plain_qemu != NULL) {
-		kill(plain_qemu->proc.pid, SIGKILL);
-		harness_run_until(child_done, plain_qemu, WAIT_MS);
-		free(plain_qemu);
-		plain_qemu = NULL;
-	}
 }
 
 static void test_rename_pin_and_unpin_rewrite_the_record_and_restore_follows_the_new_name(void **state)
@@ -186,9 +134,18 @@ static void test_rename_pin_and_unpin_rewrite_the_record_and_restore_follows_the
 		assert_non_null(strstr(text, "boots afresh"));
 		assert_null(strstr(text, "-incoming"));
 		free(text);
+		/* --ram-file is for an export of a ram-file checkpoint only */
+		r = qckpt("restore", "--from", dir, "--ram-file", fresh, NULL);
+		assert_int_equal(r.status, 1);
+		assert_non_null(strstr(r.err, "keeps no RAM file"));
+		run_free(&r);
+		r = qckpt("restore", "--ram-file=/tmp", vm->name, "second", NULL);
+		assert_int_equal(r.status, 2);
+		assert_non_null(strstr(r.err, "--ram-file goes with --from"));
+		run_free(&r);
 		life = vm->lives + 1;
 		r = qckpt("restore", "--from", dir, fresh, NULL);
-		extra_vms[nextra++] = strdup(fresh);
+		rvm_add_extra(fresh);
 		if (r.status != 0)
 			fail_msg("qckpt restore --from %s: exit %d: %s", dir, r.status, r.err);
 		assert_non_null(strstr(r.err, "boots fresh"));
@@ -318,110 +275,6 @@ static void export_failure_leaves_nothing(struct rvm *vm)
 	free(junk);
 }
 
-/* The README's plain QEMU command: the line after "    cd DIR". */
-static char *readme_command(const char *dir)
-{
-	char *path = fmt("%s/README", dir), *text = read_file(path), *p, *cd, *cmd;
-
-	cd = fmt("\n    cd %s\n    ", dir);
-	p = strstr(text, cd);
-	if (p == NULL)
-		fail_msg("%s has no '    cd %s' line followed by the command:\n%s", path, dir, text);
-	p += strlen(cd);
-	cmd = strndup(p, strcspn(p, "\n"));
-	free(cd);
-	free(text);
-	free(path);
-	return cmd;
-}
-
-static char *qmp_status(const char *sock)
-{
-	struct run r = qckpt("qmp", sock, "query-status", NULL);
-	json_t *j = json_loads(r.out ? r.out : "", 0, NULL);
-	char *s = strdup(r.status == 0 && jstr(j, "status") ? jstr(j, "status") : "none");
-
-	json_decref(j);
-	run_free(&r);
-	return s;
-}
-
-/* Start the export as its README says, with plain QEMU; resume the guest
- * (the README's cont) when the load leaves it paused; it carries on. */
-static void start_with_plain_qemu(struct rvm *vm, json_t *rec, const char *dir, long counter)
-{
-	char *cmd = readme_command(dir), *sock = fmt("%s/qmp.sock", dir);
-	char *line = fmt("cd '%s' && exec %s", dir, cmd);
-	char *argv[] = { "/bin/sh", "-c", line, NULL };
-	struct child *c = calloc(1, sizeof *c);
-	int life = vm->lives + 1, tries;
-	char *st = NULL;
-
-	assert_non_null(strstr(cmd, "-incoming"));
-	child_start(c, argv);
-	plain_qemu = c;
-	/* No QMP event marks the end of an incoming load's run-state
-	 * change: ask until it is no longer "inmigrate" (or QEMU is up). */
-	for (tries = 0; tries < 600; tries++) {
-		free(st);
-		st = qmp_status(sock);
-		if (strcmp(st, "paused") == 0 || strcmp(st, "running") == 0 || c->exited)
-			break;
-	}
-	if (strcmp(st, "paused") != 0 && strcmp(st, "running") != 0)
-		fail_msg("QEMU from the README (%s) is '%s' after the load: %s", cmd, st, c->errbuf);
-	if (strcmp(st, "paused") == 0 && strcmp(jstr(rec, "GuestState"), "running") == 0) {
-		struct run r = qckpt("qmp", sock, "cont", NULL);
-
-		assert_int_equal(r.status, 0);
-		run_free(&r);
-	}
-	carries_on(vm, life, counter, "plain QEMU per the README");
-	free(st);
-	free(cmd);
-	free(sock);
-	free(line);
-	/* the child handle is the harness loop's until QEMU is killed */
-}
-
-/* --progress=json on stderr (qckpt(1) PROGRESS): "checking", "copying
- * disks", "copying memory" if the disks finish first, "recording", "done"
- * last, in that order; figures only while the disks are copied (qemu-img -p's
- * percent of their virtual sizes), done never over total. */
-static void check_export_progress(const char *vm, const char *err)
-{
-	static const char *const order[] = {
-		"checking", "copying disks", "copying memory", "recording", "done",
-	};
-	size_t next = 0, seen = 0;
-
-	for (const char *p = err; *p != '\0';) {
-		size_t len = strcspn(p, "\n");
-		json_t *o = p[0] == '{' ? json_loadb(p, len, 0, NULL) : NULL;
-
-		if (o != NULL) {
-			const char *phase = jstr(o, "Phase");
-			json_t *done = json_object_get(o, "BytesDone");
-
-			assert_string_equal(jstr(o, "VMName"), vm);
-			while (next < 5 && strcmp(order[next], phase) != 0)
-				next++;
-			if (next == 5)
-				fail_msg("export phase '%s' out of order: %s", phase, err);
-			if (json_is_integer(done)) {
-				assert_string_equal(phase, "copying disks");
-				assert_true(json_integer_value(done) <=
-					    json_integer_value(json_object_get(o, "BytesTotal")));
-			}
-			seen |= 1u << next;
-			json_decref(o);
-		}
-		p += len + (p[len] == '\n');
-	}
-	if ((seen & 0xb) != 0xb || next != 4)
-		fail_msg("export progress without checking, copying disks, recording and done last: %s", err);
-}
-
 static void test_export_of_a_running_vm_starts_with_plain_qemu_and_as_a_new_vm(void **state)
 {
 	struct rvm *vm = rvm_start("exp", 2, 256);
@@ -501,7 +354,7 @@ static void test_export_of_a_running_vm_starts_with_plain_qemu_and_as_a_new_vm(v
 	/* restore --from: a new VM from the export; DIR only read */
 	life = vm->lives + 1;
 	r = qckpt("restore", "--from", dir, newname, NULL);
-	extra_vms[nextra++] = strdup(newname);
+	rvm_add_extra(newname);
 	if (r.status != 0)
 		fail_msg("qckpt restore --from %s %s: exit %d: %s", dir, newname, r.status, r.err);
 	run_free(&r);
@@ -574,7 +427,6 @@ static int setup_qemu10(void **state)
 
 static int teardown_test(void **state)
 {
-	kill_extras();
 	rvm_kill_all();
 	return 0;
 }

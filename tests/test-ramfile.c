@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -402,6 +403,249 @@ static void test_run_adds_a_shared_file_backend_of_the_ram_size(void **state)
 	run_free(&r);
 }
 
+/* ---- export and restore --from --------------------------------------------- */
+
+/* A tmpfs (no reflinks) under the harness's temp dir, unmounted by the
+ * test's teardown. */
+static char *tmpfs_path;
+
+static const char *tmpfs_mount(void)
+{
+	tmpfs_path = harness_path("tmpfs-export");
+	mkdir(tmpfs_path, 0700);
+	assert_int_equal(mount("qckpt-test", tmpfs_path, "tmpfs", 0, "size=512m"), 0);
+	return tmpfs_path;
+}
+
+static void tmpfs_unmount(void)
+{
+	if (tmpfs_path != NULL && umount(tmpfs_path) < 0)
+		umount2(tmpfs_path, MNT_DETACH);
+	free(tmpfs_path);
+	tmpfs_path = NULL;
+}
+
+/* `restore --from` refused: exit 1, one line saying EXPECT, NAME neither
+ * registered nor in CATALOG. */
+static void import_refused(char *const *argv, const char *name, const char *catalog,
+			   const char *expect, const char *expect2)
+{
+	struct run r = qckpt_argv(argv);
+	char *vmdir = fmt("%s/%s", catalog, name);
+
+	if (r.status != 1 || strstr(r.err, expect) == NULL || strstr(r.err, expect2) == NULL ||
+	    strchr(r.err, '\n') != r.err + strlen(r.err) - 1)
+		fail_msg("restore --from: exit %d, wanted 1 and one line with '%s' and '%s': %s",
+			 r.status, expect, expect2, r.err);
+	run_free(&r);
+	r = qckpt("vms", "--names", NULL);
+	assert_null(strstr(r.out, name));
+	run_free(&r);
+	assert_int_not_equal(access(vmdir, F_OK), 0);
+	free(vmdir);
+}
+
+/* The export's RAM file: the frozen one's bytes, as long. */
+static void exported_ram(const char *dir, uint64_t hash)
+{
+	char *path = fmt("%s/memory.ram", dir);
+	struct stat st;
+
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 128ll << 20);
+	assert_true(file_hash(path) == hash);
+	free(path);
+}
+
+/*
+ * A ram-file checkpoint exported twice while the VM runs on: onto the same
+ * XFS (a reflink) and onto a tmpfs (a full copy without the holes, its
+ * progress counted).  `restore --from` refuses a catalog or a --ram-file
+ * directory where reflinks cannot go, then makes a second VM from the
+ * tmpfs export that carries on from the checkpoint, checkpoints in
+ * ram-file mode and restores that; plain QEMU, as the README says, starts
+ * the XFS export and carries on too; the export's RAM file stays as it was.
+ */
+static void test_a_ram_file_checkpoint_exports_and_starts_with_plain_qemu_and_as_a_new_vm(void **state)
+{
+	struct rvm *vm = ram_vm("exp");
+	json_t *rec = ram_checkpoint(vm, "c"), *erec, *st, *rec2;
+	const char *frozen = jstr(json_object_get(rec, "MemoryState"), "RamFile");
+	uint64_t hash = file_hash(frozen);
+	long counter = frozen_counter(rec), pid = vm_pid(vm), t;
+	char *dir = fmt("%s/export-%s", xfs_mount, vm->name), *tdir, *copy = fmt("%s-copy", vm->name);
+	char *path, *text, *tcatalog, *tram;
+	struct run r;
+	struct stat sb;
+	int life;
+
+	/* on the same XFS: a reflink */
+	r = qckpt("export", "-v", vm->name, "c", dir, NULL);
+	if (r.status != 0)
+		fail_msg("qckpt export: exit %d: %s", r.status, r.err);
+	assert_non_null(strstr(r.err, "reflinked"));
+	run_free(&r);
+	exported_ram(dir, hash);
+	path = fmt("%s/checkpoint.json", dir);
+	erec = json_load_file(path, 0, NULL);
+	assert_non_null(erec);
+	assert_string_equal(jstr(json_object_get(erec, "MemoryState"), "Kind"), "ram-file");
+	assert_string_equal(jstr(json_object_get(erec, "MemoryState"), "RamFile"), "memory.ram");
+	assert_string_equal(jstr(json_object_get(erec, "MemoryState"), "Path"), "memory.state");
+	free(path);
+	path = fmt("%s/%s", dir, jstr(rec_disk(erec, 0), "CheckpointImage"));
+	assert_int_equal(disk_read_counter(path), counter);
+	free(path);
+	path = fmt("%s/README", dir);
+	text = read_file(path);
+	assert_non_null(strstr(text, "memory-backend-file,id=pc.ram,size=134217728,share=on,mem-path=running.ram"));
+	assert_non_null(strstr(text, "-chardev pipe,id=qckpt-incoming,path=incoming"));
+	assert_non_null(strstr(text, "-incoming defer"));
+	assert_non_null(strstr(text, "cp --reflink=auto --sparse=always memory.ram running.ram"));
+	free(text);
+	free(path);
+	path = fmt("%s/incoming.in", dir);
+	text = read_file(path);
+	assert_non_null(strstr(text, "migrate_set_capability x-ignore-shared on\n"));
+	assert_non_null(strstr(text, "migrate_incoming \"exec:cat memory.state\"\n"));
+	free(text);
+	free(path);
+
+	/* onto a tmpfs: a full copy, counted, leaving the holes out */
+	tdir = fmt("%s/export", tmpfs_mount());
+	r = qckpt("export", "-v", "--progress=json", vm->name, "c", tdir, NULL);
+	if (r.status != 0)
+		fail_msg("qckpt export to a tmpfs: exit %d: %s", r.status, r.err);
+	assert_non_null(strstr(r.err, "copied (the data, not the holes)"));
+	check_export_progress(vm->name, r.err);
+	run_free(&r);
+	exported_ram(tdir, hash);
+	path = fmt("%s/memory.ram", tdir);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_true((long long)sb.st_blocks * 512 < sb.st_size);
+	free(path);
+	/* the VM ran on through both, the same QEMU */
+	assert_int_equal(vm_pid(vm), pid);
+	while ((t = wait_tick(vm, 1, WAIT_MS)) > 0 && t <= counter)
+		;
+	assert_true(t > counter);
+
+	/* restore --from where the RAM file could not be reflinked */
+	tcatalog = fmt("%s/catalog", tmpfs_path);
+	tram = fmt("--ram-file=%s/ram", tmpfs_path);
+	mkdir(tcatalog, 0700);
+	setenv("QCKPT_CATALOG_DIR", tcatalog, 1);
+	import_refused((char *[]){ "restore", "--from", tdir, copy, NULL }, copy, tcatalog,
+		       "cannot make reflinks", "give --ram-file=DIR");
+	setenv("QCKPT_CATALOG_DIR", catalog_dir, 1);
+	import_refused((char *[]){ "restore", "--from", tdir, tram, copy, NULL }, copy, catalog_dir,
+		       "cannot make reflinks", "give --ram-file=DIR");
+
+	/* restore --from the tmpfs export: a second VM, carrying on */
+	life = vm->lives + 1;
+	r = qckpt("restore", "--from", tdir, copy, NULL);
+	rvm_add_extra(copy);
+	if (r.status != 0)
+		fail_msg("qckpt restore --from %s %s: exit %d: %s", tdir, copy, r.status, r.err);
+	run_free(&r);
+	carries_on(vm, life, counter, "restore --from of a ram-file export");
+	path = fmt("%s/%s/vm.json", catalog_dir, copy);
+	st = json_load_file(path, 0, NULL);
+	assert_non_null(st);
+	assert_int_equal(strncmp(jstr(json_object_get(st, "RamFile"), "Path"), catalog_dir, strlen(catalog_dir)), 0);
+	assert_int_equal(access(jstr(json_object_get(st, "RamFile"), "Path"), F_OK), 0);
+	json_decref(st);
+	free(path);
+	/* ... which checkpoints in ram-file mode and restores that */
+	while ((t = wait_tick(vm, life, WAIT_MS)) > 0 && t < counter + 3)
+		;
+	rec2 = checkpoint_ok(copy, "auto", "c2", NULL);
+	assert_string_equal(jstr(rec2, "Mode"), "ram-file");
+	assert_string_equal(jstr(json_object_get(rec2, "MemoryState"), "Kind"), "ram-file");
+	assert_true(frozen_counter(rec2) >= counter + 2);
+	life = vm->lives + 1;
+	r = qckpt("restore", copy, "c2", NULL);
+	if (r.status != 0)
+		fail_msg("qckpt restore %s c2: exit %d: %s", copy, r.status, r.err);
+	run_free(&r);
+	carries_on(vm, life, frozen_counter(rec2), "restore of the imported VM's checkpoint");
+
+	/* plain QEMU from the README, on a copy of the XFS export's RAM file */
+	start_with_plain_qemu(vm, rec, dir, counter);
+	exported_ram(dir, hash);
+	assert_int_equal(vm_pid(vm), pid);
+	assert_true(file_hash(frozen) == hash);
+
+	json_decref(rec2);
+	json_decref(erec);
+	json_decref(rec);
+	free(tram);
+	free(tcatalog);
+	free(tdir);
+	free(dir);
+	free(copy);
+	rvm_kill_all();
+}
+
+static bool run_exited(void *arg)
+{
+	return !((struct rvm *)arg)->proc_running;
+}
+
+/* A ram-file VM whose QEMU was started again by hand, with the command
+ * `qckpt run` executed (vm.json's Executed: the backend on its RAM file):
+ * qckpt cannot relaunch it, and the commands it prints for its ram-file
+ * checkpoint put that backend on a reflink of the frozen RAM file and load
+ * the device state with x-ignore-shared. */
+static void test_a_ram_file_vm_started_by_hand_gets_a_recipe_with_its_backend(void **state)
+{
+	struct rvm *vm = ram_vm("byhand");
+	json_t *rec = ram_checkpoint(vm, "c"), *st = vm_json(vm), *ex;
+	static struct child c; /* the loop's until its handles are closed */
+	char **argv, *line, *p, *clone, *backend;
+	struct run r;
+	size_t i;
+
+	/* the same QEMU command, started by hand */
+	kill((pid_t)vm_pid(vm), SIGKILL);
+	assert_int_equal(harness_run_until(run_exited, vm, WAIT_MS), 0);
+	ex = json_object_get(json_object_get(st, "CommandLine"), "Executed");
+	argv = calloc(json_array_size(ex) + 1, sizeof *argv);
+	for (i = 0; i < json_array_size(ex); i++)
+		argv[i] = (char *)json_string_value(json_array_get(ex, i));
+	child_start(&c, argv);
+	assert_true(wait_tick(vm, 2, WAIT_MS * 10) > 0);
+
+	r = qckpt("restore", vm->name, "c", NULL);
+	assert_int_equal(r.status, 1);
+	assert_non_null(strstr(r.err, "not as launched by 'qckpt run'"));
+	line = fmt("cp --reflink=always %s ", jstr(json_object_get(rec, "MemoryState"), "RamFile"));
+	p = strstr(r.out, line);
+	if (p == NULL)
+		fail_msg("no '%s' in the recipe:\n%s", line, r.out);
+	clone = strndup(p + strlen(line), strcspn(p + strlen(line), "\n"));
+	backend = fmt("memory-backend-file,id=pc.ram,size=134217728,share=on,mem-path=%s", clone);
+	if (strstr(r.out, backend) == NULL || strstr(r.out, "-incoming defer") == NULL ||
+	    strstr(r.out, "migrate-set-capabilities x-ignore-shared on") == NULL ||
+	    strstr(r.out, jstr(json_object_get(rec, "MemoryState"), "Path")) == NULL ||
+	    strstr(r.out, jstr(json_object_get(st, "RamFile"), "Path")) != NULL)
+		fail_msg("the recipe does not run QEMU on %s with x-ignore-shared and the device state:\n%s",
+			 clone, r.out);
+	/* nothing made, the VM runs on */
+	assert_int_not_equal(access(clone, F_OK), 0);
+	assert_true(wait_tick(vm, 2, WAIT_MS) > 0);
+	run_free(&r);
+	kill(c.proc.pid, SIGKILL);
+	harness_run_until(child_done, &c, WAIT_MS);
+	free(backend);
+	free(clone);
+	free(line);
+	free(argv);
+	json_decref(st);
+	json_decref(rec);
+	rvm_kill_all();
+}
+
 /* ---- groups ---------------------------------------------------------------- */
 
 static int setup(void **state)
@@ -413,6 +657,8 @@ static int setup(void **state)
 	mkdir(catalog_dir, 0700);
 	rvm_catalog_dir = catalog_dir;
 	rvm_qemu_bin = &qemu_bin;
+	/* restore --from registers in the default catalog: the same */
+	setenv("QCKPT_CATALOG_DIR", catalog_dir, 1);
 	return 0;
 }
 
@@ -427,6 +673,7 @@ static int setup_qemu10(void **state)
 static int teardown_test(void **state)
 {
 	rvm_kill_all();
+	tmpfs_unmount();
 	return 0;
 }
 
@@ -451,12 +698,15 @@ int main(void)
 		T(test_a_restored_vm_takes_ram_file_checkpoints_again),
 		T(test_a_paused_guest_gets_a_ram_file_checkpoint_and_stays_paused),
 		T(test_a_pending_ram_file_restore_is_picked_up_by_qckpt_run),
+		T(test_a_ram_file_checkpoint_exports_and_starts_with_plain_qemu_and_as_a_new_vm),
+		T(test_a_ram_file_vm_started_by_hand_gets_a_recipe_with_its_backend),
 	};
 	const struct CMUnitTest tests_qemu10[] = {
 		T(test_ram_file_checkpoint_restores_to_the_instant),
 		T(test_the_same_checkpoint_restores_twice_and_each_copy_runs_on_its_own),
 		T(test_a_restored_vm_takes_ram_file_checkpoints_again),
 		T(test_a_paused_guest_gets_a_ram_file_checkpoint_and_stays_paused),
+		T(test_a_ram_file_checkpoint_exports_and_starts_with_plain_qemu_and_as_a_new_vm),
 	};
 
 	if (rc != 0)
