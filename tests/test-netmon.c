@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -303,6 +304,11 @@ static json_t *checkpoint_on_its_host(struct nsvm *n, const char *mode, const ch
 	char *where = fmt("%s/it's a dir/", n->dir);
 	char *now;
 
+	print_message("%s on QEMU %s: mode %s, guest paused %lld ms, %lld ms in all, memory %s\n",
+		      name, jstr(rec, "QemuVersion"), jstr(rec, "Mode"),
+		      (long long)json_integer_value(json_object_get(rec, "PauseMs")),
+		      (long long)json_integer_value(json_object_get(rec, "DurationMs")),
+		      mem ? jstr(mem, "Uri") : "none");
 	assert_string_equal(jstr(rec, "QemuHost"), "127.0.0.1");
 	assert_string_equal(jstr(rec, "Monitor"), n->monitor);
 	assert_string_equal(jstr(d, "CheckpointImage"), before);
@@ -598,6 +604,7 @@ static void test_a_monitor_lost_midway_gives_one_line_and_leaves_the_vm_untouche
 			 "lost", NULL };
 	FILE *f = fopen(reg, "w");
 	struct child c;
+	siginfo_t info;
 	const char *err;
 	long tick;
 	char *st;
@@ -611,6 +618,11 @@ static void test_a_monitor_lost_midway_gives_one_line_and_leaves_the_vm_untouche
 	unsetenv("QCKPT_TEST_STOP_AT");
 	assert_int_equal(harness_run_until(stopped_or_done, &c, WAIT_MS), 0);
 	assert_false(c.exited);
+	/* it says so, then raises SIGSTOP: a SIGCONT in between would be
+	 * lost, so wait for the stop itself (WNOWAIT: libuv still reaps it) */
+	memset(&info, 0, sizeof info);
+	if (waitid(P_PID, (id_t)c.proc.pid, &info, WSTOPPED | WNOWAIT) != 0)
+		fail_msg("waiting for qckpt to stop: %s", strerror(errno));
 	px_cut();
 	kill(c.proc.pid, SIGCONT);
 	assert_int_equal(harness_run_until(child_done, &c, WAIT_MS), 0);
