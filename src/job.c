@@ -248,6 +248,43 @@ static void on_file_create_reply(struct task *task, struct task_call *call, int 
 	}
 }
 
+/* A blockdev-add QEMU refused added no node: none to delete.  (No answer:
+ * it may have, and the undo deletes it.) */
+static void on_add_reply(struct task *task, struct task_call *call, int status,
+			 const struct qmp_error *qerr)
+{
+	struct disk *d = call->arg;
+
+	if (status == QMP_ECOMMAND)
+		d->file_added = 0;
+}
+
+static void on_add_overlay_reply(struct task *task, struct task_call *call, int status,
+				 const struct qmp_error *qerr)
+{
+	struct disk *d = call->arg;
+
+	if (status == QMP_ECOMMAND)
+		d->overlay_added = 0;
+}
+
+/* blockdev-add of a disk's protocol node, or of its overlay. */
+static void send_add(struct job *job, struct disk *d, int overlay)
+{
+	struct task_call *call = task_send_call(&job->task, "blockdev-add",
+		overlay ? blockdev_add_overlay_args(d) : blockdev_add_file_args(d), -1, NULL, 0,
+		QMP_DEFAULT_TIMEOUT_MS);
+
+	if (overlay)
+		d->overlay_added = 1;
+	else
+		d->file_added = 1;
+	if (call != NULL) {
+		call->after = overlay ? on_add_overlay_reply : on_add_reply;
+		call->arg = d;
+	}
+}
+
 /* ---- events ---------------------------------------------------------- */
 
 static double event_time(const struct qmp_timestamp *ts)
@@ -943,10 +980,8 @@ static void enter_try_background(struct job *job)
 static void send_add_files(struct job *job)
 {
 	job_undo_on_nodes(job, 0);
-	for (size_t i = 0; i < job->ndisks; i++) {
-		job->disks[i].file_added = 1;
-		task_send(&job->task, "blockdev-add", blockdev_add_file_args(&job->disks[i]), NULL);
-	}
+	for (size_t i = 0; i < job->ndisks; i++)
+		send_add(job, &job->disks[i], 0);
 }
 
 /* A network monitor: QEMU creates the empty files on its host (each
@@ -1078,10 +1113,8 @@ static void enter_attach(struct job *job)
 	if (job_check_create_errors(job) < 0)
 		return;
 	job_undo_on_nodes(job, 1);
-	for (size_t i = 0; i < job->ndisks; i++) {
-		job->disks[i].overlay_added = 1;
-		task_send(&job->task, "blockdev-add", blockdev_add_overlay_args(&job->disks[i]), NULL);
-	}
+	for (size_t i = 0; i < job->ndisks; i++)
+		send_add(job, &job->disks[i], 1);
 }
 
 /* ---- the save slot (--throttle-limit) ------------------------------- */

@@ -323,7 +323,7 @@ static json_t *checkpoint_on_its_host(struct nsvm *n, const char *mode, const ch
 	if (strcmp(mode, "disk-only") != 0) {
 		assert_non_null(mem);
 		assert_string_equal(jstr(mem, "Host"), "127.0.0.1");
-		assert_true(starts_with(jstr(mem, "Path"), where));
+		assert_true(starts_with(jstr(mem, "Path"), n->dir));
 		assert_null(json_object_get(mem, "Bytes"));
 		assert_true(ns_exists(n, jstr(mem, "Path")));
 		/* 8.2 and later take file:; 7.2 gets exec:cat, quoted */
@@ -382,6 +382,11 @@ static int group_teardown(void **state)
 static void test_checkpoint_through_a_tcp_monitor_is_made_by_qemu_on_its_host_and_restores(void **state)
 {
 	json_t *rec = checkpoint_on_its_host(&host, "auto", "over tcp");
+	char *where = fmt("%s/it's a dir/", host.dir);
+
+	/* by default beside the image, where QEMU writes already */
+	assert_true(starts_with(jstr(json_object_get(rec, "MemoryState"), "Path"), where));
+	free(where);
 
 	assert_string_equal(jstr(rec, "Mode"),
 			    atoi(jstr(rec, "QemuVersion")) >= 9 ? "live" : "paused");
@@ -462,6 +467,74 @@ static void test_restore_remove_and_export_of_its_checkpoints_are_refused(void *
 	free(img);
 	free(out);
 	json_decref(rec);
+}
+
+/* The names of QEMU's block nodes, in its order. */
+static json_t *node_names(struct hvm *vm)
+{
+	json_t *nodes = NULL, *x, *names = json_array();
+	size_t i;
+
+	assert_int_equal(hvm_qmp(vm, "query-named-block-nodes", NULL, &nodes), 0);
+	json_array_foreach(nodes, i, x)
+		json_array_append_new(names, json_string(jstr(x, "node-name")));
+	json_decref(nodes);
+	return names;
+}
+
+/* The group's registry line, with KEYS (e.g. "remote-dir=/x") or none. */
+static void register_with(const char *keys)
+{
+	FILE *f = fopen(registry, "w");
+
+	assert_non_null(f);
+	fprintf(f, "%s %s %s\n", hvm_name(host.vm), host.monitor, keys ? keys : "");
+	assert_int_equal(fclose(f), 0);
+}
+
+/* remote-dir=: the memory state goes there, on the QEMU host. */
+static void test_remote_dir_in_the_registry_holds_the_memory_state(void **state)
+{
+	char *dir = fmt("%s/memory", host.dir), *key = fmt("remote-dir=%s", dir);
+	json_t *rec;
+
+	assert_int_equal(ns_run(&host, NULL, "mkdir", dir, NULL), 0);
+	register_with(key);
+	rec = checkpoint_on_its_host(&host, "paused", "in remote-dir");
+	register_with(NULL);
+	assert_true(starts_with(jstr(json_object_get(rec, "MemoryState"), "Path"), dir));
+	restore_in_ns(&host, rec);
+	json_decref(rec);
+	free(key);
+	free(dir);
+}
+
+/* An overlay-dir that does not exist on the QEMU host: QEMU cannot
+ * create the file; one line saying so, and the VM as it was. */
+static void test_overlay_qemu_cannot_create_fails_with_one_line_and_vm_untouched(void **state)
+{
+	const char *vm = hvm_name(host.vm);
+	char *before = running_image(host.vm), *after, *st;
+	json_t *nodes = node_names(host.vm), *nodes_after;
+	struct run r;
+
+	register_with("overlay-dir=/nonexistent-qckpt-test-dir");
+	r = qckpt("checkpoint", vm, "nowhere", NULL);
+	register_with(NULL);
+	assert_int_equal(r.status, 1);
+	assert_one_line(r.err, vm, "QEMU could not create the overlay /nonexistent-qckpt-test-dir/");
+	run_free(&r);
+	after = running_image(host.vm);
+	assert_string_equal(before, after);
+	nodes_after = node_names(host.vm);
+	assert_true(json_equal(nodes, nodes_after));
+	st = hvm_status(host.vm);
+	assert_string_equal(st, "running");
+	free(st);
+	json_decref(nodes);
+	json_decref(nodes_after);
+	free(before);
+	free(after);
 }
 
 /* ---- a monitor lost midway: a TCP proxy the test cuts --------------------- */
@@ -574,19 +647,6 @@ static bool stopped_or_done(void *arg)
 	struct child *c = arg;
 
 	return c->exited || strstr(c->errbuf, "stopped at prepare") != NULL;
-}
-
-/* The names of QEMU's block nodes, in its order. */
-static json_t *node_names(struct hvm *vm)
-{
-	json_t *nodes = NULL, *x, *names = json_array();
-	size_t i;
-
-	assert_int_equal(hvm_qmp(vm, "query-named-block-nodes", NULL, &nodes), 0);
-	json_array_foreach(nodes, i, x)
-		json_array_append_new(names, json_string(jstr(x, "node-name")));
-	json_decref(nodes);
-	return names;
 }
 
 /*
@@ -750,6 +810,8 @@ int main(void)
 		cmocka_unit_test(test_paused_and_disk_only_checkpoints_through_a_tcp_monitor),
 		cmocka_unit_test(test_modes_that_need_the_qemu_hosts_files_are_refused_with_one_line),
 		cmocka_unit_test(test_restore_remove_and_export_of_its_checkpoints_are_refused),
+		cmocka_unit_test(test_remote_dir_in_the_registry_holds_the_memory_state),
+		cmocka_unit_test(test_overlay_qemu_cannot_create_fails_with_one_line_and_vm_untouched),
 		cmocka_unit_test(test_a_monitor_lost_midway_gives_one_line_and_leaves_the_vm_untouched),
 	};
 	const struct CMUnitTest tcp10[] = {
