@@ -184,6 +184,8 @@ void blockdev_plan_overlays(struct disk *disks, size_t n,
 			 ckpt_id, (unsigned)(i % 1000));
 		snprintf(d->create_job, sizeof d->create_job, "qckpt-%.8s-%uj",
 			 ckpt_id, (unsigned)(i % 1000));
+		snprintf(d->file_job, sizeof d->file_job, "qckpt-%.8s-%uc",
+			 ckpt_id, (unsigned)(i % 1000));
 		free(dir);
 		free(stem);
 	}
@@ -215,6 +217,13 @@ json_t *blockdev_add_file_args(const struct disk *d)
 {
 	return json_pack("{s:s, s:s, s:s}", "driver", "file", "filename",
 			 d->overlay, "node-name", d->file_node);
+}
+
+json_t *blockdev_create_file_args(const struct disk *d)
+{
+	return json_pack("{s:s, s:{s:s, s:s, s:i}}", "job-id", d->file_job,
+			 "options", "driver", "file", "filename", d->overlay,
+			 "size", 0);
 }
 
 json_t *blockdev_create_args(const struct disk *d)

@@ -25,6 +25,8 @@ struct disk {
 	char overlay_node[32]; /* qcow2 node */
 	char file_node[32];    /* its protocol node */
 	char create_job[32];   /* blockdev-create job id */
+	char file_job[32];     /* network monitor: the protocol file's job */
+	int file_job_sent, file_job_concluded, file_job_dismissed, file_job_unknown;
 	int file_created, file_added, job_concluded, job_dismissed;
 	int overlay_added;
 	int switched; /* the transaction made it the active image */
@@ -63,6 +65,9 @@ int blockdev_create_overlay_file(struct disk *d);
  * the qcow2 format, of blockdev-add for the overlay (backing attached later
  * by blockdev-snapshot), and the transaction's actions. */
 json_t *blockdev_add_file_args(const struct disk *d);
+/* blockdev-create of the empty protocol file itself, by QEMU on its own
+ * host (a network monitor: qckpt cannot reach that file system). */
+json_t *blockdev_create_file_args(const struct disk *d);
 json_t *blockdev_create_args(const struct disk *d);
 json_t *blockdev_add_overlay_args(const struct disk *d);
 json_t *blockdev_transaction_args(const struct disk *disks, size_t n);

@@ -125,6 +125,11 @@ static int chain_has(json_t *chain, const char *image)
 	return 0;
 }
 
+const char *catalog_record_qemu_host(json_t *record)
+{
+	return json_string_value(json_object_get(record, "QemuHost"));
+}
+
 int catalog_record_on_chain(json_t *record, json_t *chain)
 {
 	size_t j;

@@ -81,6 +81,10 @@ json_t *catalog_find_parent(json_t *list, json_t *chain, const char *current_id)
  */
 json_t *catalog_current(const char *root, const char *vm, json_t *list);
 
+/* The host whose files a record names (QemuHost: taken through a tcp: or
+ * tls: monitor; restore, remove and export cannot reach them), or NULL. */
+const char *catalog_record_qemu_host(json_t *record);
+
 /*
  * The checkpoint WHAT names among LIST: its Id, a name unique in LIST, or a
  * unique Id prefix (4 characters or more).  Borrowed from LIST; NULL with

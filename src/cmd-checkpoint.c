@@ -64,6 +64,18 @@ struct checkpoint_cmd {
 
 static void start_next(struct checkpoint_cmd *c);
 
+/* A VM behind a network monitor: its files are on its own host. */
+static void report_remote_job(struct job *job)
+{
+	if (job->memory_path != NULL)
+		verbose_vm(job->spec.vm, "memory state written by QEMU on %s: %s",
+			   job->spec.qemu_host, job->memory_path);
+	for (size_t i = 0; i < job->ndisks && !log_quiet; i++)
+		fprintf(stderr, "qckpt: %s: disk %s now writes to %s on %s; %s is frozen, so start QEMU there on the new path\n",
+			job->spec.vm, job->disks[i].device, job->disks[i].overlay,
+			job->spec.qemu_host, job->disks[i].image);
+}
+
 static void report_job(struct checkpoint_cmd *c, struct job *job)
 {
 	if (job->state != JOB_DONE) {
@@ -79,6 +91,10 @@ static void report_job(struct checkpoint_cmd *c, struct job *job)
 		error_vm(job->spec.vm, "%s", job->resume_error);
 	/* The user's own launch command still names the frozen images;
 	 * a QEMU that `qckpt run` launched is relaunched on the new ones. */
+	if (job->spec.qemu_host != NULL) {
+		report_remote_job(job);
+		return;
+	}
 	for (size_t i = 0; i < job->ndisks; i++)
 		if (!log_quiet && !cmdline_vm_launched_by_run(job->spec.catalog_root, job->spec.vm))
 			fprintf(stderr, "qckpt: %s: disk %s now writes to %s; %s is frozen, so launch the VM through 'qckpt run' or use that path\n",
@@ -196,21 +212,14 @@ static struct job *make_job(struct checkpoint_cmd *c, const struct registry *reg
 		free(job);
 		return NULL;
 	}
-	if (vmconn_is_network(s->monitor)) {
-		/* Overlays and the memory file would be made on this machine's
-		 * file system, not on the QEMU host's. */
-		error_vm(name, "checkpoints through a network monitor (%s) are not supported yet: run them on the QEMU host, e.g. 'qckpt checkpoint -C HOST %s'",
-			 s->monitor, name);
-		free(s->monitor);
-		free(s->expect_name);
-		free(job);
-		return NULL;
-	}
 	gethostname(host, sizeof host);
 	host[sizeof host - 1] = '\0';
 	s->vm = xstrdup(name);
 	s->catalog_root = catalog_root(e);
 	s->overlay_dir = e && e->overlay_dir ? xstrdup(e->overlay_dir) : NULL;
+	/* tcp:/tls: QEMU may run elsewhere: it makes the files, on its host */
+	s->qemu_host = vmconn_network_host(s->monitor);
+	s->remote_dir = e && e->remote_dir ? xstrdup(e->remote_dir) : NULL;
 	s->agent = e && e->agent ? xstrdup(e->agent) : NULL;
 	s->snapshot_name = c->snapshot_name ? xstrdup(c->snapshot_name) : NULL;
 	s->computer_name = xstrdup(host);

@@ -78,7 +78,7 @@ static int check_arguments(const char *name, const char *monitor,
 				printable(monitor, shown, sizeof shown));
 	for (size_t i = 0; i < nkeys; i++) {
 		if (!registry_one_word(keys[i]))
-			return error_vm(name, "bad setting '%s': key=value without blanks (known keys: dir, overlay-dir, agent, type)",
+			return error_vm(name, "bad setting '%s': key=value without blanks (known keys: dir, overlay-dir, remote-dir, agent, type)",
 					printable(keys[i], shown, sizeof shown));
 		line = xasprintf("%s %s %s\n", name, monitor, keys[i]);
 		rc = registry_parse("-", line, &reg, err, sizeof err);

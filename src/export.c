@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "catalog.h"
 #include "chain.h"
 #include "cmdline.h"
 #include "export.h"
@@ -159,6 +160,9 @@ static int check_files(struct export *e)
 	struct stat st;
 	size_t i;
 
+	if (catalog_record_qemu_host(e->record) != NULL)
+		return fail(e, -ENOTSUP, "the checkpoint was taken through a network monitor: its files are on %s, not here; nothing exported: export it on that host, or copy its CheckpointImages and MemoryState there by hand",
+			    catalog_record_qemu_host(e->record)), -1;
 	e->ndisks = json_array_size(json_object_get(e->record, "Disks"));
 	e->disks = xcalloc(e->ndisks + 1, sizeof *e->disks);
 	json_array_foreach(json_object_get(e->record, "Disks"), i, rd) {

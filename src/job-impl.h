@@ -14,6 +14,8 @@
 /* ---- job.c ---- */
 
 int job_connected(const struct job *job);
+/* A network monitor: QEMU's files are on its host, never touched here. */
+int job_remote(const struct job *job);
 /* cont, retried while QEMU finalizes the migration, until RESUME. */
 void job_send_resume(struct job *job, int optional);
 /* Everything a state waited for has arrived: go to the next state (the
@@ -67,6 +69,7 @@ void job_ramfile_record(const struct job *job, json_t *m);
 void job_undo_on_files(struct job *job);    /* JOB_PREPARE: local files */
 void job_undo_on_nodes(struct job *job, int overlay); /* blockdev-add */
 void job_undo_on_formats(struct job *job);  /* JOB_FORMAT: create jobs */
+void job_undo_on_file_jobs(struct job *job); /* JOB_PREPARE, network monitor */
 void job_undo_on_catalog(struct job *job);  /* JOB_CATALOG: vm.json */
 void job_undo_on_freeze(struct job *job);   /* JOB_FREEZE: thaw first */
 void job_undo_on_settings(struct job *job); /* JOB_MIGRATE_SETUP */

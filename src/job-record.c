@@ -50,6 +50,13 @@ static json_t *job_memory_json(const struct job *job)
 		      "MultifdChannels", job->plan.mapped_ram ? MIGRATE_MULTIFD_CHANNELS : 0);
 	if (job->mode == MODE_RAM_FILE)
 		job_ramfile_record(job, m);
+	/* A network monitor: the file is on the QEMU host, written by QEMU
+	 * (its size unknown here), how QEMU was told to write it. */
+	if (job_remote(job)) {
+		json_object_del(m, "Bytes");
+		json_object_set_new(m, "Host", json_string(job->spec.qemu_host));
+		json_object_set_new(m, "Uri", json_string(job->plan.uri));
+	}
 	/* The guest stays stopped by this save: how the next checkpoint
 	 * knows the save is still its memory. */
 	if (job->saved_migration != NULL) {
@@ -85,6 +92,9 @@ json_t *job_build_record(struct job *job)
 	json_object_set_new(r, "Mode", json_string(job_mode_name(job->mode)));
 	json_object_set_new(r, "QemuVersion", json_string(job->conn.qmp.version_string));
 	json_object_set_new(r, "Monitor", json_string(job->spec.monitor));
+	/* Its overlays and memory state are files of that host, not this one */
+	if (job_remote(job))
+		json_object_set_new(r, "QemuHost", json_string(job->spec.qemu_host));
 	json_object_set_new(r, "PauseMs", json_integer(job->pause_ms));
 	json_object_set_new(r, "DurationMs", json_integer((json_int_t)(mono_ms() - job->start_ms)));
 	if (json_array_size(job->warnings) > 0)

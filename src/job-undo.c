@@ -97,8 +97,37 @@ static void job_drop_memory(struct job *job)
 		close(job->memfd);
 		job->memfd = -1;
 	}
-	if (job->memory_path != NULL)
+	/* a network monitor's path is on the QEMU host: never ours */
+	if (job->memory_path != NULL && !job_remote(job))
 		unlink(job->memory_path);
+}
+
+/* QEMU made it, or may have (its job started, no end seen). */
+static int job_remote_file_made(const struct disk *d)
+{
+	return d->file_job_sent && (d->file_job_concluded || !d->file_job_dismissed ||
+				    d->file_job_unknown);
+}
+
+/* A network monitor: what QEMU made on its host stays there (QMP cannot
+ * delete a file); the user hears which files, to delete them there. */
+static void job_tell_remote_files(struct job *job)
+{
+	char list[512] = "";
+	size_t len = 0, n = 0;
+
+	for (size_t i = 0; i < job->ndisks; i++)
+		if (job_remote_file_made(&job->disks[i]) && !job->disks[i].switched &&
+		    len < sizeof list)
+			len += (size_t)snprintf(list + len, sizeof list - len, "%s%s",
+						n++ ? " " : "", job->disks[i].overlay);
+	if (job->migrate_sent && len < sizeof list)
+		len += (size_t)snprintf(list + len, sizeof list - len, "%s%s",
+					n++ ? " " : "", job->memory_path);
+	if (n > 0)
+		job_append_error(job, "; what QEMU made%s on %s stays there (QMP cannot delete files): delete %s on that host%s",
+				 job_connected(job) ? "" : " or may have made", job->spec.qemu_host,
+				 list, job_connected(job) ? "" : " if there");
 }
 
 /* Local files: what was never switched in is ours to delete.  Overlays a
@@ -119,6 +148,8 @@ static void undo_files(struct task *task, void *arg)
 	job_drop_memory(job);
 	if (job->dir != NULL && !job->record_written)
 		remove_dir_files(job->dir);
+	if (job_remote(job) && !unknown)
+		job_tell_remote_files(job);
 	/* An overlay is backed by the image it would replace, so running the
 	 * VM on it is right whether or not the switch happened. */
 	if (unknown && job->ndisks > 0)
@@ -171,7 +202,8 @@ static void undo_wait_formats(struct task *task, void *arg)
 {
 	struct job *job = arg;
 
-	for (size_t i = 0; i < job->ndisks; i++)
+	/* a closed monitor sends no more events: nothing to wait for */
+	for (size_t i = 0; job_connected(job) && i < job->ndisks; i++)
 		if (!job->disks[i].job_concluded && !job->disks[i].job_dismissed)
 			task->awaiting++;
 }
@@ -186,6 +218,37 @@ void job_undo_on_files(struct job *job)
 void job_undo_on_nodes(struct job *job, int overlay)
 {
 	task_on_undo(&job->task, overlay ? undo_overlay_nodes : undo_file_nodes, job);
+}
+
+/* The protocol files' create jobs (network monitors), as the formats'. */
+static void undo_file_dismiss(struct task *task, void *arg)
+{
+	struct job *job = arg;
+
+	for (size_t i = 0; i < job->ndisks; i++) {
+		struct disk *d = &job->disks[i];
+
+		if (d->file_job_concluded && !d->file_job_dismissed) {
+			d->file_job_dismissed = 1;
+			task_send_ex(&job->task, "job-dismiss", json_pack("{s:s}", "id",
+				    d->file_job), -1, NULL, 1);
+		}
+	}
+}
+
+static void undo_wait_file_jobs(struct task *task, void *arg)
+{
+	struct job *job = arg;
+
+	for (size_t i = 0; job_connected(job) && i < job->ndisks; i++)
+		if (!job->disks[i].file_job_concluded && !job->disks[i].file_job_dismissed)
+			task->awaiting++;
+}
+
+void job_undo_on_file_jobs(struct job *job)
+{
+	task_on_undo(&job->task, undo_file_dismiss, job);
+	task_on_undo(&job->task, undo_wait_file_jobs, job); /* runs first */
 }
 
 void job_undo_on_formats(struct job *job)

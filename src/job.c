@@ -84,6 +84,7 @@ static const struct {
 	[JOB_TRY_BACKGROUND] = { "try-background", "asking QEMU whether it can save in the background", "preparing" },
 	[JOB_AGENT] = { "agent", "connecting to the guest agent", "preparing" },
 	[JOB_PREPARE] = { "prepare", "attaching the new overlay files", "preparing" },
+	[JOB_FILES_DONE] = { "files-done", "creating the new overlay files on the QEMU host", "preparing" },
 	[JOB_FORMAT] = { "format", "formatting the new overlays", "preparing" },
 	[JOB_FORMAT_DONE] = { "format-done", "formatting the new overlays", "preparing" },
 	[JOB_ATTACH] = { "attach", "attaching the new overlays", "preparing" },
@@ -160,6 +161,8 @@ void job_spec_free(struct job_spec *spec)
 	free(spec->agent);
 	free(spec->snapshot_name);
 	free(spec->computer_name);
+	free(spec->qemu_host);
+	free(spec->remote_dir);
 	memset(spec, 0, sizeof *spec);
 }
 
@@ -232,6 +235,59 @@ static void on_create_reply(struct task *task, struct task_call *call, int statu
 	}
 }
 
+/* The same for the protocol file's blockdev-create (network monitors). */
+static void on_file_create_reply(struct task *task, struct task_call *call, int status,
+				 const struct qmp_error *qerr)
+{
+	struct disk *d = call->arg;
+
+	/* no answer: QEMU may have got it, and made the file */
+	if (status == QMP_ECLOSED || status == QMP_ETIMEDOUT)
+		d->file_job_unknown = 1;
+	if (status != 0 && !d->file_job_dismissed) {
+		d->file_job_dismissed = 1;
+		if (task->awaiting > 0)
+			task->awaiting--;
+	}
+}
+
+/* A blockdev-add QEMU refused added no node: none to delete.  (No answer:
+ * it may have, and the undo deletes it.) */
+static void on_add_reply(struct task *task, struct task_call *call, int status,
+			 const struct qmp_error *qerr)
+{
+	struct disk *d = call->arg;
+
+	if (status == QMP_ECOMMAND)
+		d->file_added = 0;
+}
+
+static void on_add_overlay_reply(struct task *task, struct task_call *call, int status,
+				 const struct qmp_error *qerr)
+{
+	struct disk *d = call->arg;
+
+	if (status == QMP_ECOMMAND)
+		d->overlay_added = 0;
+}
+
+/* blockdev-add of a disk's protocol node, or of its overlay. */
+static void send_add(struct job *job, struct disk *d, int overlay)
+{
+	struct task_call *call = task_send_call(&job->task, "blockdev-add",
+		overlay ? blockdev_add_overlay_args(d) : blockdev_add_file_args(d), -1, NULL, 0,
+		QMP_DEFAULT_TIMEOUT_MS);
+
+	if (overlay)
+		d->overlay_added = 1;
+	else
+		d->file_added = 1;
+	if (call != NULL) {
+		call->after = overlay ? on_add_overlay_reply : on_add_reply;
+		call->arg = d;
+	}
+}
+
 /* ---- events ---------------------------------------------------------- */
 
 static double event_time(const struct qmp_timestamp *ts)
@@ -295,6 +351,12 @@ static void on_block_job_event(struct job *job, json_t *data)
 			task_arrived(&job->task);
 			return;
 		}
+		/* awaited in JOB_PREPARE (network monitors), or by the undo */
+		if (strcmp(d->file_job, id) == 0 && !d->file_job_concluded) {
+			d->file_job_concluded = 1;
+			task_arrived(&job->task);
+			return;
+		}
 	}
 }
 
@@ -330,8 +392,13 @@ static void job_disconnect(struct task *task)
 	if (job->state == JOB_SETTLE || job->state == JOB_RECORD ||
 	    (job->state == JOB_THAW && job->transaction_done))
 		return;
-	task_set_error(task, QMP_ECLOSED,
-		       "QEMU closed the monitor (did the VM exit or get killed?)");
+	if (job_remote(job))
+		task_set_error(task, QMP_ECLOSED,
+			       "the connection to the monitor %s was lost (the network, or QEMU gone)",
+			       job->spec.monitor);
+	else
+		task_set_error(task, QMP_ECLOSED,
+			       "QEMU closed the monitor (did the VM exit or get killed?)");
 	/* Pending replies have already failed; a job that only waited for an
 	 * event (the migration, the format jobs) must move on by itself.  A
 	 * vm.json write in the thread pool is held (task_hold): its end steps
@@ -348,6 +415,11 @@ const char *job_run_status(const struct job *job)
 	const char *s = json_string_value(json_object_get(job->status, "status"));
 
 	return s ? s : "unknown";
+}
+
+int job_remote(const struct job *job)
+{
+	return job->spec.qemu_host != NULL;
 }
 
 int job_is_production_type(const struct job *job)
@@ -446,8 +518,9 @@ static int job_background_wanted(const struct job *job)
 	enum ckpt_mode m = job->spec.mode;
 	long long ram, room;
 
-	/* RAM in a shared file: ram-file mode (QEMU refuses background) */
-	if (!migrate_has_cap(job->caps, "background-snapshot") ||
+	/* RAM in a shared file: ram-file mode (QEMU refuses background).
+	 * A network monitor: qckpt cannot see the room on the QEMU host. */
+	if (job_remote(job) || !migrate_has_cap(job->caps, "background-snapshot") ||
 	    !job_background_room(job, &ram, &room) || json_is_string(job->ram_qom_path))
 		return 0;
 	if (strcmp(status, "running") == 0)
@@ -514,6 +587,24 @@ static void job_warn_live(struct job *job)
 			 job->conn.qmp.version_string);
 }
 
+/* The modes a network monitor cannot have: 0, or -1 with the error. */
+static int job_remote_refuses(struct job *job, enum ckpt_mode mode)
+{
+	const char *why = NULL;
+
+	if (!job_remote(job))
+		return 0;
+	if (mode == MODE_RAM_FILE)
+		why = "it reflinks QEMU's RAM file, which is on the QEMU host";
+	else if (mode == MODE_BACKGROUND)
+		why = "qckpt cannot check the room on the QEMU host, and a background save that fails for room leaves QEMU 7.2's guest hung";
+	if (why == NULL)
+		return 0;
+	return task_set_error(&job->task, -ENOTSUP,
+		"--mode %s is not offered through a network monitor (%s): %s; use --mode live, paused or disk-only, or run qckpt on that host ('qckpt checkpoint -C %s %s')",
+		job_mode_name(mode), job->spec.monitor, why, job->spec.qemu_host, job->spec.vm), -1;
+}
+
 /* Check what QEMU reported; choose the mode.  0, or -1 with the error. */
 static int job_choose_mode(struct job *job)
 {
@@ -543,6 +634,8 @@ static int job_choose_mode(struct job *job)
 		warn_vm(job->spec.vm, "%s: taking a standard checkpoint instead of a production one",
 			job->agent_skip);
 	}
+	if (job_remote_refuses(job, mode) < 0)
+		return -1;
 	if (job_ramfile_choose(job, &mode) < 0)
 		return -1;
 	if (mode == MODE_AUTO && job->was_running)
@@ -622,6 +715,9 @@ static int job_make_files(struct job *job)
 	if (rc < 0)
 		return task_set_error(&job->task, rc, "cannot create the checkpoint directory under %s/%s: %s",
 				     job->spec.catalog_root, job->spec.vm, strerror(-rc)), -1;
+	/* The QEMU host's files are QEMU's to make (enter_prepare, the save) */
+	if (job_remote(job))
+		return 0;
 	if (job->shared_memory != NULL ? job_link_memory(job) < 0 :
 	    job->mode != MODE_DISK_ONLY && job_open_memory_file(job) < 0)
 		return -1;
@@ -661,6 +757,8 @@ static void job_adopt_entry(struct job *job, const struct registry_entry *e)
 	s->catalog_root = catalog_root(e);
 	free(s->overlay_dir);
 	s->overlay_dir = e->overlay_dir ? xstrdup(e->overlay_dir) : NULL;
+	free(s->remote_dir);
+	s->remote_dir = e->remote_dir ? xstrdup(e->remote_dir) : NULL;
 	free(s->agent);
 	s->agent = e->agent ? xstrdup(e->agent) : NULL;
 	if (!s->type_given || e->type == VM_TYPE_DISABLED)
@@ -738,7 +836,9 @@ static int job_find_current_memory(struct job *job)
 	const char *why = NULL;
 	struct stat st;
 
-	if (path == NULL)
+	if (job_remote(job))
+		why = "its memory files are on the QEMU host, where qckpt cannot share them";
+	else if (path == NULL)
 		why = "qckpt made no checkpoint with memory of it";
 	else if (now == NULL || !json_equal(now, json_object_get(mem, "Migration")))
 		why = "its last save is not the one in its latest checkpoint";
@@ -759,6 +859,28 @@ static int job_find_current_memory(struct job *job)
 	}
 	json_decref(list);
 	return why == NULL ? 0 : -1;
+}
+
+/*
+ * A network monitor: QEMU writes the memory state on its own host, in the
+ * registry's remote-dir or beside the first disk's active image (QEMU
+ * cannot make a directory, and that one exists and is QEMU's to write).
+ */
+static int job_plan_remote_memory(struct job *job)
+{
+	char *dir;
+
+	if (job->spec.remote_dir == NULL && job->ndisks == 0)
+		return task_set_error(&job->task, -EINVAL,
+			"the VM has no writable disk beside which QEMU could write the memory state on %s: add remote-dir=DIR (a directory on that host) to its registry line, or use --mode disk-only",
+			job->spec.qemu_host), -1;
+	dir = job->spec.remote_dir ? xstrdup(job->spec.remote_dir) : dir_name(job->disks[0].image);
+	job->memory_path = xasprintf("%s/%s.%.8s.memory", dir, job->spec.vm, job->id);
+	free(dir);
+	migrate_plan_remote(&job->plan, job->memory_path,
+			    migrate_has_file_transport(job->caps, job->schema));
+	verbose_vm(job->spec.vm, "memory state to %s on %s", job->plan.uri, job->spec.qemu_host);
+	return 0;
 }
 
 static int job_plan(struct job *job)
@@ -798,6 +920,8 @@ static int job_plan(struct job *job)
 	else if (job->mode != MODE_DISK_ONLY)
 		migrate_plan_init(&job->plan, job->caps, job->params,
 				  job->mode == MODE_BACKGROUND, job->id);
+	if (job_remote(job) && job->mode != MODE_DISK_ONLY && job_plan_remote_memory(job) < 0)
+		return -1;
 	verbose_vm(job->spec.vm, "checkpoint '%s' (%s), mode %s, %zu disk(s), QEMU %s",
 		   job->name, job->id, job_mode_name(job->mode), job->ndisks,
 		   job->conn.qmp.version_string);
@@ -817,6 +941,9 @@ static void enter_probe(struct job *job)
 	task_send_ex(&job->task, "query-memory-size-summary", NULL, -1, &job->memsize, 1);
 	/* TCG or KVM: for QEMU < 9.0's pre-copy bug (no answer: TCG) */
 	task_send_ex(&job->task, "query-kvm", NULL, -1, &job->kvm, 1);
+	/* A network monitor: does QEMU take a file: URI (8.2)? */
+	if (job_remote(job))
+		task_send_ex(&job->task, "query-qmp-schema", NULL, -1, &job->schema, 1);
 	/* qckpt run --ram-file: does QEMU run on that file, shared?  (No
 	 * answer: it was started otherwise, and saves as usual.) */
 	if (job_ramfile_backend(job) != NULL) {
@@ -855,16 +982,55 @@ static void enter_try_background(struct job *job)
 		    -1, NULL, 1);
 }
 
+static void send_add_files(struct job *job)
+{
+	job_undo_on_nodes(job, 0);
+	for (size_t i = 0; i < job->ndisks; i++)
+		send_add(job, &job->disks[i], 0);
+}
+
+/* A network monitor: QEMU creates the empty files on its host (each
+ * job's JOB_STATUS_CHANGE concluded is awaited); qckpt never sees them. */
+static void send_create_files(struct job *job)
+{
+	job_undo_on_file_jobs(job);
+	for (size_t i = 0; i < job->ndisks; i++) {
+		struct disk *d = &job->disks[i];
+		struct task_call *call = task_send_call(&job->task, "blockdev-create",
+			blockdev_create_file_args(d), -1, NULL, 0, QMP_DEFAULT_TIMEOUT_MS);
+
+		if (call == NULL) {
+			d->file_job_dismissed = 1;
+			continue;
+		}
+		d->file_job_sent = 1;
+		call->after = on_file_create_reply;
+		call->arg = d;
+		job->task.awaiting++;
+	}
+}
+
 static void enter_prepare(struct job *job)
 {
 	job_undo_on_files(job);
 	if (job_plan(job) < 0)
 		return;
-	job_undo_on_nodes(job, 0);
+	if (job_remote(job))
+		send_create_files(job);
+	else
+		send_add_files(job);
+}
+
+/* Network monitors: the file jobs are over; their errors (query-jobs,
+ * read in job_step), then the protocol nodes on the new files. */
+static void enter_files_done(struct job *job)
+{
+	task_send(&job->task, "query-jobs", NULL, &job->jobs);
 	for (size_t i = 0; i < job->ndisks; i++) {
-		job->disks[i].file_added = 1;
-		task_send(&job->task, "blockdev-add", blockdev_add_file_args(&job->disks[i]), NULL);
+		job->disks[i].file_job_dismissed = 1;
+		task_send(&job->task, "job-dismiss", json_pack("{s:s}", "id", job->disks[i].file_job), NULL);
 	}
+	send_add_files(job);
 }
 
 /* Each create job's JOB_STATUS_CHANGE concluded is awaited. */
@@ -886,7 +1052,9 @@ static void enter_format(struct job *job)
 	}
 }
 
-static int job_check_create_errors(struct job *job)
+/* The first create job of query-jobs (job->jobs) that failed: its error
+ * as the job's, or NULL.  FILES: the protocol files' jobs. */
+static const char *job_create_error(struct job *job, int files, const struct disk **disk)
 {
 	size_t i, j;
 	json_t *info;
@@ -896,15 +1064,48 @@ static int job_check_create_errors(struct job *job)
 		const char *err = json_string_value(json_object_get(info, "error"));
 
 		for (j = 0; id && err && j < job->ndisks; j++)
-			if (strcmp(id, job->disks[j].create_job) == 0)
-				return task_set_error(&job->task, -EIO, "disk %s: creating the overlay %s failed: %s",
-						     job->disks[j].device, job->disks[j].overlay, err), -1;
+			if (strcmp(id, files ? job->disks[j].file_job : job->disks[j].create_job) == 0) {
+				*disk = &job->disks[j];
+				return err;
+			}
 	}
+	return NULL;
+}
+
+static int job_check_create_errors(struct job *job)
+{
+	const struct disk *d;
+	const char *err = job_create_error(job, 0, &d);
+
+	if (err != NULL)
+		return task_set_error(&job->task, -EIO, "disk %s: creating the overlay %s failed: %s",
+				     d->device, d->overlay, err), -1;
 	return 0;
+}
+
+/* A file QEMU could not create: that, not the blockdev-add that then
+ * could not open it, is the error to tell. */
+static void job_check_file_errors(struct job *job)
+{
+	const struct disk *d;
+	const char *err = job_create_error(job, 1, &d);
+	char text[sizeof job->task.error];
+
+	if (err == NULL)
+		return;
+	snprintf(text, sizeof text,
+		 "disk %s: QEMU could not create the overlay %s on %s: %s (set overlay-dir= in the registry to a directory QEMU may write there)",
+		 d->device, d->overlay, job->spec.qemu_host, err);
+	if (job->task.error_status == 0)
+		task_set_error(&job->task, -EIO, "%s", text);
+	else
+		memcpy(job->task.error, text, sizeof text);
 }
 
 static void enter_format_done(struct job *job)
 {
+	json_decref(job->jobs);
+	job->jobs = NULL;
 	task_send(&job->task, "query-jobs", NULL, &job->jobs);
 	for (size_t i = 0; i < job->ndisks; i++) {
 		job->disks[i].job_dismissed = 1;
@@ -917,10 +1118,8 @@ static void enter_attach(struct job *job)
 	if (job_check_create_errors(job) < 0)
 		return;
 	job_undo_on_nodes(job, 1);
-	for (size_t i = 0; i < job->ndisks; i++) {
-		job->disks[i].overlay_added = 1;
-		task_send(&job->task, "blockdev-add", blockdev_add_overlay_args(&job->disks[i]), NULL);
-	}
+	for (size_t i = 0; i < job->ndisks; i++)
+		send_add(job, &job->disks[i], 1);
 }
 
 /* ---- the save slot (--throttle-limit) ------------------------------- */
@@ -1002,6 +1201,9 @@ static void enter_migrate_setup(struct job *job)
 	job->settings_changed = 1;
 	task_send(&job->task, "migrate-set-capabilities", migrate_set_caps_args(&job->plan), NULL);
 	task_send(&job->task, "migrate-set-parameters", migrate_set_params_args(&job->plan), NULL);
+	/* a network monitor: QEMU opens the file itself (plan.uri) */
+	if (job->plan.uri != NULL)
+		return;
 	job->fd_given = 1;
 	task_send_ex(&job->task, migrate_fd_command(&job->plan), migrate_fd_args(&job->plan),
 		    job->memfd, &job->fd_reply, 0);
@@ -1024,6 +1226,7 @@ static void enter_save(struct job *job)
 	if (call == NULL)
 		return;
 	job->migrating = 1;
+	job->migrate_sent = 1;
 	job->task.awaiting++;
 	task_watch_migration(&job->task);
 	call->after = on_migrate_reply;
@@ -1124,8 +1327,10 @@ static enum job_state job_next(const struct job *job, enum job_state state)
 		return JOB_PREPARE;
 	case JOB_PREPARE:
 		if (job->ndisks > 0)
-			return JOB_FORMAT;
+			return job_remote(job) ? JOB_FILES_DONE : JOB_FORMAT;
 		return job->shared_memory != NULL ? JOB_SNAPSHOT : JOB_QUEUED;
+	case JOB_FILES_DONE:
+		return JOB_FORMAT;
 	case JOB_FORMAT:
 		return JOB_FORMAT_DONE;
 	case JOB_FORMAT_DONE:
@@ -1192,6 +1397,7 @@ static void job_enter(struct job *job, enum job_state state)
 	case JOB_TRY_BACKGROUND: enter_try_background(job); break;
 	case JOB_AGENT:         job_agent_connect(job); break;
 	case JOB_PREPARE:       enter_prepare(job); break;
+	case JOB_FILES_DONE:    enter_files_done(job); break;
 	case JOB_FORMAT:        enter_format(job); break;
 	case JOB_FORMAT_DONE:   enter_format_done(job); break;
 	case JOB_ATTACH:        enter_attach(job); break;
@@ -1246,6 +1452,9 @@ void job_step(struct job *job)
 	case JOB_SETTLE:
 		/* Settings that could not be put back are warnings, not a
 		 * reason to throw a whole checkpoint away. */
+		break;
+	case JOB_FILES_DONE:
+		job_check_file_errors(job);
 		break;
 	case JOB_FREEZE:
 		job_agent_after_freeze(job);
@@ -1407,6 +1616,7 @@ void job_free(struct job *job)
 	json_decref(job->jobs);
 	json_decref(job->memsize);
 	json_decref(job->kvm);
+	json_decref(job->schema);
 	json_decref(job->warnings);
 	json_decref(job->shared_memory);
 	json_decref(job->saved_migration);

@@ -38,6 +38,10 @@ struct job_spec {
 	char *agent;
 	char *snapshot_name;
 	char *computer_name;
+	/* tcp:/tls: monitors: the HOST QEMU runs on, whose files qckpt never
+	 * touches (overlays and memory made by QEMU); NULL: this host */
+	char *qemu_host;
+	char *remote_dir;   /* registry remote-dir=: memory states there */
 	enum vm_type type;
 	int type_given;     /* --type: the registry's type does not apply */
 	int name_check_off; /* registry name-check=off: QEMU may lack -name */
@@ -54,7 +58,10 @@ enum job_state {
 	JOB_PROBE,         /* status, disks, migration abilities, accelerator */
 	JOB_TRY_BACKGROUND, /* auto: would QEMU take background-snapshot? */
 	JOB_AGENT,         /* production types: connect to the guest agent */
-	JOB_PREPARE,       /* plan; overlay files; blockdev-add protocol nodes */
+	JOB_PREPARE,       /* plan; overlay files; blockdev-add protocol nodes
+			    * (network monitor: blockdev-create the files) */
+	JOB_FILES_DONE,    /* network monitor: the file jobs' errors, dismiss,
+			    * blockdev-add protocol nodes */
 	JOB_FORMAT,        /* blockdev-create qcow2 jobs, until concluded */
 	JOB_FORMAT_DONE,   /* query-jobs for errors, job-dismiss */
 	JOB_ATTACH,        /* blockdev-add the overlays (backing: null) */
@@ -107,6 +114,7 @@ struct job {
 
 	/* probes */
 	json_t *status, *block, *caps, *params, *migration, *jobs, *memsize, *kvm;
+	json_t *schema;           /* network monitor: query-qmp-schema */
 	int was_running;
 	int background_works;     /* QEMU took background-snapshot=on (a trial) */
 	char background_refused[256]; /* what QEMU said when it did not */
@@ -171,6 +179,7 @@ struct job {
 	int settings_changed;   /* migrate-set-* sent */
 	int fd_given;           /* the memory fd is in QEMU */
 	int fd_consumed;        /* migrate took it (getfd's named fd) */
+	int migrate_sent;       /* network monitor: QEMU may have made the file */
 	int migrating;          /* migrate sent, no terminal event yet (the
 				 * event is counted in task.awaiting) */
 	int guest_stopped;      /* STOP seen, RESUME not yet */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "migrate.h"
+#include "remote.h"
 #include "util.h"
 
 int migrate_has_cap(json_t *caps, const char *cap)
@@ -149,6 +150,60 @@ void migrate_plan_free(struct migrate_plan *plan)
 	json_decref(plan->saved_params);
 	json_decref(plan->caps_off);
 	plan->saved_caps = plan->saved_params = plan->caps_off = NULL;
+	free(plan->uri);
+	plan->uri = NULL;
+}
+
+/* An enum of the schema whose values include every one of NAMES. */
+static int schema_has_enum_with(json_t *schema, const char *const *names)
+{
+	size_t i, j;
+	json_t *t, *v;
+
+	json_array_foreach(schema, i, t) {
+		int found = 0;
+
+		if (!json_is_string(json_object_get(t, "meta-type")) ||
+		    strcmp(json_string_value(json_object_get(t, "meta-type")), "enum") != 0)
+			continue;
+		for (const char *const *n = names; *n; n++) {
+			int here = 0;
+
+			json_array_foreach(json_object_get(t, "values"), j, v)
+				here |= json_is_string(v) && strcmp(json_string_value(v), *n) == 0;
+			json_array_foreach(json_object_get(t, "members"), j, v)
+				here |= strcmp(json_string_value(json_object_get(v, "name")) ?: "", *n) == 0;
+			found += here;
+		}
+		if (found == 3)
+			return 1;
+	}
+	return 0;
+}
+
+int migrate_has_file_transport(json_t *caps, json_t *schema)
+{
+	/* MigrationAddressType (8.2): socket, exec, rdma (if built), file */
+	static const char *const address_types[] = { "socket", "exec", "file", NULL };
+
+	return migrate_has_cap(caps, "mapped-ram") ||
+	       schema_has_enum_with(schema, address_types);
+}
+
+void migrate_plan_remote(struct migrate_plan *plan, const char *path,
+			 int file_transport)
+{
+	plan->use_fdset = 0;
+	free(plan->uri);
+	if (file_transport) {
+		plan->uri = xasprintf("file:%s", path);
+	} else {
+		/* 7.2: QEMU runs it with /bin/sh -c; a stream, so no mapped-ram */
+		char *q = remote_shell_quote(path);
+
+		plan->uri = xasprintf("exec:cat >%s", q);
+		free(q);
+	}
 }
 
 json_t *migrate_set_caps_args(const struct migrate_plan *plan)
@@ -241,6 +296,8 @@ json_t *migrate_args(const struct migrate_plan *plan)
 {
 	char uri[64];
 
+	if (plan->uri != NULL)
+		return json_pack("{s:s}", "uri", plan->uri);
 	if (plan->use_fdset)
 		snprintf(uri, sizeof uri, "file:/dev/fdset/%d", plan->fdset_id);
 	else

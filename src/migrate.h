@@ -35,6 +35,9 @@ struct migrate_plan {
 	json_t *caps_off;     /* capabilities of another mode, on, that we
 			       * switch off for this save (and back after) */
 	int direct_io;        /* QEMU offers the direct-io parameter (>= 9.1) */
+	/* A network monitor: a URI QEMU opens on its own host (file: or
+	 * exec:cat), no fd handed over; NULL otherwise. */
+	char *uri;
 };
 
 /* Does QEMU offer CAP (from a query-migrate-capabilities reply)? */
@@ -64,12 +67,25 @@ void migrate_plan_init_ignore_shared(struct migrate_plan *plan, json_t *caps,
 				     json_t *params, const char *id);
 void migrate_plan_free(struct migrate_plan *plan);
 
+/* Does QEMU take file: URIs (8.2; from query-qmp-schema: the migration
+ * address types, socket exec file)?  mapped-ram implies it (9.0). */
+int migrate_has_file_transport(json_t *caps, json_t *schema);
+/*
+ * A network monitor: the memory goes to PATH on QEMU's host, opened by
+ * QEMU itself: "file:PATH" (with mapped-ram where the plan has it) when
+ * file_transport, else "exec:cat >'PATH'" (QEMU 7.2; shell-quoted, any
+ * byte of PATH arrives unchanged).  After migrate_plan_init.
+ */
+void migrate_plan_remote(struct migrate_plan *plan, const char *path,
+			 int file_transport);
+
 json_t *migrate_set_caps_args(const struct migrate_plan *plan);
 json_t *migrate_restore_caps_args(const struct migrate_plan *plan);
 json_t *migrate_set_params_args(const struct migrate_plan *plan);
 json_t *migrate_restore_params_args(const struct migrate_plan *plan);
 
-/* The command that hands QEMU the memory file: getfd or add-fd. */
+/* The command that hands QEMU the memory file: getfd or add-fd (not for
+ * a plan with a uri: nothing is handed over). */
 const char *migrate_fd_command(const struct migrate_plan *plan);
 json_t *migrate_fd_args(const struct migrate_plan *plan);
 /* Take add-fd's reply (the fdset id). */

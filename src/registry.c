@@ -85,6 +85,7 @@ static void entry_free(struct registry_entry *e)
 	free(e->monitor);
 	free(e->dir);
 	free(e->overlay_dir);
+	free(e->remote_dir);
 	free(e->agent);
 }
 
@@ -120,6 +121,8 @@ static const char *entry_set_key(struct registry_entry *e, const char *word)
 		slot = &e->dir;
 	else if (strncmp(word, "overlay-dir=", 12) == 0)
 		slot = &e->overlay_dir;
+	else if (strncmp(word, "remote-dir=", 11) == 0)
+		slot = &e->remote_dir;
 	else if (strncmp(word, "agent=", 6) == 0)
 		slot = &e->agent;
 	else if (strncmp(word, "type=", 5) == 0)
@@ -132,7 +135,7 @@ static const char *entry_set_key(struct registry_entry *e, const char *word)
 		e->name_check_off = strcmp(eq + 1, "off") == 0;
 		return NULL;
 	} else
-		return "unknown key (known: dir, overlay-dir, agent, type, name-check)";
+		return "unknown key (known: dir, overlay-dir, remote-dir, agent, type, name-check)";
 	if (*slot != NULL)
 		return "key given twice";
 	/* The agent is a socket, spelled as the monitor is. */

@@ -21,6 +21,9 @@ struct registry_entry {
 	char *monitor;     /* "unix:PATH", "/abs/path" or "tcp:HOST:PORT" */
 	char *dir;         /* catalog directory, NULL for the default */
 	char *overlay_dir; /* where new overlays go, NULL: beside the image */
+	/* tcp:/tls: monitors: where on the QEMU host memory states go, NULL:
+	 * beside the first disk's active image */
+	char *remote_dir;
 	char *agent;       /* guest agent socket, as monitor; NULL if none */
 	enum vm_type type;
 	int name_check_off; /* name-check=off: a QEMU without -name is accepted */

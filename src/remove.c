@@ -178,6 +178,13 @@ static int remove_find(struct remove *r)
 	} else {
 		pick_prune(r, list);
 	}
+	json_array_foreach(r->victims, i, x)
+		if (catalog_record_qemu_host(x) != NULL) {
+			json_decref(list);
+			return fail(r, -ENOTSUP, "checkpoint '%s' was taken through a network monitor: its images and memory state are files on %s, which qckpt does not reach; nothing changed: merge its overlay there with block-commit (qckpt qmp) and delete its memory state there, or run qckpt on that host",
+				    json_string_value(json_object_get(x, "Name")) ?: "?",
+				    catalog_record_qemu_host(x)), -1;
+		}
 	state = catalog_load_vm(r->spec.catalog_root, r->spec.vm);
 	pending = json_string_value(json_object_get(json_object_get(state, "PendingRestore"), "CheckpointId"));
 	json_array_foreach(r->victims, i, x)

@@ -209,6 +209,10 @@ static int restore_find(struct restore *r)
 	if (r->record == NULL)
 		return fail(r, -ENOENT, "%s", err), -1;
 	snprintf(r->id8, sizeof r->id8, "%.8s", json_string_value(json_object_get(r->record, "Id")) ?: "?");
+	if (catalog_record_qemu_host(r->record) != NULL)
+		return fail(r, -ENOTSUP, "checkpoint '%s' was taken through a network monitor: its images and memory state are files on %s, which qckpt does not reach; nothing changed: restore it on that host (new qcow2 overlays on its CheckpointImages, QEMU started on them with -incoming from MemoryState.Path; see qckpt(1) NETWORK MONITORS)",
+			    json_string_value(json_object_get(r->record, "Name")) ?: "?",
+			    catalog_record_qemu_host(r->record)), -1;
 	r->memory = json_object_get(r->record, "MemoryState");
 	r->vmstate = catalog_load_vm(r->spec.catalog_root, r->spec.vm);
 	cl = json_object_get(r->vmstate, "CommandLine");

@@ -29,6 +29,21 @@ int vmconn_is_network(const char *monitor)
 	return strncmp(monitor, "tcp:", 4) == 0 || strncmp(monitor, "tls:", 4) == 0;
 }
 
+char *vmconn_network_host(const char *monitor)
+{
+	const char *host, *colon;
+
+	if (!vmconn_is_network(monitor))
+		return NULL;
+	host = monitor + 4;
+	colon = strrchr(host, ':');
+	if (colon == NULL)
+		colon = host + strlen(host);
+	if (host[0] == '[' && colon > host + 1 && colon[-1] == ']')
+		return xstrndup(host + 1, (size_t)(colon - host - 2));
+	return xstrndup(host, (size_t)(colon - host));
+}
+
 static int is_direct_socket(const char *target)
 {
 	return strchr(target, '/') != NULL || strncmp(target, "unix:", 5) == 0 ||
@@ -132,9 +147,14 @@ void vmconn_explain(struct vmconn *conn, int status,
 		break;
 	case QMP_ECLOSED:
 		conn->reason = "closed";
-		snprintf(conn->error, sizeof conn->error,
-			 "QEMU closed the monitor %s during %s (did the VM exit?)",
-			 path, what);
+		if (conn->monitor != NULL && vmconn_is_network(conn->monitor))
+			snprintf(conn->error, sizeof conn->error,
+				 "the connection to the monitor %s was lost during %s (the network, or QEMU gone)",
+				 conn->monitor, what);
+		else
+			snprintf(conn->error, sizeof conn->error,
+				 "QEMU closed the monitor %s during %s (did the VM exit?)",
+				 path, what);
 		break;
 	case QMP_ETLS:
 		conn->reason = "TLS";

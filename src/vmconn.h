@@ -56,6 +56,9 @@ const char *vmconn_tls_dir(void);
 
 /* A tcp: or tls: monitor: QEMU may run on another host. */
 int vmconn_is_network(const char *monitor);
+/* The HOST of a tcp:HOST:PORT or tls:HOST:PORT monitor (an IPv6 address
+ * without its brackets), malloc'd; NULL for any other monitor. */
+char *vmconn_network_host(const char *monitor);
 
 int vmconn_open(uv_loop_t *loop, struct vmconn *conn, const char *vm,
 		const char *monitor, const char *expect_name,

@@ -1,6 +1,7 @@
 /*
  * test-registry.c: the registry file format (qckpt-registry(5)) without
- * QEMU: what parses, and that every mistake is refused with FILE:LINE.
+ * QEMU: what parses, and that every mistake is refused with FILE:LINE; and
+ * what a tcp:/tls: monitor implies (its host, the memory state's URI there).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "migrate.h"
 #include "registry.h"
+#include "vmconn.h"
 
 static void test_entries_with_every_key_parse(void **state)
 {
@@ -23,8 +26,10 @@ static void test_entries_with_every_key_parse(void **state)
 	assert_int_equal(registry_parse("reg",
 		"# comment\n\n  web  unix:/run/web.sock dir=/var/ck overlay-dir=/fast type=production agent=/run/web-ga.sock # trailing\n"
 		"db /run/db.sock type=disabled\r\n"
-		"ci tcp:127.0.0.1:4444\n", &reg, err, sizeof err), 0);
+		"ci tcp:127.0.0.1:4444 remote-dir=/srv/vm/memory\n", &reg, err, sizeof err), 0);
 	assert_int_equal(reg.count, 3);
+	assert_string_equal(registry_find(&reg, "ci")->remote_dir, "/srv/vm/memory");
+	assert_null(registry_find(&reg, "web")->remote_dir);
 	e = registry_find(&reg, "web");
 	assert_non_null(e);
 	assert_string_equal(e->monitor, "unix:/run/web.sock");
@@ -58,6 +63,7 @@ static void test_mistakes_are_refused_with_file_and_line(void **state)
 	refused("vm1 /a.sock type=sometimes\n", "type must be");
 	refused("vm1 /a.sock dir=relative\n", "absolute");
 	refused("vm1 /a.sock dir=/x dir=/y\n", "twice");
+	refused("vm1 tcp:h:1 remote-dir=relative\n", "absolute");
 	refused("vm1 /a.sock dir=\n", "empty value");
 	refused("vm1 /a.sock novalue\n", "key=value");
 	refused("vm1 /a.sock name-check=maybe\n", "name-check must be on or off");
@@ -210,10 +216,59 @@ static void test_add_refuses_values_that_would_make_another_word_or_line(void **
 	}
 }
 
+/* tcp:/tls: monitors: the host their files are on, for the record. */
+static void test_network_monitors_name_their_host(void **state)
+{
+	const char *cases[][2] = {
+		{ "tcp:127.0.0.1:4444", "127.0.0.1" },
+		{ "tls:qemu1.example:5900", "qemu1.example" },
+		{ "tcp:[::1]:4444", "::1" },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char *host = vmconn_network_host(cases[i][0]);
+
+		assert_string_equal(host, cases[i][1]);
+		free(host);
+	}
+	assert_null(vmconn_network_host("unix:/run/a.sock"));
+	assert_null(vmconn_network_host("/run/a.sock"));
+}
+
+/* The memory state QEMU writes on its own host: file: where QEMU takes it,
+ * else exec:cat with the path quoted so that any byte arrives unchanged. */
+static void test_memory_uri_on_the_qemu_host_is_quoted_for_its_shell(void **state)
+{
+	struct migrate_plan plan;
+	json_t *caps = json_pack("[{s:s, s:b}]", "capability", "events", "state", 0);
+	json_t *params = json_object(), *args;
+	json_t *schema = json_pack("[{s:s, s:s, s:[s,s,s,s]}]", "name", "123", "meta-type",
+				   "enum", "values", "socket", "exec", "rdma", "file");
+
+	migrate_plan_init(&plan, caps, params, 0, "0123456789abcdef");
+	assert_false(migrate_has_file_transport(caps, NULL));
+	migrate_plan_remote(&plan, "/vm/it's a $(dir);\n/web.memory", 0);
+	args = migrate_args(&plan);
+	assert_string_equal(json_string_value(json_object_get(args, "uri")),
+			    "exec:cat >'/vm/it'\\''s a $(dir);\n/web.memory'");
+	json_decref(args);
+	assert_true(migrate_has_file_transport(caps, schema));
+	migrate_plan_remote(&plan, "/vm/it's/web.memory", 1);
+	args = migrate_args(&plan);
+	assert_string_equal(json_string_value(json_object_get(args, "uri")), "file:/vm/it's/web.memory");
+	json_decref(args);
+	migrate_plan_free(&plan);
+	json_decref(caps);
+	json_decref(params);
+	json_decref(schema);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_entries_with_every_key_parse),
+		cmocka_unit_test(test_network_monitors_name_their_host),
+		cmocka_unit_test(test_memory_uri_on_the_qemu_host_is_quoted_for_its_shell),
 		cmocka_unit_test(test_mistakes_are_refused_with_file_and_line),
 		cmocka_unit_test(test_name_check_is_on_unless_turned_off),
 		cmocka_unit_test(test_missing_default_registry_is_empty_but_named_one_is_an_error),
