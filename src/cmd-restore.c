@@ -99,7 +99,7 @@ static void report(struct restore_cmd *c, struct restore *r)
 			r->spec.vm, name, r->id8, r->qemu_pid, r->log_path);
 	else
 		fprintf(stderr, "qckpt: %s: restored to '%s' (%s), guest %s %lld ms after the command (pid %ld, output in %s)\n",
-			r->spec.vm, name, r->id8, r->load.guest_running ? "running" : "loaded and paused",
+			r->spec.vm, name, r->id8, r->guest_running ? "running" : "loaded and paused",
 			r->resume_ms, r->qemu_pid, r->log_path);
 }
 

@@ -602,22 +602,68 @@ static int wait_for_go(const char *vm, const char *fd_text)
 	return 0;
 }
 
+/* ---- pre-started by `qckpt restore` ----------------------------------------- */
+
+/*
+ * The restore starts this QEMU while the old one still serves the VM's QMP
+ * socket (QEMU would unlink the old one's socket to bind its own, and the
+ * old one's exit would then unlink the new): it serves at ASIDE, in the
+ * same directory, and the restore renames it onto the real path once the
+ * old QEMU has let go of it.  0, or -1 after saying why not.
+ */
+static int serve_aside(const struct run_opts *o, struct cmdline *cl, const char *monitor,
+		       int add_monitor, const char *aside)
+{
+	const char *path = registry_unix_path(monitor);
+	char *spec;
+
+	if (path == NULL)
+		return error_vm(o->vm, "%s=%s: the VM's monitor %s is not a unix socket",
+				RESTORE_PRESTART_ENV, aside, monitor);
+	if (!add_monitor) {
+		if (cmdline_move_unix_server(cl, path, aside) == 0)
+			return error_vm(o->vm, "%s=%s: the command's QMP socket is not %s",
+					RESTORE_PRESTART_ENV, aside, path);
+		return 0;
+	}
+	spec = xasprintf("unix:%s", aside);
+	add_qmp(cl, spec);
+	free(spec);
+	return 0;
+}
+
 /* ---- the command ---------------------------------------------------------- */
 
+/*
+ * The launch, in vm.json's CommandLine; a pre-started one (PRESTART: where
+ * its QMP socket is bound for now) in PrestartCommandLine instead: the old
+ * QEMU is still the VM's until the restore switches over, and its load
+ * moves this one to CommandLine (restore-load.c).
+ */
 static int record_launch(const struct run_opts *o, const char *root, json_t *state,
 			 const struct cmdline *given, const struct cmdline *executed,
-			 const char *cwd)
+			 const char *cwd, const char *prestart)
 {
 	char when[40];
+	json_t *launch;
 	int rc;
 
 	format_iso8601(wall_ms(), when, sizeof when);
-	json_object_set_new(state, "CommandLine", json_pack(
+	launch = json_pack(
 		"{s:o, s:o, s:s, s:I, s:I, s:s}", "Given", cmdline_to_json(given),
 		"Executed", cmdline_to_json(executed), "WorkingDirectory", cwd,
 		"Pid", (json_int_t)getpid(),
 		"StartTime", (json_int_t)proc_start_time((long)getpid()),
-		"LaunchTime", when));
+		"LaunchTime", when);
+	if (prestart != NULL) {
+		/* QEMU unlinks the name it bound at its exit, not the one
+		 * its socket was renamed to: the next restore needs to know */
+		json_object_set_new(launch, "MonitorBoundAt", json_string(prestart));
+		json_object_set_new(state, "PrestartCommandLine", launch);
+	} else {
+		json_object_set_new(state, "CommandLine", launch);
+		json_object_del(state, "PrestartCommandLine");
+	}
 	rc = catalog_write_vm(root, o->vm, state);
 	if (rc < 0)
 		error_vm(o->vm, "cannot record the command line in %s/%s/vm.json: %s",
@@ -766,6 +812,7 @@ static int launch(struct run_opts *o, struct registry *reg, struct cmdline *give
 	json_t *state = NULL, *pending = NULL;
 	char *restore_sock = NULL;
 	const char *hold = getenv(RESTORE_HOLD_ENV);
+	const char *prestart = getenv(RESTORE_PRESTART_ENV);
 	int add_monitor, saved, rc = EXIT_USAGE;
 
 	if (getcwd(cwd, sizeof cwd) == NULL)
@@ -775,9 +822,12 @@ static int launch(struct run_opts *o, struct registry *reg, struct cmdline *give
 		goto out;
 	if ((monitor = choose_monitor(o, e, &cl, &add_monitor)) == NULL)
 		goto out;
+	if (prestart != NULL && prestart[0] == '\0')
+		prestart = NULL;
 	/* Held by a restore, the old QEMU answers until it is gone: asked
-	 * below, once it is. */
-	if (hold == NULL && registry_unix_path(monitor) &&
+	 * below, once it is; pre-started by one, it answers on, and this
+	 * QEMU serves on a name of its own until the restore renames it. */
+	if (hold == NULL && prestart == NULL && registry_unix_path(monitor) &&
 	    socket_answers(registry_unix_path(monitor))) {
 		error_vm(o->vm, "already running: its QMP socket %s answers; stop that QEMU first",
 			 registry_unix_path(monitor));
@@ -795,7 +845,9 @@ static int launch(struct run_opts *o, struct registry *reg, struct cmdline *give
 		goto out;
 	}
 	warn_unmatched(&rd);
-	if (add_monitor)
+	if (prestart != NULL && serve_aside(o, &cl, monitor, add_monitor, prestart) < 0)
+		goto out;
+	if (add_monitor && prestart == NULL)
 		add_qmp(&cl, monitor);
 	pending = json_object_get(state, "PendingRestore");
 	if (json_object_get(pending, "MemoryPath") == NULL)
@@ -833,7 +885,7 @@ static int launch(struct run_opts *o, struct registry *reg, struct cmdline *give
 		goto out;
 	/* Recorded while still held: the old QEMU was told to quit and
 	 * ends either way; this launch is the VM's from now on. */
-	if (record_launch(o, root, state, given, &cl, cwd) < 0) {
+	if (record_launch(o, root, state, given, &cl, cwd, prestart) < 0) {
 		rc = EXIT_SOME_FAILED;
 		goto out;
 	}
@@ -850,6 +902,7 @@ static int launch(struct run_opts *o, struct registry *reg, struct cmdline *give
 			goto out;
 		}
 	}
+	unsetenv(RESTORE_PRESTART_ENV);
 	verbose_vm(o->vm, "exec %s", cl.argv[0]);
 	fflush(stdout);
 	fflush(stderr);

@@ -1031,3 +1031,255 @@ void cmdline_set_guest_name(struct cmdline *c, const char *name)
 	if (!found)
 		cmdline_append(c, "-name", name, NULL);
 }
+
+/* ---- two QEMUs of one VM at once (restore's pre-start) ---------------------- */
+
+/* Compat chardev specs ("unix:P,server", "tcp:H:P", "file:F", ...) of
+ * -serial, -monitor, -qmp and friends.  The address of a server socket
+ * (unix:PATH or tcp), or "" for one that is safe twice, or a phrase for
+ * one that is not (file truncated, host device, udp port). */
+static const char *compat_twice(const char *spec, const char *monitor_path, char *buf, size_t len)
+{
+	static const char *const safe[] = { "stdio", "null", "vc", "none", "pty", "mon:stdio",
+					    "msmouse", "braille", "chardev:", "vc:", "mon:vc", NULL };
+	char *addr = compat_server_address(spec);
+
+	if (addr != NULL) {
+		int mine = strncmp(addr, "unix:", 5) == 0 && monitor_path != NULL &&
+			   strcmp(addr + 5, monitor_path) == 0;
+
+		snprintf(buf, len, "%s", mine ? "" : addr);
+		free(addr);
+		return buf;
+	}
+	for (size_t i = 0; safe[i]; i++)
+		if (strncmp(spec, safe[i], strlen(safe[i])) == 0)
+			return "";
+	if (strncmp(spec, "unix:", 5) == 0 || strncmp(spec, "tcp:", 4) == 0)
+		return ""; /* a client: it connects, like any other */
+	snprintf(buf, len, "%s", spec);
+	return buf;
+}
+
+/* A -chardev that cannot be opened twice at once: 1 with a phrase in WHY,
+ * or 0. */
+static int chardev_twice(const char *value, const char *monitor_path, char *why, size_t len)
+{
+	static const char *const safe[] = { "null", "stdio", "vc", "ringbuf", "memory", "pty",
+					    "msmouse", "wctablet", "braille", "testdev",
+					    "qemu-vdagent", "mux", NULL };
+	struct qopts o;
+	const char *backend, *path, *id;
+	int bad = 0;
+
+	qopts_parse(value, "backend", &o);
+	backend = qopts_get(&o, "backend") ?: "";
+	path = qopts_get(&o, "path");
+	id = qopts_get(&o, "id") ?: "?";
+	if (strcmp(backend, "socket") == 0) {
+		if (qopts_true(qopts_get(&o, "server")) &&
+		    !(path != NULL && monitor_path != NULL && strcmp(path, monitor_path) == 0)) {
+			snprintf(why, len, "-chardev %s serves a socket (%s)", id, path ? path : "a TCP port");
+			bad = 1;
+		}
+	} else if (strcmp(backend, "file") == 0) {
+		if (!qopts_true(qopts_get(&o, "append"))) {
+			snprintf(why, len, "-chardev %s writes the file %s from its start (append=on would not)",
+				 id, path ? path : "?");
+			bad = 1;
+		}
+	} else {
+		bad = 1;
+		for (size_t i = 0; safe[i]; i++)
+			bad &= strcmp(backend, safe[i]) != 0;
+		if (bad)
+			snprintf(why, len, "-chardev %s is a %s backend", id, backend);
+	}
+	qopts_free(&o);
+	return bad;
+}
+
+/* A network backend (-netdev, -nic, -net) that holds a host resource: a
+ * tap or bridge device, a port, a vhost device.  User networking only
+ * listens with hostfwd. */
+static int netdev_twice(const char *opt, const char *value, char *why, size_t len)
+{
+	struct qopts o;
+	const char *type;
+	int bad = 0;
+
+	qopts_parse(value, "type", &o);
+	type = qopts_get(&o, "type") ?: "";
+	if (strcmp(type, "user") == 0) {
+		if (qopts_has(&o, "hostfwd")) {
+			snprintf(why, len, "-%s user forwards a host port (hostfwd=%s)", opt,
+				 qopts_get(&o, "hostfwd") ?: "");
+			bad = 1;
+		}
+	} else if (strcmp(type, "none") != 0 && strcmp(type, "hubport") != 0 &&
+		   !(strcmp(opt, "net") == 0 && strcmp(type, "nic") == 0)) {
+		snprintf(why, len, "-%s %s holds a host network resource", opt, type);
+		bad = 1;
+	}
+	qopts_free(&o);
+	return bad;
+}
+
+static int device_twice(const char *value, char *why, size_t len)
+{
+	static const char *const exclusive[] = { "vfio", "vhost-", "ivshmem", "usb-host",
+						 "pci-assign", "xen-", NULL };
+	struct qopts o;
+	const char *driver;
+	int bad = 0;
+
+	qopts_parse(value, "driver", &o);
+	driver = qopts_get(&o, "driver") ?: "";
+	for (size_t i = 0; exclusive[i] && !bad; i++)
+		if (strncmp(driver, exclusive[i], strlen(exclusive[i])) == 0) {
+			snprintf(why, len, "-device %s holds a host device or a backend of its own", driver);
+			bad = 1;
+		}
+	qopts_free(&o);
+	return bad;
+}
+
+static int object_twice(const char *value, char *why, size_t len)
+{
+	static const char *const exclusive[] = { "memory-backend-file", "input-linux", "filter-dump",
+						 "cryptodev-vhost-user", "iommufd", NULL };
+	struct qopts o;
+	const char *type;
+	int bad = 0;
+
+	qopts_parse(value, "qom-type", &o);
+	type = qopts_get(&o, "qom-type") ?: "";
+	for (size_t i = 0; exclusive[i] && !bad; i++)
+		if (strcmp(type, exclusive[i]) == 0) {
+			snprintf(why, len, "-object %s would be shared by both", type);
+			bad = 1;
+		}
+	qopts_free(&o);
+	return bad;
+}
+
+int cmdline_prestart_blocker(const struct cmdline *c, const char *monitor_path, char *why,
+			     size_t len)
+{
+	/* each alone holds something only one process can have */
+	static const char *const always[] = { "pidfile", "daemonize", "spice", "gdb", "s",
+					      "tpmdev", "mem-path", "readconfig", "set", "chroot",
+					      "runas", "run-with", "incoming", "vnc", NULL };
+	static const char *const compat[] = { "serial", "parallel", "monitor", "qmp", "qmp-pretty",
+					      "debugcon", "virtioconsole", NULL };
+	char buf[512];
+
+	for (size_t i = 1; i < c->argc; i++) {
+		int tv;
+		const char *opt = cmdline_option(c, i, &tv);
+		const char *v = tv && i + 1 < c->argc ? c->argv[i + 1] : "";
+
+		if (opt == NULL)
+			continue;
+		i += tv;
+		for (size_t k = 0; always[k]; k++)
+			if (strcmp(opt, always[k]) == 0 &&
+			    !(strcmp(opt, "vnc") == 0 && strcmp(v, "none") == 0))
+				return snprintf(why, len, "it has -%s%s%s", opt, tv ? " " : "", v), 1;
+		for (size_t k = 0; compat[k]; k++) {
+			const char *bad;
+
+			if (strcmp(opt, compat[k]) != 0)
+				continue;
+			bad = compat_twice(v, monitor_path, buf, sizeof buf);
+			if (bad[0] != '\0')
+				return snprintf(why, len, "-%s %s is a server socket, a file or a host device", opt, bad), 1;
+		}
+		if (strcmp(opt, "chardev") == 0 && chardev_twice(v, monitor_path, why, len))
+			return 1;
+		if ((strcmp(opt, "netdev") == 0 || strcmp(opt, "nic") == 0 || strcmp(opt, "net") == 0) &&
+		    netdev_twice(opt, v, why, len))
+			return 1;
+		if (strcmp(opt, "device") == 0 && device_twice(v, why, len))
+			return 1;
+		if (strcmp(opt, "object") == 0 && object_twice(v, why, len))
+			return 1;
+		if (strcmp(opt, "display") == 0 &&
+		    (strncmp(v, "vnc", 3) == 0 || strncmp(v, "spice", 5) == 0 || strncmp(v, "dbus", 4) == 0))
+			return snprintf(why, len, "-display %s serves a port or a bus name", v), 1;
+		if (strcmp(opt, "audiodev") == 0 || strcmp(opt, "audio") == 0) {
+			struct qopts o;
+			const char *drv;
+			int bad;
+
+			qopts_parse(v, "driver", &o);
+			drv = qopts_get(&o, "driver") ?: "";
+			bad = strcmp(drv, "alsa") == 0 || strcmp(drv, "oss") == 0 || strcmp(drv, "wav") == 0;
+			if (bad)
+				snprintf(why, len, "-%s %s holds a sound device or a file", opt, drv);
+			qopts_free(&o);
+			if (bad)
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/* Point a compat spec "unix:FROM,..." at TO: new string, or NULL. */
+static char *moved_compat(const char *spec, const char *from, const char *to)
+{
+	struct qopts o;
+	char *out = NULL, *rest;
+	const char *path;
+
+	if (strncmp(spec, "unix:", 5) != 0)
+		return NULL;
+	qopts_parse(spec + 5, "path", &o);
+	path = qopts_get(&o, "path");
+	if (path != NULL && strcmp(path, from) == 0 && qopts_true(qopts_get(&o, "server"))) {
+		qopts_set(&o, "path", to);
+		rest = qopts_format(&o);
+		out = xasprintf("unix:%s", rest);
+		free(rest);
+	}
+	qopts_free(&o);
+	return out;
+}
+
+int cmdline_move_unix_server(struct cmdline *c, const char *from, const char *to)
+{
+	static const char *const compat[] = { "serial", "parallel", "monitor", "qmp", "qmp-pretty",
+					      "debugcon", "virtioconsole", NULL };
+	int moved = 0;
+
+	for (size_t i = 1; i + 1 < c->argc; i++) {
+		int tv;
+		const char *opt = cmdline_option(c, i, &tv);
+		char *now = NULL;
+
+		if (opt == NULL || !tv)
+			continue;
+		for (size_t k = 0; compat[k] && now == NULL; k++)
+			if (strcmp(opt, compat[k]) == 0)
+				now = moved_compat(c->argv[i + 1], from, to);
+		if (strcmp(opt, "chardev") == 0) {
+			struct qopts o;
+
+			qopts_parse(c->argv[i + 1], "backend", &o);
+			if (strcmp(qopts_get(&o, "backend") ?: "", "socket") == 0 &&
+			    qopts_true(qopts_get(&o, "server")) &&
+			    strcmp(qopts_get(&o, "path") ?: "", from) == 0) {
+				qopts_set(&o, "path", to);
+				now = qopts_format(&o);
+			}
+			qopts_free(&o);
+		}
+		if (now != NULL) {
+			free(c->argv[i + 1]);
+			c->argv[i + 1] = now;
+			moved++;
+		}
+		i++;
+	}
+	return moved;
+}

@@ -123,6 +123,24 @@ int cmdline_find_unplaceable(const struct cmdline *c, size_t *pos, char *why,
 int cmdline_drop_qmp(struct cmdline *c);
 void cmdline_set_guest_name(struct cmdline *c, const char *name);
 
+/*
+ * What in the command cannot run in two QEMUs at once, for a restore that
+ * starts the new QEMU before the old one has quit: a -pidfile, a server
+ * socket or port (chardevs, -serial/-monitor/-qmp specs, -vnc, -spice,
+ * -gdb, user networking's hostfwd), tap/bridge/vhost network backends,
+ * vfio and vhost devices, a shared memory-backend-file, a file chardev
+ * that truncates, -daemonize, -readconfig.  MONITOR_PATH is the VM's own
+ * QMP unix socket, which `qckpt run` moves aside (cmdline_move_unix_server)
+ * and so is allowed.  Disks are the caller's (which ones get new
+ * overlays).  1 with one phrase in WHY, or 0.
+ */
+int cmdline_prestart_blocker(const struct cmdline *c, const char *monitor_path,
+			     char *why, size_t len);
+/* Every unix server socket of the command at FROM (-qmp/-monitor/-serial
+ * "unix:FROM,server", -chardev socket,path=FROM,server) now at TO; the
+ * number moved. */
+int cmdline_move_unix_server(struct cmdline *c, const char *from, const char *to);
+
 /* PATH made absolute against CWD, "." and ".." components folded
  * lexically (symlinks are kept: QEMU opens the name it is given). */
 char *cmdline_absolute(const char *cwd, const char *path);

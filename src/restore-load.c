@@ -38,7 +38,8 @@ static void load_enter(struct restore_load *load, enum load_state state);
 
 static const char *const load_state_names[] = {
 	[LOAD_ACCEPT] = "accept", [LOAD_PROBE] = "probe", [LOAD_SETUP] = "setup",
-	[LOAD_FD_DIRECT] = "fd-direct", [LOAD_INCOMING] = "incoming", [LOAD_RESUME] = "resume",
+	[LOAD_FD_DIRECT] = "fd-direct", [LOAD_INCOMING] = "incoming", [LOAD_HELD] = "held",
+	[LOAD_RESUME] = "resume",
 	[LOAD_SETTLE] = "settle", [LOAD_RECORD] = "record", [LOAD_DONE] = "done",
 };
 _Static_assert(sizeof load_state_names / sizeof *load_state_names == LOAD_DONE + 1,
@@ -331,6 +332,20 @@ static void enter_incoming(struct restore_load *load)
 	task_send(&load->task, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL);
 }
 
+/* Pre-started beside the old QEMU: loaded and paused, the guest goes on
+ * only once the old one is stopped (restore_load_go). */
+static void enter_held(struct restore_load *load)
+{
+	load->task.awaiting++;
+	load->on_loaded(load);
+}
+
+void restore_load_go(struct restore_load *load)
+{
+	if (load->state == LOAD_HELD && !load->task.finished)
+		task_arrived(&load->task);
+}
+
 /* A cont that failed before the guest resumed: its RESUME will not come.
  * (Refused while QEMU finishes the load, "not finalized", it is retried
  * by task_send_resume first.) */
@@ -394,6 +409,11 @@ static void work_record(uv_work_t *req)
 	json_t *state = catalog_load_vm(load->catalog_root, load->vm);
 
 	json_object_del(state, "PendingRestore");
+	/* a pre-started QEMU (cmd-run.c record_launch) is the VM's now */
+	if (json_object_get(state, "PrestartCommandLine") != NULL) {
+		json_object_set(state, "CommandLine", json_object_get(state, "PrestartCommandLine"));
+		json_object_del(state, "PrestartCommandLine");
+	}
 	json_object_set(state, "CurrentCheckpointId", json_object_get(load->pending, "CheckpointId"));
 	json_object_set(state, "CurrentCheckpointName", json_object_get(load->pending, "CheckpointName"));
 	load->work_rc = catalog_write_vm(load->catalog_root, load->vm, state);
@@ -431,7 +451,9 @@ static enum load_state load_next(const struct restore_load *load)
 	case LOAD_PROBE:     return LOAD_SETUP;
 	case LOAD_SETUP:     return LOAD_FD_DIRECT;
 	case LOAD_FD_DIRECT: return LOAD_INCOMING;
-	case LOAD_INCOMING:  return load->guest_running ? LOAD_RESUME : LOAD_SETTLE;
+	case LOAD_INCOMING:  return load->on_loaded ? LOAD_HELD :
+				    load->guest_running ? LOAD_RESUME : LOAD_SETTLE;
+	case LOAD_HELD:      return load->guest_running ? LOAD_RESUME : LOAD_SETTLE;
 	case LOAD_RESUME:    return LOAD_SETTLE;
 	case LOAD_SETTLE:    return LOAD_RECORD;
 	default:             return LOAD_DONE;
@@ -447,6 +469,7 @@ static void load_enter(struct restore_load *load, enum load_state state)
 	case LOAD_SETUP:     enter_setup(load); break;
 	case LOAD_FD_DIRECT: enter_fd_direct(load); break;
 	case LOAD_INCOMING:  enter_incoming(load); break;
+	case LOAD_HELD:      enter_held(load); break;
 	case LOAD_RESUME:    enter_resume(load); break;
 	case LOAD_SETTLE:    enter_settle(load); break;
 	case LOAD_RECORD:    enter_record(load); break;

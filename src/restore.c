@@ -4,9 +4,20 @@
  *
  *   find the checkpoint and check its files -> its monitor: [probe the QEMU's
  *   migration abilities] -> new overlays on the frozen images (qemu-img) ->
- *   vm.json: new active images + PendingRestore -> [quit the old QEMU and
- *   wait for its process] -> `qckpt run` the recorded command, detached,
- *   with the restore monitor -> the load (restore-load.c).
+ *   vm.json: new active images + PendingRestore -> then, for a running VM
+ *   whose command can run twice at once (cmdline_prestart_blocker), the
+ *   pre-start: `qckpt run` the recorded command beside the old QEMU, its
+ *   QMP socket aside -> its load, up to loaded and paused -> stop the old
+ *   guest -> cont the new one, vm.json -> quit the old QEMU and rename the
+ *   new socket onto the VM's once the old one has unlinked its own;
+ *   otherwise (or when the pre-start fails): [quit the old QEMU and wait
+ *   for its process] -> `qckpt run` the recorded command, detached, with
+ *   the restore monitor -> the load (restore-load.c).
+ *
+ * The pre-start takes QEMU's own start (firmware, ROMs, the kernel
+ * loaded: 200-350 ms under TCG) and the memory load out of the time the
+ * guest is stopped, and the old QEMU's exit (the kernel freeing its RAM)
+ * out of the command's time; the price is both QEMUs' RAM at once.
  *
  * Non-destructive: the current branch's overlays are kept, the frozen
  * images are only ever backing files.  Until the old QEMU is quit, a
@@ -24,6 +35,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "catalog.h"
@@ -32,6 +44,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "ramfile.h"
+#include "registry.h"
 #include "restore.h"
 #include "util.h"
 
@@ -50,6 +63,11 @@ static const struct {
 	[RESTORE_PROBE] = { "probe", "checking" },
 	[RESTORE_OVERLAYS] = { "overlays", "preparing" },
 	[RESTORE_COMMIT] = { "commit", "preparing" },
+	[RESTORE_PRESTART] = { "prestart", "starting QEMU" },
+	[RESTORE_PRELOAD] = { "preload", "loading memory" },
+	[RESTORE_HANDOVER] = { "handover", "stopping" },
+	[RESTORE_SWITCH] = { "switch", "stopping" },
+	[RESTORE_RETIRE] = { "retire", "stopping" },
 	[RESTORE_QUIT] = { "quit", "stopping" },
 	[RESTORE_LAUNCH] = { "launch", "starting QEMU" },
 	[RESTORE_LOAD] = { "load", "loading memory" },
@@ -197,6 +215,8 @@ static void plan_overlays(struct restore *r)
  * overlays, and how to load the memory. */
 static void print_recipe(struct restore *r);
 
+static void choose_path(struct restore *r);
+
 static int restore_find(struct restore *r)
 {
 	json_t *list = catalog_list(r->spec.catalog_root, r->spec.vm), *rd;
@@ -238,6 +258,7 @@ static int restore_find(struct restore *r)
 		return fail(r, -ENOTSUP, "it was not launched through 'qckpt run', so qckpt cannot relaunch it; nothing changed: run the command above, or launch it with 'qckpt run %s -- QEMU-COMMAND' and restore again",
 			    r->spec.vm), -1;
 	}
+	choose_path(r);
 	return 0;
 }
 
@@ -430,6 +451,8 @@ static void enter_connect(struct restore *r)
 static void enter_probe(struct restore *r)
 {
 	task_send(&r->task, "query-migrate-capabilities", NULL, &r->caps);
+	if (r->prestart) /* whether the old guest is to be stopped at the switch */
+		task_send(&r->task, "query-status", NULL, &r->old_status);
 }
 
 /* The memory state needs what it was saved with (mapped-ram must match). */
@@ -813,6 +836,7 @@ static void on_load_done(struct restore_load *load)
 	if (load->task.error_status != 0)
 		fail(r, load->task.error_status, "%s", load->task.error);
 	r->resume_ms = load->resume_ms;
+	r->guest_running = load->guest_running;
 	restore_load_close(load);
 	task_arrived(&r->task);
 }
@@ -824,23 +848,27 @@ static int env_is(const char *entry, const char *name)
 	return strncmp(entry, name, len) == 0 && entry[len] == '=';
 }
 
-/* The environment for run: ours, with the restore socket and (HELD) the
- * hold descriptor, fd 3, named. */
-static char **spawn_env(const char *sock, int held)
+/* The environment for run: ours, with the restore socket, (HELD) the
+ * hold descriptor, fd 3, named, and (ASIDE) where a pre-started QEMU
+ * serves the VM's QMP socket for now.  Ours are the last three. */
+static char **spawn_env(const char *sock, int held, const char *aside)
 {
 	size_t n = 0, j = 0;
 	char **env;
 
 	while (environ[n] != NULL)
 		n++;
-	env = xcalloc(n + 3, sizeof *env);
+	env = xcalloc(n + 4, sizeof *env);
 	for (size_t i = 0; i < n; i++)
-		if (!env_is(environ[i], RESTORE_SOCKET_ENV) && !env_is(environ[i], RESTORE_HOLD_ENV))
+		if (!env_is(environ[i], RESTORE_SOCKET_ENV) && !env_is(environ[i], RESTORE_HOLD_ENV) &&
+		    !env_is(environ[i], RESTORE_PRESTART_ENV))
 			env[j++] = environ[i];
 	if (sock != NULL)
 		env[j++] = xasprintf("%s=%s", RESTORE_SOCKET_ENV, sock);
 	if (held)
 		env[j++] = xasprintf("%s=3", RESTORE_HOLD_ENV);
+	if (aside != NULL)
+		env[j++] = xasprintf("%s=%s", RESTORE_PRESTART_ENV, aside);
 	return env;
 }
 
@@ -850,6 +878,7 @@ static int open_log(struct restore *r)
 	char when[40], *line;
 	int fd;
 
+	free(r->log_path);
 	r->log_path = xasprintf("%s/qemu.log", dir);
 	free(dir);
 	fd = open(r->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -864,7 +893,10 @@ static int open_log(struct restore *r)
 	return fd;
 }
 
-static int spawn_run(struct restore *r, int hold_fd)
+/* `qckpt run VM -- GIVEN...` as PROC, detached; SOCK: the restore monitor
+ * (NULL: nothing to load), HOLD_FD: its hold pipe or -1, ASIDE: pre-started. */
+static int spawn_run(struct restore *r, uv_process_t *proc, uv_exit_cb on_exit,
+		     const char *sock, int hold_fd, const char *aside)
 {
 	json_t *cl = json_object_get(r->vmstate, "CommandLine");
 	json_t *given = json_object_get(cl, "Given");
@@ -902,29 +934,28 @@ static int spawn_run(struct restore *r, int hold_fd)
 	stdio[1].data.fd = stdio[2].data.fd = logfd;
 	stdio[3].flags = UV_INHERIT_FD;
 	stdio[3].data.fd = hold_fd;
-	env = spawn_env(r->memory ? r->sock : NULL, hold_fd >= 0);
+	env = spawn_env(sock, hold_fd >= 0, aside);
 	po.file = exe;
 	po.args = args;
 	po.env = env;
 	po.cwd = cwd;
 	po.stdio = stdio;
 	po.stdio_count = hold_fd >= 0 ? 4 : 3;
-	po.exit_cb = on_qemu_exit;
+	po.exit_cb = on_exit;
 	/* Its own session: the restored VM outlives this command and the
 	 * terminal it ran on. */
 	po.flags = UV_PROCESS_DETACHED;
-	r->proc.data = r;
-	rc = uv_spawn(r->loop, &r->proc, &po);
+	proc->data = r;
+	rc = uv_spawn(r->loop, proc, &po);
 	for (i = 0; env[i] != NULL; i++)
-		if (strncmp(env[i], RESTORE_SOCKET_ENV "=", strlen(RESTORE_SOCKET_ENV) + 1) == 0 ||
-		    strncmp(env[i], RESTORE_HOLD_ENV "=", strlen(RESTORE_HOLD_ENV) + 1) == 0)
+		if (env_is(env[i], RESTORE_SOCKET_ENV) || env_is(env[i], RESTORE_HOLD_ENV) ||
+		    env_is(env[i], RESTORE_PRESTART_ENV))
 			free(env[i]);
 	free(env);
 	if (rc < 0) {
-		uv_close((uv_handle_t *)&r->proc, NULL);
+		uv_close((uv_handle_t *)proc, NULL);
 	} else {
-		r->proc_open = 1;
-		r->qemu_pid = r->proc.pid;
+		r->qemu_pid = proc->pid;
 		verbose_vm(r->spec.vm, "relaunched through 'qckpt run' (pid %ld, +%llu ms), output in %s",
 			   r->qemu_pid, (unsigned long long)(mono_ms() - r->start_ms), r->log_path);
 		trace(r, "spawned 'qckpt run' (pid %ld)", r->qemu_pid);
@@ -974,11 +1005,12 @@ static int relaunch(struct restore *r, int held)
 		r->hold_open = 1;
 		uv_pipe_open(&r->hold, fds[1]);
 	}
-	rc = spawn_run(r, fds[0]);
+	rc = spawn_run(r, &r->proc, on_qemu_exit, r->memory ? r->sock : NULL, fds[0], NULL);
 	if (fds[0] >= 0)
 		close(fds[0]);
 	if (rc < 0)
 		return fail(r, rc, "cannot start 'qckpt run' for the VM: %s", uv_strerror(rc)), -1;
+	r->proc_open = 1;
 	return 0;
 }
 
@@ -1017,6 +1049,317 @@ static void enter_load(struct restore *r)
 	r->task.awaiting++; /* on_load_done */
 }
 
+/* ---- the pre-start: the new QEMU beside the old one --------------------- */
+
+static int prestart_image(void *arg, const char *image, int writable, char **replacement,
+			  char *err, size_t errlen)
+{
+	struct restore *r = arg;
+
+	if (!writable)
+		return 0; /* read-only: both QEMUs share the lock */
+	for (size_t i = 0; i < r->ndisks; i++) {
+		json_t *vd = vm_disk(r->vmstate, r->disks[i].device);
+
+		if ((vd != NULL && chain_names(vd, image)) ||
+		    (r->disks[i].original && chain_same_file(r->disks[i].original, image)))
+			return 0; /* it gets a new overlay: nobody else writes that */
+	}
+	snprintf(err, errlen, "the disk image %s gets no new overlay from the checkpoint, and both QEMUs would write it",
+		 image);
+	return -1;
+}
+
+/* Why this VM's command cannot run twice at once, or NULL (the pre-start
+ * goes ahead); WHY holds the phrase. */
+static const char *prestart_blocker(struct restore *r, char *why, size_t len)
+{
+	json_t *cl = json_object_get(r->vmstate, "CommandLine");
+	json_t *given = json_object_get(cl, "Given");
+	const char *cwd = json_string_value(json_object_get(cl, "WorkingDirectory")) ?: "/";
+	const char *off = getenv("QCKPT_RESTORE_SEQUENTIAL");
+	const char *path = registry_unix_path(r->spec.monitor);
+	struct cmdline c = { 0 };
+	char *argv[1] = { NULL };
+	size_t pos = 0;
+	int pidfd, blocked = 0;
+
+	if (off != NULL && off[0] != '\0' && strcmp(off, "0") != 0)
+		return snprintf(why, len, "QCKPT_RESTORE_SEQUENTIAL is set"), why;
+	if (path == NULL)
+		return snprintf(why, len, "its QMP monitor %s is not a unix socket", r->spec.monitor), why;
+	if (strlen(path) + 16 > sizeof ((struct sockaddr_un *)0)->sun_path)
+		return snprintf(why, len, "its QMP socket's path %s leaves no room for a name beside it", path), why;
+	pidfd = (int)syscall(SYS_pidfd_open, (pid_t)r->pid, 0);
+	if (pidfd < 0)
+		return snprintf(why, len, "its QEMU (pid %ld) cannot be watched (pidfd_open: %s)", r->pid,
+				strerror(errno)), why;
+	close(pidfd);
+	cmdline_init(&c, argv, 0);
+	for (size_t i = 0; i < json_array_size(given); i++)
+		cmdline_append(&c, json_string_value(json_array_get(given, i)) ?: "", NULL);
+	if (cmdline_find_unplaceable(&c, &pos, why, len) ||
+	    cmdline_prestart_blocker(&c, path, why, len) ||
+	    cmdline_rewrite_disks(&c, cwd, prestart_image, r, why, len) < 0)
+		blocked = 1;
+	cmdline_free(&c);
+	return blocked ? why : NULL;
+}
+
+/* A running VM restored from a memory state: the new QEMU starts beside
+ * the old one when its command allows it (restore.h). */
+static void choose_path(struct restore *r)
+{
+	char why[1024];
+	const char *path;
+	char id[37];
+	struct stat st;
+
+	if (!r->running || r->memory == NULL || r->spec.no_relaunch)
+		return;
+	if (prestart_blocker(r, why, sizeof why) != NULL) {
+		verbose_vm(r->spec.vm, "the old QEMU quits before the new one starts: %s", why);
+		return;
+	}
+	path = registry_unix_path(r->spec.monitor);
+	uuid_generate_str(id);
+	r->prestart = 1;
+	r->mon_real = xstrdup(path);
+	r->mon_aside = xasprintf("%s.new-%.8s", path, id);
+	/* QEMU unlinks, at its exit, the name it bound (getsockname), not
+	 * the one its socket has now: a QEMU pre-started by an earlier
+	 * restore unlinks its own former name beside the real one */
+	r->old_bound = xstrdup(json_string_value(json_object_get(
+		json_object_get(r->vmstate, "CommandLine"), "MonitorBoundAt")) ?: path);
+	if (lstat(path, &st) == 0) {
+		r->mon_dev = st.st_dev;
+		r->mon_ino = st.st_ino;
+	}
+}
+
+static void on_prestarted_exit(uv_process_t *proc, int64_t status, int signum)
+{
+	struct restore *r = proc->data;
+
+	uv_close((uv_handle_t *)proc, NULL);
+	r->preproc_open = 0;
+	trace(r, "pre-started QEMU exited (%d)", signum ? 128 + signum : (int)status);
+	if (r->preload_used && !r->preload.task.finished)
+		restore_load_qemu_exited(&r->preload);
+	if (r->prekilling) {
+		r->prekilling = 0;
+		task_arrived(&r->task);
+	}
+}
+
+static void on_preload_loaded(struct restore_load *load)
+{
+	struct restore *r = load->data;
+
+	if (r->preload_awaited) {
+		r->preload_awaited = 0;
+		task_arrived(&r->task);
+	}
+}
+
+/* Before the switch a failed load is the pre-start's failure: the restore
+ * goes on one after the other.  At the switch it is the restore's. */
+static void on_preload_done(struct restore_load *load)
+{
+	struct restore *r = load->data;
+
+	if (load->task.error_status != 0 && r->state == RESTORE_SWITCH) {
+		fail(r, load->task.error_status, "%s", load->task.error);
+	} else if (load->task.error_status != 0) {
+		if (!r->fallback)
+			snprintf(r->fallback_why, sizeof r->fallback_why, "%s", load->task.error);
+		r->fallback = 1;
+	} else {
+		r->switched = 1;
+		r->resume_ms = load->resume_ms;
+		r->guest_running = load->guest_running;
+	}
+	restore_load_close(load);
+	if (r->preload_awaited) {
+		r->preload_awaited = 0;
+		task_arrived(&r->task);
+	}
+}
+
+/* `qckpt run` with the restore monitor, not held, the QMP socket aside.
+ * A failure here is the pre-start's: r->fallback. */
+static void enter_prestart(struct restore *r)
+{
+	char *tmpl = runtime_dir();
+	json_t *state;
+	int rc;
+
+	if (mkdtemp(tmpl) == NULL) {
+		snprintf(r->fallback_why, sizeof r->fallback_why, "cannot make %s: %s", tmpl, strerror(errno));
+		r->fallback = 1;
+		free(tmpl);
+		return;
+	}
+	r->presockdir = tmpl;
+	r->presock = xasprintf("%s/monitor", r->presockdir);
+	r->preload.data = r;
+	r->preload.progress = &r->progress;
+	r->preload.on_loaded = on_preload_loaded;
+	r->preload_used = 1;
+	rc = restore_load_listen(&r->preload, r->loop, r->presock);
+	if (rc == 0)
+		rc = spawn_run(r, &r->preproc, on_prestarted_exit, r->presock, -1, r->mon_aside);
+	if (rc < 0) {
+		snprintf(r->fallback_why, sizeof r->fallback_why, "cannot start 'qckpt run': %s", uv_strerror(rc));
+		r->fallback = 1;
+		return;
+	}
+	r->preproc_open = 1;
+	r->prestarted = 1;
+	verbose_vm(r->spec.vm, "the new QEMU starts beside the old one (pid %ld), QMP on %s until the switch",
+		   r->qemu_pid, r->mon_aside);
+	state = new_vm_state(r);
+	restore_load_start(&r->preload, r->spec.vm, r->spec.catalog_root,
+			   json_object_get(state, "PendingRestore"), r->start_ns, on_preload_done);
+	json_decref(state);
+}
+
+static void enter_preload(struct restore *r)
+{
+	if (r->fallback || r->preload.task.finished || r->preload.state == LOAD_HELD)
+		return;
+	r->preload_awaited = 1;
+	r->task.awaiting++;
+}
+
+/* A switch that fails puts the old guest back as it was. */
+static void undo_stop(struct task *task, void *arg)
+{
+	struct restore *r = arg;
+
+	if (!r->old_closed)
+		task_send_ex(task, "cont", NULL, -1, NULL, 1);
+}
+
+/* The new guest must not run while the old one still does (their disks
+ * are apart, but not what the guest says to the world). */
+static void enter_handover(struct restore *r)
+{
+	const char *st = json_string_value(json_object_get(r->old_status, "status"));
+
+	if (r->fallback || st == NULL || strcmp(st, "running") != 0)
+		return;
+	task_on_undo(&r->task, undo_stop, r);
+	task_send(&r->task, "stop", NULL, NULL);
+}
+
+static void enter_switch(struct restore *r)
+{
+	r->preload_awaited = 1;
+	r->task.awaiting++;
+	restore_load_go(&r->preload);
+}
+
+/* The old QEMU has let go of the VM's QMP socket path: the new QEMU's
+ * socket takes it (a bound socket keeps working under its new name). */
+static void move_monitor(struct restore *r)
+{
+	if (r->mon_moved)
+		return;
+	r->mon_moved = 1;
+	if (rename(r->mon_aside, r->mon_real) < 0)
+		warn_vm(r->spec.vm, "the restored QEMU serves QMP on %s, not %s: %s; rename it by hand",
+			r->mon_aside, r->mon_real, strerror(errno));
+	else
+		trace(r, "QMP socket %s moved to %s", r->mon_aside, r->mon_real);
+	if (r->monwatch_open) {
+		uv_close((uv_handle_t *)&r->monwatch, NULL);
+		r->monwatch_open = 0;
+	}
+	if (r->pidpoll_open) {
+		uv_close((uv_handle_t *)&r->pidpoll, NULL);
+		close(r->pidfd);
+		r->pidfd = -1;
+		r->pidpoll_open = 0;
+	}
+	task_arrived(&r->task);
+}
+
+/* Whether the VM's socket path no longer holds the old QEMU's socket. */
+static int old_socket_gone(struct restore *r)
+{
+	struct stat st;
+
+	return lstat(r->mon_real, &st) < 0 || st.st_dev != r->mon_dev || st.st_ino != r->mon_ino;
+}
+
+static void on_monitor_dir(uv_fs_event_t *handle, const char *filename, int events, int status)
+{
+	struct restore *r = handle->data;
+
+	if (!r->mon_moved && old_socket_gone(r)) {
+		trace(r, "old QEMU unlinked %s", r->mon_real);
+		move_monitor(r);
+	}
+}
+
+static void on_old_gone(uv_poll_t *poll, int status, int events)
+{
+	struct restore *r = poll->data;
+
+	trace(r, "old QEMU (pid %ld) exited", r->pid);
+	move_monitor(r);
+}
+
+/*
+ * Quit the old QEMU; the socket moves once the old QEMU has unlinked its
+ * own (its chardev cleanup, before the kernel frees its RAM) or has
+ * exited, whichever comes first.  A QEMU that bound elsewhere (itself
+ * pre-started) never unlinks the real path: it moves at once.
+ */
+static void enter_retire(struct restore *r)
+{
+	char *dir = dir_name(r->mon_real);
+	int bound_here = strcmp(r->old_bound, r->mon_real) == 0;
+	int watch = bound_here && r->mon_ino != 0 && !old_socket_gone(r);
+
+	r->task.awaiting++; /* move_monitor */
+	r->pidfd = (int)syscall(SYS_pidfd_open, (pid_t)r->pid, 0);
+	if (r->pidfd >= 0) {
+		uv_poll_init(r->loop, &r->pidpoll, r->pidfd);
+		r->pidpoll.data = r;
+		r->pidpoll_open = 1;
+		uv_poll_start(&r->pidpoll, UV_READABLE, on_old_gone);
+	}
+	if (watch && uv_fs_event_init(r->loop, &r->monwatch) == 0) {
+		r->monwatch.data = r;
+		r->monwatch_open = 1;
+		if (uv_fs_event_start(&r->monwatch, on_monitor_dir, dir, 0) < 0)
+			watch = 0;
+	}
+	free(dir);
+	if (!r->old_closed) {
+		verbose_vm(r->spec.vm, "quitting the old QEMU (pid %ld)", r->pid);
+		task_send_ex(&r->task, "quit", NULL, -1, NULL, 1);
+	}
+	/* it unlinks nothing of the new one's, or is gone; otherwise (the
+	 * path holds another file) only its exit makes the path safe */
+	if (!bound_here || r->pidfd < 0)
+		move_monitor(r);
+}
+
+/* The pre-start failed and its QEMU is gone: one after the other. */
+static void prestart_fall_back(struct restore *r)
+{
+	warn_vm(r->spec.vm, "the new QEMU could not start beside the old one (%s); restoring one after the other",
+		r->fallback_why);
+	if (r->preload_used)
+		restore_load_close(&r->preload);
+	if (r->prestarted)
+		unlink(r->mon_aside);
+	r->prestart = 0;
+}
+
 /* ---- the machine ---------------------------------------------------------- */
 
 static enum restore_state restore_next(const struct restore *r)
@@ -1026,8 +1369,13 @@ static enum restore_state restore_next(const struct restore *r)
 	case RESTORE_CONNECT:  return r->running ? RESTORE_PROBE : RESTORE_OVERLAYS;
 	case RESTORE_PROBE:    return RESTORE_OVERLAYS;
 	case RESTORE_OVERLAYS: return RESTORE_COMMIT;
-	case RESTORE_COMMIT:   return r->running ? RESTORE_QUIT :
-				      r->spec.no_relaunch ? RESTORE_DONE : RESTORE_LAUNCH;
+	case RESTORE_COMMIT:   return !r->running ? (r->spec.no_relaunch ? RESTORE_DONE : RESTORE_LAUNCH) :
+				      r->prestart ? RESTORE_PRESTART : RESTORE_QUIT;
+	case RESTORE_PRESTART: return r->fallback ? RESTORE_QUIT : RESTORE_PRELOAD;
+	case RESTORE_PRELOAD:  return r->fallback ? RESTORE_QUIT : RESTORE_HANDOVER;
+	case RESTORE_HANDOVER: return r->fallback ? RESTORE_QUIT : RESTORE_SWITCH;
+	case RESTORE_SWITCH:   return RESTORE_RETIRE;
+	case RESTORE_RETIRE:   return RESTORE_DONE;
 	case RESTORE_QUIT:     return r->spec.no_relaunch ? RESTORE_DONE : RESTORE_LAUNCH;
 	case RESTORE_LAUNCH:   return r->memory ? RESTORE_LOAD : RESTORE_DONE;
 	default:               return RESTORE_DONE;
@@ -1045,6 +1393,11 @@ static void restore_enter(struct restore *r, enum restore_state state)
 	case RESTORE_PROBE:    enter_probe(r); break;
 	case RESTORE_OVERLAYS: enter_overlays(r); break;
 	case RESTORE_COMMIT:   enter_commit(r); break;
+	case RESTORE_PRESTART: enter_prestart(r); break;
+	case RESTORE_PRELOAD:  enter_preload(r); break;
+	case RESTORE_HANDOVER: enter_handover(r); break;
+	case RESTORE_SWITCH:   enter_switch(r); break;
+	case RESTORE_RETIRE:   enter_retire(r); break;
 	case RESTORE_QUIT:     enter_quit(r); break;
 	case RESTORE_LAUNCH:   enter_launch(r); break;
 	case RESTORE_LOAD:     enter_load(r); break;
@@ -1060,13 +1413,25 @@ static void restore_step(struct task *task)
 
 	if (r->state == RESTORE_PROBE && task->error_status == 0 && r->memory != NULL)
 		check_caps(r);
-	if (r->state == RESTORE_QUIT || (r->state == RESTORE_COMMIT && !r->running)) {
-		task_forget_undo(task); /* the old QEMU is gone: no way back */
+	if (r->state == RESTORE_QUIT || (r->state == RESTORE_COMMIT && !r->running) ||
+	    (r->state == RESTORE_SWITCH && task->error_status == 0)) {
+		/* the old QEMU is gone, or the new guest runs: no way back */
+		task_forget_undo(task);
 		if (task->error_status == 0)
 			drop_old_ram(r);
 	}
-	if (task->error_status == 0 && r->interrupted && r->state < RESTORE_QUIT)
+	if (task->error_status == 0 && r->interrupted && !r->past_quit && !r->switched)
 		fail(r, -EINTR, "interrupted; nothing changed");
+	if ((task->error_status != 0 || r->fallback) && r->preproc_open && !r->switched) {
+		/* a pre-started QEMU that will not be the VM's: ended, and
+		 * waited for, before anything goes on */
+		if (!r->prekilling) {
+			r->prekilling = 1;
+			r->task.awaiting++;
+			uv_process_kill(&r->preproc, SIGKILL);
+		}
+		return;
+	}
 	if (task->error_status != 0 && r->proc_open && !r->killing) {
 		/* A QEMU whose load failed is of no use: end it, and be there
 		 * when it exits, so nothing is left half started. */
@@ -1085,6 +1450,8 @@ static void restore_step(struct task *task)
 		task_fail(task);
 		return;
 	}
+	if (r->fallback && r->prestart)
+		prestart_fall_back(r);
 	restore_enter(r, restore_next(r));
 }
 
@@ -1102,6 +1469,11 @@ static void restore_disconnect(struct task *task)
 			r->quit_on_disconnect = 0;
 			task_arrived(task);
 		}
+		return;
+	}
+	if (r->state == RESTORE_SWITCH || r->state == RESTORE_RETIRE) {
+		trace(r, "old QEMU closed its monitor");
+		r->old_closed = 1;
 		return;
 	}
 	if (r->state < RESTORE_QUIT)
@@ -1132,10 +1504,26 @@ static void restore_done(struct task *task)
 		uv_close((uv_handle_t *)&r->proc, NULL);
 		r->proc_open = 0;
 	}
+	if (r->preload_used)
+		restore_load_close(&r->preload);
+	if (r->monwatch_open) {
+		uv_close((uv_handle_t *)&r->monwatch, NULL);
+		r->monwatch_open = 0;
+	}
+	if (r->preproc_open) {
+		uv_close((uv_handle_t *)&r->preproc, NULL);
+		r->preproc_open = 0;
+	}
+	if (r->prestarted && !r->switched)
+		unlink(r->mon_aside); /* its QEMU was ended */
 	if (r->sock != NULL)
 		unlink(r->sock);
 	if (r->sockdir != NULL)
 		rmdir(r->sockdir);
+	if (r->presock != NULL)
+		unlink(r->presock);
+	if (r->presockdir != NULL)
+		rmdir(r->presockdir);
 	if (task->error_status == 0 && r->memory == NULL)
 		r->resume_ms = (long long)(mono_ms() - r->start_ms);
 	r->on_done(r);
@@ -1195,6 +1583,14 @@ void restore_free(struct restore *r)
 	free(r->ram_dir);
 	if (r->load_used)
 		restore_load_free(&r->load);
+	if (r->preload_used)
+		restore_load_free(&r->preload);
+	free(r->presockdir);
+	free(r->presock);
+	free(r->mon_real);
+	free(r->mon_aside);
+	free(r->old_bound);
+	json_decref(r->old_status);
 	free(r->sockdir);
 	free(r->sock);
 	free(r->log_path);

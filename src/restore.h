@@ -4,8 +4,11 @@
  *
  *  - struct restore: one VM's restore: find the checkpoint, check its files
  *    (touching nothing), new overlays on its frozen images, vm.json with a
- *    PendingRestore, quit the running QEMU and wait for its process, then
- *    relaunch the recorded command through `qckpt run` (restore.c);
+ *    PendingRestore, then either start the new QEMU through `qckpt run`
+ *    beside the old one, load it, stop the old guest, start the new one and
+ *    quit the old QEMU (the pre-start), or, when the command cannot run
+ *    twice at once, quit the running QEMU and wait for its process, then
+ *    relaunch the recorded command (restore.c);
  *  - struct restore_load: the memory load on the monitor QEMU opens to us
  *    (-incoming defer plus a client-mode QMP chardev): capabilities and
  *    parameters as recorded, the memory file handed over, migrate-incoming,
@@ -30,6 +33,9 @@
  * until the old QEMU has exited: a byte means go, the end without one
  * means the restore gave up. */
 #define RESTORE_HOLD_ENV "QCKPT_RESTORE_HOLD_FD"
+/* And, for a pre-started run, where the new QEMU serves the VM's QMP
+ * socket until the restore renames it onto the real path. */
+#define RESTORE_PRESTART_ENV "QCKPT_RESTORE_PRESTART"
 /* The chardev id of that monitor in QEMU's command line. */
 #define RESTORE_CHARDEV_ID "qckpt-restore"
 
@@ -41,6 +47,7 @@ enum load_state {
 	LOAD_SETUP,    /* migrate-set-capabilities/-parameters, the fd */
 	LOAD_FD_DIRECT, /* the O_DIRECT twin in the same fdset (direct-io) */
 	LOAD_INCOMING, /* migrate-incoming, until MIGRATION completed */
+	LOAD_HELD,     /* pre-started: loaded, until restore_load_go */
 	LOAD_RESUME,   /* cont (running checkpoints), until RESUME */
 	LOAD_SETTLE,   /* capabilities and direct-io off again */
 	LOAD_RECORD,   /* vm.json: PendingRestore removed, CurrentCheckpointId */
@@ -74,6 +81,9 @@ struct restore_load {
 	int work_rc;
 	uv_work_t work;
 	void (*on_done)(struct restore_load *load);
+	/* Set before restore_load_start to stop once the memory is loaded
+	 * (the guest paused): on_loaded, then nothing until restore_load_go. */
+	void (*on_loaded)(struct restore_load *load);
 };
 
 /* Listen on SOCK_PATH (a unix socket QEMU will connect to) before QEMU
@@ -87,6 +97,8 @@ int restore_load_adopt(struct restore_load *load, uv_loop_t *loop, int fd,
 void restore_load_start(struct restore_load *load, const char *vm,
 			const char *catalog_root, json_t *pending,
 			uint64_t start_ns, void (*on_done)(struct restore_load *));
+/* Go on from LOAD_HELD: cont (a running checkpoint), settle, record. */
+void restore_load_go(struct restore_load *load);
 /* QEMU is gone (its process exited): fail unless already loaded. */
 void restore_load_qemu_exited(struct restore_load *load);
 /* Close the handles (after on_done); free after the loop has run them. */
@@ -111,6 +123,13 @@ enum restore_state {
 	RESTORE_PROBE,    /* its migration capabilities */
 	RESTORE_OVERLAYS, /* until the qemu-img creates (started at connect) end */
 	RESTORE_COMMIT,   /* vm.json: new overlays, PendingRestore */
+	/* the pre-start: the new QEMU beside the old one */
+	RESTORE_PRESTART, /* qckpt run, detached, its QMP socket aside */
+	RESTORE_PRELOAD,  /* its load (r->preload), until loaded and paused */
+	RESTORE_HANDOVER, /* stop the old guest */
+	RESTORE_SWITCH,   /* the new one goes on: cont, vm.json */
+	RESTORE_RETIRE,   /* quit the old QEMU; its QMP socket to the new */
+	/* one after the other (or the pre-start failed) */
 	RESTORE_QUIT,     /* quit the old QEMU, until its process exits */
 	RESTORE_LAUNCH,   /* qckpt run, detached, QEMU connects back */
 	RESTORE_LOAD,     /* struct restore_load */
@@ -162,6 +181,25 @@ struct restore {
 	char *sockdir, *sock, *log_path;
 	struct restore_load load;
 	int load_used;
+
+	/* The pre-start (restore.c): its own run, load and monitor
+	 * directory, so that a fallback to the sequential path starts
+	 * afresh while their handles close. */
+	int prestart;         /* the command can run twice at once */
+	char *mon_real, *mon_aside; /* the VM's QMP socket, and the new QEMU's for now */
+	char *old_bound;      /* where the old QEMU bound its socket (it unlinks that) */
+	dev_t mon_dev;
+	ino_t mon_ino;        /* the old QEMU's socket file */
+	json_t *old_status;   /* its query-status */
+	uv_process_t preproc;
+	int preproc_open, prekilling, prestarted;
+	struct restore_load preload;
+	int preload_used, preload_awaited, switched;
+	char *presockdir, *presock;
+	int fallback;         /* the pre-start failed: one after the other */
+	char fallback_why[1024];
+	uv_fs_event_t monwatch;
+	int monwatch_open, mon_moved, old_closed;
 	int work_rc;
 	uv_work_t work;
 	int killing;          /* the relaunched QEMU is being ended */
@@ -171,6 +209,7 @@ struct restore {
 	uv_pipe_t hold;       /* holds the relaunch until the old QEMU is gone */
 	int hold_open;
 	long long resume_ms;  /* command to RESUME (or to loaded, paused) */
+	int guest_running;    /* the restored guest runs (not a paused checkpoint) */
 	int interrupted;
 	int finished;
 	void (*on_done)(struct restore *r);

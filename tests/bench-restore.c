@@ -41,7 +41,10 @@
  *   "qckpt.dirty_mib=256 qckpt.disk_writes=1", QCKPT_BENCH_REPS 5 (1..20),
  *   QCKPT_BENCH_METHODS "qckpt loadvm bare" (also "qckpt-cold" and
  *   "bare-cold": the same with the memory file dropped from the page cache
- *   first, posix_fadvise DONTNEED; the others read a file just written).
+ *   first, posix_fadvise DONTNEED; the others read a file just written;
+ *   "qckpt-seq": qckpt with QCKPT_RESTORE_SEQUENTIAL=1, the old QEMU quit
+ *   before the new one starts, as before the pre-start, and "ram-file-seq"
+ *   with it).
  *   QCKPT_BENCH_VERBOSE=1 echoes `qckpt restore -v` (its own timings).
  *   QCKPT_BENCH_RAMFILE DIR on a file system with reflinks (XFS): beside
  *   each VM, one launched through `qckpt run --ram-file` with its catalog in
@@ -569,6 +572,8 @@ static int obs_cmd_fd(struct bvm *vm, const char *cmd, json_t *args, int fd,
 
 struct sample {
 	double resume; /* ms from the command (or process start) to RESUME */
+	double stopped; /* ms the guest did not run: the old guest's STOP or
+			 * SHUTDOWN (loadvm: STOP) to the RESUME */
 	double tick;   /* ms to the first tick line after RESUME */
 	double start;  /* ms, QEMU's process start -> QMP greeting */
 	double gone;   /* ms, command -> old QEMU's monitor closed */
@@ -713,10 +718,10 @@ static void print_table(void)
 	int notes = 0;
 
 	printf("| QEMU | RAM | guest | method | to RESUME min / med / max ms "
-	       "| to first tick med ms | QEMU start med ms | old QEMU gone med ms "
+	       "| guest stopped med ms | to first tick med ms | QEMU start med ms | old QEMU gone med ms "
 	       "| load starts med ms | load med ms | memory file MiB (allocated) | read rate MiB/s "
 	       "| vs bare -incoming | vs loadvm |\n");
-	printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+	printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
 	for (int i = 0; i < ncells; i++) {
 		const struct cell *c = &cells[i];
 		double mn, med, mx;
@@ -727,7 +732,7 @@ static void print_table(void)
 			printf(" failed");
 			if (c->note)
 				printf(" [%d]", ++notes);
-			printf(" | | | | | | | | | |\n");
+			printf(" | | | | | | | | | | |\n");
 			continue;
 		}
 		stats(c, offsetof(struct sample, resume), &mn, &med, &mx);
@@ -740,6 +745,7 @@ static void print_table(void)
 		if (c->note)
 			printf(" [%d]", ++notes);
 		printf(" |");
+		put_col(median(c, offsetof(struct sample, stopped)));
 		put_col(median(c, offsetof(struct sample, tick)));
 		put_col(median(c, offsetof(struct sample, start)));
 		put_col(median(c, offsetof(struct sample, gone)));
@@ -766,7 +772,9 @@ static void print_table(void)
 	}
 	printf("\nto RESUME: from the command (bare: QEMU's process start) to the "
 	       "RESUME event's timestamp, seen on an observer QMP monitor that every "
-	       "QEMU of the VM connects to; to first tick: to the guest's first "
+	       "QEMU of the VM connects to; guest stopped: from the old guest's STOP "
+	       "or SHUTDOWN (loadvm: its STOP) to that RESUME, by QEMU's timestamps; "
+	       "to first tick: to the guest's first "
 	       "\"qckpt-guest: tick\" line received after the RESUME (the guest ticks "
 	       "every 200 ms); QEMU start: its process start (for qckpt, the `qckpt "
 	       "run` that execs it, /proc, 10 ms resolution) to its QMP greeting; old "
@@ -984,13 +992,14 @@ static void drop_cache(json_t *mem)
 		close(fd);
 }
 
-static int measure_qckpt(struct bvm *vm, json_t *rec, bool cold, struct sample *s, char **msg)
+static int measure_qckpt(struct bvm *vm, json_t *rec, bool cold, bool seq, struct sample *s,
+			 char **msg)
 {
 	const char *id = json_string_value(json_object_get(rec, "Id"));
 	json_t *mem = json_object_get(rec, "MemoryState");
 	char *argv[] = { qckpt_bin, "restore", "-v", vm->name, (char *)id, NULL };
 	char *err = NULL;
-	int status, old = vm->obs_lives, life = old + 1;
+	int status, rc, old = vm->obs_lives, life = old + 1;
 	int64_t t0, qstart = 0;
 	const struct event *resume;
 	const struct line *tick;
@@ -998,8 +1007,12 @@ static int measure_qckpt(struct bvm *vm, json_t *rec, bool cold, struct sample *
 
 	if (cold)
 		drop_cache(mem);
+	if (seq) /* the old QEMU quits before the new one starts */
+		setenv("QCKPT_RESTORE_SEQUENTIAL", "1", 1);
 	t0 = now_us();
-	if (harness_run(argv, NULL, &err, &status) != 0 || status != 0) {
+	rc = harness_run(argv, NULL, &err, &status);
+	unsetenv("QCKPT_RESTORE_SEQUENTIAL");
+	if (rc != 0 || status != 0) {
 		const char *e = err;
 		int len = first_line(&e);
 
@@ -1017,6 +1030,15 @@ static int measure_qckpt(struct bvm *vm, json_t *rec, bool cold, struct sample *
 		return -1;
 	}
 	s->resume = (double)(resume->ts_us - t0) / 1000.0;
+	{
+		/* the old guest stopped: `stop` (the pre-start) or the quit */
+		const struct event *st = find_event(vm, old, "STOP", NULL, t0);
+		const struct event *sd = find_event(vm, old, "SHUTDOWN", NULL, t0);
+
+		if (!st || (sd && sd->ts_us < st->ts_us))
+			st = sd;
+		s->stopped = st ? (double)(resume->ts_us - st->ts_us) / 1000.0 : NAN;
+	}
 	tick = wait_tick(vm, 0, resume->ts_us, WAIT_MS);
 	s->tick = tick ? (double)(tick->recv_us - t0) / 1000.0 : NAN;
 	s->start = vm_pid(vm, &qstart) > 0 && life < MAX_LIVES && vm->greet_us[life] > 0
@@ -1065,6 +1087,7 @@ static int measure_loadvm(struct bvm *vm, struct sample *s, char **msg)
 	tick = wait_tick(vm, 0, resume->ts_us, WAIT_MS);
 	s->tick = tick ? (double)(tick->recv_us - t0) / 1000.0 : NAN;
 	s->load = stop ? (double)(resume->ts_us - stop->ts_us) / 1000.0 : NAN;
+	s->stopped = s->load;
 	s->begin = stop ? (double)(stop->ts_us - t0) / 1000.0 : NAN;
 	s->start = s->gone = s->bytes = s->alloc = NAN;
 	return 0;
@@ -1183,7 +1206,7 @@ static int measure_bare(struct bvm *vm, json_t *rec, const char *qemu, unsigned 
 	s->resume = (double)(resume->ts_us - t0) / 1000.0;
 	tick = wait_tick(vm, 0, resume->ts_us, WAIT_MS);
 	s->tick = tick ? (double)(tick->recv_us - t0) / 1000.0 : NAN;
-	s->gone = NAN;
+	s->gone = s->stopped = NAN;
 	s->load = load_ms(vm, life);
 	s->begin = begin_ms(vm, life, t0);
 	s->bytes = (double)json_integer_value(json_object_get(mem, "Bytes"));
@@ -1315,9 +1338,15 @@ static void run_config(const char *qemu, const char *label, unsigned mib, const 
 			goto fail;
 		}
 	}
-	for (int cold = 0; cold < 2; cold++) {
-		const char *method = ramfile_vm ? (cold ? "ram-file-cold" : "ram-file")
-						: (cold ? "qckpt-cold" : "qckpt");
+	for (int variant = 0; variant < 3; variant++) {
+		/* as it comes, the memory file out of the page cache, the
+		 * old QEMU quit before the new one starts */
+		static const char *const names[2][3] = {
+			{ "qckpt", "qckpt-cold", "qckpt-seq" },
+			{ "ram-file", "ram-file-cold", "ram-file-seq" },
+		};
+		const char *method = names[ramfile_vm][variant];
+		bool cold = variant == 1, seq = variant == 2;
 		struct cell *c;
 
 		if (!want(methods, nm, method))
@@ -1328,7 +1357,7 @@ static void run_config(const char *qemu, const char *label, unsigned mib, const 
 		for (int r = 0; r < reps; r++) {
 			struct sample s = { 0 };
 			char *m = NULL;
-			int rc = measure_qckpt(vm, rec, cold, &s, &m);
+			int rc = measure_qckpt(vm, rec, cold, seq, &s, &m);
 
 			record(c, r, rc, &s, m);
 			if (rc != 0)
@@ -1497,7 +1526,8 @@ int main(void)
 		}
 		for (int s = 0; s < ns; s++)
 			for (int l = 0; l < nl; l++) {
-				char *rf_methods[] = { "ram-file" };
+				/* qckpt-seq asks for ram-file-seq too */
+				char *rf_methods[] = { "ram-file", "ram-file-seq" };
 
 				run_config(bin, qemus[q], (unsigned)strtoul(sizes[s], NULL, 10),
 					   loads[l], busy, methods, nm, reps);
@@ -1505,7 +1535,8 @@ int main(void)
 					continue;
 				ramfile_vm = true;
 				run_config(bin, qemus[q], (unsigned)strtoul(sizes[s], NULL, 10),
-					   loads[l], busy, rf_methods, 1, reps);
+					   loads[l], busy, rf_methods,
+					   want(methods, nm, "qckpt-seq") ? 2 : 1, reps);
 				ramfile_vm = false;
 			}
 	}

@@ -26,6 +26,7 @@ const char *const *rvm_qemu_bin;
 const char *const *rvm_run_args;
 int rvm_serial_no;
 const char *rvm_append;
+const char *const *rvm_qemu_args;
 
 /* ---- VMs whose serial console survives a relaunch ----------------------- */
 
@@ -73,6 +74,7 @@ static void on_serial_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	char *nl;
 
 	if (n < 0) {
+		c->vm->open_lives--;
 		uv_close((uv_handle_t *)s, on_conn_closed);
 		return;
 	}
@@ -103,6 +105,8 @@ static void on_serial_connection(uv_stream_t *server, int status)
 		uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
 		return;
 	}
+	if (++vm->open_lives > vm->max_open_lives)
+		vm->max_open_lives = vm->open_lives;
 	uv_read_start((uv_stream_t *)&c->pipe, on_serial_alloc, on_serial_read);
 }
 
@@ -275,6 +279,8 @@ struct rvm *rvm_launch(const char *base, unsigned ndisks, unsigned mem_mib)
 		push(&vm->argv, &n, s);
 		free(s);
 	}
+	for (const char *const *a = rvm_qemu_args; a != NULL && *a != NULL; a++)
+		push(&vm->argv, &n, *a);
 	spawn_run(vm);
 	return vm;
 }

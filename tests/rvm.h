@@ -39,6 +39,8 @@ struct rvm {
 	int *life_of;
 	size_t nlines, cap, cursor;
 	int lives;            /* QEMU connections so far */
+	int open_lives;       /* connections open now */
+	int max_open_lives;   /* the most open at once (the test may reset it) */
 	char **disks;
 	unsigned ndisks;
 	char **argv;          /* qckpt run ... -- QEMU ... */
@@ -58,6 +60,9 @@ extern int rvm_serial_no;
 /* More kernel command line for the VMs launched from now on (e.g.
  * "qckpt.tick_ms=100"), or NULL. */
 extern const char *rvm_append;
+/* More QEMU arguments for the VMs launched from now on (NULL-terminated),
+ * or NULL. */
+extern const char *const *rvm_qemu_args;
 
 /* Start a VM through `qckpt run` without waiting for it to boot (raw
  * disks of 16 MiB), or and wait for its first tick (fails the test). */

@@ -562,6 +562,75 @@ static void test_launch_is_not_running_once_its_process_is_a_zombie(void **state
 	json_decref(cl);
 }
 
+/* What restore's pre-start (a second QEMU of the VM beside the first)
+ * cannot do: anything only one process can hold.  PHRASE: part of the
+ * reason, or NULL for a command that can run twice. */
+static void assert_twice(const char *const *words, const char *phrase)
+{
+	struct cmdline c;
+	char why[512] = "";
+	int blocked;
+
+	from_words(&c, words);
+	blocked = cmdline_prestart_blocker(&c, "/run/vm.qmp", why, sizeof why);
+	if (phrase == NULL && blocked)
+		fail_msg("%s: blocked: %s", words[2], why);
+	if (phrase != NULL && (!blocked || strstr(why, phrase) == NULL))
+		fail_msg("%s: want '%s', got %s'%s'", words[2], phrase, blocked ? "" : "nothing ", why);
+	cmdline_free(&c);
+}
+
+static void test_what_cannot_run_in_two_qemus_at_once_is_found(void **state)
+{
+#define Q(...) ((const char *const[]){ "qemu", "-m", __VA_ARGS__, NULL })
+	/* the VM's own QMP socket moves aside; clients, stdio, user
+	 * networking without a forwarded port, disks are fine */
+	assert_twice(Q("128", "-qmp", "unix:/run/vm.qmp,server=on,wait=off", "-serial", "stdio",
+		       "-chardev", "socket,id=s0,path=/tmp/serial", "-serial", "chardev:s0",
+		       "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0",
+		       "-chardev", "socket,id=m,path=/run/vm.qmp,server=on,wait=off",
+		       "-drive", "file=/w/a.qcow2,if=virtio", "-vnc", "none",
+		       "-chardev", "file,id=log,path=/w/log,append=on", "-display", "none"), NULL);
+	assert_twice(Q("pidfile", "-pidfile", "/run/vm.pid"), "-pidfile");
+	assert_twice(Q("hostfwd", "-netdev", "user,id=n0,hostfwd=tcp::2222-:22"), "hostfwd=tcp::2222-:22");
+	assert_twice(Q("nic", "-nic", "user,hostfwd=tcp::2222-:22"), "hostfwd");
+	assert_twice(Q("tap", "-netdev", "tap,id=n0,ifname=tap0"), "-netdev tap");
+	assert_twice(Q("bridge", "-nic", "bridge,br=br0"), "-nic bridge");
+	assert_twice(Q("server", "-chardev", "socket,id=s,path=/tmp/s,server=on"), "/tmp/s");
+	assert_twice(Q("tcp", "-chardev", "socket,id=s,port=4444,host=localhost,server=on,wait=off"),
+		     "a TCP port");
+	assert_twice(Q("serial", "-serial", "tcp::4444,server,nowait"), "-serial tcp:localhost:4444");
+	assert_twice(Q("qmp2", "-qmp", "unix:/run/other.qmp,server"), "unix:/run/other.qmp");
+	assert_twice(Q("file", "-serial", "file:/w/console.log"), "file:/w/console.log");
+	assert_twice(Q("chardevfile", "-chardev", "file,id=f,path=/w/log"), "from its start");
+	assert_twice(Q("vnc", "-vnc", ":1"), "-vnc :1");
+	assert_twice(Q("spice", "-spice", "port=5930"), "-spice");
+	assert_twice(Q("gdb", "-s"), "-s");
+	assert_twice(Q("vfio", "-device", "vfio-pci,host=01:00.0"), "vfio-pci");
+	assert_twice(Q("vhost", "-device", "vhost-user-fs-pci,chardev=fs"), "vhost-user-fs-pci");
+	assert_twice(Q("memfile", "-object", "memory-backend-file,id=m,mem-path=/dev/shm/x,size=1G"),
+		     "memory-backend-file");
+	assert_twice(Q("daemon", "-daemonize"), "-daemonize");
+#undef Q
+}
+
+static void test_the_vm_monitor_moves_to_a_name_beside_it(void **state)
+{
+	const char *words[] = { "qemu", "-qmp", "unix:/run/vm.qmp,server=on,wait=off",
+				"-chardev", "socket,id=m,path=/run/vm.qmp,server=on",
+				"-chardev", "socket,id=c,path=/run/vm.qmp",
+				"-monitor", "unix:/run/hmp,server", NULL };
+	struct cmdline c;
+	char *line;
+
+	from_words(&c, words);
+	assert_int_equal(cmdline_move_unix_server(&c, "/run/vm.qmp", "/run/vm.qmp.new-1"), 2);
+	line = cmdline_quote(&c);
+	assert_string_equal(line, "qemu -qmp unix:/run/vm.qmp.new-1,server=on,wait=off -chardev socket,id=m,path=/run/vm.qmp.new-1,server=on -chardev socket,id=c,path=/run/vm.qmp -monitor unix:/run/hmp,server");
+	free(line);
+	cmdline_free(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -582,6 +651,8 @@ int main(void)
 		cmocka_unit_test(test_chain_checks_headers_against_the_catalog),
 		cmocka_unit_test(test_launch_is_running_means_same_pid_and_start_time),
 		cmocka_unit_test(test_launch_is_not_running_once_its_process_is_a_zombie),
+		cmocka_unit_test(test_what_cannot_run_in_two_qemus_at_once_is_found),
+		cmocka_unit_test(test_the_vm_monitor_moves_to_a_name_beside_it),
 	};
 	int rc;
 

@@ -17,11 +17,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -58,12 +61,18 @@ static struct run restore(struct rvm *vm, const char *what, const char *opt)
 }
 
 /* --progress=json on stderr: the restore's phases in their order, ending
- * in done (qckpt(1) PROGRESS); loaded bytes never more than the total. */
+ * in done (qckpt(1) PROGRESS); loaded bytes never more than the total.
+ * The new QEMU starts after the old one stopped, or (the pre-start)
+ * before. */
 static void check_restore_progress(const char *vm, const char *err)
 {
-	static const char *const order[] = {
+	static const char *const sequential[] = {
 		"checking", "preparing", "stopping", "starting QEMU", "loading memory", "done",
 	};
+	static const char *const prestarted[] = {
+		"checking", "preparing", "starting QEMU", "loading memory", "stopping", "done",
+	};
+	const char *const *order = strstr(err, "starts beside the old one") ? prestarted : sequential;
 	size_t next = 0;
 	const char *last = NULL;
 
@@ -576,6 +585,139 @@ static void test_vm_without_recorded_command_line_gets_the_commands_instead(void
 	hvm_free(vm);
 }
 
+/* A running VM whose command can run twice: the new QEMU starts, and
+ * loads, while the old one still runs; the old guest is stopped, the new
+ * one goes on from the checkpoint, and the VM's QMP socket is the new
+ * QEMU's when the command returns.  A restore of that restored VM (its
+ * socket was bound under another name) does the same. */
+static void test_restore_starts_the_new_qemu_beside_the_old_one(void **state)
+{
+	struct rvm *vm = rvm_start("beside", 1, 128);
+	json_t *a = checkpoint_ok(vm->name, save_mode(), "here", NULL), *st, *cl;
+	long counter = frozen_counter(a), tick, pid;
+	int life = vm->lives + 1;
+	char *status;
+	struct run r;
+
+	vm->max_open_lives = vm->open_lives;
+	r = restore(vm, "here", "--progress=json");
+	if (r.status != 0)
+		fail_msg("qckpt restore: exit %d: %s", r.status, r.err);
+	assert_non_null(strstr(r.err, "starts beside the old one"));
+	check_restore_progress(vm->name, r.err);
+	run_free(&r);
+	tick = wait_tick(vm, life, WAIT_MS);
+	if (tick != counter && tick != counter + 1)
+		fail_msg("restored to counter %ld, printed tick %ld", counter, tick);
+	assert_false(life_printed(vm, life, "qckpt-guest: boot"));
+	/* both QEMUs had the console open at once: the new one started
+	 * before the old one quit */
+	assert_true(vm->max_open_lives >= 2);
+	/* the VM's socket answers, and it is the new QEMU */
+	status = vm_status(vm);
+	assert_string_equal(status, "running");
+	free(status);
+	pid = vm_pid(vm);
+	assert_true(pid > 0);
+	st = vm_json(vm);
+	cl = json_object_get(st, "CommandLine");
+	assert_null(json_object_get(st, "PrestartCommandLine"));
+	assert_null(json_object_get(st, "PendingRestore"));
+	assert_int_equal(json_integer_value(json_object_get(cl, "Pid")), pid);
+	/* the name it was bound under is gone: renamed onto the VM's */
+	assert_non_null(jstr(cl, "MonitorBoundAt"));
+	assert_int_not_equal(access(jstr(cl, "MonitorBoundAt"), F_OK), 0);
+	json_decref(st);
+	restore_ok(vm, a, "here");
+	assert_int_not_equal(vm_pid(vm), pid);
+	json_decref(a);
+	rvm_kill_all();
+}
+
+/* A TCP port on the loopback that nobody listens on now. */
+static int free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof sa;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+static bool port_answers(int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/* Restore VM to REC: the old QEMU quits before the new one starts, for
+ * the reason WHY; the guest carries on from the checkpoint. */
+static void restore_one_after_the_other(struct rvm *vm, json_t *rec, const char *why)
+{
+	int life = vm->lives + 1;
+	long counter = frozen_counter(rec), tick;
+	struct run r = restore(vm, jstr(rec, "Id"), NULL);
+
+	if (r.status != 0)
+		fail_msg("qckpt restore %s: exit %d: %s", vm->name, r.status, r.err);
+	assert_non_null(strstr(r.err, "the old QEMU quits before the new one starts"));
+	if (strstr(r.err, why) == NULL)
+		fail_msg("want '%s' in: %s", why, r.err);
+	assert_null(strstr(r.err, "starts beside the old one"));
+	run_free(&r);
+	tick = wait_tick(vm, life, WAIT_MS);
+	if (tick != counter && tick != counter + 1)
+		fail_msg("%s restored to counter %ld, printed tick %ld", vm->name, counter, tick);
+	assert_false(life_printed(vm, life, "qckpt-guest: boot"));
+}
+
+/* A -pidfile or a forwarded host port cannot be held by two QEMUs: such a
+ * VM is restored one after the other, and the new QEMU has them. */
+static void test_a_pidfile_or_a_hostfwd_port_restores_one_after_the_other(void **state)
+{
+	char *pidfile = fmt("%s/seq%d.pid", harness_tmpdir(), rvm_serial_no + 1);
+	int port = free_port();
+	char *fwd = fmt("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:22", port);
+	const char *pid_args[] = { "-pidfile", pidfile, NULL };
+	const char *net_args[] = { "-netdev", fwd, "-device", "virtio-net-pci,netdev=n0,romfile=", NULL };
+	struct rvm *pv, *nv;
+	json_t *a, *b;
+	char *text;
+
+	rvm_qemu_args = pid_args;
+	pv = rvm_launch("seqpid", 1, 128);
+	rvm_qemu_args = net_args;
+	nv = rvm_launch("seqnet", 1, 128);
+	rvm_qemu_args = NULL;
+	rvm_wait_boot(pv);
+	rvm_wait_boot(nv);
+	a = checkpoint_ok(pv->name, save_mode(), "p", NULL);
+	b = checkpoint_ok(nv->name, save_mode(), "n", NULL);
+	restore_one_after_the_other(pv, a, "-pidfile");
+	text = read_file(pidfile);
+	assert_non_null(text);
+	assert_int_equal(strtol(text, NULL, 10), vm_pid(pv));
+	free(text);
+	restore_one_after_the_other(nv, b, "hostfwd");
+	assert_true(port_answers(port));
+	json_decref(a);
+	json_decref(b);
+	free(fwd);
+	free(pidfile);
+	rvm_kill_all();
+}
+
 /* ---- groups -------------------------------------------------------------- */
 
 static int setup(void **state)
@@ -625,6 +767,8 @@ int main(void)
 		T(test_three_vms_restored_in_one_command),
 		T(test_save_current_checkpoints_the_state_before),
 		T(test_vm_without_recorded_command_line_gets_the_commands_instead),
+		T(test_restore_starts_the_new_qemu_beside_the_old_one),
+		T(test_a_pidfile_or_a_hostfwd_port_restores_one_after_the_other),
 	};
 	const struct CMUnitTest tests_qemu10[] = {
 		T(test_restore_by_name_id_and_id_prefix),
@@ -635,6 +779,8 @@ int main(void)
 		T(test_three_vms_restored_in_one_command),
 		T(test_the_same_checkpoint_restores_twenty_times),
 		T(test_restore_reads_a_cached_memory_state_through_the_page_cache),
+		T(test_restore_starts_the_new_qemu_beside_the_old_one),
+		T(test_a_pidfile_or_a_hostfwd_port_restores_one_after_the_other),
 	};
 
 	if (rc != 0)
