@@ -65,8 +65,44 @@ static int remove_entry(const char *path, const struct stat *st, int flag,
 	return 0;
 }
 
+/* harness_count_qemu, harness_count_serial_line */
+static unsigned qemus_started, guest_boots;
+
+void harness_count_qemu(void)
+{
+	qemus_started++;
+}
+
+void harness_count_serial_line(const char *line)
+{
+	if (strstr(line, "qckpt-guest: boot") != NULL)
+		guest_boots++;
+}
+
+/* Whether LIST (words separated by commas or spaces) holds WORD. */
+static bool in_list(const char *list, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (const char *p = list; p != NULL && *p != '\0'; p += strcspn(p, ", ")) {
+		p += strspn(p, ", ");
+		if (strncmp(p, word, n) == 0 && (p[n] == '\0' || strchr(", ", p[n]) != NULL))
+			return true;
+	}
+	return false;
+}
+
+bool harness_group_in(const char *groups, const char *name)
+{
+	return groups == NULL || in_list(groups, name);
+}
+
 static void harness_atexit(void)
 {
+	if (qemus_started > 0) {
+		printf("# harness: %u QEMU started, %u guest boots\n", qemus_started, guest_boots);
+		fflush(stdout);
+	}
 	for (int i = 0; i < MAX_CHILDREN; i++)
 		if (children[i] > 0) {
 			kill(children[i], SIGKILL);
@@ -207,6 +243,13 @@ int harness_init(void)
 		loop_ready = true;
 		atexit(harness_atexit);
 		signal(SIGPIPE, SIG_IGN);
+	}
+
+	/* scripts/test runs some programs in one of its two passes only */
+	if (in_list(getenv("QCKPT_SKIP_TESTS"), program_invocation_short_name)) {
+		printf("harness: %s runs in the other pass of scripts/test "
+		       "(QCKPT_SKIP_TESTS): skipping\n", program_invocation_short_name);
+		return HARNESS_SKIP;
 	}
 
 	qemu_path = find_program("QEMU_SYSTEM", "qemu-system-x86_64");
@@ -587,6 +630,7 @@ static void on_serial_line(void *arg, char *line)
 		vm->lines = xrealloc(vm->lines, vm->lines_cap * sizeof *vm->lines);
 	}
 	vm->lines[vm->nlines++] = xstrdup(line);
+	harness_count_serial_line(line);
 	if (verbose)
 		fprintf(stderr, "[%s serial] %s\n", vm->name, line);
 }
@@ -809,10 +853,7 @@ static char **build_argv(struct hvm *vm, const struct hvm_opts *o,
 	ARG(&a, "-initrd");
 	ARG(&a, "%s", o->initrd ? o->initrd : guest_initrd);
 	ARG(&a, "-append");
-	/* no_timer_check: on a loaded host a starved TCG vCPU fails the
-	 * kernel's IO-APIC timer check, which panics at boot ("IO-APIC +
-	 * timer doesn't work!"; seen many times at load 20+). */
-	ARG(&a, "console=ttyS0 quiet panic=-1 no_timer_check%s%s%s", o->agent ? " qckpt.agent=1" : "",
+	ARG(&a, HARNESS_GUEST_CMDLINE "%s%s%s", o->agent ? " qckpt.agent=1" : "",
 	    o->append ? " " : "", o->append ? o->append : "");
 	ARG(&a, "-no-reboot");
 	ARG(&a, "-chardev");
@@ -1005,6 +1046,7 @@ struct hvm *hvm_start(const struct hvm_opts *o)
 	vm->open++;
 	vm->pid = vm->proc.pid;
 	child_started(vm->pid);
+	harness_count_qemu();
 	uv_read_start((uv_stream_t *)&vm->out, on_alloc, on_vm_read);
 	uv_read_start((uv_stream_t *)&vm->err, on_alloc, on_vm_read);
 

@@ -44,7 +44,10 @@
  * Sets HOME, XDG_CONFIG_HOME, XDG_DATA_HOME, XDG_RUNTIME_DIR,
  * QCKPT_CATALOG_DIR, QCKPT_RUNTIME_DIR and QCKPT_JOBS_DIR to directories in
  * the temp dir (and unsets QCKPT_REGISTRY) for every program run after it:
- * no test writes outside the temp dir, as root neither.
+ * no test writes outside the temp dir, as root neither.  Returns
+ * HARNESS_SKIP when the program's name is in QCKPT_SKIP_TESTS (words
+ * separated by spaces or commas; scripts/test leaves some programs to one
+ * of its two passes).
  */
 int harness_init(void);
 
@@ -66,6 +69,40 @@ bool harness_want_qemu10(void);
 /* For a QEMU 10 group's setup: the wrapper, or NULL after saying that it is
  * missing (the group then fails, as it must under CI). */
 const char *harness_require_qemu10(void);
+/*
+ * Whether this build of a test program runs its group NAME ("default",
+ * "qemu10", or a theme of the program's own).  Every group, unless the
+ * program was compiled with -DHARNESS_GROUPS='"a,b"': Makefile.am builds
+ * its longest programs more than once from one source, each build running
+ * some of the groups, so that make -j2 keeps both cores busy to the end
+ * of the suite (README, "Tests").
+ */
+#ifndef HARNESS_GROUPS
+#define HARNESS_GROUPS NULL
+#endif
+bool harness_group_in(const char *groups, const char *name);
+#define harness_group(name) harness_group_in(HARNESS_GROUPS, (name))
+
+/*
+ * The guest's kernel command line for every VM of the suite, before a
+ * test's own options.  no_timer_check: on a loaded host a starved TCG
+ * vCPU fails the kernel's IO-APIC timer check, which panics at boot
+ * ("IO-APIC + timer doesn't work!"; seen many times at load 20+).
+ * (mitigations=off saves nothing: 4 CPU seconds to the first tick with
+ * and without, QEMU 7.2, 2026-12-02.)
+ */
+#define HARNESS_GUEST_CMDLINE "console=ttyS0 quiet panic=-1 no_timer_check"
+
+/*
+ * What the suite's time goes to, printed at exit as "# harness: N QEMU
+ * started, B guest boots": every QEMU process that ran a test guest
+ * (rvm.c's relaunched ones too) and how many of them booted it (the
+ * others loaded a saved state).  rvm.c, which reads its own serial
+ * consoles, tells the harness with these two.
+ */
+void harness_count_qemu(void);
+void harness_count_serial_line(const char *line);
+
 /* Default QEMU and qemu-img as found by harness_init(). */
 const char *harness_qemu(void);
 const char *harness_qemu_img(void);

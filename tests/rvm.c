@@ -43,6 +43,7 @@ static void add_line(struct rvm *vm, int life, const char *text, size_t len)
 	}
 	vm->lines[vm->nlines] = strndup(text, len);
 	vm->life_of[vm->nlines++] = life;
+	harness_count_serial_line(vm->lines[vm->nlines - 1]);
 	if (getenv("QCKPT_VERBOSE"))
 		fprintf(stderr, "[%s/%d] %.*s\n", vm->name, life, (int)len, text);
 }
@@ -98,6 +99,7 @@ static void on_serial_connection(uv_stream_t *server, int status)
 	c = calloc(1, sizeof *c);
 	c->vm = vm;
 	c->life = ++vm->lives;
+	harness_count_qemu();
 	vm->open++;
 	uv_pipe_init(harness_loop(), &c->pipe, 0);
 	c->pipe.data = c;
@@ -252,9 +254,7 @@ struct rvm *rvm_launch(const char *base, unsigned ndisks, unsigned mem_mib)
 	push(&vm->argv, &n, "-initrd");
 	push(&vm->argv, &n, s);
 	free(s);
-	/* no_timer_check: on a loaded host a starved TCG vCPU fails the
-	 * kernel's timer check and the guest never boots (harness.c) */
-	s = fmt("console=ttyS0 quiet panic=-1 no_timer_check%s%s", rvm_append ? " " : "",
+	s = fmt(HARNESS_GUEST_CMDLINE "%s%s", rvm_append ? " " : "",
 		rvm_append ? rvm_append : "");
 	push(&vm->argv, &n, "-append");
 	push(&vm->argv, &n, s);

@@ -2399,37 +2399,42 @@ static int setup_qemu10(void **state)
 int main(void)
 {
 	int rc = harness_init();
+	/* What qckpt does when all goes well, and when it is asked to. */
 	const struct CMUnitTest tests_default[] = {
 		MODE_TESTS,
 		cmocka_unit_test(test_four_vms_in_one_command),
 		cmocka_unit_test(test_live_save_that_does_not_converge_still_finishes),
 		cmocka_unit_test(test_readonly_disk_and_empty_cdrom_are_skipped),
-		cmocka_unit_test(test_postmigrate_vm_saved_by_another_tool_is_refused_and_left_alone),
-		cmocka_unit_test(test_socket_of_another_vm_is_refused),
 		cmocka_unit_test(test_socket_path_target_uses_the_qemu_name),
-		cmocka_unit_test(test_qemu_killed_mid_checkpoint_leaves_nothing),
-		cmocka_unit_test(test_interrupt_undoes_and_guest_runs),
-		cmocka_unit_test(test_full_filesystem_fails_cleanly_and_guest_runs),
 		cmocka_unit_test(test_command_line_contract),
 		cmocka_unit_test(test_as_job_runs_in_the_background_and_job_commands_manage_it),
-		cmocka_unit_test(test_job_stop_undoes_the_checkpoint),
 		cmocka_unit_test(test_throttle_limit_one_works_one_vm_at_a_time),
 		cmocka_unit_test(test_throttle_limit_prepares_every_vm_and_queues_only_the_saves),
 		cmocka_unit_test(test_qmp_command_prints_reply_and_qemu_errors),
 		cmocka_unit_test(test_registry_error_names_file_and_line),
-		cmocka_unit_test(test_monitor_lost_after_the_transaction_keeps_the_overlays),
-		cmocka_unit_test(test_qckpt_killed_at_any_step_leaves_vm_json_right),
 		cmocka_unit_test(test_checkpoint_after_a_restore_by_hand_follows_qemus_chain),
-		cmocka_unit_test(test_monitor_lost_during_the_final_cont_keeps_the_whole_checkpoint),
 		cmocka_unit_test(test_qemu_without_a_name_is_refused_unless_name_check_is_off),
-		cmocka_unit_test(test_error_action_stop_names_the_vms_it_skipped),
 		cmocka_unit_test(test_disks_with_one_stem_get_distinct_overlays),
-		cmocka_unit_test(test_refused_migrate_leaves_no_descriptor_in_qemu),
-		cmocka_unit_test(test_pause_before_switchover_left_on_is_switched_off_and_back),
-		cmocka_unit_test(test_ctrl_c_with_a_reply_in_flight_cancels_and_a_second_one_reports),
 		cmocka_unit_test(test_progress_json_lines_follow_the_phases_with_qemus_growing_byte_counts),
 		cmocka_unit_test(test_progress_line_is_live_on_a_terminal_and_absent_on_a_pipe),
 		cmocka_unit_test(test_as_job_records_progress_that_job_show_prints),
+	};
+	/* What it does when something goes wrong: QEMU or qckpt killed, the
+	 * monitor lost, an interrupt, a full file system, a refusal. */
+	const struct CMUnitTest tests_failures[] = {
+		cmocka_unit_test(test_postmigrate_vm_saved_by_another_tool_is_refused_and_left_alone),
+		cmocka_unit_test(test_socket_of_another_vm_is_refused),
+		cmocka_unit_test(test_qemu_killed_mid_checkpoint_leaves_nothing),
+		cmocka_unit_test(test_interrupt_undoes_and_guest_runs),
+		cmocka_unit_test(test_full_filesystem_fails_cleanly_and_guest_runs),
+		cmocka_unit_test(test_job_stop_undoes_the_checkpoint),
+		cmocka_unit_test(test_monitor_lost_after_the_transaction_keeps_the_overlays),
+		cmocka_unit_test(test_qckpt_killed_at_any_step_leaves_vm_json_right),
+		cmocka_unit_test(test_monitor_lost_during_the_final_cont_keeps_the_whole_checkpoint),
+		cmocka_unit_test(test_error_action_stop_names_the_vms_it_skipped),
+		cmocka_unit_test(test_refused_migrate_leaves_no_descriptor_in_qemu),
+		cmocka_unit_test(test_pause_before_switchover_left_on_is_switched_off_and_back),
+		cmocka_unit_test(test_ctrl_c_with_a_reply_in_flight_cancels_and_a_second_one_reports),
 	};
 	const struct CMUnitTest tests_qemu10[] = {
 		MODE_TESTS,
@@ -2444,7 +2449,7 @@ int main(void)
 		cmocka_unit_test(test_progress_line_is_live_on_a_terminal_and_absent_on_a_pipe),
 		cmocka_unit_test(test_checkpoint_with_direct_io_on_saves_with_it_off_and_puts_it_back),
 	};
-	int failed;
+	int failed = 0;
 
 	if (rc != 0)
 		return rc;
@@ -2452,9 +2457,15 @@ int main(void)
 	 * wildcards), for working on one of them. */
 	if (getenv("QCKPT_TEST_FILTER") != NULL)
 		cmocka_set_test_filter(getenv("QCKPT_TEST_FILTER"));
-	failed = cmocka_run_group_tests_name("checkpoint on QEMU (default)",
-					     tests_default, setup_default, teardown);
-	if (harness_want_qemu10())
+	/* Three programs of this one source (Makefile.am): test-checkpoint,
+	 * test-checkpoint-failures and test-checkpoint-qemu10. */
+	if (harness_group("default"))
+		failed += cmocka_run_group_tests_name("checkpoint on QEMU (default)",
+						      tests_default, setup_default, teardown);
+	if (harness_group("failures"))
+		failed += cmocka_run_group_tests_name("checkpoint failures on QEMU (default)",
+						      tests_failures, setup_default, teardown);
+	if (harness_group("qemu10") && harness_want_qemu10())
 		failed += cmocka_run_group_tests_name("checkpoint on QEMU 10", tests_qemu10,
 						      setup_qemu10, teardown);
 	return failed ? 1 : 0;
