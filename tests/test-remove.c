@@ -37,6 +37,9 @@
 #define WAIT_MS 30000u
 
 static char *registry_path, *catalog_dir;
+/* An --as-job process the test stopped: killed by the teardown if the
+ * test fails before letting it go on. */
+static pid_t stopped_job;
 static const char *qemu_bin; /* NULL: QEMU 7.2 (harness_qemu()) */
 
 
@@ -923,6 +926,7 @@ static void test_remove_as_job_holds_the_vm_lock_until_job_wait_sees_it_complete
 	job = job_show(id);
 	assert_string_equal(jstr(job, "State"), "Running");
 	pid = (long)json_integer_value(json_object_get(job, "Pid"));
+	stopped_job = (pid_t)pid;
 	json_decref(job);
 
 	r = qckpt("checkpoint", "--mode=disk-only", vm->name, "C", NULL);
@@ -938,6 +942,7 @@ static void test_remove_as_job_holds_the_vm_lock_until_job_wait_sees_it_complete
 	free(names);
 
 	assert_int_equal(kill((pid_t)pid, SIGCONT), 0);
+	stopped_job = 0;
 	job_wait_completed(id, 120);
 	job = job_show(id);
 	assert_string_equal(jstr(job, "State"), "Completed");
@@ -1122,6 +1127,9 @@ static int setup_qemu10(void **state)
 
 static int teardown_test(void **state)
 {
+	if (stopped_job > 0)
+		kill(stopped_job, SIGKILL);
+	stopped_job = 0;
 	rvm_kill_all();
 	return 0;
 }
