@@ -149,8 +149,12 @@ static int detach(struct cmd_jobs *j, int argc, char **argv)
 	/* Prompts, name checks and locks are done: the rest goes on alone,
 	 * holding the locks it inherited. */
 	detached = asjob_detach(argc, argv);
-	if (detached == 0)
+	if (detached == 0 && asjob_in_process()) {
 		vmlock_moved_to_job(asjob_id());
+		/* the parent said which VMs made no job, and exits 1 for them:
+		 * the job's status is that of the VMs it runs */
+		j->some_unknown = 0;
+	}
 	return detached > 0 ? 1 : detached < 0 ? -1 : 0;
 }
 
