@@ -559,7 +559,7 @@ static char *readme_text(struct export *e, json_t *command)
 	json_t *mem = json_object_get(e->record, "MemoryState");
 	const char *guest = json_string_value(json_object_get(e->record, "GuestState")) ?: "running";
 	char *qdir = NULL, *line = NULL, *files = xstrdup(""), *text, *t, *memline;
-	char *ramnote = xstrdup(""), *cpline = xstrdup("");
+	char *ramnote, *cpline;
 	struct cmdline c = { 0 };
 	json_t *given = json_object_get(command, "Given");
 
@@ -616,6 +616,8 @@ static char *readme_text(struct export *e, json_t *command)
 		cpline = xstrdup("    cp --reflink=auto --sparse=always " EXPORT_RAM " " EXPORT_RAM_RUNNING "\n");
 	} else {
 		memline = mem ? xasprintf("    %-20s the memory state (QEMU's migration stream)\n", EXPORT_MEMORY) : xstrdup("");
+		ramnote = xstrdup("");
+		cpline = xstrdup("");
 	}
 	text = xasprintf(
 		"Checkpoint '%s' (%s) of VM '%s', taken %s on %s with QEMU %s,\n"

@@ -117,6 +117,8 @@ static void on_run_exit(uv_process_t *p, int64_t status, int sig)
 	struct rvm *vm = p->data;
 
 	vm->proc_running = 0;
+	vm->exit_status = (int)status;
+	vm->exit_signal = sig;
 	uv_close((uv_handle_t *)p, on_vm_handle_closed);
 }
 
@@ -287,10 +289,15 @@ struct rvm *rvm_launch(const char *base, unsigned ndisks, unsigned mem_mib)
 
 void rvm_wait_boot(struct rvm *vm)
 {
-	if (wait_tick(vm, 1, BOOT_MS) <= 0)
+	char how[64] = "QEMU runs";
+
+	if (wait_tick(vm, 1, BOOT_MS) <= 0) {
+		if (!vm->proc_running)
+			snprintf(how, sizeof how, "qckpt run or QEMU exited (status %d, signal %d)",
+				 vm->exit_status, vm->exit_signal);
 		fail_msg("%s did not boot within %u ms: %s, %zu serial lines, last: %s", vm->name, BOOT_MS,
-			 vm->proc_running ? "QEMU runs" : "qckpt run or QEMU exited",
-			 vm->nlines, vm->nlines ? vm->lines[vm->nlines - 1] : "(none)");
+			 how, vm->nlines, vm->nlines ? vm->lines[vm->nlines - 1] : "(none)");
+	}
 }
 
 struct rvm *rvm_start(const char *base, unsigned ndisks, unsigned mem_mib)

@@ -46,6 +46,7 @@ struct rvm {
 	char **argv;          /* qckpt run ... -- QEMU ... */
 	uv_process_t proc;    /* the `qckpt run` we started, our child */
 	int proc_running;
+	int exit_status, exit_signal; /* of that `qckpt run` (QEMU) once it ended */
 	int open;             /* handles not closed yet */
 };
 
