@@ -451,8 +451,13 @@ static void enter_connect(struct restore *r)
 static void enter_probe(struct restore *r)
 {
 	task_send(&r->task, "query-migrate-capabilities", NULL, &r->caps);
-	if (r->prestart) /* whether the old guest is to be stopped at the switch */
+	if (r->prestart) {
+		/* whether the old guest is to be stopped at the switch; a
+		 * block job (a remove's commit) holds back from others what
+		 * the new QEMU must read, which its cont would find out */
 		task_send(&r->task, "query-status", NULL, &r->old_status);
+		task_send(&r->task, "query-block-jobs", NULL, &r->old_jobs);
+	}
 }
 
 /* The memory state needs what it was saved with (mapped-ram must match). */
@@ -1162,13 +1167,15 @@ static void on_preload_loaded(struct restore_load *load)
 	}
 }
 
-/* Before the switch a failed load is the pre-start's failure: the restore
- * goes on one after the other.  At the switch it is the restore's. */
+/* Until the new guest runs a failed load is the pre-start's failure (a
+ * cont refused for an image lock the old QEMU holds among them): the
+ * restore goes on one after the other.  After that it is the restore's. */
 static void on_preload_done(struct restore_load *load)
 {
 	struct restore *r = load->data;
 
-	if (load->task.error_status != 0 && r->state == RESTORE_SWITCH) {
+	if (load->task.error_status != 0 && r->state == RESTORE_SWITCH &&
+	    (load->resumed || !load->guest_running)) {
 		fail(r, load->task.error_status, "%s", load->task.error);
 	} else if (load->task.error_status != 0) {
 		if (!r->fallback)
@@ -1374,7 +1381,7 @@ static enum restore_state restore_next(const struct restore *r)
 	case RESTORE_PRESTART: return r->fallback ? RESTORE_QUIT : RESTORE_PRELOAD;
 	case RESTORE_PRELOAD:  return r->fallback ? RESTORE_QUIT : RESTORE_HANDOVER;
 	case RESTORE_HANDOVER: return r->fallback ? RESTORE_QUIT : RESTORE_SWITCH;
-	case RESTORE_SWITCH:   return RESTORE_RETIRE;
+	case RESTORE_SWITCH:   return r->fallback ? RESTORE_QUIT : RESTORE_RETIRE;
 	case RESTORE_RETIRE:   return RESTORE_DONE;
 	case RESTORE_QUIT:     return r->spec.no_relaunch ? RESTORE_DONE : RESTORE_LAUNCH;
 	case RESTORE_LAUNCH:   return r->memory ? RESTORE_LOAD : RESTORE_DONE;
@@ -1413,8 +1420,13 @@ static void restore_step(struct task *task)
 
 	if (r->state == RESTORE_PROBE && task->error_status == 0 && r->memory != NULL)
 		check_caps(r);
+	if (r->state == RESTORE_PROBE && r->prestart && json_array_size(r->old_jobs) > 0) {
+		verbose_vm(r->spec.vm, "the old QEMU quits before the new one starts: a block job runs in it (%s)",
+			   json_string_value(json_object_get(json_array_get(r->old_jobs, 0), "device")) ?: "?");
+		r->prestart = 0;
+	}
 	if (r->state == RESTORE_QUIT || (r->state == RESTORE_COMMIT && !r->running) ||
-	    (r->state == RESTORE_SWITCH && task->error_status == 0)) {
+	    (r->state == RESTORE_SWITCH && task->error_status == 0 && !r->fallback)) {
 		/* the old QEMU is gone, or the new guest runs: no way back */
 		task_forget_undo(task);
 		if (task->error_status == 0)
@@ -1591,6 +1603,7 @@ void restore_free(struct restore *r)
 	free(r->mon_aside);
 	free(r->old_bound);
 	json_decref(r->old_status);
+	json_decref(r->old_jobs);
 	free(r->sockdir);
 	free(r->sock);
 	free(r->log_path);

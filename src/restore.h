@@ -191,6 +191,7 @@ struct restore {
 	dev_t mon_dev;
 	ino_t mon_ino;        /* the old QEMU's socket file */
 	json_t *old_status;   /* its query-status */
+	json_t *old_jobs;     /* its query-block-jobs */
 	uv_process_t preproc;
 	int preproc_open, prekilling, prestarted;
 	struct restore_load preload;
