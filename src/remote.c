@@ -15,7 +15,8 @@
  * spaces, quotes, ';', $(...) or newlines arrive unchanged.
  *
  * What the hosts print is streamed as it comes, line by line: JSON objects
- * get "ComputerName" set to the host as the user named it (so that `qckpt
+ * (one a line, or indented over several as `job show` prints one) get
+ * "ComputerName" set to the host as the user named it (so that `qckpt
  * checkpoint -` can route them back), other lines are passed on, prefixed
  * with the host when there are several; error lines become "qckpt: HOST:
  * ...".  A command whose output is a table asks the hosts for JSON and
@@ -299,6 +300,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	buf->len = suggested;
 }
 
+/* A line that is no object, after its host's name when there are several. */
 static void text_out(struct target *t, const char *line)
 {
 	if (t->run->ntargets > 1)
