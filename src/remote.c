@@ -15,7 +15,8 @@
  * spaces, quotes, ';', $(...) or newlines arrive unchanged.
  *
  * What the hosts print is streamed as it comes, line by line: JSON objects
- * get "ComputerName" set to the host as the user named it (so that `qckpt
+ * (one a line, or indented over several as `job show` prints one) get
+ * "ComputerName" set to the host as the user named it (so that `qckpt
  * checkpoint -` can route them back), other lines are passed on, prefixed
  * with the host when there are several; error lines become "qckpt: HOST:
  * ...".  A command whose output is a table asks the hosts for JSON and
@@ -256,6 +257,7 @@ struct target {
 	uv_connect_t probe_req;
 	uv_write_t write_req;
 	struct line_buf out_buf, err_buf;
+	struct line_buf doc; /* an indented JSON object being read (job show) */
 	int open_handles;
 	int spawned;
 	int64_t exit_status;
@@ -298,10 +300,77 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	buf->len = suggested;
 }
 
+/* A line that is no object, after its host's name when there are several. */
+static void text_out(struct target *t, const char *line)
+{
+	if (t->run->ntargets > 1)
+		printf("%s: %s\n", t->host, line);
+	else
+		printf("%s\n", line);
+	fflush(stdout);
+}
+
+/* An object of the host's, tagged with it; INDENTED as it came (job show). */
+static void object_out(struct target *t, json_t *o, int indented)
+{
+	json_object_set_new(o, "ComputerName", json_string(t->host));
+	if (t->run->table) {
+		json_array_append(t->run->objects, o);
+	} else if (indented) {
+		char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+		printf("%s\n", text);
+		fflush(stdout);
+		free(text);
+	} else {
+		output_json_line(o);
+	}
+	json_decref(o);
+}
+
+/* The pending lines of an indented object passed on as they were (the
+ * output ended before its closing brace, or they were not JSON). */
+static void doc_as_text(struct target *t)
+{
+	char *save = NULL;
+
+	for (char *l = strtok_r(t->doc.data, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+		text_out(t, l);
+	free(t->doc.data);
+	t->doc.data = NULL;
+	t->doc.len = 0;
+}
+
+/* A line of an object printed indented (jansson's JSON_INDENT: "{" and "}"
+ * alone at the start of a line open and close it): whole, it is tagged
+ * like a one-line object, so `job show -C` says which host's job it is. */
+static void doc_line(struct target *t, const char *line)
+{
+	size_t n = strlen(line);
+	json_t *o;
+
+	t->doc.data = xrealloc(t->doc.data, t->doc.len + n + 2);
+	memcpy(t->doc.data + t->doc.len, line, n);
+	t->doc.len += n;
+	t->doc.data[t->doc.len++] = '\n';
+	t->doc.data[t->doc.len] = '\0';
+	if (strcmp(line, "}") != 0)
+		return;
+	o = json_loads(t->doc.data, 0, NULL);
+	if (!json_is_object(o)) {
+		json_decref(o);
+		doc_as_text(t);
+		return;
+	}
+	free(t->doc.data);
+	t->doc.data = NULL;
+	t->doc.len = 0;
+	object_out(t, o, 1);
+}
+
 /* A stdout line of the target: the handshake first, then the output. */
 static void out_line(struct target *t, char *line)
 {
-	struct remote_run *run = t->run;
 	json_t *o;
 
 	if (!t->local && !t->hello) {
@@ -320,20 +389,15 @@ static void out_line(struct target *t, char *line)
 	}
 	if (t->failed)
 		return;
-	if (line[0] == '{' && (o = json_loads(line, 0, NULL)) != NULL && json_is_object(o)) {
-		json_object_set_new(o, "ComputerName", json_string(t->host));
-		if (run->table)
-			json_array_append(run->objects, o);
-		else
-			output_json_line(o);
-		json_decref(o);
+	if (t->doc.data != NULL || strcmp(line, "{") == 0) {
+		doc_line(t, line);
 		return;
 	}
-	if (run->ntargets > 1)
-		printf("%s: %s\n", t->host, line);
-	else
-		printf("%s\n", line);
-	fflush(stdout);
+	if (line[0] == '{' && (o = json_loads(line, 0, NULL)) != NULL && json_is_object(o)) {
+		object_out(t, o, 0);
+		return;
+	}
+	text_out(t, line);
 }
 
 /* A stderr line: "qckpt: VM: msg" becomes "qckpt: HOST: VM: msg".  Before
@@ -398,6 +462,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	free(buf->base);
 	if (nread < 0) {
 		buf_flush(t, b, fn);
+		if (is_out && t->doc.data != NULL)
+			doc_as_text(t);
 		target_close(t, (uv_handle_t *)s);
 	}
 }
@@ -874,6 +940,7 @@ static void run_free(struct remote_run *run)
 		free(t->control_path);
 		free(t->input);
 		free(t->hello_version);
+		free(t->doc.data);
 	}
 	free(run->targets);
 	args_free(run->ssh_cred);

@@ -29,6 +29,7 @@
 
 #include "harness.h"
 #include "remote.h"
+#include "rvm.h"
 #include "testutil.h"
 
 #define BOOT_MS 300000u /* only a failure waits this long */
@@ -41,6 +42,7 @@ static char *key_cred;       /* "identity=DIR/key" */
 static struct child sshd[NHOSTS];
 static bool sshd_running[NHOSTS];
 static struct hvm *vms[NHOSTS];
+static struct rvm *h1vm;    /* launched by h1_rvm() when a test needs it */
 
 /* ---- the hosts ---------------------------------------------------------- */
 
@@ -139,6 +141,10 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
+	rvm_kill_all();
+	h1vm = NULL;
+	free(rvm_catalog_dir);
+	rvm_catalog_dir = NULL;
 	for (int i = 0; i < NHOSTS; i++) {
 		hvm_free(vms[i]);
 		vms[i] = NULL;
@@ -505,6 +511,220 @@ static void test_one_host_down_the_other_done(void **state)
 	sshd_start(1);
 }
 
+
+/* ---- restore, remove, rename, export and job on h1 -------------------------- */
+
+/*
+ * A VM on h1 launched through `qckpt run` (rvm.h), so that a restore there
+ * can relaunch it: its registry, catalog, runtime and jobs directories are
+ * h1's, as if h1's own qckpt had launched it.
+ */
+static void setenv_h1(const char *var, const char *sub)
+{
+	char *v = fmt("%s/h1/%s", hosts_dir, sub);
+
+	setenv(var, v, 1);
+	free(v);
+}
+
+static struct rvm *h1_rvm(void)
+{
+	char *saved[4];
+	static const char *const vars[] = { "QCKPT_REGISTRY", "QCKPT_CATALOG_DIR",
+					    "QCKPT_RUNTIME_DIR", "QCKPT_JOBS_DIR" };
+	static const char *const subs[] = { "registry", "catalog", "run", "jobs" };
+
+	if (h1vm != NULL)
+		return h1vm;
+	free(rvm_catalog_dir);
+	rvm_catalog_dir = fmt("%s/h1/catalog", hosts_dir);
+	for (int i = 0; i < 4; i++) {
+		saved[i] = getenv(vars[i]) ? strdup(getenv(vars[i])) : NULL;
+		setenv_h1(vars[i], subs[i]);
+	}
+	h1vm = rvm_launch("onh", 1, 128);
+	for (int i = 0; i < 4; i++) {
+		if (saved[i])
+			setenv(vars[i], saved[i], 1);
+		else
+			unsetenv(vars[i]);
+		free(saved[i]);
+	}
+	rvm_wait_boot(h1vm);
+	return h1vm;
+}
+
+/* A checkpoint of VM on h1 (its --passthru record, tagged h1). */
+static json_t *checkpoint_on_h1(const char *vm, const char *mode, const char *name)
+{
+	struct run r = qckpt("checkpoint", "-C", "h1", "--credential", key_cred, "--mode", mode,
+			     "--passthru", vm, name, NULL);
+	json_t *lines, *rec;
+
+	if (r.status != 0)
+		fail_msg("checkpoint -C h1 %s %s: %d: %s", vm, name, r.status, r.err);
+	lines = json_lines(r.out);
+	rec = json_incref(from_host(lines, "h1"));
+	json_decref(lines);
+	run_free(&r);
+	return rec;
+}
+
+/* Names of VM's checkpoints on HOST, as `list -C HOST --json` gives them,
+ * joined by '|' (with one at each end). */
+static char *names_on(const char *host, const char *vm)
+{
+	struct run r = qckpt("list", "-C", host, "--credential", key_cred, "--json", vm, NULL);
+	json_t *lines, *o;
+	size_t i;
+	char *names = strdup("|");
+
+	assert_int_equal(r.status, 0);
+	lines = json_lines(r.out);
+	json_array_foreach(lines, i, o) {
+		char *more = fmt("%s%s|", names, jstr(o, "Name"));
+
+		assert_string_equal(jstr(o, "ComputerName"), host);
+		free(names);
+		names = more;
+	}
+	json_decref(lines);
+	run_free(&r);
+	return names;
+}
+
+/* The restored QEMU is started by h1's qckpt in a session of its own: it
+ * runs on once the command has returned and its ssh connection is gone. */
+static void test_restore_on_h1_brings_the_vm_back_and_outlives_the_ssh_session(void **state)
+{
+	struct rvm *vm = h1_rvm();
+	json_t *rec = checkpoint_on_h1(vm->name, save_mode(), "before-restore");
+	long counter = frozen_counter(rec), pid, tick;
+	int life = vm->lives + 1;
+	struct run r;
+
+	r = qckpt("restore", "-C", "h1", "--credential", key_cred, vm->name, "before-restore", NULL);
+	if (r.status != 0)
+		fail_msg("restore -C h1: %d: %s", r.status, r.err);
+	run_free(&r);
+	/* the ssh child has exited: qckpt() waited for it */
+	carries_on(vm, life, counter, "restore -C h1");
+	pid = vm_pid(vm);
+	assert_true(pid > 0);
+	/* nor does it go with h1's sshd */
+	sshd_stop(0);
+	tick = wait_tick(vm, life, WAIT_MS);
+	sshd_start(0);
+	assert_true(tick > counter);
+	assert_int_equal(vm_pid(vm), pid);
+	json_decref(rec);
+}
+
+static void test_export_on_h1_writes_the_directory_on_h1(void **state)
+{
+	struct rvm *vm = h1_rvm();
+	json_t *rec = checkpoint_on_h1(vm->name, save_mode(), "to-export");
+	char *dir = fmt("%s/h1/exported", hosts_dir);
+	char *path = fmt("%s/checkpoint.json", dir);
+	struct run r;
+	json_t *copy;
+
+	r = qckpt("export", "-C", "h1", "--credential", key_cred, vm->name, "to-export", dir, NULL);
+	if (r.status != 0)
+		fail_msg("export -C h1: %d: %s", r.status, r.err);
+	run_free(&r);
+	/* the export of h1's record: its Id, not one of this machine's */
+	copy = json_load_file(path, 0, NULL);
+	if (copy == NULL)
+		fail_msg("no %s after export -C h1", path);
+	assert_string_equal(jstr(copy, "Id"), jstr(rec, "Id"));
+	json_decref(copy);
+	json_decref(rec);
+	free(path);
+	free(dir);
+}
+
+/* The same name on both hosts: rename and remove on h1 change h1's only. */
+static void test_rename_and_remove_on_h1_leave_h2_alone(void **state)
+{
+	struct run r;
+	json_t *lines;
+	char *names;
+
+	r = qckpt("checkpoint", "-C", "h1,h2", "--credential", key_cred, "--mode", "disk-only",
+		  "--passthru", "web", "both", NULL);
+	if (r.status != 0)
+		fail_msg("checkpoint -C h1,h2: %s", r.err);
+	run_free(&r);
+	r = qckpt("rename", "-C", "h1", "--credential", key_cred, "web", "both", "renamed", NULL);
+	if (r.status != 0)
+		fail_msg("rename -C h1: %d: %s", r.status, r.err);
+	run_free(&r);
+	names = names_on("h1", "web");
+	assert_non_null(strstr(names, "|renamed|"));
+	assert_null(strstr(names, "|both|"));
+	free(names);
+	names = names_on("h2", "web");
+	assert_non_null(strstr(names, "|both|"));
+	assert_null(strstr(names, "|renamed|"));
+	free(names);
+	r = qckpt("remove", "-C", "h1", "--credential", key_cred, "--passthru", "web", "renamed",
+		  NULL);
+	if (r.status != 0)
+		fail_msg("remove -C h1: %d: %s", r.status, r.err);
+	lines = json_lines(r.out);
+	assert_string_equal(jstr(from_host(lines, "h1"), "Name"), "renamed");
+	json_decref(lines);
+	run_free(&r);
+	names = names_on("h1", "web");
+	assert_null(strstr(names, "|renamed|"));
+	free(names);
+	names = names_on("h2", "web");
+	assert_non_null(strstr(names, "|both|"));
+	free(names);
+}
+
+/* `checkpoint --as-job -C h1` prints h1's job id; `job -C h1` waits for it
+ * and shows it there. */
+static void test_job_on_h1_waits_for_and_shows_a_checkpoint_started_as_a_job(void **state)
+{
+	struct run r;
+	json_t *job;
+	char *id;
+
+	r = qckpt("checkpoint", "-C", "h1", "--credential", key_cred, "--as-job", "--mode",
+		  "disk-only", "web", "as-job", NULL);
+	if (r.status != 0)
+		fail_msg("checkpoint --as-job -C h1: %d: %s", r.status, r.err);
+	id = strndup(r.out, strcspn(r.out, "\n"));
+	assert_true(id[0] != '\0' && id[strspn(id, "0123456789")] == '\0');
+	run_free(&r);
+	r = qckpt("job", "-C", "h1", "--credential", key_cred, "wait", "--timeout", "120", id, NULL);
+	if (r.status != 0)
+		fail_msg("job -C h1 wait %s: %d: %s", id, r.status, r.err);
+	run_free(&r);
+	r = qckpt("job", "-C", "h1", "--credential", key_cred, "show", id, NULL);
+	if (r.status != 0)
+		fail_msg("job -C h1 show %s: %d: %s", id, r.status, r.err);
+	/* one object, indented as `job show` prints it, tagged with its host */
+	job = json_loads(r.out, 0, NULL);
+	if (job == NULL)
+		fail_msg("job -C h1 show %s: not one JSON object: %s", id, r.out);
+	assert_string_equal(jstr(job, "ComputerName"), "h1");
+	assert_string_equal(jstr(job, "State"), "Completed");
+	assert_non_null(strstr(r.out, "{\n  \"")); /* indented, as here */
+	json_decref(job);
+	run_free(&r);
+	/* the job's checkpoint is h1's */
+	{
+		char *names = names_on("h1", "web");
+
+		assert_non_null(strstr(names, "|as-job|"));
+		free(names);
+	}
+	free(id);
+}
+
 /* ansible-playbook with the example playbook: RECAP's changed= for HOST. */
 static int playbook(const char *extra, const char *flags, int *changed_h1, int *changed_h2)
 {
@@ -760,6 +980,10 @@ int main(void)
 		cmocka_unit_test(test_missing_or_incompatible_qckpt_is_named),
 		cmocka_unit_test(test_vm_objects_on_stdin_go_to_their_host),
 		cmocka_unit_test(test_session_is_reused_and_a_dead_one_is_reported),
+		cmocka_unit_test(test_restore_on_h1_brings_the_vm_back_and_outlives_the_ssh_session),
+		cmocka_unit_test(test_export_on_h1_writes_the_directory_on_h1),
+		cmocka_unit_test(test_rename_and_remove_on_h1_leave_h2_alone),
+		cmocka_unit_test(test_job_on_h1_waits_for_and_shows_a_checkpoint_started_as_a_job),
 		cmocka_unit_test(test_ansible_module_is_idempotent_and_check_mode_is_whatif),
 		cmocka_unit_test(test_one_host_down_the_other_done),
 	};
