@@ -712,51 +712,14 @@ static void test_a_monitor_lost_midway_gives_one_line_and_leaves_the_vm_untouche
 
 /* ---- TLS ------------------------------------------------------------------ */
 
-/* A CA, QEMU's certificate, a client certificate it signed (client/), and
- * one of another CA (stranger/) that QEMU must refuse. */
-static const char tls_script[] =
-	"set -e; cd \"$1\"; mkdir -p server client stranger other\n"
-	"printf 'cn = qckpt test CA\\nca\\ncert_signing_key\\nexpiration_days = 2\\n' >ca.info\n"
-	"printf 'cn = localhost\\ndns_name = localhost\\nip_address = 127.0.0.1\\ntls_www_server\\nencryption_key\\nsigning_key\\nexpiration_days = 2\\n' >server.info\n"
-	"printf 'cn = qckpt client\\ntls_www_client\\nencryption_key\\nsigning_key\\nexpiration_days = 2\\n' >client.info\n"
-	"ct() { certtool \"$@\" 2>/dev/null >/dev/null; }\n"
-	"ct --generate-privkey --outfile ca-key.pem\n"
-	"ct --generate-self-signed --load-privkey ca-key.pem --template ca.info --outfile ca-cert.pem\n"
-	"ct --generate-privkey --outfile other/ca-key.pem\n"
-	"ct --generate-self-signed --load-privkey other/ca-key.pem --template ca.info --outfile other/ca-cert.pem\n"
-	"ct --generate-privkey --outfile server/server-key.pem\n"
-	"ct --generate-certificate --load-privkey server/server-key.pem --load-ca-certificate ca-cert.pem --load-ca-privkey ca-key.pem --template server.info --outfile server/server-cert.pem\n"
-	"ct --generate-privkey --outfile client/client-key.pem\n"
-	"ct --generate-certificate --load-privkey client/client-key.pem --load-ca-certificate ca-cert.pem --load-ca-privkey ca-key.pem --template client.info --outfile client/client-cert.pem\n"
-	"ct --generate-privkey --outfile stranger/client-key.pem\n"
-	"ct --generate-certificate --load-privkey stranger/client-key.pem --load-ca-certificate other/ca-cert.pem --load-ca-privkey other/ca-key.pem --template client.info --outfile stranger/client-cert.pem\n"
-	"cp ca-cert.pem server/; cp ca-cert.pem client/; cp ca-cert.pem stranger/\n";
-
 static int tls_setup(void **state)
 {
-	char *cmd;
-	struct run r;
-
 	qemu_bin = harness_qemu10() ? harness_qemu10() : harness_qemu();
-	if (system("command -v certtool >/dev/null") != 0) {
-		fprintf(stderr, "test-netmon: certtool is missing (gnutls-bin; scripts/install-deps installs it)\n");
-		return -1;
-	}
 	if (group_files_setup("test-netmon", &registry, &catalog) < 0)
 		return -1;
-	tls_dir = harness_path("tls");
-	mkdir(tls_dir, 0700);
-	cmd = fmt("sh -c 'eval \"$QCKPT_TLS_SCRIPT\"' sh '%s'", tls_dir);
-	setenv("QCKPT_TLS_SCRIPT", tls_script, 1);
-	r = shell(cmd);
-	free(cmd);
-	unsetenv("QCKPT_TLS_SCRIPT");
-	if (r.status != 0) {
-		fprintf(stderr, "certtool: %s\n", r.err);
-		run_free(&r);
+	tls_dir = tls_make_certs("test-netmon");
+	if (tls_dir == NULL)
 		return -1;
-	}
-	run_free(&r);
 	if (ns_start(&host, "tlsvm", true) < 0)
 		return -1;
 	return register_host();

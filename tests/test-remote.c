@@ -816,54 +816,16 @@ static char *tls_dir;   /* certificates made by certtool */
 static struct hvm *tls_vm;
 static char *tls_monitor; /* "tls:127.0.0.1:PORT" */
 
-/* A CA, QEMU's server certificate (localhost, 127.0.0.1), a client
- * certificate it signed (client/), and a client certificate of another CA
- * (stranger/, which holds our CA, so only QEMU's check refuses it) and a
- * directory trusting only that other CA (other/). */
-static const char tls_script[] =
-	"set -e; cd \"$1\"; mkdir -p server client stranger other\n"
-	"printf 'cn = qckpt test CA\\nca\\ncert_signing_key\\nexpiration_days = 2\\n' >ca.info\n"
-	"printf 'cn = localhost\\ndns_name = localhost\\nip_address = 127.0.0.1\\ntls_www_server\\nencryption_key\\nsigning_key\\nexpiration_days = 2\\n' >server.info\n"
-	"printf 'cn = qckpt client\\ntls_www_client\\nencryption_key\\nsigning_key\\nexpiration_days = 2\\n' >client.info\n"
-	"ct() { certtool \"$@\" 2>/dev/null >/dev/null; }\n"
-	"ct --generate-privkey --outfile ca-key.pem\n"
-	"ct --generate-self-signed --load-privkey ca-key.pem --template ca.info --outfile ca-cert.pem\n"
-	"ct --generate-privkey --outfile other/ca-key.pem\n"
-	"ct --generate-self-signed --load-privkey other/ca-key.pem --template ca.info --outfile other/ca-cert.pem\n"
-	"ct --generate-privkey --outfile server/server-key.pem\n"
-	"ct --generate-certificate --load-privkey server/server-key.pem --load-ca-certificate ca-cert.pem --load-ca-privkey ca-key.pem --template server.info --outfile server/server-cert.pem\n"
-	"ct --generate-privkey --outfile client/client-key.pem\n"
-	"ct --generate-certificate --load-privkey client/client-key.pem --load-ca-certificate ca-cert.pem --load-ca-privkey ca-key.pem --template client.info --outfile client/client-cert.pem\n"
-	"ct --generate-privkey --outfile stranger/client-key.pem\n"
-	"ct --generate-certificate --load-privkey stranger/client-key.pem --load-ca-certificate other/ca-cert.pem --load-ca-privkey other/ca-key.pem --template client.info --outfile stranger/client-cert.pem\n"
-	"cp ca-cert.pem server/; cp ca-cert.pem client/; cp ca-cert.pem stranger/\n"
-	"cp client/client-cert.pem client/client-key.pem other/\n";
-
 static int tls_setup(void **state)
 {
-	char *cmd, *args_obj, *args_chr;
+	char *args_obj, *args_chr;
 	const char *extra[7];
 	json_t *chardevs = NULL, *c;
-	struct run r;
 	size_t i;
 
-	if (system("command -v certtool >/dev/null") != 0) {
-		fprintf(stderr, "test-remote: certtool is missing (gnutls-bin; scripts/install-deps installs it)\n");
+	tls_dir = tls_make_certs("test-remote");
+	if (tls_dir == NULL)
 		return -1;
-	}
-	tls_dir = harness_path("tls");
-	mkdir(tls_dir, 0700);
-	cmd = fmt("sh -c '%s' sh '%s'", "eval \"$QCKPT_TLS_SCRIPT\"", tls_dir);
-	setenv("QCKPT_TLS_SCRIPT", tls_script, 1);
-	r = shell(cmd);
-	free(cmd);
-	unsetenv("QCKPT_TLS_SCRIPT");
-	if (r.status != 0) {
-		fprintf(stderr, "certtool: %s\n", r.err);
-		run_free(&r);
-		return -1;
-	}
-	run_free(&r);
 	args_obj = fmt("tls-creds-x509,id=tls0,dir=%s/server,endpoint=server,verify-peer=on", tls_dir);
 	/* port=0: the kernel picks a free port; query-chardev says which. */
 	args_chr = fmt("socket,id=tlsmon,host=127.0.0.1,port=0,server=on,wait=off,tls-creds=tls0");

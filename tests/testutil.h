@@ -77,6 +77,11 @@ int group_files_setup(const char *program, char **registry, char **catalog);
  * frees both (either may be NULL) and sets them NULL. */
 void group_files_teardown(char **registry, char **catalog);
 
+/* TLS credentials in QEMU's layout under harness_path("tls"): server/,
+ * client/, stranger/ (a client of another CA), other/ (trusting only that
+ * CA).  The directory (free it), or NULL with the reason on stderr. */
+char *tls_make_certs(const char *test);
+
 /* asprintf that fails the test instead of returning NULL. */
 char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
 
