@@ -1125,23 +1125,32 @@ static int netdev_twice(const char *opt, const char *value, char *why, size_t le
 	return bad;
 }
 
+/* The value of KEY (the implied first key of VALUE) when it names one of
+ * KINDS (a prefix of it with PREFIX), else NULL; free *o after. */
+static const char *kind_in(const char *value, const char *key, const char *const *kinds,
+			   int prefix, struct qopts *o)
+{
+	const char *v;
+
+	qopts_parse(value, key, o);
+	v = qopts_get(o, key) ?: "";
+	for (size_t i = 0; kinds[i]; i++)
+		if (prefix ? strncmp(v, kinds[i], strlen(kinds[i])) == 0 : strcmp(v, kinds[i]) == 0)
+			return v;
+	return NULL;
+}
+
 static int device_twice(const char *value, char *why, size_t len)
 {
 	static const char *const exclusive[] = { "vfio", "vhost-", "ivshmem", "usb-host",
 						 "pci-assign", "xen-", NULL };
 	struct qopts o;
-	const char *driver;
-	int bad = 0;
+	const char *driver = kind_in(value, "driver", exclusive, 1, &o);
 
-	qopts_parse(value, "driver", &o);
-	driver = qopts_get(&o, "driver") ?: "";
-	for (size_t i = 0; exclusive[i] && !bad; i++)
-		if (strncmp(driver, exclusive[i], strlen(exclusive[i])) == 0) {
-			snprintf(why, len, "-device %s holds a host device or a backend of its own", driver);
-			bad = 1;
-		}
+	if (driver != NULL)
+		snprintf(why, len, "-device %s holds a host device or a backend of its own", driver);
 	qopts_free(&o);
-	return bad;
+	return driver != NULL;
 }
 
 static int object_twice(const char *value, char *why, size_t len)
@@ -1149,18 +1158,12 @@ static int object_twice(const char *value, char *why, size_t len)
 	static const char *const exclusive[] = { "memory-backend-file", "input-linux", "filter-dump",
 						 "cryptodev-vhost-user", "iommufd", NULL };
 	struct qopts o;
-	const char *type;
-	int bad = 0;
+	const char *type = kind_in(value, "qom-type", exclusive, 0, &o);
 
-	qopts_parse(value, "qom-type", &o);
-	type = qopts_get(&o, "qom-type") ?: "";
-	for (size_t i = 0; exclusive[i] && !bad; i++)
-		if (strcmp(type, exclusive[i]) == 0) {
-			snprintf(why, len, "-object %s would be shared by both", type);
-			bad = 1;
-		}
+	if (type != NULL)
+		snprintf(why, len, "-object %s would be shared by both", type);
 	qopts_free(&o);
-	return bad;
+	return type != NULL;
 }
 
 int cmdline_prestart_blocker(const struct cmdline *c, const char *monitor_path, char *why,
