@@ -464,6 +464,26 @@ void start_with_plain_qemu(struct rvm *vm, json_t *rec, const char *dir, long co
 	/* the child handle is the harness loop's until QEMU is killed */
 }
 
+json_t *progress_next(const char **p, const char *vm)
+{
+	while (**p != '\0') {
+		size_t len = strcspn(*p, "\n");
+		json_t *o = (*p)[0] == '{' ? json_loadb(*p, len, 0, NULL) : NULL;
+		json_t *done;
+
+		*p += len + ((*p)[len] == '\n');
+		if (o == NULL)
+			continue;
+		assert_string_equal(jstr(o, "VMName"), vm);
+		done = json_object_get(o, "BytesDone");
+		if (json_is_integer(done))
+			assert_true(json_integer_value(done) <=
+				    json_integer_value(json_object_get(o, "BytesTotal")));
+		return o;
+	}
+	return NULL;
+}
+
 void check_export_progress(const char *vm, const char *err)
 {
 	static const char *const order[] = {
@@ -471,29 +491,20 @@ void check_export_progress(const char *vm, const char *err)
 	};
 	size_t next = 0, seen = 0;
 
-	for (const char *p = err; *p != '\0';) {
-		size_t len = strcspn(p, "\n");
-		json_t *o = p[0] == '{' ? json_loadb(p, len, 0, NULL) : NULL;
+	const char *p = err;
+	json_t *o;
 
-		if (o != NULL) {
-			const char *phase = jstr(o, "Phase");
-			json_t *done = json_object_get(o, "BytesDone");
+	for (; (o = progress_next(&p, vm)) != NULL; json_decref(o)) {
+		const char *phase = jstr(o, "Phase");
 
-			assert_string_equal(jstr(o, "VMName"), vm);
-			while (next < 5 && strcmp(order[next], phase) != 0)
-				next++;
-			if (next == 5)
-				fail_msg("export phase '%s' out of order: %s", phase, err);
-			if (json_is_integer(done)) {
-				if (strcmp(phase, "copying disks") != 0 && strcmp(phase, "copying memory") != 0)
-					fail_msg("export figures in phase '%s': %s", phase, err);
-				assert_true(json_integer_value(done) <=
-					    json_integer_value(json_object_get(o, "BytesTotal")));
-			}
-			seen |= 1u << next;
-			json_decref(o);
-		}
-		p += len + (p[len] == '\n');
+		while (next < 5 && strcmp(order[next], phase) != 0)
+			next++;
+		if (next == 5)
+			fail_msg("export phase '%s' out of order: %s", phase, err);
+		if (json_is_integer(json_object_get(o, "BytesDone")) &&
+		    strcmp(phase, "copying disks") != 0 && strcmp(phase, "copying memory") != 0)
+			fail_msg("export figures in phase '%s': %s", phase, err);
+		seen |= 1u << next;
 	}
 	if ((seen & 0xb) != 0xb || next != 4)
 		fail_msg("export progress without checking, copying disks, recording and done last: %s", err);

@@ -101,6 +101,11 @@ void carries_on(struct rvm *vm, int life, long counter, const char *what);
  * rvm_kill_all. */
 void start_with_plain_qemu(struct rvm *vm, json_t *rec, const char *dir, long counter);
 
+/* The next --progress=json object of the text at *P (advancing it past
+ * it), checked to be VM's with BytesDone never over BytesTotal; NULL at
+ * the end.  Free it. */
+json_t *progress_next(const char **p, const char *vm);
+
 /* `qckpt export --progress=json`'s stderr (qckpt(1) PROGRESS): "checking",
  * "copying disks", "copying memory" if the disks finish first,
  * "recording", "done" last, in that order; figures only while the disks
