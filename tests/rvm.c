@@ -391,6 +391,20 @@ void carries_on(struct rvm *vm, int life, long counter, const char *what)
 	assert_false(life_printed(vm, life, "qckpt-guest: boot"));
 }
 
+int restore_from_ok(struct rvm *vm, const char *dir, const char *name, long counter,
+		    const char *what)
+{
+	int life = vm->lives + 1;
+	struct run r = qckpt("restore", "--from", dir, name, NULL);
+
+	rvm_add_extra(name);
+	if (r.status != 0)
+		fail_msg("qckpt restore --from %s %s: exit %d: %s", dir, name, r.status, r.err);
+	run_free(&r);
+	carries_on(vm, life, counter, what);
+	return life;
+}
+
 /* The README's plain QEMU commands as one shell line: "cd DIR", then the
  * indented lines after "    cd DIR" up to a blank line, the last exec'd. */
 static char *readme_commands(const char *dir)

@@ -94,6 +94,12 @@ void rvm_add_extra(const char *name);
  * its first tick is COUNTER or the next one, and it never boots. */
 void carries_on(struct rvm *vm, int life, long counter, const char *what);
 
+/* `qckpt restore --from DIR NAME` succeeds, NAME becomes an extra VM
+ * (rvm_add_extra) and its guest, one more life of VM's listener, carries
+ * on from COUNTER.  Returns that life. */
+int restore_from_ok(struct rvm *vm, const char *dir, const char *name, long counter,
+		    const char *what);
+
 /* The export in DIR started as its README says, with plain QEMU: the
  * README's lines after "    cd DIR" run by /bin/sh in DIR, the last one
  * exec'd; the guest resumed (the README's cont) when the load leaves it

@@ -287,7 +287,6 @@ static void test_export_of_a_running_vm_starts_with_plain_qemu_and_as_a_new_vm(v
 	struct child exp = { 0 };
 	json_t *erec;
 	struct run r;
-	int life;
 
 	export_failure_leaves_nothing(vm);
 
@@ -352,13 +351,7 @@ static void test_export_of_a_running_vm_starts_with_plain_qemu_and_as_a_new_vm(v
 	}
 
 	/* restore --from: a new VM from the export; DIR only read */
-	life = vm->lives + 1;
-	r = qckpt("restore", "--from", dir, newname, NULL);
-	rvm_add_extra(newname);
-	if (r.status != 0)
-		fail_msg("qckpt restore --from %s %s: exit %d: %s", dir, newname, r.status, r.err);
-	run_free(&r);
-	carries_on(vm, life, counter, "restore --from");
+	restore_from_ok(vm, dir, newname, counter, "restore --from");
 	{
 		struct run l = qckpt("list", "--json", newname, NULL);
 		json_t *lines = json_lines(l.out);

@@ -545,13 +545,7 @@ static void test_a_ram_file_checkpoint_exports_and_starts_with_plain_qemu_and_as
 		       "cannot make reflinks", "give --ram-file=DIR");
 
 	/* restore --from the tmpfs export: a second VM, carrying on */
-	life = vm->lives + 1;
-	r = qckpt("restore", "--from", tdir, copy, NULL);
-	rvm_add_extra(copy);
-	if (r.status != 0)
-		fail_msg("qckpt restore --from %s %s: exit %d: %s", tdir, copy, r.status, r.err);
-	run_free(&r);
-	carries_on(vm, life, counter, "restore --from of a ram-file export");
+	life = restore_from_ok(vm, tdir, copy, counter, "restore --from of a ram-file export");
 	path = fmt("%s/%s/vm.json", catalog_dir, copy);
 	st = json_load_file(path, 0, NULL);
 	assert_non_null(st);
