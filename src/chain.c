@@ -12,60 +12,9 @@
 #include <unistd.h>
 
 #include "chain.h"
+#include "qcow2.h"
 #include "cmdline.h"
 #include "util.h"
-
-static uint64_t be64(const unsigned char *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint32_t be32(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-int qcow2_backing_file(const char *path, char **backing)
-{
-	unsigned char h[20];
-	uint64_t off;
-	uint32_t len;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	int rc = 0;
-
-	*backing = NULL;
-	if (fd < 0)
-		return -errno;
-	if (pread(fd, h, sizeof h, 0) != (ssize_t)sizeof h ||
-	    memcmp(h, "QFI\xfb", 4) != 0) {
-		close(fd);
-		return -EINVAL;
-	}
-	off = be64(h + 8);
-	len = be32(h + 16);
-	if (off != 0 && len != 0) {
-		/* QEMU caps the name at 1023 bytes. */
-		if (len > 1023) {
-			rc = -EINVAL;
-		} else {
-			char *name = xmalloc(len + 1);
-
-			if (pread(fd, name, len, (off_t)off) != (ssize_t)len) {
-				free(name);
-				rc = -EINVAL;
-			} else {
-				name[len] = '\0';
-				*backing = name;
-			}
-		}
-	}
-	close(fd);
-	return rc;
-}
 
 int chain_same_file(const char *a, const char *b)
 {

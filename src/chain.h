@@ -10,12 +10,7 @@
 #include <stddef.h>
 #include <jansson.h>
 
-/*
- * The backing file named in a qcow2 header (magic "QFI\xfb", offset at
- * byte 8 and size at byte 16, big-endian): 0 with *backing a new string,
- * or NULL when the image has none; -EINVAL when PATH is not qcow2; -errno.
- */
-int qcow2_backing_file(const char *path, char **backing);
+#include "qcow2.h" /* qcow2_backing_file, which every user of chains needs */
 
 /* The backing name BACKING of OVERLAY as a path, as QEMU takes it: a
  * relative name against the overlay's directory.  New string. */

@@ -72,6 +72,8 @@ struct restore_load {
 	int use_fdset, mapped_ram, direct_io, fdset_id;
 	int cached;         /* the memory state was mostly in the page cache */
 	int memfd, memfd_direct;
+	int memfd_errno;    /* why memfd could not be opened */
+	long long membytes; /* its size */
 	int migrating, resumed, completed;
 	int guest_running;    /* the checkpoint's GuestState */
 	uint64_t start_ms;    /* when the user's command started */
@@ -119,9 +121,9 @@ struct restore_spec {
 enum restore_state {
 	RESTORE_FIND,     /* the checkpoint and its files (touches nothing) */
 	RESTORE_CONNECT,  /* its monitor: running? launched by qckpt run?
-			   * meanwhile qemu-img creates the new overlays */
+			   * meanwhile the thread pool creates the new overlays */
 	RESTORE_PROBE,    /* its migration capabilities */
-	RESTORE_OVERLAYS, /* until the qemu-img creates (started at connect) end */
+	RESTORE_OVERLAYS, /* until the overlays (begun at connect) are written */
 	RESTORE_COMMIT,   /* vm.json: new overlays, PendingRestore */
 	/* the pre-start: the new QEMU beside the old one */
 	RESTORE_PRESTART, /* qckpt run, detached, its QMP socket aside */
@@ -139,7 +141,9 @@ enum restore_state {
 struct restore_disk {
 	char *device, *frozen, *format, *overlay, *original;
 	json_t *chain;
-	uv_process_t proc;    /* qemu-img create */
+	struct restore *restore;
+	uv_work_t work;       /* the overlay's creation, in the thread pool */
+	int created;          /* 0, or -errno of the creation */
 };
 
 struct restore {
@@ -163,7 +167,7 @@ struct restore {
 	json_t *caps;
 	struct restore_disk *disks;
 	size_t ndisks;
-	int overlays_running; /* qemu-img processes not exited yet */
+	int overlays_running; /* overlay creations not done yet */
 	int overlays_awaited; /* of those, counted in task.awaiting */
 	int vm_json_written;
 

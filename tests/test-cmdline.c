@@ -1,8 +1,9 @@
 /*
  * test-cmdline.c: unit tests of src/cmdline.c (reading and rewriting QEMU
- * command lines as QEMU reads them) and src/chain.c (qcow2 headers, chains
- * in vm.json against the files).  No QEMU needed: qcow2 headers are
- * written by hand.
+ * command lines as QEMU reads them), src/chain.c (qcow2 headers, chains
+ * in vm.json against the files) and src/qcow2.c (new overlays, held
+ * against qemu-img's own).  No QEMU needed: qcow2 headers are written by
+ * hand, and qemu-img reads what qcow2.c writes.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +22,8 @@
 
 #include "chain.h"
 #include "cmdline.h"
+#include "qcow2.h"
+#include "testutil.h"
 #include "util.h"
 
 static char tmpdir[] = "/tmp/qckpt-test-cmdline-XXXXXX";
@@ -457,6 +460,163 @@ static void test_chain_checks_headers_against_the_catalog(void **state)
 	free(other);
 }
 
+/* ---- qcow2.c: new overlays, as qemu-img makes them ---------------------- */
+
+/* A shell command's exit status, and (OUT) what it printed: popen, as
+ * this program runs no event loop. */
+static int sh(const char *cmd, char **out)
+{
+	FILE *p = popen(cmd, "r");
+	char buf[4096];
+	size_t n, len = 0;
+	char *text = xstrdup("");
+	int status;
+
+	assert_non_null(p);
+	while ((n = fread(buf, 1, sizeof buf, p)) > 0) {
+		text = realloc(text, len + n + 1);
+		memcpy(text + len, buf, n);
+		len += n;
+		text[len] = '\0';
+	}
+	status = pclose(p);
+	if (out)
+		*out = text;
+	else
+		free(text);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+/* `qemu-img info` of PATH as JSON. */
+static json_t *img_info(const char *path)
+{
+	char *cmd = fmt("qemu-img info --output=json '%s' 2>&1", path), *out;
+	json_t *info = sh(cmd, &out) == 0 ? json_loads(out, 0, NULL) : NULL;
+
+	if (info == NULL)
+		print_message("%s: %s", cmd, out);
+	free(cmd);
+	free(out);
+	return info;
+}
+
+static int img_check(const char *path)
+{
+	char *cmd = fmt("qemu-img check '%s' 2>&1", path), *out;
+	int status = sh(cmd, &out);
+
+	if (status != 0)
+		print_message("%s: %s", cmd, out);
+	free(cmd);
+	free(out);
+	return status;
+}
+
+static int have_qemu_img(void)
+{
+	return sh("qemu-img --version >/dev/null 2>&1", NULL) == 0;
+}
+
+/* Ours and qemu-img's overlay of BASE (FORMAT) read the same to qemu-img. */
+static void same_as_qemu_img(const char *base, const char *format)
+{
+	char *ours = tpath("ours.qcow2"), *theirs = tpath("theirs.qcow2"), *cmd;
+	uint64_t size = 0;
+	json_t *a, *b;
+	const char *keys[] = { "virtual-size", "cluster-size", "format", "backing-filename",
+			       "backing-filename-format", "full-backing-filename", NULL };
+
+	assert_int_equal(qcow2_disk_size(base, format, &size), 0);
+	assert_int_equal(qcow2_create_overlay(ours, base, format, size), 0);
+	cmd = fmt("qemu-img create -q -f qcow2 -b '%s' -F %s '%s'", base, format, theirs);
+	assert_int_equal(sh(cmd, NULL), 0);
+	free(cmd);
+	assert_int_equal(img_check(ours), 0);
+	a = img_info(ours);
+	b = img_info(theirs);
+	assert_non_null(a);
+	assert_non_null(b);
+	for (size_t i = 0; keys[i]; i++) {
+		char *va = json_dumps(json_object_get(a, keys[i]), JSON_ENCODE_ANY);
+		char *vb = json_dumps(json_object_get(b, keys[i]), JSON_ENCODE_ANY);
+
+		assert_non_null(va);
+		assert_string_equal(va, vb);
+		free(va);
+		free(vb);
+	}
+	assert_int_equal(json_integer_value(json_object_get(a, "virtual-size")), (json_int_t)size);
+	json_decref(a);
+	json_decref(b);
+	unlink(ours);
+	unlink(theirs);
+	free(ours);
+	free(theirs);
+}
+
+static void test_a_new_overlay_reads_as_qemu_imgs_own(void **state)
+{
+	char *base = tpath("base.qcow2"), *raw = tpath("base.raw"), *huge = tpath("huge.raw");
+	char *cmd;
+	FILE *f;
+
+	if (!have_qemu_img()) {
+		if (getenv("CI") != NULL && strcmp(getenv("CI"), "true") == 0)
+			fail_msg("qemu-img is missing (CI must have it: qemu-utils)");
+		skip();
+	}
+	/* a qcow2 base; a raw one whose length is no multiple of a sector
+	 * (QEMU rounds it up); a 5 TiB sparse one, whose L1 table needs two
+	 * clusters (8192 entries of 512 MiB in one) */
+	cmd = fmt("qemu-img create -q -f qcow2 '%s' 3G", base);
+	assert_int_equal(sh(cmd, NULL), 0);
+	free(cmd);
+	f = fopen(raw, "w");
+	assert_non_null(f);
+	for (int i = 0; i < 1000; i++)
+		fputc('x', f);
+	fclose(f);
+	assert_int_equal(truncate(raw, 1000), 0);
+	f = fopen(huge, "w");
+	assert_non_null(f);
+	fclose(f);
+	assert_int_equal(truncate(huge, 5LL << 40), 0);
+	same_as_qemu_img(base, "qcow2");
+	same_as_qemu_img(raw, "raw");
+	same_as_qemu_img(huge, "raw");
+	unlink(base);
+	unlink(raw);
+	unlink(huge);
+	free(base);
+	free(raw);
+	free(huge);
+}
+
+static void test_a_new_overlay_never_replaces_a_file(void **state)
+{
+	char *path = tpath("there.qcow2"), *text;
+	uint64_t size;
+	FILE *f = fopen(path, "w");
+
+	fputs("somebody's", f);
+	fclose(f);
+	assert_int_equal(qcow2_create_overlay(path, "/some/base.qcow2", "qcow2", 1 << 20), -EEXIST);
+	text = read_file(path);
+	assert_string_equal(text, "somebody's");
+	free(text);
+	/* not a sector multiple, or not qcow2: refused, nothing written */
+	unlink(path);
+	assert_int_equal(qcow2_create_overlay(path, "/some/base.qcow2", "qcow2", 1000), -EINVAL);
+	assert_int_equal(access(path, F_OK), -1);
+	f = fopen(path, "w");
+	fputs("not qcow2 at all", f);
+	fclose(f);
+	assert_int_equal(qcow2_disk_size(path, "qcow2", &size), -EINVAL);
+	assert_int_equal(qcow2_disk_size(path, "vmdk", &size), -EINVAL);
+	unlink(path);
+	free(path);
+}
+
 /* The recorded launch is running only while its pid has its start time:
  * not after the process is gone, not for a reused pid. */
 static void test_launch_is_running_means_same_pid_and_start_time(void **state)
@@ -649,6 +809,8 @@ int main(void)
 		cmocka_unit_test(test_disks_run_cannot_place_are_found),
 		cmocka_unit_test(test_absolute_paths_and_quoting),
 		cmocka_unit_test(test_chain_checks_headers_against_the_catalog),
+		cmocka_unit_test(test_a_new_overlay_reads_as_qemu_imgs_own),
+		cmocka_unit_test(test_a_new_overlay_never_replaces_a_file),
 		cmocka_unit_test(test_launch_is_running_means_same_pid_and_start_time),
 		cmocka_unit_test(test_launch_is_not_running_once_its_process_is_a_zombie),
 		cmocka_unit_test(test_what_cannot_run_in_two_qemus_at_once_is_found),
