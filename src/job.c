@@ -118,28 +118,6 @@ const char *job_state_doing(const struct job *job)
 	return job_states[job->state].doing;
 }
 
-/*
- * Testing only: QCKPT_TEST_STOP_AT=STATE[,STATE...] stops the process
- * (SIGSTOP) on entering each named state, before its commands go out, so
- * that a test can kill qckpt at exactly that step.  Says so on stderr first.
- */
-static void job_test_stop_at(const struct job *job, enum job_state state)
-{
-	const char *list = getenv("QCKPT_TEST_STOP_AT");
-	const char *name = job_states[state].name;
-	size_t len = strlen(name);
-
-	for (const char *p = list; p != NULL && *p != '\0'; p += strcspn(p, ",")) {
-		p += *p == ',';
-		if (strncmp(p, name, len) == 0 && (p[len] == ',' || p[len] == '\0')) {
-			fprintf(stderr, "qckpt: %s: test: stopped at %s (QCKPT_TEST_STOP_AT)\n",
-				job->spec.vm, name);
-			raise(SIGSTOP);
-			return;
-		}
-	}
-}
-
 int job_parse_mode(const char *text, enum ckpt_mode *mode)
 {
 	for (size_t i = 0; i < sizeof mode_names / sizeof mode_names[0]; i++) {
@@ -1391,7 +1369,8 @@ static void job_enter(struct job *job, enum job_state state)
 {
 	job->state = state;
 	task_phase(&job->task, job_states[state].phase);
-	job_test_stop_at(job, state);
+	/* testing: QCKPT_TEST_STOP_AT=STATE[,STATE...] (log.h) */
+	log_test_stop_at("QCKPT_TEST_STOP_AT", job->spec.vm, job_states[state].name);
 	switch (state) {
 	case JOB_PROBE:         enter_probe(job); break;
 	case JOB_TRY_BACKGROUND: enter_try_background(job); break;

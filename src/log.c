@@ -1,7 +1,10 @@
 /*
  * log.c: the one place that formats messages for the user (see log.h).
  */
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <uv.h>
 #include <sys/time.h>
 #include <time.h>
@@ -104,4 +107,21 @@ void debug_qmp(const char *vm, char dir, const char *text, unsigned long len)
 	if (log_before_output != NULL)
 		log_before_output();
 	fprintf(stderr, "%s %s %c %.*s\n", stamp, vm ? vm : "-", dir, (int)len, text);
+}
+
+void log_test_stop_at(const char *env, const char *vm, const char *name)
+{
+	const char *list = getenv(env);
+	size_t len = strlen(name);
+
+	for (const char *p = list; p != NULL && *p != '\0'; p += strcspn(p, ",")) {
+		p += *p == ',';
+		if (strncmp(p, name, len) == 0 && (p[len] == ',' || p[len] == '\0')) {
+			if (log_before_output != NULL)
+				log_before_output();
+			fprintf(stderr, "qckpt: %s: test: stopped at %s (%s)\n", vm ? vm : "-", name, env);
+			raise(SIGSTOP);
+			return;
+		}
+	}
 }

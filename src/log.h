@@ -39,4 +39,12 @@ void debug_qmp(const char *vm, char dir, const char *text, unsigned long len);
 void debug_vm(const char *vm, uint64_t start_ns, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/*
+ * Testing only: when the environment variable ENV lists NAME (a comma-
+ * separated list), say so on stderr ("qckpt: VM: test: stopped at NAME
+ * (ENV)") and stop the process (SIGSTOP), so that a test can kill qckpt at
+ * exactly that step.
+ */
+void log_test_stop_at(const char *env, const char *vm, const char *name);
+
 #endif

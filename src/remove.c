@@ -573,21 +573,6 @@ static void queue_rebase_children(struct remove *r, const char *top, const char 
 	json_decref(list);
 }
 
-/*
- * Testing only: QCKPT_TEST_REMOVE_STOP_AT=job stops the process (SIGSTOP)
- * right after a block job was sent, so that a test can kill qckpt while
- * QEMU merges.  Says so on stderr first.
- */
-static void remove_test_stop_at(struct remove *r, const char *where)
-{
-	const char *at = getenv("QCKPT_TEST_REMOVE_STOP_AT");
-
-	if (at != NULL && strcmp(at, where) == 0) {
-		fprintf(stderr, "qckpt: %s: test: stopped at %s (QCKPT_TEST_REMOVE_STOP_AT)\n", r->spec.vm, where);
-		raise(SIGSTOP);
-	}
-}
-
 static void start_job(struct remove *r, const char *command, json_t *args, int active)
 {
 	snprintf(r->job_id, sizeof r->job_id, "qckpt-rm-%d-%d", (int)getpid(), ++r->job_seq);
@@ -604,7 +589,9 @@ static void start_job(struct remove *r, const char *command, json_t *args, int a
 	 * once too: a small merge ends before the first tick */
 	progress_watch_job(&r->progress, &r->conn.qmp, r->job_id);
 	progress_poke(&r->progress);
-	remove_test_stop_at(r, "job");
+	/* testing: QCKPT_TEST_REMOVE_STOP_AT=job, right after a block job
+	 * was sent, to kill qckpt while QEMU merges (log.h) */
+	log_test_stop_at("QCKPT_TEST_REMOVE_STOP_AT", r->spec.vm, "job");
 }
 
 /* A merge the running QEMU does; 1 if it took it, -1 on error. */

@@ -116,6 +116,31 @@ static json_t *vm_disk(json_t *state, const char *device)
 	return NULL;
 }
 
+/*
+ * A restore killed during its pre-start (SIGKILL: no undo ran) leaves the
+ * new QEMU paused beside the VM's, serving QMP under a name beside the
+ * VM's socket, in vm.json's PrestartCommandLine.  This restore holds the
+ * VM's lock (cmd-restore.c), so a pre-started QEMU still there is nobody's:
+ * it ends now, before anything else starts.  (Killed after the switch, it
+ * may run the restored guest while the old one is stopped: the restore
+ * asked for now starts that guest afresh anyway.)
+ */
+static void end_orphan(struct restore *r)
+{
+	json_t *pre = json_object_get(r->vmstate, "PrestartCommandLine");
+	long pid = (long)json_integer_value(json_object_get(pre, "Pid"));
+	const char *bound = json_string_value(json_object_get(pre, "MonitorBoundAt"));
+
+	if (pre == NULL || pid == r->pid || !cmdline_launch_is_running(pre))
+		return;
+	warn_vm(r->spec.vm, "ending the QEMU (pid %ld) that an interrupted restore left paused beside the VM's",
+		pid);
+	if (kill((pid_t)pid, SIGKILL) < 0)
+		warn_vm(r->spec.vm, "cannot end pid %ld: %s", pid, strerror(errno));
+	if (bound != NULL)
+		unlink(bound);
+}
+
 /* A frozen image is what the record says: there, qcow2 with a readable
  * chain, or a raw file. */
 static int check_disk(struct restore *r, struct restore_disk *d)
@@ -239,6 +264,7 @@ static int restore_find(struct restore *r)
 	cl = json_object_get(r->vmstate, "CommandLine");
 	r->pid = (long)json_integer_value(json_object_get(cl, "Pid"));
 	r->running = cmdline_launch_is_running(cl);
+	end_orphan(r);
 	r->ndisks = json_array_size(json_object_get(r->record, "Disks"));
 	r->disks = xcalloc(r->ndisks + 1, sizeof *r->disks);
 	json_array_foreach(json_object_get(r->record, "Disks"), i, rd) {
@@ -1388,9 +1414,14 @@ static enum restore_state restore_next(const struct restore *r)
 /* What the user sees of each state (progress.h). */
 static void restore_enter(struct restore *r, enum restore_state state)
 {
+	char stop_name[32];
+
 	r->state = state;
 	task_phase(&r->task, restore_states[state].phase);
 	trace(r, "restore: %s", restore_states[state].name);
+	/* testing: QCKPT_TEST_STOP_AT=restore-STATE (log.h) */
+	snprintf(stop_name, sizeof stop_name, "restore-%s", restore_states[state].name);
+	log_test_stop_at("QCKPT_TEST_STOP_AT", r->spec.vm, stop_name);
 	switch (state) {
 	case RESTORE_CONNECT:  enter_connect(r); break;
 	case RESTORE_PROBE:    enter_probe(r); break;

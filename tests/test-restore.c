@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "cmdline.h"
 #include "harness.h"
 #include "rvm.h"
 #include "testutil.h"
@@ -625,6 +626,55 @@ static void test_restore_starts_the_new_qemu_beside_the_old_one(void **state)
 	rvm_kill_all();
 }
 
+static bool stopped_at_handover(void *arg)
+{
+	struct child *c = arg;
+
+	return strstr(c->errbuf, "test: stopped at restore-handover") != NULL || c->exited;
+}
+
+/* A restore killed (SIGKILL: no undo runs) once its pre-started QEMU has
+ * loaded, before the switch, leaves that QEMU paused beside the running
+ * one, which runs on.
+ * The next restore of the VM ends it (and its socket beside the VM's),
+ * restores, and the guest carries on from the checkpoint. */
+static void test_a_restore_killed_in_its_pre_start_is_cleaned_up_by_the_next(void **state)
+{
+	struct rvm *vm = rvm_start("orphan", 1, 128);
+	json_t *a = checkpoint_ok(vm->name, save_mode(), "here", NULL), *st, *pre;
+	char *argv[] = { (char *)harness_qckpt(), "restore", vm->name, "here", NULL };
+	int old_life = vm->lives;
+	struct child ch;
+	long orphan;
+	char *aside;
+
+	setenv("QCKPT_TEST_STOP_AT", "restore-handover", 1);
+	child_start(&ch, argv);
+	unsetenv("QCKPT_TEST_STOP_AT");
+	assert_int_equal(harness_run_until(stopped_at_handover, &ch, WAIT_MS), 0);
+	assert_false(ch.exited);
+	uv_process_kill(&ch.proc, SIGKILL);
+	assert_int_equal(harness_run_until(child_done, &ch, WAIT_MS), 0);
+	st = vm_json(vm);
+	pre = json_deep_copy(json_object_get(st, "PrestartCommandLine"));
+	json_decref(st);
+	assert_non_null(pre);
+	orphan = (long)json_integer_value(json_object_get(pre, "Pid"));
+	aside = xstrdup(jstr(pre, "MonitorBoundAt"));
+	assert_true(cmdline_launch_is_running(pre));
+	assert_int_equal(access(aside, F_OK), 0);
+	/* the old guest runs on meanwhile */
+	assert_true(wait_tick(vm, old_life, WAIT_MS) >= 0);
+	restore_ok(vm, a, "here");
+	assert_false(cmdline_launch_is_running(pre));
+	assert_int_not_equal(vm_pid(vm), orphan);
+	assert_int_not_equal(access(aside, F_OK), 0);
+	free(aside);
+	json_decref(pre);
+	json_decref(a);
+	rvm_kill_all();
+}
+
 /* A TCP port on the loopback that nobody listens on now. */
 static int free_port(void)
 {
@@ -759,6 +809,7 @@ int main(void)
 		T(test_save_current_checkpoints_the_state_before),
 		T(test_vm_without_recorded_command_line_gets_the_commands_instead),
 		T(test_restore_starts_the_new_qemu_beside_the_old_one),
+		T(test_a_restore_killed_in_its_pre_start_is_cleaned_up_by_the_next),
 		T(test_a_pidfile_or_a_hostfwd_port_restores_one_after_the_other),
 	};
 	const struct CMUnitTest tests_qemu10[] = {
