@@ -3,7 +3,10 @@
  * After a checkpoint the image a launch command names is frozen; scripts
  * that start QEMU themselves (not through `qckpt run`) ask here for each
  * disk's current active image.  Reads vm.json and checks each chain
- * against the files, so a script never launches on a broken one.
+ * against the files, so a script never launches on a broken one.  A VM
+ * driven through a tcp:/tls: monitor is another matter: its images are
+ * files of the QEMU host, so they are named as that host's (QemuHost,
+ * HOST:PATH in the table) and never looked for here.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +20,7 @@
 #include "output.h"
 #include "registry.h"
 #include "util.h"
+#include "vmconn.h"
 
 static int cmd_disks_exec(int argc, char **argv);
 
@@ -71,7 +75,7 @@ static void print_table(json_t *disks)
 	}
 }
 
-static void print_json(const char *vm, json_t *disks)
+static void print_json(const char *vm, json_t *disks, const char *host)
 {
 	size_t i;
 	json_t *d;
@@ -83,9 +87,54 @@ static void print_json(const char *vm, json_t *disks)
 				      "ActiveImage", json_object_get(d, "ActiveImage"),
 				      "Chain", json_object_get(d, "Chain"));
 
+		if (host != NULL)
+			json_object_set_new(o, "QemuHost", json_string(host));
 		output_json_line(o);
 		json_decref(o);
 	}
+}
+
+/*
+ * The host whose files the disks are when that is not this one: the QEMU
+ * host of a network monitor, as the checkpoint that switched the disks
+ * wrote it in vm.json, else as the registry's monitor says (a vm.json of
+ * an older qckpt).  NULL: this machine's files.
+ */
+static char *files_host(json_t *state, const struct registry_entry *e)
+{
+	const char *host = json_string_value(json_object_get(state, "QemuHost"));
+
+	if (host != NULL)
+		return xstrdup(host);
+	return e != NULL ? vmconn_network_host(e->monitor) : NULL;
+}
+
+/* HOST:PATH, scp's way of naming another host's file ([HOST] for IPv6). */
+static json_t *on_host(const char *host, json_t *path)
+{
+	int v6 = strchr(host, ':') != NULL;
+
+	if (!json_is_string(path))
+		return json_incref(path);
+	return json_sprintf("%s%s%s:%s", v6 ? "[" : "", host, v6 ? "]" : "",
+			    json_string_value(path));
+}
+
+/* The disks as the table shows another host's files. */
+static json_t *disks_on_host(json_t *disks, const char *host)
+{
+	json_t *shown = json_deep_copy(disks), *d, *c;
+	size_t i, j;
+
+	json_array_foreach(shown, i, d) {
+		json_t *chain = json_object_get(d, "Chain");
+
+		json_object_set_new(d, "OriginalImage", on_host(host, json_object_get(d, "OriginalImage")));
+		json_object_set_new(d, "ActiveImage", on_host(host, json_object_get(d, "ActiveImage")));
+		json_array_foreach(chain, j, c)
+			json_array_set_new(chain, j, on_host(host, c));
+	}
+	return shown;
 }
 
 static int cmd_disks_exec(int argc, char **argv)
@@ -97,7 +146,7 @@ static int cmd_disks_exec(int argc, char **argv)
 	};
 	struct registry reg;
 	const struct registry_entry *e;
-	char err[1024], *root, *path;
+	char err[1024], *root, *path, *host = NULL;
 	const char *vm;
 	json_t *state, *disks, *d;
 	size_t i;
@@ -131,20 +180,31 @@ static int cmd_disks_exec(int argc, char **argv)
 	}
 	state = catalog_load_vm(root, vm);
 	disks = json_object_get(state, "Disks");
-	if (json)
-		print_json(vm, disks);
-	else
+	host = files_host(state, e);
+	if (json) {
+		print_json(vm, disks, host);
+	} else if (host != NULL) {
+		json_t *shown = disks_on_host(disks, host);
+
+		print_table(shown);
+		json_decref(shown);
+	} else {
 		print_table(disks);
+	}
 	if (json_array_size(disks) == 0)
 		verbose_vm(vm, "no checkpoint has switched its disks yet: the images its launch command names are current");
+	if (host != NULL && json_array_size(disks) > 0)
+		verbose_vm(vm, "its images are files of %s, where its QEMU runs (a network monitor): qckpt does not look for them here",
+			   host);
 	json_array_foreach(disks, i, d) {
-		if (chain_check(d, err, sizeof err) < 0) {
+		if (host == NULL && chain_check(d, err, sizeof err) < 0) {
 			error_vm(vm, "disk %s: %s; put the file back before launching the VM", output_str(d, "Device", "-"), err);
 			rc = EXIT_SOME_FAILED;
 		}
 	}
 	json_decref(state);
 out:
+	free(host);
 	free(path);
 	free(root);
 	registry_free(&reg);

@@ -664,6 +664,9 @@ static int record_launch(const struct run_opts *o, const char *root, json_t *sta
 		json_object_set_new(state, "CommandLine", launch);
 		json_object_del(state, "PrestartCommandLine");
 	}
+	/* QEMU runs here: its images are this host's files (a network
+	 * monitor's checkpoints had named another's) */
+	json_object_del(state, "QemuHost");
 	rc = catalog_write_vm(root, o->vm, state);
 	if (rc < 0)
 		error_vm(o->vm, "cannot record the command line in %s/%s/vm.json: %s",

@@ -155,6 +155,8 @@ static void cmd_print_help(void)
  * git and tmux take them.  Index of the command word, or -1 after printing
  * why not.  *help is set by -h/--help, *version by --version.
  */
+static const char *remote_input; /* --remote-input=BYTES (hidden: remote.c's) */
+
 static int leading_options(int argc, char **argv, int *help, int *version)
 {
 	int i;
@@ -180,6 +182,8 @@ static int leading_options(int argc, char **argv, int *help, int *version)
 			cmd_registry_path = argv[++i];
 		else if (strncmp(a, "--registry", 10) == 0)
 			return error("--registry needs a FILE; see 'qckpt help'");
+		else if (strncmp(a, "--remote-input=", 15) == 0)
+			remote_input = a + 15;
 		else if (a[1] != '-' && a[strspn(a + 1, "vqh") + 1] == '\0')
 			for (const char *p = a + 1; *p; p++) {
 				log_verbose |= *p == 'v';
@@ -232,6 +236,9 @@ static int dispatch(int argc, char **argv)
 	int help = 0, version = 0, first = leading_options(argc, argv, &help, &version);
 
 	if (first < 0)
+		return EXIT_USAGE;
+	/* Run by another qckpt (-C): its input first, then its interrupt. */
+	if (remote_input != NULL && remote_serve_input(remote_input) < 0)
 		return EXIT_USAGE;
 	if (version) {
 		printf("qckpt %s\n", PACKAGE_VERSION);

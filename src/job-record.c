@@ -171,6 +171,12 @@ void job_catalog_write(struct job *job)
 	/* Where the VM's state grows from now; a record that never gets
 	 * written is simply not found (the parent lookup falls back). */
 	json_object_set_new(state, "CurrentCheckpointId", json_string(job->id));
+	/* Whose files the disks are: `qckpt disks` must not look for those of
+	 * a network monitor's QEMU here. */
+	if (job_remote(job))
+		json_object_set_new(state, "QemuHost", json_string(job->spec.qemu_host));
+	else
+		json_object_del(state, "QemuHost");
 	job_undo_on_catalog(job);
 	job->vm_after = state;
 	job->work.data = job;

@@ -2,13 +2,14 @@
  * remote.c: a command run on several hosts at once (see remote.h).
  *
  * One target per host, each a child process on one libuv loop: `ssh [opts]
- * -- HOST 'qckpt hello 1 && exec qckpt CMD ARGS'` for a remote host, this
- * very program for this host when other hosts take part too (alone, this
- * host runs in-process and nothing here is involved).  The handshake and
- * the command share one ssh connection: the remote `hello` refuses a
- * protocol it does not speak before the command can start, and its answer
- * is the first line on stdout, so an unreachable host, a host without
- * qckpt and an incompatible one each get their own line.
+ * -- HOST 'qckpt hello 2 && exec qckpt --remote-input=N CMD ARGS'` for a
+ * remote host, this very program for this host when other hosts take part
+ * too (alone, this host runs in-process and nothing here is involved).
+ * The handshake and the command share one ssh connection: the remote
+ * `hello` refuses a protocol it does not speak before the command can
+ * start, and its answer is the first line on stdout, so an unreachable
+ * host, a host without qckpt and an incompatible one each get their own
+ * line.
  *
  * Every argument is single-quoted for the remote shell (ssh joins its
  * arguments into one command line for the login shell there): names with
@@ -21,8 +22,17 @@
  * with the host when there are several; error lines become "qckpt: HOST:
  * ...".  A command whose output is a table asks the hosts for JSON and
  * draws the table here, with a ComputerName column, once all are in.
+ *
+ * Ctrl-C reaches the hosts' qckpt: the children run detached (a terminal's
+ * SIGINT is this process's alone, so ssh stays up to bring back what the
+ * hosts say), each child's standard input stays open after the command's
+ * input (--remote-input=N: its first N bytes), and an interrupt here closes
+ * it: ssh passes the end on, and the qckpt there takes it as its own Ctrl-C
+ * (remote-serve.c), undoes what it had started and says so through the
+ * same connection.  A further Ctrl-C stops waiting for the hosts.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,6 +276,7 @@ struct target {
 	char *hello_version;
 	char early_err[512]; /* the last line on stderr before the hello */
 	int failed;          /* already reported: the host did not run the command */
+	int exited;          /* its process is gone (or never ran) */
 	int status;          /* its exit status as this command counts it */
 };
 
@@ -279,13 +290,18 @@ struct remote_run {
 	json_t *objects;
 	char **ssh_cred;     /* --credential as ssh options */
 	int nssh_cred;
+	uv_signal_t sigint, sigterm;
+	int signals;         /* Ctrl-C (or SIGTERM) so far */
 };
+
+static void signals_maybe_close(struct remote_run *run);
 
 static void target_handle_closed(uv_handle_t *h)
 {
 	struct target *t = h->data;
 
 	t->open_handles--;
+	signals_maybe_close(t->run);
 }
 
 static void target_close(struct target *t, uv_handle_t *h)
@@ -474,14 +490,14 @@ static void on_exit_proc(uv_process_t *p, int64_t status, int signum)
 
 	t->exit_status = status;
 	t->term_signal = signum;
+	t->exited = 1;
+	target_close(t, (uv_handle_t *)&t->in);
 	target_close(t, (uv_handle_t *)p);
 }
 
+/* The input is written; the pipe stays open: its end is the interrupt. */
 static void on_input_written(uv_write_t *req, int status)
 {
-	struct target *t = req->data;
-
-	target_close(t, (uv_handle_t *)&t->in);
 }
 
 static char *remote_program(void)
@@ -491,11 +507,13 @@ static char *remote_program(void)
 	return remote_shell_quote(env && *env ? env : "qckpt");
 }
 
-/* 'qckpt' hello 1 && exec 'qckpt' 'CMD' 'ARG'... */
-static char *remote_command_line(struct remote_run *run)
+/* 'qckpt' hello 2 && exec 'qckpt' --remote-input=N 'CMD' 'ARG'... */
+static char *remote_command_line(struct target *t)
 {
+	struct remote_run *run = t->run;
 	char *prog = remote_program();
-	char *line = xasprintf("%s hello %d && exec %s", prog, REMOTE_PROTOCOL, prog);
+	char *line = xasprintf("%s hello %d && exec %s --remote-input=%zu", prog, REMOTE_PROTOCOL,
+			       prog, t->input_len);
 
 	for (int i = 0; i < run->opts->nrest; i++) {
 		char *q = remote_shell_quote(run->opts->rest[i]), *next;
@@ -532,6 +550,7 @@ static char **target_argv(struct target *t)
 		if (uv_exepath(exe, &exelen) != 0)
 			snprintf(exe, sizeof exe, "/proc/self/exe");
 		args_add(&args, &n, xstrdup(exe));
+		args_add(&args, &n, xasprintf("--remote-input=%zu", t->input_len));
 		for (int i = 0; i < run->opts->nrest; i++) {
 			args_add(&args, &n, xstrdup(run->opts->rest[i]));
 			if (i == 0 && run->table)
@@ -558,7 +577,7 @@ static char **target_argv(struct target *t)
 	}
 	args_add(&args, &n, xstrdup("--"));
 	args_add(&args, &n, xstrdup(t->host));
-	args_add(&args, &n, remote_command_line(run));
+	args_add(&args, &n, remote_command_line(t));
 	return args;
 }
 
@@ -567,8 +586,10 @@ static void target_spawn(struct target *t)
 	struct remote_run *run = t->run;
 	char **args = target_argv(t);
 	uv_stdio_container_t io[3];
+	/* Detached: a terminal's Ctrl-C is ours to pass on (see the top). */
 	uv_process_options_t opts = { .file = args[0], .args = args, .exit_cb = on_exit_proc,
-				      .stdio = io, .stdio_count = 3 };
+				      .stdio = io, .stdio_count = 3,
+				      .flags = UV_PROCESS_DETACHED };
 	int rc;
 
 	uv_pipe_init(&run->loop, &t->in, 0);
@@ -576,7 +597,7 @@ static void target_spawn(struct target *t)
 	uv_pipe_init(&run->loop, &t->err, 0);
 	t->in.data = t->out.data = t->err.data = t->proc.data = t;
 	t->open_handles += 3;
-	io[0].flags = t->input ? UV_CREATE_PIPE | UV_READABLE_PIPE : UV_IGNORE;
+	io[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
 	io[0].data.stream = (uv_stream_t *)&t->in;
 	io[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
 	io[1].data.stream = (uv_stream_t *)&t->out;
@@ -593,6 +614,7 @@ static void target_spawn(struct target *t)
 	if (rc < 0) {
 		error_vm(t->host, "cannot run %s: %s", t->local ? "qckpt" : "ssh", uv_strerror(rc));
 		t->failed = 1;
+		t->exited = 1;
 		t->status = EXIT_SOME_FAILED;
 		t->open_handles++;
 		target_close(t, (uv_handle_t *)&t->proc);
@@ -605,15 +627,16 @@ static void target_spawn(struct target *t)
 	t->open_handles++;
 	uv_read_start((uv_stream_t *)&t->out, on_alloc, on_read);
 	uv_read_start((uv_stream_t *)&t->err, on_alloc, on_read);
-	if (t->input) {
+	if (t->input_len > 0) {
 		uv_buf_t b = uv_buf_init(t->input, (unsigned)t->input_len);
 
 		t->write_req.data = t;
 		if (uv_write(&t->write_req, (uv_stream_t *)&t->in, &b, 1, on_input_written) < 0)
 			target_close(t, (uv_handle_t *)&t->in);
-	} else {
-		target_close(t, (uv_handle_t *)&t->in);
 	}
+	/* interrupted before it started: it starts interrupted */
+	if (t->run->signals > 0)
+		target_close(t, (uv_handle_t *)&t->in);
 }
 
 /* A session's master must be listening on its control socket: otherwise
@@ -625,6 +648,9 @@ static void on_probe_closed(uv_handle_t *h)
 	t->open_handles--;
 	if (!t->failed)
 		target_spawn(t);
+	else
+		t->exited = 1;
+	signals_maybe_close(t->run);
 }
 
 static void on_session_probe(uv_connect_t *req, int status)
@@ -663,10 +689,17 @@ static void target_judge(struct target *t)
 	}
 	if (t->local || t->hello) {
 		t->status = st == 0 ? EXIT_ALL_OK : st == EXIT_USAGE ? EXIT_USAGE : EXIT_SOME_FAILED;
+		/* A command with no interrupt handling of its own ends on the
+		 * signal (ssh says 255); one that has one said what it undid. */
+		if (t->run->signals > 0 && t->term_signal != SIGTERM &&
+		    (st == 128 + SIGINT || (!t->local && st == 255)))
+			error_vm(t->host, "interrupted: its qckpt ended on the interrupt");
 		return;
 	}
 	t->status = EXIT_SOME_FAILED;
-	if (st == 255)
+	if (t->run->signals > 0)
+		error_vm(t->host, "interrupted before its qckpt started: nothing was done there");
+	else if (st == 255)
 		error_vm(t->host, "cannot reach it over ssh: %s; check the host name, that sshd runs there and the credential (ssh runs with BatchMode: it never asks for a password)",
 			 t->early_err[0] ? t->early_err : "ssh failed");
 	else if (st == 127)
@@ -674,6 +707,58 @@ static void target_judge(struct target *t)
 	else
 		error_vm(t->host, "its qckpt cannot be driven from here (no 'hello': %s); install qckpt %s there",
 			 t->early_err[0] ? t->early_err : "no answer", PACKAGE_VERSION);
+}
+
+/* ---- Ctrl-C: passed on to the hosts' qckpt -------------------------------- */
+
+static int target_running(const struct target *t)
+{
+	return t->spawned && !t->exited;
+}
+
+/*
+ * The first interrupt closes every child's standard input: the qckpt at
+ * the other end takes that as its Ctrl-C (remote-serve.c), and what it says
+ * while it undoes its work still comes back.  A further one stops waiting
+ * for the hosts: their qckpt finish on their own (this host's child gets
+ * the further Ctrl-C, as it would without -C).
+ */
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct remote_run *run = h->data;
+
+	if (++run->signals == 1) {
+		error("interrupted: passing the interrupt on to each host's qckpt, which undoes what it had started; waiting for them (Ctrl-C again: stop waiting)");
+		for (int i = 0; i < run->ntargets; i++)
+			if (target_running(&run->targets[i]))
+				target_close(&run->targets[i], (uv_handle_t *)&run->targets[i].in);
+		return;
+	}
+	for (int i = 0; i < run->ntargets; i++) {
+		struct target *t = &run->targets[i];
+
+		if (!target_running(t))
+			continue;
+		if (t->local) {
+			uv_process_kill(&t->proc, SIGINT);
+			continue;
+		}
+		error_vm(t->host, "no longer waiting for it: its qckpt got the interrupt and finishes there on its own; see 'qckpt list -C %s' or 'qckpt job -C %s list'",
+			 t->host, t->host);
+		uv_process_kill(&t->proc, SIGTERM);
+	}
+}
+
+/* Once no child runs, the loop must be free to end. */
+static void signals_maybe_close(struct remote_run *run)
+{
+	if (uv_is_closing((uv_handle_t *)&run->sigint))
+		return;
+	for (int i = 0; i < run->ntargets; i++)
+		if (!run->targets[i].exited)
+			return;
+	uv_close((uv_handle_t *)&run->sigint, NULL);
+	uv_close((uv_handle_t *)&run->sigterm, NULL);
 }
 
 /* ---- the table drawn here from the hosts' objects ------------------------- */
@@ -910,10 +995,16 @@ static int run_targets(struct remote_run *run)
 
 	uv_loop_init(&run->loop);
 	run->objects = json_array();
-	for (int i = 0; i < run->ntargets; i++) {
+	uv_signal_init(&run->loop, &run->sigint);
+	uv_signal_init(&run->loop, &run->sigterm);
+	run->sigint.data = run->sigterm.data = run;
+	uv_signal_start(&run->sigint, on_signal, SIGINT);
+	uv_signal_start(&run->sigterm, on_signal, SIGTERM);
+	for (int i = 0; i < run->ntargets; i++)
 		run->targets[i].run = run;
+	for (int i = 0; i < run->ntargets; i++)
 		target_start(&run->targets[i]);
-	}
+	signals_maybe_close(run);
 	uv_run(&run->loop, UV_RUN_DEFAULT);
 	uv_loop_close(&run->loop);
 	for (int i = 0; i < run->ntargets; i++) {

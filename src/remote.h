@@ -13,8 +13,9 @@
 struct cmd_entry;
 
 /* What the remote side of `qckpt hello` must answer: bumped when what
- * qckpt sends to or reads from another qckpt changes incompatibly. */
-#define REMOTE_PROTOCOL 1
+ * qckpt sends to or reads from another qckpt changes incompatibly (2: the
+ * command's input framed by --remote-input, the end of stdin an interrupt). */
+#define REMOTE_PROTOCOL 2
 
 /* The value remote_dispatch returns when the command runs here, in this
  * process, as usual. */
@@ -44,6 +45,16 @@ char *remote_shell_quote(const char *arg);
  * 0, or -1 after one line saying why (a password is never accepted).
  */
 int remote_credential_args(const char *spec, char ***args, int *n);
+
+/*
+ * The far end of -C (remote-serve.c), for the hidden leading option
+ * --remote-input=BYTES that remote.c gives the qckpt it runs: the first
+ * BYTES of standard input become the command's standard input, and the end
+ * of standard input after them (the driving qckpt interrupted, or gone)
+ * becomes SIGINT to this process group, as a terminal's Ctrl-C.  0, or -1
+ * after one line saying why.
+ */
+int remote_serve_input(const char *bytes);
 
 /* The directory of session control sockets and records (private). */
 char *remote_sessions_dir(void);

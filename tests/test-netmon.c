@@ -469,6 +469,43 @@ static void test_restore_remove_and_export_of_its_checkpoints_are_refused(void *
 	json_decref(rec);
 }
 
+/*
+ * `qckpt disks` names the images as the QEMU host's and never looks for
+ * them here: they are not visible from here at all (the QEMU's tmpfs), so
+ * a check of the chain against this machine's files would fail.
+ */
+static void test_disks_names_the_qemu_hosts_files_without_looking_for_them_here(void **state)
+{
+	const char *vm = hvm_name(host.vm);
+	json_t *rec = checkpoint_on_its_host(&host, "disk-only", "for disks");
+	json_t *d = json_array_get(json_object_get(rec, "Disks"), 0), *lines, *o;
+	char *row;
+	struct run r;
+
+	r = qckpt("disks", "--json", vm, NULL);
+	if (r.status != 0)
+		fail_msg("disks --json %s: %d: %s", vm, r.status, r.err);
+	assert_string_equal(r.err, "");
+	lines = json_lines(r.out);
+	assert_int_equal(json_array_size(lines), 1);
+	o = json_array_get(lines, 0);
+	assert_string_equal(jstr(o, "QemuHost"), "127.0.0.1");
+	assert_string_equal(jstr(o, "ActiveImage"), jstr(d, "ActiveImage"));
+	assert_string_equal(jstr(o, "OriginalImage"), host.image);
+	json_decref(lines);
+	run_free(&r);
+	/* the table: HOST:PATH, as scp names another host's file; -v says why */
+	r = qckpt("disks", "-v", vm, NULL);
+	assert_int_equal(r.status, 0);
+	row = fmt("127.0.0.1:%s", jstr(d, "ActiveImage"));
+	assert_non_null(strstr(r.out, row));
+	assert_non_null(strstr(r.err, "files of 127.0.0.1"));
+	assert_null(strstr(r.err, "put the file back"));
+	free(row);
+	run_free(&r);
+	json_decref(rec);
+}
+
 /* The names of QEMU's block nodes, in its order. */
 static json_t *node_names(struct hvm *vm)
 {
@@ -773,6 +810,7 @@ int main(void)
 		cmocka_unit_test(test_paused_and_disk_only_checkpoints_through_a_tcp_monitor),
 		cmocka_unit_test(test_modes_that_need_the_qemu_hosts_files_are_refused_with_one_line),
 		cmocka_unit_test(test_restore_remove_and_export_of_its_checkpoints_are_refused),
+		cmocka_unit_test(test_disks_names_the_qemu_hosts_files_without_looking_for_them_here),
 		cmocka_unit_test(test_remote_dir_in_the_registry_holds_the_memory_state),
 		cmocka_unit_test(test_overlay_qemu_cannot_create_fails_with_one_line_and_vm_untouched),
 		cmocka_unit_test(test_a_monitor_lost_midway_gives_one_line_and_leaves_the_vm_untouched),

@@ -43,6 +43,8 @@ static struct child sshd[NHOSTS];
 static bool sshd_running[NHOSTS];
 static struct hvm *vms[NHOSTS];
 static struct rvm *h1vm;    /* launched by h1_rvm() when a test needs it */
+static struct rvm *h1vm10;  /* the same on QEMU 10, by h1_rvm10() */
+static long stopped_qckpt;  /* h1's qckpt held by a test, killed by the teardown */
 
 /* ---- the hosts ---------------------------------------------------------- */
 
@@ -141,8 +143,12 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
+	if (stopped_qckpt > 0)
+		kill((pid_t)stopped_qckpt, SIGKILL);
+	stopped_qckpt = 0;
 	rvm_kill_all();
 	h1vm = NULL;
+	h1vm10 = NULL;
 	free(rvm_catalog_dir);
 	rvm_catalog_dir = NULL;
 	for (int i = 0; i < NHOSTS; i++) {
@@ -527,22 +533,24 @@ static void setenv_h1(const char *var, const char *sub)
 	free(v);
 }
 
-static struct rvm *h1_rvm(void)
+/* A VM launched on h1 with QEMU (NULL: the harness's 7.2). */
+static struct rvm *h1_launch(const char *base, const char *qemu)
 {
 	char *saved[4];
 	static const char *const vars[] = { "QCKPT_REGISTRY", "QCKPT_CATALOG_DIR",
 					    "QCKPT_RUNTIME_DIR", "QCKPT_JOBS_DIR" };
 	static const char *const subs[] = { "registry", "catalog", "run", "jobs" };
+	struct rvm *vm;
 
-	if (h1vm != NULL)
-		return h1vm;
 	free(rvm_catalog_dir);
 	rvm_catalog_dir = fmt("%s/h1/catalog", hosts_dir);
 	for (int i = 0; i < 4; i++) {
 		saved[i] = getenv(vars[i]) ? strdup(getenv(vars[i])) : NULL;
 		setenv_h1(vars[i], subs[i]);
 	}
-	h1vm = rvm_launch("onh", 1, 128);
+	rvm_qemu_bin = &qemu;
+	vm = rvm_launch(base, 1, 128);
+	rvm_qemu_bin = NULL;
 	for (int i = 0; i < 4; i++) {
 		if (saved[i])
 			setenv(vars[i], saved[i], 1);
@@ -550,8 +558,54 @@ static struct rvm *h1_rvm(void)
 			unsetenv(vars[i]);
 		free(saved[i]);
 	}
-	rvm_wait_boot(h1vm);
+	rvm_wait_boot(vm);
+	return vm;
+}
+
+/* The VM on h1 most cases share (QEMU 7.2): one boot for all of them. */
+static struct rvm *h1_rvm(void)
+{
+	if (h1vm == NULL)
+		h1vm = h1_launch("onh", NULL);
 	return h1vm;
+}
+
+/* One on QEMU 10 (QCKPT_QEMU10) for a case of its own; 7.2's when there
+ * is no QEMU 10 and none is required. */
+static struct rvm *h1_rvm10(void)
+{
+	const char *q10;
+
+	if (h1vm10 != NULL)
+		return h1vm10;
+	if (!harness_want_qemu10())
+		return h1_rvm();
+	q10 = harness_require_qemu10();
+	assert_non_null(q10);
+	h1vm10 = h1_launch("onhten", q10);
+	return h1vm10;
+}
+
+/* The mode whose saves restore safely on VM's QEMU: live on 10, paused on
+ * 7.2, whose live pre-copy under TCG can lose dirty pages (issue 7). */
+static const char *mode_for(struct rvm *vm)
+{
+	return vm == h1vm10 ? "live" : "paused";
+}
+
+/* `restore -C h1 VM CHECKPOINT`: the VM's next life carries on from COUNTER. */
+static void restore_on_h1(struct rvm *vm, const char *checkpoint, long counter)
+{
+	int life = vm->lives + 1;
+	char *what = fmt("restore -C h1 %s %s", vm->name, checkpoint);
+	struct run r = qckpt("restore", "-C", "h1", "--credential", key_cred, vm->name, checkpoint,
+			     NULL);
+
+	if (r.status != 0)
+		fail_msg("%s: %d: %s", what, r.status, r.err);
+	run_free(&r);
+	carries_on(vm, life, counter, what);
+	free(what);
 }
 
 /* A checkpoint of VM on h1 (its --passthru record, tagged h1). */
@@ -598,7 +652,7 @@ static char *names_on(const char *host, const char *vm)
 static void test_restore_on_h1_brings_the_vm_back_and_outlives_the_ssh_session(void **state)
 {
 	struct rvm *vm = h1_rvm();
-	json_t *rec = checkpoint_on_h1(vm->name, save_mode(), "before-restore");
+	json_t *rec = checkpoint_on_h1(vm->name, mode_for(vm), "before-restore");
 	long counter = frozen_counter(rec), pid, tick;
 	int life = vm->lives + 1;
 	struct run r;
@@ -623,7 +677,7 @@ static void test_restore_on_h1_brings_the_vm_back_and_outlives_the_ssh_session(v
 static void test_export_on_h1_writes_the_directory_on_h1(void **state)
 {
 	struct rvm *vm = h1_rvm();
-	json_t *rec = checkpoint_on_h1(vm->name, save_mode(), "to-export");
+	json_t *rec = checkpoint_on_h1(vm->name, mode_for(vm), "to-export");
 	char *dir = fmt("%s/h1/exported", hosts_dir);
 	char *path = fmt("%s/checkpoint.json", dir);
 	struct run r;
@@ -639,28 +693,39 @@ static void test_export_on_h1_writes_the_directory_on_h1(void **state)
 		fail_msg("no %s after export -C h1", path);
 	assert_string_equal(jstr(copy, "Id"), jstr(rec, "Id"));
 	json_decref(copy);
+	/* and the checkpoint it copied (memory too) restores there */
+	restore_on_h1(vm, "to-export", frozen_counter(rec));
 	json_decref(rec);
 	free(path);
 	free(dir);
 }
 
-/* The same name on both hosts: rename and remove on h1 change h1's only. */
-static void test_rename_and_remove_on_h1_leave_h2_alone(void **state)
+/*
+ * rename and remove on h1 change h1's catalog only (h2's checkpoint of the
+ * same name stays), and leave what they keep restorable: the renamed
+ * checkpoint restores under its new name, and after it is removed the
+ * checkpoint taken on top of it still restores, from the counter its disk
+ * holds.  On QEMU 10 (live saves): the one case of this program on it.
+ */
+static void test_rename_and_remove_on_h1_leave_h2_alone_and_keep_restores_whole(void **state)
 {
+	struct rvm *vm = h1_rvm10();
+	json_t *rec, *kept, *lines;
 	struct run r;
-	json_t *lines;
 	char *names;
+	long kept_counter;
 
-	r = qckpt("checkpoint", "-C", "h1,h2", "--credential", key_cred, "--mode", "disk-only",
-		  "--passthru", "web", "both", NULL);
+	rec = checkpoint_on_h1(vm->name, mode_for(vm), "both");
+	r = qckpt("checkpoint", "-C", "h2", "--credential", key_cred, "--mode", "disk-only",
+		  "web", "both", NULL);
 	if (r.status != 0)
-		fail_msg("checkpoint -C h1,h2: %s", r.err);
+		fail_msg("checkpoint -C h2: %s", r.err);
 	run_free(&r);
-	r = qckpt("rename", "-C", "h1", "--credential", key_cred, "web", "both", "renamed", NULL);
+	r = qckpt("rename", "-C", "h1", "--credential", key_cred, vm->name, "both", "renamed", NULL);
 	if (r.status != 0)
 		fail_msg("rename -C h1: %d: %s", r.status, r.err);
 	run_free(&r);
-	names = names_on("h1", "web");
+	names = names_on("h1", vm->name);
 	assert_non_null(strstr(names, "|renamed|"));
 	assert_null(strstr(names, "|both|"));
 	free(names);
@@ -668,7 +733,12 @@ static void test_rename_and_remove_on_h1_leave_h2_alone(void **state)
 	assert_non_null(strstr(names, "|both|"));
 	assert_null(strstr(names, "|renamed|"));
 	free(names);
-	r = qckpt("remove", "-C", "h1", "--credential", key_cred, "--passthru", "web", "renamed",
+	restore_on_h1(vm, "renamed", frozen_counter(rec));
+
+	/* a checkpoint on top of it, then it goes: its layer merges */
+	kept = checkpoint_on_h1(vm->name, mode_for(vm), "kept");
+	kept_counter = frozen_counter(kept); /* the remove may merge its image */
+	r = qckpt("remove", "-C", "h1", "--credential", key_cred, "--passthru", vm->name, "renamed",
 		  NULL);
 	if (r.status != 0)
 		fail_msg("remove -C h1: %d: %s", r.status, r.err);
@@ -676,24 +746,30 @@ static void test_rename_and_remove_on_h1_leave_h2_alone(void **state)
 	assert_string_equal(jstr(from_host(lines, "h1"), "Name"), "renamed");
 	json_decref(lines);
 	run_free(&r);
-	names = names_on("h1", "web");
+	names = names_on("h1", vm->name);
 	assert_null(strstr(names, "|renamed|"));
+	assert_non_null(strstr(names, "|kept|"));
 	free(names);
 	names = names_on("h2", "web");
 	assert_non_null(strstr(names, "|both|"));
 	free(names);
+	restore_on_h1(vm, "kept", kept_counter);
+	json_decref(kept);
+	json_decref(rec);
 }
 
 /* `checkpoint --as-job -C h1` prints h1's job id; `job -C h1` waits for it
- * and shows it there. */
+ * and shows it there; its checkpoint restores on h1. */
 static void test_job_on_h1_waits_for_and_shows_a_checkpoint_started_as_a_job(void **state)
 {
+	struct rvm *vm = h1_rvm();
 	struct run r;
-	json_t *job;
+	json_t *job, *lines, *o, *rec = NULL;
+	size_t i;
 	char *id;
 
 	r = qckpt("checkpoint", "-C", "h1", "--credential", key_cred, "--as-job", "--mode",
-		  "disk-only", "web", "as-job", NULL);
+		  mode_for(vm), vm->name, "as-job", NULL);
 	if (r.status != 0)
 		fail_msg("checkpoint --as-job -C h1: %d: %s", r.status, r.err);
 	id = strndup(r.out, strcspn(r.out, "\n"));
@@ -715,14 +791,158 @@ static void test_job_on_h1_waits_for_and_shows_a_checkpoint_started_as_a_job(voi
 	assert_non_null(strstr(r.out, "{\n  \"")); /* indented, as here */
 	json_decref(job);
 	run_free(&r);
-	/* the job's checkpoint is h1's */
-	{
-		char *names = names_on("h1", "web");
-
-		assert_non_null(strstr(names, "|as-job|"));
-		free(names);
-	}
+	/* the job's checkpoint is h1's, and restores there */
+	r = qckpt("list", "-C", "h1", "--credential", key_cred, "--json", vm->name, NULL);
+	assert_int_equal(r.status, 0);
+	lines = json_lines(r.out);
+	json_array_foreach(lines, i, o)
+		if (strcmp(jstr(o, "Name"), "as-job") == 0)
+			rec = json_incref(o);
+	json_decref(lines);
+	run_free(&r);
+	if (rec == NULL)
+		fail_msg("no checkpoint 'as-job' on h1 after job %s", id);
+	assert_string_equal(jstr(rec, "ComputerName"), "h1");
+	restore_on_h1(vm, "as-job", frozen_counter(rec));
+	json_decref(rec);
 	free(id);
+}
+
+/* ---- Ctrl-C reaches h1's qckpt --------------------------------------------- */
+
+struct said {
+	struct child *c;
+	const char *text;
+};
+
+static bool child_said(void *arg)
+{
+	struct said *s = arg;
+
+	return strstr(s->c->errbuf, s->text) != NULL || s->c->exited;
+}
+
+static bool never(void *arg)
+{
+	return false;
+}
+
+/* PID's state in /proc ('R', 'S', 'T', 'Z'...), or 0 when it is gone. */
+static char proc_state(long pid)
+{
+	char *path = fmt("/proc/%ld/stat", pid), buf[512];
+	FILE *f = fopen(path, "r");
+	size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+	const char *paren;
+
+	free(path);
+	if (f)
+		fclose(f);
+	buf[n] = '\0';
+	paren = strrchr(buf, ')'); /* after the command's name, whatever it holds */
+	return paren && paren[1] == ' ' ? paren[2] : 0;
+}
+
+/* The first tick VM's guest prints from now on (older lines skipped). */
+static long fresh_tick(struct rvm *vm)
+{
+	life_printed(vm, vm->lives, ""); /* takes in what has come */
+	vm->cursor = vm->nlines;
+	return wait_tick(vm, vm->lives, WAIT_MS);
+}
+
+/*
+ * A wrapper h1 runs as its qckpt (QCKPT_REMOTE_QCKPT): the command (not the
+ * hello) writes its pid where the test reads it and stops itself on
+ * entering the memory save (QCKPT_TEST_STOP_AT), so that the test can
+ * interrupt it there.  Returns the pid file's path.
+ */
+static char *stopping_qckpt_on_h1(void)
+{
+	char *wrapper = fmt("%s/bin/qckpt-stops-at-save", hosts_dir);
+	char *pidfile = fmt("%s/h1/remote-qckpt.pid", hosts_dir);
+	FILE *f = fopen(wrapper, "w");
+
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\n[ \"$1\" = hello ] || echo $$ >'%s'\n"
+		"export QCKPT_TEST_STOP_AT=save\nexec qckpt \"$@\"\n", pidfile);
+	fclose(f);
+	chmod(wrapper, 0755);
+	unlink(pidfile);
+	free(wrapper);
+	return pidfile;
+}
+
+/*
+ * A terminal's Ctrl-C (SIGINT to the local qckpt's process group) while
+ * h1's qckpt saves the guest's memory (paused mode: the guest stopped by
+ * it): h1's qckpt is interrupted as if there, undoes the checkpoint (its
+ * line comes back through ssh) and ends; both exit 1; the guest runs on in
+ * the same QEMU from where it was, and nothing is recorded.  h1's qckpt is
+ * held at the save (QCKPT_TEST_STOP_AT) and its QEMU is stopped (SIGSTOP)
+ * until the interrupt has arrived, so the save cannot finish first.
+ */
+static void test_ctrl_c_reaches_h1s_qckpt_which_undoes_its_checkpoint(void **state)
+{
+	struct rvm *vm = h1_rvm();
+	char *pidfile = stopping_qckpt_on_h1(), *text;
+	char *argv[] = { (char *)harness_qckpt(), "checkpoint", "-C", "h1", "--credential", key_cred,
+			 "--mode", "paused", vm->name, "interrupted", NULL };
+	struct child c;
+	struct said stopped = { &c, "test: stopped at save" };
+	struct said undoing = { &c, "qckpt: h1: interrupted: undoing" };
+	long qemu = vm_pid(vm), remote, before, after;
+	json_t *st = vm_json(vm), *st_after;
+	char *names;
+	int tries;
+
+	before = fresh_tick(vm);
+	assert_true(before > 0);
+	setenv("QCKPT_REMOTE_QCKPT", "qckpt-stops-at-save", 1);
+	child_start_own_group(&c, argv);
+	unsetenv("QCKPT_REMOTE_QCKPT");
+	if (harness_run_until(child_said, &stopped, WAIT_MS) != 0 || c.exited)
+		fail_msg("h1's qckpt did not stop at the save: %s", c.errbuf);
+	text = read_file(pidfile);
+	remote = stopped_qckpt = atol(text);
+	free(text);
+	assert_true(remote > 0);
+	/* It says so, then raises SIGSTOP, and it is no child of ours to
+	 * wait for: look (a SIGCONT before its stop would be lost). */
+	for (tries = 0; proc_state(remote) != 'T' && tries < 500; tries++)
+		harness_run_until(never, NULL, 10);
+	assert_int_equal(proc_state(remote), 'T');
+	assert_true(qemu > 0);
+	kill((pid_t)qemu, SIGSTOP);
+	kill((pid_t)remote, SIGCONT);
+	kill(-(pid_t)c.proc.pid, SIGINT);
+	if (harness_run_until(child_said, &undoing, WAIT_MS) != 0 || c.exited) {
+		kill((pid_t)qemu, SIGCONT);
+		fail_msg("h1's qckpt did not say it undoes: %s", c.errbuf);
+	}
+	kill((pid_t)qemu, SIGCONT);
+	assert_int_equal(harness_run_until(child_done, &c, WAIT_MS), 0);
+	print_message("qckpt said:\n%s", c.errbuf);
+	assert_int_equal(c.status, 1);
+	assert_non_null(strstr(c.errbuf, "qckpt: interrupted: passing the interrupt on"));
+	/* h1's qckpt ended (sshd reaps it) */
+	assert_true(proc_state(remote) == 0 || proc_state(remote) == 'Z');
+	stopped_qckpt = 0;
+	/* the same QEMU, its guest on from where it was, never booted again */
+	assert_int_equal(vm_pid(vm), qemu);
+	after = fresh_tick(vm);
+	assert_true(after > before);
+	assert_false(life_printed(vm, vm->lives, "qckpt-guest: boot"));
+	/* nothing recorded: no checkpoint, vm.json as it was */
+	names = names_on("h1", vm->name);
+	assert_null(strstr(names, "|interrupted|"));
+	free(names);
+	st_after = vm_json(vm);
+	assert_true(json_equal(json_object_get(st, "Disks"), json_object_get(st_after, "Disks")));
+	json_decref(st_after);
+	json_decref(st);
+	unlink(pidfile);
+	free(pidfile);
 }
 
 /* ansible-playbook with the example playbook: RECAP's changed= for HOST. */
@@ -944,8 +1164,9 @@ int main(void)
 		cmocka_unit_test(test_session_is_reused_and_a_dead_one_is_reported),
 		cmocka_unit_test(test_restore_on_h1_brings_the_vm_back_and_outlives_the_ssh_session),
 		cmocka_unit_test(test_export_on_h1_writes_the_directory_on_h1),
-		cmocka_unit_test(test_rename_and_remove_on_h1_leave_h2_alone),
+		cmocka_unit_test(test_rename_and_remove_on_h1_leave_h2_alone_and_keep_restores_whole),
 		cmocka_unit_test(test_job_on_h1_waits_for_and_shows_a_checkpoint_started_as_a_job),
+		cmocka_unit_test(test_ctrl_c_reaches_h1s_qckpt_which_undoes_its_checkpoint),
 		cmocka_unit_test(test_ansible_module_is_idempotent_and_check_mode_is_whatif),
 		cmocka_unit_test(test_one_host_down_the_other_done),
 	};

@@ -245,20 +245,31 @@ static void child_exit(uv_process_t *p, int64_t status, int sig)
 	uv_close((uv_handle_t *)p, NULL);
 }
 
-void child_start(struct child *c, char **argv)
+static void child_spawn(struct child *c, char **argv, unsigned flags)
 {
 	uv_stdio_container_t io[3] = {
 		{ .flags = UV_IGNORE }, { .flags = UV_IGNORE },
 		{ .flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&c->err },
 	};
 	uv_process_options_t opts = { .file = argv[0], .args = argv, .exit_cb = child_exit,
-				      .stdio = io, .stdio_count = 3 };
+				      .stdio = io, .stdio_count = 3, .flags = flags };
 
 	memset(c, 0, sizeof *c);
 	uv_pipe_init(harness_loop(), &c->err, 0);
 	c->err.data = c->proc.data = c;
 	assert_int_equal(uv_spawn(harness_loop(), &c->proc, &opts), 0);
 	uv_read_start((uv_stream_t *)&c->err, child_alloc, child_read);
+}
+
+void child_start(struct child *c, char **argv)
+{
+	child_spawn(c, argv, 0);
+}
+
+void child_start_own_group(struct child *c, char **argv)
+{
+	/* libuv's DETACHED is setsid(): a group (and session) of its own */
+	child_spawn(c, argv, UV_PROCESS_DETACHED);
 }
 
 bool child_done(void *arg)

@@ -51,6 +51,9 @@ struct child {
 };
 
 void child_start(struct child *c, char **argv);
+/* The same in a process group of its own, as a shell starts a foreground
+ * command: kill(-pid, SIGINT) is then a terminal's Ctrl-C. */
+void child_start_own_group(struct child *c, char **argv);
 bool child_done(void *arg);
 
 /* --as-job: the command R (which must have exited 0) printed its job's id:
