@@ -245,10 +245,10 @@ int harness_init(void)
 		signal(SIGPIPE, SIG_IGN);
 	}
 
-	/* scripts/test runs some programs in one of its two passes only */
+	/* a make check without some programs */
 	if (in_list(getenv("QCKPT_SKIP_TESTS"), program_invocation_short_name)) {
-		printf("harness: %s runs in the other pass of scripts/test "
-		       "(QCKPT_SKIP_TESTS): skipping\n", program_invocation_short_name);
+		printf("harness: %s is in QCKPT_SKIP_TESTS: skipping\n",
+		       program_invocation_short_name);
 		return HARNESS_SKIP;
 	}
 

@@ -46,8 +46,7 @@
  * the temp dir (and unsets QCKPT_REGISTRY) for every program run after it:
  * no test writes outside the temp dir, as root neither.  Returns
  * HARNESS_SKIP when the program's name is in QCKPT_SKIP_TESTS (words
- * separated by spaces or commas; scripts/test leaves some programs to one
- * of its two passes).
+ * separated by spaces or commas: a make check without some programs).
  */
 int harness_init(void);
 
