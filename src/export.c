@@ -47,13 +47,6 @@ static void fail(struct export *e, int status, const char *fmt, ...)
 		ramfile_copy_cancel(&e->ram);
 }
 
-static const char *qemu_img(void)
-{
-	const char *env = getenv("QEMU_IMG");
-
-	return env != NULL && env[0] != '\0' ? env : "qemu-img";
-}
-
 /* A device name as a file name: "drive-virtio0" stays, "a/b" does not. */
 static char *file_for(const char *device, size_t i)
 {
@@ -290,7 +283,7 @@ static int spawn_convert(struct export *e, struct export_disk *d)
 	};
 	int rc;
 
-	args[n++] = (char *)qemu_img();
+	args[n++] = (char *)qemu_img_program();
 	args[n++] = "convert";
 	/* The frozen image is a backing file of the running VM: share it. */
 	args[n++] = "-U";

@@ -419,16 +419,9 @@ static void enter_plan(struct remove *r)
 
 /* ---- one merge ---------------------------------------------------------------- */
 
-static const char *qemu_img(void)
-{
-	const char *env = getenv("QEMU_IMG");
-
-	return env != NULL && env[0] != '\0' ? env : "qemu-img";
-}
-
 static void queue_img(struct remove *r, json_t *argv)
 {
-	json_array_insert_new(argv, 0, json_string(qemu_img()));
+	json_array_insert_new(argv, 0, json_string(qemu_img_program()));
 	json_array_append_new(r->argvs, argv);
 }
 

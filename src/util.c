@@ -469,3 +469,10 @@ void text_strip_controls(char *s)
 		}
 	}
 }
+
+const char *qemu_img_program(void)
+{
+	const char *env = getenv("QEMU_IMG");
+
+	return env != NULL && env[0] != '\0' ? env : "qemu-img";
+}

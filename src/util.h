@@ -97,4 +97,8 @@ char *base_stem(const char *path);
  * second line. */
 void text_strip_controls(char *s);
 
+/* The qemu-img to run: $QEMU_IMG, else "qemu-img" from PATH (export's
+ * converts, remove's offline merges). */
+const char *qemu_img_program(void);
+
 #endif
