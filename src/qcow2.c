@@ -180,7 +180,7 @@ int qcow2_create_overlay(const char *path, const char *backing,
 	const uint64_t per_l1 = (uint64_t)CLUSTER_SIZE * (CLUSTER_SIZE / 8);
 	uint64_t l1_size = (size + per_l1 - 1) / per_l1;
 	uint64_t l1_clusters = (l1_size * 8 + CLUSTER_SIZE - 1) / CLUSTER_SIZE;
-	uint64_t clusters = 3 + (l1_clusters ? l1_clusters : 1);
+	uint64_t clusters = 3 + l1_clusters; /* header, refcount table and block, L1 */
 	const uint64_t l1_offset = 3 * (uint64_t)CLUSTER_SIZE;
 	unsigned char *header, refblock_entry[8], *refcounts;
 	size_t header_len;
@@ -209,7 +209,7 @@ int qcow2_create_overlay(const char *path, const char *backing,
 		rc = write_all(fd, refblock_entry, sizeof refblock_entry, CLUSTER_SIZE);
 	if (rc == 0)
 		rc = write_all(fd, refcounts, clusters * 2, 2 * (off_t)CLUSTER_SIZE);
-	if (rc == 0 && ftruncate(fd, (off_t)(l1_offset + (l1_size ? l1_size : 1) * 8)) < 0)
+	if (rc == 0 && ftruncate(fd, (off_t)(l1_offset + l1_size * 8)) < 0)
 		rc = -errno;
 	/* vm.json is about to name it: on the disk first, as vm.json is */
 	if (rc == 0 && fsync(fd) < 0)
