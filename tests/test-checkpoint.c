@@ -619,18 +619,6 @@ static void test_four_vms_in_one_command(void **state)
 
 /* ---- qckpt killed at any step ------------------------------------------ */
 
-struct said {
-	struct child *c;
-	const char *text;
-};
-
-static bool child_said(void *arg)
-{
-	struct said *s = arg;
-
-	return strstr(s->c->errbuf, s->text) != NULL || s->c->exited;
-}
-
 /* qckpt says it stops, then raises SIGSTOP: a SIGCONT sent in between
  * would be lost, so wait for the stop itself (WNOWAIT: libuv still reaps
  * the child when it exits). */
@@ -649,7 +637,7 @@ static void child_start_stopping(struct child *c, char **argv, const char *stops
 				 const char *first)
 {
 	char *text = fmt("stopped at %s ", first);
-	struct said s = { c, text };
+	struct child_said s = { c, text };
 
 	setenv("QCKPT_TEST_STOP_AT", stops, 1);
 	child_start(c, argv);
@@ -992,7 +980,7 @@ static void test_ctrl_c_with_a_reply_in_flight_cancels_and_a_second_one_reports(
 	char *argv[] = { getenv("QCKPT_BIN"), "checkpoint", "--mode=live", (char *)hvm_name(vm),
 			 "c1", NULL };
 	struct child c;
-	struct said undo = { &c, "stopped at undo " };
+	struct child_said undo = { &c, "stopped at undo " };
 	const struct hvm_event *e;
 	char *st;
 

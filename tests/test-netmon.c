@@ -679,13 +679,6 @@ static void px_start(int qemu_port)
 	px.port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
 }
 
-static bool stopped_or_done(void *arg)
-{
-	struct child *c = arg;
-
-	return c->exited || strstr(c->errbuf, "stopped at prepare") != NULL;
-}
-
 /*
  * The connection to QEMU is cut after qckpt probed the VM and before it
  * creates anything (the network goes down mid-way): one line naming the
@@ -701,6 +694,7 @@ static void test_a_monitor_lost_midway_gives_one_line_and_leaves_the_vm_untouche
 			 "lost", NULL };
 	FILE *f = fopen(reg, "w");
 	struct child c;
+	struct child_said stopped = { &c, "stopped at prepare" };
 	siginfo_t info;
 	const char *err;
 	long tick;
@@ -713,7 +707,7 @@ static void test_a_monitor_lost_midway_gives_one_line_and_leaves_the_vm_untouche
 	setenv("QCKPT_TEST_STOP_AT", "prepare", 1);
 	child_start(&c, argv);
 	unsetenv("QCKPT_TEST_STOP_AT");
-	assert_int_equal(harness_run_until(stopped_or_done, &c, WAIT_MS), 0);
+	assert_int_equal(harness_run_until(child_said, &stopped, WAIT_MS), 0);
 	assert_false(c.exited);
 	/* it says so, then raises SIGSTOP: a SIGCONT in between would be
 	 * lost, so wait for the stop itself (WNOWAIT: libuv still reaps it) */

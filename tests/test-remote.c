@@ -48,21 +48,15 @@ static long stopped_qckpt;  /* h1's qckpt held by a test, killed by the teardown
 
 /* ---- the hosts ---------------------------------------------------------- */
 
-static bool sshd_ready(void *arg)
-{
-	struct child *c = arg;
-
-	return c->exited || strstr(c->errbuf, "Server listening") != NULL;
-}
-
 static void sshd_start(int i)
 {
 	char *prog = fmt("%s/h%d/sshd", hosts_dir, i + 1);
 	char *argv[] = { prog, "-D", "-e", NULL };
+	struct child_said ready = { &sshd[i], "Server listening" };
 
 	child_start(&sshd[i], argv);
 	free(prog);
-	assert_int_equal(harness_run_until(sshd_ready, &sshd[i], WAIT_MS), 0);
+	assert_int_equal(harness_run_until(child_said, &ready, WAIT_MS), 0);
 	if (sshd[i].exited)
 		fail_msg("sshd of h%d exited: %s", i + 1, sshd[i].errbuf);
 	sshd_running[i] = true;
@@ -810,18 +804,6 @@ static void test_job_on_h1_waits_for_and_shows_a_checkpoint_started_as_a_job(voi
 
 /* ---- Ctrl-C reaches h1's qckpt --------------------------------------------- */
 
-struct said {
-	struct child *c;
-	const char *text;
-};
-
-static bool child_said(void *arg)
-{
-	struct said *s = arg;
-
-	return strstr(s->c->errbuf, s->text) != NULL || s->c->exited;
-}
-
 static bool never(void *arg)
 {
 	return false;
@@ -889,8 +871,8 @@ static void test_ctrl_c_reaches_h1s_qckpt_which_undoes_its_checkpoint(void **sta
 	char *argv[] = { (char *)harness_qckpt(), "checkpoint", "-C", "h1", "--credential", key_cred,
 			 "--mode", "paused", vm->name, "interrupted", NULL };
 	struct child c;
-	struct said stopped = { &c, "test: stopped at save" };
-	struct said undoing = { &c, "qckpt: h1: interrupted: undoing" };
+	struct child_said stopped = { &c, "test: stopped at save" };
+	struct child_said undoing = { &c, "qckpt: h1: interrupted: undoing" };
 	long qemu = vm_pid(vm), remote, before, after;
 	json_t *st = vm_json(vm), *st_after;
 	char *names;

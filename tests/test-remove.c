@@ -555,13 +555,6 @@ static void test_remove_on_a_paused_vm(void **state)
 	rvm_kill_all();
 }
 
-static bool stopped_at_job(void *arg)
-{
-	struct child *c = arg;
-
-	return strstr(c->errbuf, "test: stopped at job") != NULL || c->exited;
-}
-
 /* qckpt killed while QEMU merges: every checkpoint still reads as it did,
  * the journal is there, and the same remove run again finishes. */
 static void test_remove_killed_mid_merge_finishes_when_run_again(void **state)
@@ -572,6 +565,7 @@ static void test_remove_killed_mid_merge_finishes_when_run_again(void **state)
 	char *journal = fmt("%s/%s/remove-journal.json", catalog_dir, vm->name);
 	char *argv[] = { (char *)harness_qckpt(), "remove", vm->name, "B", NULL };
 	struct child ch;
+	struct child_said stopped = { &ch, "test: stopped at job" };
 
 	a = checkpoint_ok(vm->name, save_mode(), "A", NULL);
 	ticks(vm, 1);
@@ -583,7 +577,7 @@ static void test_remove_killed_mid_merge_finishes_when_run_again(void **state)
 	setenv("QCKPT_TEST_REMOVE_STOP_AT", "job", 1);
 	child_start(&ch, argv);
 	unsetenv("QCKPT_TEST_REMOVE_STOP_AT");
-	assert_int_equal(harness_run_until(stopped_at_job, &ch, WAIT_MS), 0);
+	assert_int_equal(harness_run_until(child_said, &stopped, WAIT_MS), 0);
 	assert_false(ch.exited);
 	uv_process_kill(&ch.proc, SIGKILL);
 	assert_int_equal(harness_run_until(child_done, &ch, WAIT_MS), 0);

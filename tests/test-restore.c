@@ -626,13 +626,6 @@ static void test_restore_starts_the_new_qemu_beside_the_old_one(void **state)
 	rvm_kill_all();
 }
 
-static bool stopped_at_handover(void *arg)
-{
-	struct child *c = arg;
-
-	return strstr(c->errbuf, "test: stopped at restore-handover") != NULL || c->exited;
-}
-
 /* A restore killed (SIGKILL: no undo runs) once its pre-started QEMU has
  * loaded, before the switch, leaves that QEMU paused beside the running
  * one, which runs on.
@@ -645,13 +638,14 @@ static void test_a_restore_killed_in_its_pre_start_is_cleaned_up_by_the_next(voi
 	char *argv[] = { (char *)harness_qckpt(), "restore", vm->name, "here", NULL };
 	int old_life = vm->lives;
 	struct child ch;
+	struct child_said stopped = { &ch, "test: stopped at restore-handover" };
 	long orphan;
 	char *aside;
 
 	setenv("QCKPT_TEST_STOP_AT", "restore-handover", 1);
 	child_start(&ch, argv);
 	unsetenv("QCKPT_TEST_STOP_AT");
-	assert_int_equal(harness_run_until(stopped_at_handover, &ch, WAIT_MS), 0);
+	assert_int_equal(harness_run_until(child_said, &stopped, WAIT_MS), 0);
 	assert_false(ch.exited);
 	uv_process_kill(&ch.proc, SIGKILL);
 	assert_int_equal(harness_run_until(child_done, &ch, WAIT_MS), 0);

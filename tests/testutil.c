@@ -328,3 +328,10 @@ char *tls_make_certs(const char *test)
 	run_free(&r);
 	return dir;
 }
+
+bool child_said(void *arg)
+{
+	struct child_said *s = arg;
+
+	return strstr(s->c->errbuf, s->text) != NULL || s->c->exited;
+}

@@ -56,6 +56,14 @@ void child_start(struct child *c, char **argv);
 void child_start_own_group(struct child *c, char **argv);
 bool child_done(void *arg);
 
+/* For harness_run_until: the child C printed TEXT on stderr, or exited
+ * (a test that waits for a line checks c->exited after). */
+struct child_said {
+	struct child *c;
+	const char *text;
+};
+bool child_said(void *arg);
+
 /* --as-job: the command R (which must have exited 0) printed its job's id:
  * copied into ID (LEN bytes). */
 void job_started(const struct run *r, char *id, size_t len);
