@@ -198,8 +198,13 @@ long wait_tick(struct rvm *vm, int life, unsigned timeout_ms)
 /* Whether life LIFE printed a line containing TEXT (so far). */
 bool life_printed(struct rvm *vm, int life, const char *text)
 {
+	return life_printed_since(vm, life, 0, text);
+}
+
+bool life_printed_since(struct rvm *vm, int life, size_t from, const char *text)
+{
 	uv_run(harness_loop(), UV_RUN_NOWAIT);
-	for (size_t i = 0; i < vm->nlines; i++)
+	for (size_t i = from; i < vm->nlines; i++)
 		if (vm->life_of[i] == life && strstr(vm->lines[i], text) != NULL)
 			return true;
 	return false;

@@ -76,6 +76,8 @@ struct rvm *rvm_start(const char *base, unsigned ndisks, unsigned mem_mib);
 long wait_tick(struct rvm *vm, int life, unsigned timeout_ms);
 /* Whether life LIFE printed a line containing TEXT (so far). */
 bool life_printed(struct rvm *vm, int life, const char *text);
+/* The same, among the VM's lines from index FROM on (vm->nlines then). */
+bool life_printed_since(struct rvm *vm, int life, size_t from, const char *text);
 /* The VM's vm.json (new reference; fails the test if there is none). */
 json_t *vm_json(struct rvm *vm);
 /* The pid of the VM's QEMU now (vm.json's launch), or -1 if it is gone. */

@@ -855,6 +855,24 @@ static char *stopping_qckpt_on_h1(void)
 	return pidfile;
 }
 
+/* vm.json's Disks AFTER an undone checkpoint say what BEFORE said; a VM
+ * never checkpointed has none before, and the undone checkpoint may leave
+ * each disk recorded on its original image, with nothing above it. */
+static void disks_as_before(json_t *before, json_t *after)
+{
+	size_t i;
+	json_t *d;
+
+	if (json_array_size(before) > 0) {
+		assert_true(json_equal(before, after));
+		return;
+	}
+	json_array_foreach(after, i, d) {
+		assert_string_equal(jstr(d, "ActiveImage"), jstr(d, "OriginalImage"));
+		assert_int_equal(json_array_size(json_object_get(d, "Chain")), 1);
+	}
+}
+
 /*
  * A terminal's Ctrl-C (SIGINT to the local qckpt's process group) while
  * h1's qckpt saves the guest's memory (paused mode: the guest stopped by
@@ -876,10 +894,14 @@ static void test_ctrl_c_reaches_h1s_qckpt_which_undoes_its_checkpoint(void **sta
 	long qemu = vm_pid(vm), remote, before, after;
 	json_t *st = vm_json(vm), *st_after;
 	char *names;
+	size_t from;
 	int tries;
 
 	before = fresh_tick(vm);
 	assert_true(before > 0);
+	/* the guest's lines from here on: this test may be the one that
+	 * booted it (h1_rvm), so only a boot after this would be wrong */
+	from = vm->nlines;
 	setenv("QCKPT_REMOTE_QCKPT", "qckpt-stops-at-save", 1);
 	child_start_own_group(&c, argv);
 	unsetenv("QCKPT_REMOTE_QCKPT");
@@ -914,13 +936,13 @@ static void test_ctrl_c_reaches_h1s_qckpt_which_undoes_its_checkpoint(void **sta
 	assert_int_equal(vm_pid(vm), qemu);
 	after = fresh_tick(vm);
 	assert_true(after > before);
-	assert_false(life_printed(vm, vm->lives, "qckpt-guest: boot"));
+	assert_false(life_printed_since(vm, vm->lives, from, "qckpt-guest: boot"));
 	/* nothing recorded: no checkpoint, vm.json as it was */
 	names = names_on("h1", vm->name);
 	assert_null(strstr(names, "|interrupted|"));
 	free(names);
 	st_after = vm_json(vm);
-	assert_true(json_equal(json_object_get(st, "Disks"), json_object_get(st_after, "Disks")));
+	disks_as_before(json_object_get(st, "Disks"), json_object_get(st_after, "Disks"));
 	json_decref(st_after);
 	json_decref(st);
 	unlink(pidfile);
