@@ -14,6 +14,7 @@
 #include "job.h"
 #include "job-impl.h"
 #include "log.h"
+#include "memsum.h"
 #include "ramfile.h"
 #include "util.h"
 
@@ -212,6 +213,7 @@ int job_catalog_rollback(struct job *job)
 static void work_record(uv_work_t *req)
 {
 	struct job *job = req->data;
+	char sum[MEMSUM_LEN];
 	struct stat st;
 
 	job->work_rc = 0;
@@ -223,6 +225,12 @@ static void work_record(uv_work_t *req)
 		job->memory_bytes = st.st_size;
 		json_object_set_new(json_object_get(job->record, "MemoryState"),
 				    "Bytes", json_integer(st.st_size));
+		/* read back from the page cache QEMU just wrote it to (by
+		 * path: QEMU's fdsets want memfd write-only) */
+		if ((job->work_rc = memsum_path(job->memory_path, sum)) < 0)
+			return;
+		json_object_set_new(json_object_get(job->record, "MemoryState"),
+				    "Checksum", json_string(sum));
 	}
 	/* ram-file: the reflink's metadata, kept out of the pause */
 	if (job->mode == MODE_RAM_FILE && job->ram_copy != NULL &&

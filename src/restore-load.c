@@ -38,7 +38,7 @@ static void load_enter(struct restore_load *load, enum load_state state);
 
 static const char *const load_state_names[] = {
 	[LOAD_ACCEPT] = "accept", [LOAD_PROBE] = "probe", [LOAD_SETUP] = "setup",
-	[LOAD_FD_DIRECT] = "fd-direct", [LOAD_INCOMING] = "incoming", [LOAD_HELD] = "held",
+	[LOAD_FD_DIRECT] = "fd-direct", [LOAD_READY] = "ready", [LOAD_INCOMING] = "incoming",
 	[LOAD_RESUME] = "resume",
 	[LOAD_SETTLE] = "settle", [LOAD_RECORD] = "record", [LOAD_DONE] = "done",
 };
@@ -329,17 +329,18 @@ static void enter_incoming(struct restore_load *load)
 	task_send(&load->task, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL);
 }
 
-/* Pre-started beside the old QEMU: loaded and paused, the guest goes on
- * only once the old one is stopped (restore_load_go). */
-static void enter_held(struct restore_load *load)
+/* Pre-started beside the old QEMU: everything set, the file handed over;
+ * the load starts only once the old QEMU is gone (restore_load_go), so
+ * that it fills the RAM the old one gave back (restore.c). */
+static void enter_ready(struct restore_load *load)
 {
 	load->task.awaiting++;
-	load->on_loaded(load);
+	load->on_ready(load);
 }
 
 void restore_load_go(struct restore_load *load)
 {
-	if (load->state == LOAD_HELD && !load->task.finished)
+	if (load->state == LOAD_READY && !load->task.finished)
 		task_arrived(&load->task);
 }
 
@@ -447,10 +448,9 @@ static enum load_state load_next(const struct restore_load *load)
 	case LOAD_ACCEPT:    return LOAD_PROBE;
 	case LOAD_PROBE:     return LOAD_SETUP;
 	case LOAD_SETUP:     return LOAD_FD_DIRECT;
-	case LOAD_FD_DIRECT: return LOAD_INCOMING;
-	case LOAD_INCOMING:  return load->on_loaded ? LOAD_HELD :
-				    load->guest_running ? LOAD_RESUME : LOAD_SETTLE;
-	case LOAD_HELD:      return load->guest_running ? LOAD_RESUME : LOAD_SETTLE;
+	case LOAD_FD_DIRECT: return load->on_ready ? LOAD_READY : LOAD_INCOMING;
+	case LOAD_READY:     return LOAD_INCOMING;
+	case LOAD_INCOMING:  return load->guest_running ? LOAD_RESUME : LOAD_SETTLE;
 	case LOAD_RESUME:    return LOAD_SETTLE;
 	case LOAD_SETTLE:    return LOAD_RECORD;
 	default:             return LOAD_DONE;
@@ -465,8 +465,8 @@ static void load_enter(struct restore_load *load, enum load_state state)
 	case LOAD_PROBE:     enter_probe(load); break;
 	case LOAD_SETUP:     enter_setup(load); break;
 	case LOAD_FD_DIRECT: enter_fd_direct(load); break;
+	case LOAD_READY:     enter_ready(load); break;
 	case LOAD_INCOMING:  enter_incoming(load); break;
-	case LOAD_HELD:      enter_held(load); break;
 	case LOAD_RESUME:    enter_resume(load); break;
 	case LOAD_SETTLE:    enter_settle(load); break;
 	case LOAD_RECORD:    enter_record(load); break;

@@ -2,22 +2,23 @@
  * restore.c: one VM's restore as a task (see restore.h for the states).
  * restore_step() reads top to bottom like the restore itself:
  *
- *   find the checkpoint and check its files -> its monitor: [probe the QEMU's
- *   migration abilities] -> new overlays on the frozen images (qcow2.c) ->
- *   vm.json: new active images + PendingRestore -> then, for a running VM
- *   whose command can run twice at once (cmdline_prestart_blocker), the
- *   pre-start: `qckpt run` the recorded command beside the old QEMU, its
- *   QMP socket aside -> its load, up to loaded and paused -> stop the old
- *   guest -> cont the new one, vm.json -> quit the old QEMU and rename the
- *   new socket onto the VM's once the old one has unlinked its own;
- *   otherwise (or when the pre-start fails): [quit the old QEMU and wait
- *   for its process] -> `qckpt run` the recorded command, detached, with
- *   the restore monitor -> the load (restore-load.c).
+ *   find the checkpoint and check its files (the memory state's checksum
+ *   read in the thread pool meanwhile, memsum.h) -> its monitor: [probe the
+ *   QEMU's migration abilities] -> new overlays on the frozen images
+ *   (qcow2.c) -> vm.json: new active images + PendingRestore -> then, for a
+ *   running VM whose command can run twice at once
+ *   (cmdline_prestart_blocker), the pre-start: `qckpt run` the recorded
+ *   command beside the old QEMU, its QMP socket aside -> its load set up,
+ *   up to migrate-incoming -> [the checksum] -> quit the old QEMU, wait for
+ *   its process, rename the new socket onto the VM's -> the load, cont,
+ *   vm.json; otherwise (or when the pre-start fails): [the checksum] ->
+ *   [quit the old QEMU and wait for its process] -> `qckpt run` the
+ *   recorded command, detached, with the restore monitor -> the load
+ *   (restore-load.c).
  *
- * The pre-start takes QEMU's own start (firmware, ROMs, the kernel
- * loaded: 200-350 ms under TCG) and the memory load out of the time the
- * guest is stopped, and the old QEMU's exit (the kernel freeing its RAM)
- * out of the command's time; the price is both QEMUs' RAM at once.
+ * The pre-start takes QEMU's own start (30-300 ms under TCG) out of the
+ * command's time; the load waits for the old QEMU's exit, so that it fills
+ * RAM the kernel has just been given back (see enter_handover).
  *
  * Non-destructive: the current branch's overlays are kept, the frozen
  * images are only ever backing files.  Until the old QEMU is quit, a
@@ -42,6 +43,7 @@
 #include "chain.h"
 #include "cmdline.h"
 #include "log.h"
+#include "memsum.h"
 #include "migrate.h"
 #include "qcow2.h"
 #include "ramfile.h"
@@ -65,10 +67,9 @@ static const struct {
 	[RESTORE_OVERLAYS] = { "overlays", "preparing" },
 	[RESTORE_COMMIT] = { "commit", "preparing" },
 	[RESTORE_PRESTART] = { "prestart", "starting QEMU" },
-	[RESTORE_PRELOAD] = { "preload", "loading memory" },
+	[RESTORE_PRELOAD] = { "preload", "starting QEMU" },
 	[RESTORE_HANDOVER] = { "handover", "stopping" },
-	[RESTORE_SWITCH] = { "switch", "stopping" },
-	[RESTORE_RETIRE] = { "retire", "stopping" },
+	[RESTORE_SWITCH] = { "switch", "loading memory" },
 	[RESTORE_QUIT] = { "quit", "stopping" },
 	[RESTORE_LAUNCH] = { "launch", "starting QEMU" },
 	[RESTORE_LOAD] = { "load", "loading memory" },
@@ -1179,7 +1180,7 @@ static void on_prestarted_exit(uv_process_t *proc, int64_t status, int signum)
 	}
 }
 
-static void on_preload_loaded(struct restore_load *load)
+static void on_preload_ready(struct restore_load *load)
 {
 	struct restore *r = load->data;
 
@@ -1189,15 +1190,14 @@ static void on_preload_loaded(struct restore_load *load)
 	}
 }
 
-/* Until the new guest runs a failed load is the pre-start's failure (a
- * cont refused for an image lock the old QEMU holds among them): the
- * restore goes on one after the other.  After that it is the restore's. */
+/* Until the old QEMU is told to quit, a failed load is the pre-start's
+ * failure: the restore goes on one after the other.  After that it is
+ * the restore's (pending: `qckpt restore` again completes it). */
 static void on_preload_done(struct restore_load *load)
 {
 	struct restore *r = load->data;
 
-	if (load->task.error_status != 0 && r->state == RESTORE_SWITCH &&
-	    (load->resumed || !load->guest_running)) {
+	if (load->task.error_status != 0 && r->past_quit) {
 		fail(r, load->task.error_status, "%s", load->task.error);
 	} else if (load->task.error_status != 0) {
 		if (!r->fallback)
@@ -1233,7 +1233,7 @@ static void enter_prestart(struct restore *r)
 	r->presock = xasprintf("%s/monitor", r->presockdir);
 	r->preload.data = r;
 	r->preload.progress = &r->progress;
-	r->preload.on_loaded = on_preload_loaded;
+	r->preload.on_ready = on_preload_ready;
 	r->preload_used = 1;
 	rc = restore_load_listen(&r->preload, r->loop, r->presock);
 	if (rc == 0)
@@ -1255,38 +1255,10 @@ static void enter_prestart(struct restore *r)
 
 static void enter_preload(struct restore *r)
 {
-	if (r->fallback || r->preload.task.finished || r->preload.state == LOAD_HELD)
+	if (r->fallback || r->preload.task.finished || r->preload.state == LOAD_READY)
 		return;
 	r->preload_awaited = 1;
 	r->task.awaiting++;
-}
-
-/* A switch that fails puts the old guest back as it was. */
-static void undo_stop(struct task *task, void *arg)
-{
-	struct restore *r = arg;
-
-	if (!r->old_closed)
-		task_send_ex(task, "cont", NULL, -1, NULL, 1);
-}
-
-/* The new guest must not run while the old one still does (their disks
- * are apart, but not what the guest says to the world). */
-static void enter_handover(struct restore *r)
-{
-	const char *st = json_string_value(json_object_get(r->old_status, "status"));
-
-	if (r->fallback || st == NULL || strcmp(st, "running") != 0)
-		return;
-	task_on_undo(&r->task, undo_stop, r);
-	task_send(&r->task, "stop", NULL, NULL);
-}
-
-static void enter_switch(struct restore *r)
-{
-	r->preload_awaited = 1;
-	r->task.awaiting++;
-	restore_load_go(&r->preload);
 }
 
 /* The old QEMU has let go of the VM's QMP socket path: the new QEMU's
@@ -1304,12 +1276,6 @@ static void move_monitor(struct restore *r)
 	if (r->monwatch_open) {
 		uv_close((uv_handle_t *)&r->monwatch, NULL);
 		r->monwatch_open = 0;
-	}
-	if (r->pidpoll_open) {
-		uv_close((uv_handle_t *)&r->pidpoll, NULL);
-		close(r->pidfd);
-		r->pidfd = -1;
-		r->pidpoll_open = 0;
 	}
 	task_arrived(&r->task);
 }
@@ -1336,22 +1302,37 @@ static void on_old_gone(uv_poll_t *poll, int status, int events)
 {
 	struct restore *r = poll->data;
 
+	uv_close((uv_handle_t *)poll, NULL);
+	r->pidpoll_open = 0;
+	close(r->pidfd);
+	r->pidfd = -1;
+	verbose_vm(r->spec.vm, "the old QEMU (pid %ld) exited (+%llu ms)", r->pid,
+		   (unsigned long long)(mono_ms() - r->start_ms));
 	trace(r, "old QEMU (pid %ld) exited", r->pid);
 	move_monitor(r);
+	task_arrived(&r->task);
 }
 
 /*
- * Quit the old QEMU; the socket moves once the old QEMU has unlinked its
- * own (its chardev cleanup, before the kernel frees its RAM) or has
- * exited, whichever comes first.  A QEMU that bound elsewhere (itself
- * pre-started) never unlinks the real path: it moves at once.
+ * The handover: quit the old QEMU and wait for its process to end, so
+ * that the kernel has its RAM back before the new QEMU loads into fresh
+ * RAM.  Loading beside the running QEMU instead took 3-5x as long on this
+ * project's machines (a VM whose host hands back free memory: a page not
+ * touched for a while costs a fault in the host too), and the old guest
+ * kept one of the two CPUs.  The socket moves once the old QEMU has
+ * unlinked its own (its chardev cleanup, before the kernel frees its RAM)
+ * or has exited, whichever comes first.  A QEMU that bound elsewhere
+ * (itself pre-started) never unlinks the real path: it moves at once.
+ * From the quit on there is no way back: the restore is pending.
  */
-static void enter_retire(struct restore *r)
+static void enter_handover(struct restore *r)
 {
 	char *dir = dir_name(r->mon_real);
 	int bound_here = strcmp(r->old_bound, r->mon_real) == 0;
 	int watch = bound_here && r->mon_ino != 0 && !old_socket_gone(r);
 
+	task_forget_undo(&r->task);
+	r->past_quit = 1;
 	r->task.awaiting++; /* move_monitor */
 	r->pidfd = (int)syscall(SYS_pidfd_open, (pid_t)r->pid, 0);
 	if (r->pidfd >= 0) {
@@ -1359,6 +1340,7 @@ static void enter_retire(struct restore *r)
 		r->pidpoll.data = r;
 		r->pidpoll_open = 1;
 		uv_poll_start(&r->pidpoll, UV_READABLE, on_old_gone);
+		r->task.awaiting++;
 	}
 	if (watch && uv_fs_event_init(r->loop, &r->monwatch) == 0) {
 		r->monwatch.data = r;
@@ -1367,14 +1349,20 @@ static void enter_retire(struct restore *r)
 			watch = 0;
 	}
 	free(dir);
-	if (!r->old_closed) {
-		verbose_vm(r->spec.vm, "quitting the old QEMU (pid %ld)", r->pid);
-		task_send_ex(&r->task, "quit", NULL, -1, NULL, 1);
-	}
+	verbose_vm(r->spec.vm, "quitting the old QEMU (pid %ld)", r->pid);
+	task_send_ex(&r->task, "quit", NULL, -1, NULL, 1);
 	/* it unlinks nothing of the new one's, or is gone; otherwise (the
 	 * path holds another file) only its exit makes the path safe */
 	if (!bound_here || r->pidfd < 0)
 		move_monitor(r);
+}
+
+/* The old QEMU is gone: the new one loads, and the guest goes on. */
+static void enter_switch(struct restore *r)
+{
+	r->preload_awaited = 1;
+	r->task.awaiting++;
+	restore_load_go(&r->preload);
 }
 
 /* The pre-start failed and its QEMU is gone: one after the other. */
@@ -1387,6 +1375,72 @@ static void prestart_fall_back(struct restore *r)
 	if (r->prestarted)
 		unlink(r->mon_aside);
 	r->prestart = 0;
+}
+
+/* ---- the memory state's checksum ----------------------------------------- */
+
+static void work_sum(uv_work_t *req)
+{
+	struct restore *r = req->data;
+
+	r->sum_rc = memsum_path(json_string_value(json_object_get(r->memory, "Path")), r->sum_got);
+}
+
+static void after_sum(uv_work_t *req, int status)
+{
+	struct restore *r = req->data;
+	const char *path = json_string_value(json_object_get(r->memory, "Path"));
+	const char *want = json_string_value(json_object_get(r->memory, "Checksum"));
+
+	r->sum_running = 0;
+	if (r->finished)
+		return;
+	trace(r, "memory state checksum %s", r->sum_rc == 0 ? r->sum_got : strerror(-r->sum_rc));
+	if (status < 0 || r->sum_rc < 0)
+		fail(r, status < 0 ? status : r->sum_rc, "cannot read the memory state %s to check it: %s; nothing changed",
+		     path, status < 0 ? uv_strerror(status) : strerror(-r->sum_rc));
+	else if (strcmp(r->sum_got, want) != 0)
+		fail(r, -EINVAL, "the memory state %s does not match the checksum recorded when the checkpoint was taken (%s, now %s): it was changed or damaged since; nothing changed (restore another checkpoint)",
+		     path, want, r->sum_got);
+	if (r->sum_awaited) {
+		r->sum_awaited = 0;
+		task_arrived(&r->task);
+	}
+}
+
+/* From the start, beside everything up to the point of no return: QEMU's
+ * start takes 30-300 ms, a 1 GiB guest's state 30-200 ms to read. */
+static void start_sum(struct restore *r)
+{
+	const char *want = json_string_value(json_object_get(r->memory, "Checksum"));
+
+	if (r->memory == NULL || json_object_get(r->memory, "Path") == NULL)
+		return;
+	if (want == NULL) {
+		verbose_vm(r->spec.vm, "the checkpoint recorded no checksum of its memory state (an older qckpt took it): a damaged file is found only by QEMU's load, after the old QEMU quit");
+		return;
+	}
+	if (!memsum_known(want)) {
+		warn_vm(r->spec.vm, "the memory state's checksum %s is of a kind this qckpt does not know: not checked", want);
+		return;
+	}
+	r->sum_work.data = r;
+	if (uv_queue_work(r->loop, &r->sum_work, work_sum, after_sum) == 0)
+		r->sum_running = 1;
+}
+
+/* Whether the step must wait for the checksum before NEXT: the old QEMU
+ * is quit there (or, for a VM not running, vm.json is committed). */
+static int await_sum(struct restore *r, enum restore_state next)
+{
+	if (!r->sum_running)
+		return 0;
+	if (next != RESTORE_HANDOVER && next != RESTORE_QUIT && (next != RESTORE_COMMIT || r->running))
+		return 0;
+	trace(r, "waiting for the memory state's checksum");
+	r->sum_awaited = 1;
+	r->task.awaiting++;
+	return 1;
 }
 
 /* ---- the machine ---------------------------------------------------------- */
@@ -1402,9 +1456,8 @@ static enum restore_state restore_next(const struct restore *r)
 				      r->prestart ? RESTORE_PRESTART : RESTORE_QUIT;
 	case RESTORE_PRESTART: return r->fallback ? RESTORE_QUIT : RESTORE_PRELOAD;
 	case RESTORE_PRELOAD:  return r->fallback ? RESTORE_QUIT : RESTORE_HANDOVER;
-	case RESTORE_HANDOVER: return r->fallback ? RESTORE_QUIT : RESTORE_SWITCH;
-	case RESTORE_SWITCH:   return r->fallback ? RESTORE_QUIT : RESTORE_RETIRE;
-	case RESTORE_RETIRE:   return RESTORE_DONE;
+	case RESTORE_HANDOVER: return RESTORE_SWITCH;
+	case RESTORE_SWITCH:   return RESTORE_DONE;
 	case RESTORE_QUIT:     return r->spec.no_relaunch ? RESTORE_DONE : RESTORE_LAUNCH;
 	case RESTORE_LAUNCH:   return r->memory ? RESTORE_LOAD : RESTORE_DONE;
 	default:               return RESTORE_DONE;
@@ -1431,7 +1484,6 @@ static void restore_enter(struct restore *r, enum restore_state state)
 	case RESTORE_PRELOAD:  enter_preload(r); break;
 	case RESTORE_HANDOVER: enter_handover(r); break;
 	case RESTORE_SWITCH:   enter_switch(r); break;
-	case RESTORE_RETIRE:   enter_retire(r); break;
 	case RESTORE_QUIT:     enter_quit(r); break;
 	case RESTORE_LAUNCH:   enter_launch(r); break;
 	case RESTORE_LOAD:     enter_load(r); break;
@@ -1452,9 +1504,9 @@ static void restore_step(struct task *task)
 			   json_string_value(json_object_get(json_array_get(r->old_jobs, 0), "device")) ?: "?");
 		r->prestart = 0;
 	}
-	if (r->state == RESTORE_QUIT || (r->state == RESTORE_COMMIT && !r->running) ||
-	    (r->state == RESTORE_SWITCH && task->error_status == 0 && !r->fallback)) {
-		/* the old QEMU is gone, or the new guest runs: no way back */
+	if (r->state == RESTORE_QUIT || r->state == RESTORE_HANDOVER ||
+	    (r->state == RESTORE_COMMIT && !r->running)) {
+		/* the old QEMU is gone: no way back */
 		task_forget_undo(task);
 		if (task->error_status == 0)
 			drop_old_ram(r);
@@ -1491,6 +1543,8 @@ static void restore_step(struct task *task)
 	}
 	if (r->fallback && r->prestart)
 		prestart_fall_back(r);
+	if (await_sum(r, restore_next(r)))
+		return;
 	restore_enter(r, restore_next(r));
 }
 
@@ -1510,7 +1564,7 @@ static void restore_disconnect(struct task *task)
 		}
 		return;
 	}
-	if (r->state == RESTORE_SWITCH || r->state == RESTORE_RETIRE) {
+	if (r->state == RESTORE_HANDOVER || r->state == RESTORE_SWITCH) {
 		trace(r, "old QEMU closed its monitor");
 		r->old_closed = 1;
 		return;
@@ -1592,6 +1646,7 @@ void restore_start(struct restore *r, uv_loop_t *loop,
 		task_finish(&r->task);
 		return;
 	}
+	start_sum(r);
 	restore_step(&r->task);
 }
 

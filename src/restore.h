@@ -23,6 +23,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "memsum.h"
 #include "task.h"
 #include "vmconn.h"
 
@@ -46,8 +47,8 @@ enum load_state {
 	LOAD_PROBE,    /* capabilities, parameters, run state */
 	LOAD_SETUP,    /* migrate-set-capabilities/-parameters, the fd */
 	LOAD_FD_DIRECT, /* the O_DIRECT twin in the same fdset (direct-io) */
+	LOAD_READY,    /* pre-started: all set, until restore_load_go */
 	LOAD_INCOMING, /* migrate-incoming, until MIGRATION completed */
-	LOAD_HELD,     /* pre-started: loaded, until restore_load_go */
 	LOAD_RESUME,   /* cont (running checkpoints), until RESUME */
 	LOAD_SETTLE,   /* capabilities and direct-io off again */
 	LOAD_RECORD,   /* vm.json: PendingRestore removed, CurrentCheckpointId */
@@ -83,9 +84,9 @@ struct restore_load {
 	int work_rc;
 	uv_work_t work;
 	void (*on_done)(struct restore_load *load);
-	/* Set before restore_load_start to stop once the memory is loaded
-	 * (the guest paused): on_loaded, then nothing until restore_load_go. */
-	void (*on_loaded)(struct restore_load *load);
+	/* Set before restore_load_start to stop before migrate-incoming,
+	 * everything else set: on_ready, then nothing until restore_load_go. */
+	void (*on_ready)(struct restore_load *load);
 };
 
 /* Listen on SOCK_PATH (a unix socket QEMU will connect to) before QEMU
@@ -99,7 +100,8 @@ int restore_load_adopt(struct restore_load *load, uv_loop_t *loop, int fd,
 void restore_load_start(struct restore_load *load, const char *vm,
 			const char *catalog_root, json_t *pending,
 			uint64_t start_ns, void (*on_done)(struct restore_load *));
-/* Go on from LOAD_HELD: cont (a running checkpoint), settle, record. */
+/* Go on from LOAD_READY: the load, cont (a running checkpoint), settle,
+ * record. */
 void restore_load_go(struct restore_load *load);
 /* QEMU is gone (its process exited): fail unless already loaded. */
 void restore_load_qemu_exited(struct restore_load *load);
@@ -127,10 +129,10 @@ enum restore_state {
 	RESTORE_COMMIT,   /* vm.json: new overlays, PendingRestore */
 	/* the pre-start: the new QEMU beside the old one */
 	RESTORE_PRESTART, /* qckpt run, detached, its QMP socket aside */
-	RESTORE_PRELOAD,  /* its load (r->preload), until loaded and paused */
-	RESTORE_HANDOVER, /* stop the old guest */
-	RESTORE_SWITCH,   /* the new one goes on: cont, vm.json */
-	RESTORE_RETIRE,   /* quit the old QEMU; its QMP socket to the new */
+	RESTORE_PRELOAD,  /* its load (r->preload), until ready to load */
+	RESTORE_HANDOVER, /* quit the old QEMU, until its process exits;
+			   * its QMP socket to the new one */
+	RESTORE_SWITCH,   /* the new one loads and goes on: cont, vm.json */
 	/* one after the other (or the pre-start failed) */
 	RESTORE_QUIT,     /* quit the old QEMU, until its process exits */
 	RESTORE_LAUNCH,   /* qckpt run, detached, QEMU connects back */
@@ -175,6 +177,12 @@ struct restore {
 	 * reflink the new QEMU runs on, the file the old one ran on */
 	char *ram_frozen, *ram_clone, *ram_old, *ram_dir;
 	int ram_cloned;
+
+	/* The memory state's checksum (memsum.h), read in the thread pool
+	 * from the start, awaited before the old QEMU is let go. */
+	uv_work_t sum_work;
+	int sum_running, sum_awaited, sum_rc;
+	char sum_got[MEMSUM_LEN];
 
 	int pidfd;
 	uv_poll_t pidpoll;

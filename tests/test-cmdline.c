@@ -1,8 +1,8 @@
 /*
  * test-cmdline.c: unit tests of src/cmdline.c (reading and rewriting QEMU
  * command lines as QEMU reads them), src/chain.c (qcow2 headers, chains
- * in vm.json against the files) and src/qcow2.c (new overlays, held
- * against qemu-img's own).  No QEMU needed: qcow2 headers are written by
+ * in vm.json against the files), src/qcow2.c (new overlays, held
+ * against qemu-img's own) and src/memsum.c (memory-state checksums).  No QEMU needed: qcow2 headers are written by
  * hand, and qemu-img reads what qcow2.c writes.
  */
 #include <setjmp.h>
@@ -22,6 +22,7 @@
 
 #include "chain.h"
 #include "cmdline.h"
+#include "memsum.h"
 #include "qcow2.h"
 #include "testutil.h"
 #include "util.h"
@@ -791,6 +792,77 @@ static void test_the_vm_monitor_moves_to_a_name_beside_it(void **state)
 	cmdline_free(&c);
 }
 
+/* Write LEN bytes of BYTE at OFF into PATH (created sparse, SIZE long). */
+static void put(const char *path, off_t size, off_t off, size_t len, int byte)
+{
+	int fd = open(path, O_WRONLY | O_CREAT, 0600);
+	char *buf = xcalloc(1, len ? len : 1);
+
+	assert_true(fd >= 0);
+	memset(buf, byte, len);
+	assert_int_equal(ftruncate(fd, size), 0);
+	assert_int_equal(pwrite(fd, buf, len, off), (ssize_t)len);
+	close(fd);
+	free(buf);
+}
+
+static void sum_of(const char *path, char out[MEMSUM_LEN])
+{
+	assert_int_equal(memsum_path(path, out), 0);
+	assert_true(memsum_known(out));
+}
+
+/* Holes and written zeros hash alike (a copy that filled the holes keeps
+ * its checksum); a changed byte, a moved block or another length does not. */
+static void test_memory_checksum_sees_changes_not_holes(void **state)
+{
+	char *a = xasprintf("%s/mem-a", tmpdir), *b = xasprintf("%s/mem-b", tmpdir);
+	char sa[MEMSUM_LEN], sb[MEMSUM_LEN];
+	off_t size = 64 << 20;
+
+	/* A: sparse, data in three places, one straddling a block edge */
+	unlink(a);
+	put(a, size, 4096, 1000, 'x');
+	put(a, size, (8 << 20) - 10, 20, 'y');
+	put(a, size, size - 5, 5, 'z');
+	sum_of(a, sa);
+	/* B: the same bytes, every hole written as zeros */
+	unlink(b);
+	put(b, size, 0, (size_t)size, 0);
+	put(b, size, 4096, 1000, 'x');
+	put(b, size, (8 << 20) - 10, 20, 'y');
+	put(b, size, size - 5, 5, 'z');
+	sum_of(b, sb);
+	assert_string_equal(sa, sb);
+	/* one byte changed in the middle of a large file */
+	put(b, size, 32 << 20, 1, 1);
+	sum_of(b, sb);
+	assert_string_not_equal(sa, sb);
+	put(b, size, 32 << 20, 1, 0);
+	sum_of(b, sb);
+	assert_string_equal(sa, sb);
+	/* the same data one block further on */
+	unlink(b);
+	put(b, size, 4096 + 65536, 1000, 'x');
+	put(b, size, (8 << 20) - 10, 20, 'y');
+	put(b, size, size - 5, 5, 'z');
+	sum_of(b, sb);
+	assert_string_not_equal(sa, sb);
+	/* a file one hole longer */
+	unlink(b);
+	put(b, size + 4096, 4096, 1000, 'x');
+	put(b, size + 4096, (8 << 20) - 10, 20, 'y');
+	put(b, size + 4096, size - 5, 5, 'z');
+	sum_of(b, sb);
+	assert_string_not_equal(sa, sb);
+	assert_false(memsum_known("xxh3-64:12"));
+	assert_int_equal(memsum_path("/nonexistent/qckpt-mem", sa), -ENOENT);
+	unlink(a);
+	unlink(b);
+	free(a);
+	free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -815,6 +887,7 @@ int main(void)
 		cmocka_unit_test(test_launch_is_not_running_once_its_process_is_a_zombie),
 		cmocka_unit_test(test_what_cannot_run_in_two_qemus_at_once_is_found),
 		cmocka_unit_test(test_the_vm_monitor_moves_to_a_name_beside_it),
+		cmocka_unit_test(test_memory_checksum_sees_changes_not_holes),
 	};
 	int rc;
 

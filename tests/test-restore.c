@@ -64,16 +64,12 @@ static struct run restore(struct rvm *vm, const char *what, const char *opt)
 /* --progress=json on stderr: the restore's phases in their order, ending
  * in done (qckpt(1) PROGRESS); loaded bytes never more than the total.
  * The new QEMU starts after the old one stopped, or (the pre-start)
- * before. */
+ * before, but loads only after it in both. */
 static void check_restore_progress(const char *vm, const char *err)
 {
-	static const char *const sequential[] = {
-		"checking", "preparing", "stopping", "starting QEMU", "loading memory", "done",
+	static const char *const order[] = {
+		"checking", "preparing", "stopping", "starting QEMU", "stopping", "loading memory", "done",
 	};
-	static const char *const prestarted[] = {
-		"checking", "preparing", "starting QEMU", "loading memory", "stopping", "done",
-	};
-	const char *const *order = strstr(err, "starts beside the old one") ? prestarted : sequential;
 	size_t next = 0;
 	const char *last = NULL;
 
@@ -83,9 +79,9 @@ static void check_restore_progress(const char *vm, const char *err)
 	for (; (o = progress_next(&p, vm)) != NULL; json_decref(o)) {
 		const char *phase = jstr(o, "Phase");
 
-		while (next < 6 && strcmp(order[next], phase) != 0)
+		while (next < 7 && strcmp(order[next], phase) != 0)
 			next++;
-		if (next == 6)
+		if (next == 7)
 			fail_msg("restore phase '%s' out of order: %s", phase, err);
 		last = order[next];
 	}
@@ -316,16 +312,47 @@ static void test_no_relaunch_then_run_picks_up_the_restore(void **state)
 	rvm_kill_all();
 }
 
-/* Checked before anything is touched: the VM runs on, vm.json unchanged. */
-static void test_restore_refuses_a_truncated_memory_file_or_a_missing_image(void **state)
+/* Change the byte in the middle of PATH, a file of BYTES bytes (a hole
+ * there becomes data: a change all the same). */
+static void damage(const char *path, long long bytes)
+{
+	int fd = open(path, O_RDWR);
+	unsigned char c;
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &c, 1, bytes / 2), 1);
+	c ^= 0x55;
+	assert_int_equal(pwrite(fd, &c, 1, bytes / 2), 1);
+	close(fd);
+}
+
+/* Checked before the old QEMU is let go: the VM runs on, vm.json
+ * unchanged.  One changed byte is found by the checksum recorded with the
+ * checkpoint (QEMU's load would take a changed RAM page as it is). */
+static void test_restore_refuses_a_damaged_or_truncated_memory_file_or_a_missing_image(void **state)
 {
 	struct rvm *vm = rvm_start("refuse", 1, 128);
 	json_t *a = checkpoint_ok(vm->name, save_mode(), "cut", NULL);
 	json_t *b = checkpoint_ok(vm->name, save_mode(), "gone", NULL);
+	json_t *c = checkpoint_ok(vm->name, save_mode(), "flip", NULL);
 	const char *mem = jstr(json_object_get(a, "MemoryState"), "Path");
+	const char *cmem = jstr(json_object_get(c, "MemoryState"), "Path");
 	long pid = vm_pid(vm);
 	char *before = fmt("%s/%s/vm.json", catalog_dir, vm->name), *text = read_file(before), *after;
 	struct run r;
+
+	assert_true(strncmp(jstr(json_object_get(c, "MemoryState"), "Checksum"), "xxh3-64:", 8) == 0);
+	damage(cmem, json_integer_value(json_object_get(json_object_get(c, "MemoryState"), "Bytes")));
+	r = restore(vm, "flip", NULL);
+	assert_int_equal(r.status, 1);
+	if (strstr(r.err, "does not match the checksum") == NULL || strstr(r.err, cmem) == NULL)
+		fail_msg("want the checksum's refusal naming %s: %s", cmem, r.err);
+	run_free(&r);
+	/* vm.json is the catalog's before: C is still where the VM grows from */
+	after = read_file(before);
+	assert_string_equal(after, text);
+	free(after);
+	assert_int_equal(vm_pid(vm), pid);
 
 	assert_int_equal(truncate(mem, json_integer_value(json_object_get(json_object_get(a, "MemoryState"), "Bytes")) / 2), 0);
 	r = restore(vm, "cut", NULL);
@@ -357,6 +384,7 @@ static void test_restore_refuses_a_truncated_memory_file_or_a_missing_image(void
 	free(after);
 	json_decref(a);
 	json_decref(b);
+	json_decref(c);
 	rvm_kill_all();
 }
 
@@ -626,9 +654,9 @@ static void test_restore_starts_the_new_qemu_beside_the_old_one(void **state)
 	rvm_kill_all();
 }
 
-/* A restore killed (SIGKILL: no undo runs) once its pre-started QEMU has
- * loaded, before the switch, leaves that QEMU paused beside the running
- * one, which runs on.
+/* A restore killed (SIGKILL: no undo runs) once its pre-started QEMU is
+ * ready to load, before the old one is quit, leaves that QEMU waiting
+ * beside the running one, which runs on.
  * The next restore of the VM ends it (and its socket beside the VM's),
  * restores, and the guest carries on from the checkpoint. */
 static void test_a_restore_killed_in_its_pre_start_is_cleaned_up_by_the_next(void **state)
@@ -797,7 +825,7 @@ int main(void)
 		T(test_paused_checkpoint_comes_back_paused),
 		T(test_disk_only_checkpoint_boots_fresh_on_its_disks),
 		T(test_no_relaunch_then_run_picks_up_the_restore),
-		T(test_restore_refuses_a_truncated_memory_file_or_a_missing_image),
+		T(test_restore_refuses_a_damaged_or_truncated_memory_file_or_a_missing_image),
 		T(test_qemu_dying_during_the_restore_leaves_it_pending_and_restorable),
 		T(test_three_vms_restored_in_one_command),
 		T(test_save_current_checkpoints_the_state_before),
