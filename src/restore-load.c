@@ -593,7 +593,7 @@ static void load_open_memory(struct restore_load *load)
 		return;
 	}
 	load->membytes = (long long)st.st_size;
-	load->cached = mostly_cached(load->memfd, &st);
+	load->cached = load->warmed || mostly_cached(load->memfd, &st);
 }
 
 void restore_load_start(struct restore_load *load, const char *vm,

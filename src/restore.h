@@ -72,6 +72,8 @@ struct restore_load {
 	json_t *caps, *params, *status, *fd_reply, *migration;
 	int use_fdset, mapped_ram, direct_io, fdset_id;
 	int cached;         /* the memory state was mostly in the page cache */
+	int warmed;         /* set before restore_load_start: it is being read
+			     * into the page cache (its checksum): no direct-io */
 	int memfd, memfd_direct;
 	int memfd_errno;    /* why memfd could not be opened */
 	long long membytes; /* its size */
@@ -181,7 +183,7 @@ struct restore {
 	/* The memory state's checksum (memsum.h), read in the thread pool
 	 * from the start, awaited before the old QEMU is let go. */
 	uv_work_t sum_work;
-	int sum_running, sum_awaited, sum_rc;
+	int sum_started, sum_running, sum_awaited, sum_rc;
 	char sum_got[MEMSUM_LEN];
 
 	int pidfd;
