@@ -1551,6 +1551,8 @@ void job_start(struct job *job, uv_loop_t *loop, job_done_cb on_done)
 
 void job_interrupt(struct job *job)
 {
+	int replies_due;
+
 	if (job->task.finished || job->interrupted)
 		return;
 	job->interrupted = 1;
@@ -1572,17 +1574,19 @@ void job_interrupt(struct job *job)
 	if (job->state != JOB_SAVE || !job->migrating)
 		return;
 	task_set_error(&job->task, -EINTR, "interrupted");
-	if (job->task.outstanding == 0) {
-		job_enter(job, JOB_UNDO);
-		return;
-	}
-	/* A reply is still due (the migrate itself, a stop): cancel the save
-	 * now rather than after it; the undo follows when the replies and
+	replies_due = job->task.outstanding > 0;
+	/* Cancel the save now rather than after it, here and not in the undo
+	 * (undo_migrate), so that it goes out first whatever the undo waits
+	 * for (under test, QCKPT_TEST_STOP_AT=undo stopped qckpt before the
+	 * undo's cancel, and the save ran to its end).  With a reply still due
+	 * (the migrate itself, a stop) the undo follows when the replies and
 	 * QEMU's MIGRATION cancelled event are in. */
 	if (!job->cancel_sent && job->mode != MODE_BACKGROUND && job_connected(job)) {
 		job->cancel_sent = 1;
 		task_send_ex(&job->task, "migrate_cancel", NULL, -1, NULL, 1);
 	}
+	if (!replies_due)
+		job_enter(job, JOB_UNDO);
 }
 
 void job_free(struct job *job)
