@@ -795,26 +795,34 @@ static void on_pid_exit(uv_poll_t *poll, int status, int events)
 	r->pidpoll_open = 0;
 	close(r->pidfd);
 	r->pidfd = -1;
-	verbose_vm(r->spec.vm, "QEMU (pid %ld) exited (+%llu ms)", r->pid,
+	verbose_vm(r->spec.vm, "the old QEMU (pid %ld) exited (+%llu ms)", r->pid,
 		   (unsigned long long)(mono_ms() - r->start_ms));
 	trace(r, "old QEMU (pid %ld) exited", r->pid);
 	task_arrived(&r->task);
+}
+
+/* The old QEMU's process, not its monitor (QEMU closes the monitor before
+ * it has let go of its files, its socket and its RAM): CB once it has
+ * exited, counted in the task's awaiting.  0, or -1 with errno (ESRCH:
+ * gone already). */
+static int watch_old_exit(struct restore *r, uv_poll_cb cb)
+{
+	r->pidfd = (int)syscall(SYS_pidfd_open, (pid_t)r->pid, 0);
+	if (r->pidfd < 0)
+		return -1;
+	uv_poll_init(r->loop, &r->pidpoll, r->pidfd);
+	r->pidpoll.data = r;
+	r->pidpoll_open = 1;
+	uv_poll_start(&r->pidpoll, UV_READABLE, cb);
+	r->task.awaiting++;
+	return 0;
 }
 
 static int relaunch(struct restore *r, int held);
 
 static void enter_quit(struct restore *r)
 {
-	/* The process, not the monitor: QEMU closes the monitor before it
-	 * has let go of its files and its socket. */
-	r->pidfd = (int)syscall(SYS_pidfd_open, (pid_t)r->pid, 0);
-	if (r->pidfd >= 0) {
-		uv_poll_init(r->loop, &r->pidpoll, r->pidfd);
-		r->pidpoll.data = r;
-		r->pidpoll_open = 1;
-		uv_poll_start(&r->pidpoll, UV_READABLE, on_pid_exit);
-		r->task.awaiting++;
-	} else if (errno != ESRCH) {
+	if (watch_old_exit(r, on_pid_exit) < 0 && errno != ESRCH) {
 		/* No pidfd (Linux < 5.3): the monitor closing is the best sign. */
 		r->quit_on_disconnect = 1;
 		r->task.awaiting++;
@@ -1330,19 +1338,13 @@ static void on_monitor_dir(uv_fs_event_t *handle, const char *filename, int even
 	}
 }
 
+/* The handover's exit watch: the socket moves too, if it has not yet. */
 static void on_old_gone(uv_poll_t *poll, int status, int events)
 {
 	struct restore *r = poll->data;
 
-	uv_close((uv_handle_t *)poll, NULL);
-	r->pidpoll_open = 0;
-	close(r->pidfd);
-	r->pidfd = -1;
-	verbose_vm(r->spec.vm, "the old QEMU (pid %ld) exited (+%llu ms)", r->pid,
-		   (unsigned long long)(mono_ms() - r->start_ms));
-	trace(r, "old QEMU (pid %ld) exited", r->pid);
 	move_monitor(r);
-	task_arrived(&r->task);
+	on_pid_exit(poll, status, events);
 }
 
 /*
@@ -1365,14 +1367,7 @@ static void enter_handover(struct restore *r)
 	task_forget_undo(&r->task);
 	r->past_quit = 1;
 	r->task.awaiting++; /* move_monitor */
-	r->pidfd = (int)syscall(SYS_pidfd_open, (pid_t)r->pid, 0);
-	if (r->pidfd >= 0) {
-		uv_poll_init(r->loop, &r->pidpoll, r->pidfd);
-		r->pidpoll.data = r;
-		r->pidpoll_open = 1;
-		uv_poll_start(&r->pidpoll, UV_READABLE, on_old_gone);
-		r->task.awaiting++;
-	}
+	watch_old_exit(r, on_old_gone);
 	if (watch && uv_fs_event_init(r->loop, &r->monwatch) == 0) {
 		r->monwatch.data = r;
 		r->monwatch_open = 1;
