@@ -38,6 +38,7 @@ enum {
 	OPT_SAVE_CURRENT,
 	OPT_FROM,
 	OPT_RAM_FILE,
+	OPT_VERIFY,
 };
 
 struct restore_cmd {
@@ -48,7 +49,7 @@ struct restore_cmd {
 	const char *ram_dir;  /* --ram-file=DIR: its running RAM file there */
 	int ram_file;
 	char *imported_id;
-	int no_relaunch, save_current;
+	int no_relaunch, save_current, verify;
 
 	struct restore **restores;
 	struct job **saves;  /* --save-current: one checkpoint job per VM */
@@ -201,6 +202,7 @@ static struct restore *make_restore(struct restore_cmd *c, const struct registry
 	r->spec.checkpoint = xstrdup(c->checkpoint);
 	r->spec.registry_path = cmd_registry_path ? xstrdup(cmd_registry_path) : NULL;
 	r->spec.no_relaunch = c->no_relaunch;
+	r->spec.verify = c->verify;
 	return r;
 }
 
@@ -235,6 +237,7 @@ static int parse_options(struct restore_cmd *c, int argc, char **argv)
 		{ "save-current", no_argument, NULL, OPT_SAVE_CURRENT },
 		{ "from", required_argument, NULL, OPT_FROM },
 		{ "ram-file", optional_argument, NULL, OPT_RAM_FILE },
+		{ "verify", no_argument, NULL, OPT_VERIFY },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt;
@@ -248,6 +251,7 @@ static int parse_options(struct restore_cmd *c, int argc, char **argv)
 		case OPT_SAVE_CURRENT: c->save_current = 1; break;
 		case OPT_FROM: c->from = optarg; break;
 		case OPT_RAM_FILE: c->ram_file = 1; c->ram_dir = optarg; break;
+		case OPT_VERIFY: c->verify = 1; break;
 		default:
 			return -1;
 		}

@@ -227,10 +227,12 @@ static void work_record(uv_work_t *req)
 				    "Bytes", json_integer(st.st_size));
 		/* read back from the page cache QEMU just wrote it to (by
 		 * path: QEMU's fdsets want memfd write-only) */
-		if ((job->work_rc = memsum_path(job->memory_path, sum)) < 0)
+		if ((job->work_rc = memsum_path(job->memory_path, sum, &st)) < 0)
 			return;
 		json_object_set_new(json_object_get(job->record, "MemoryState"),
 				    "Checksum", json_string(sum));
+		json_object_set_new(json_object_get(job->record, "MemoryState"),
+				    "ChecksumStamp", memsum_stamp(&st));
 	}
 	/* ram-file: the reflink's metadata, kept out of the pause */
 	if (job->mode == MODE_RAM_FILE && job->ram_copy != NULL &&

@@ -103,15 +103,41 @@ out:
 	return rc;
 }
 
-int memsum_path(const char *path, char out[MEMSUM_LEN])
+int memsum_path(const char *path, char out[MEMSUM_LEN], struct stat *st)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
 
 	if (fd < 0)
 		return -errno;
-	rc = memsum_fd(fd, out);
+	rc = st != NULL && fstat(fd, st) < 0 ? -errno : memsum_fd(fd, out);
 	close(fd);
 	return rc;
+}
+
+static json_int_t ns(const struct timespec *t)
+{
+	return (json_int_t)t->tv_sec * 1000000000 + t->tv_nsec;
+}
+
+json_t *memsum_stamp(const struct stat *st)
+{
+	return json_pack("{s:I, s:I, s:I}", "Inode", (json_int_t)st->st_ino,
+			 "ModifyTimeNs", ns(&st->st_mtim), "ChangeTimeNs", ns(&st->st_ctim));
+}
+
+/* The device is left out: its number can change at a reboot (LVM, btrfs
+ * subvolumes) where the file did not, and a file copied or moved to
+ * another file system has a new change time anyway. */
+int memsum_stamp_matches(json_t *stamp, const struct stat *st)
+{
+	json_t *ino = json_object_get(stamp, "Inode");
+	json_t *mt = json_object_get(stamp, "ModifyTimeNs");
+	json_t *ct = json_object_get(stamp, "ChangeTimeNs");
+
+	return json_is_integer(ino) && json_is_integer(mt) && json_is_integer(ct) &&
+	       json_integer_value(ino) == (json_int_t)st->st_ino &&
+	       json_integer_value(mt) == ns(&st->st_mtim) &&
+	       json_integer_value(ct) == ns(&st->st_ctim);
 }
 
 int memsum_known(const char *s)

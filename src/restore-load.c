@@ -34,7 +34,26 @@
 #define LOAD_MIN_RATE (16ll << 20)
 #define LOAD_MIN_TIMEOUT_MS 60000ll
 
+/* Multifd channels for a mapped-ram load: 16 per online CPU, 16 to 64.
+ * Not the CPU count: a load mostly waits, each page it writes is a fresh
+ * page of guest RAM that the host may have to find first (a VM host that
+ * took free memory back: a fault there blocks the thread, not the CPU),
+ * so more channels keep more faults in flight.  On a 2-core VM, 5 rounds
+ * each (median load): 1 GiB busy guest, 2 channels 143 ms, 8 116, 16 100,
+ * 32 100; 4 GiB busy 192, 148, 135, 124; 1 GiB idle 57, 53, 48, 40. */
+#define LOAD_CHANNELS_PER_CPU 16
+#define LOAD_CHANNELS_MIN 16
+#define LOAD_CHANNELS_MAX 64
+
 static void load_enter(struct restore_load *load, enum load_state state);
+
+static long load_channels(void)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	long n = cpus > 0 ? cpus * LOAD_CHANNELS_PER_CPU : LOAD_CHANNELS_MIN;
+
+	return n < LOAD_CHANNELS_MIN ? LOAD_CHANNELS_MIN : n > LOAD_CHANNELS_MAX ? LOAD_CHANNELS_MAX : n;
+}
 
 static const char *const load_state_names[] = {
 	[LOAD_ACCEPT] = "accept", [LOAD_PROBE] = "probe", [LOAD_SETUP] = "setup",
@@ -253,10 +272,7 @@ static void enter_setup(struct restore_load *load)
 							      json_string_value(c), "state", 1));
 	task_send(&load->task, "migrate-set-capabilities", json_pack("{s:o}", "capabilities", caps), NULL);
 	if (load->mapped_ram) {
-		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-
-		json_object_set_new(params, "multifd-channels",
-				    json_integer(cpus > 0 && cpus <= 255 ? cpus : 2));
+		json_object_set_new(params, "multifd-channels", json_integer(load_channels()));
 	}
 	if (load->direct_io)
 		json_object_set_new(params, "direct-io", json_true());

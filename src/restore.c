@@ -202,16 +202,16 @@ static int check_memory(struct restore *r)
 {
 	const char *path = json_string_value(json_object_get(r->memory, "Path"));
 	json_int_t bytes = json_integer_value(json_object_get(r->memory, "Bytes"));
-	struct stat st;
+	struct stat *st = &r->memory_st;
 
 	if (path == NULL)
 		return fail(r, -EINVAL, "the checkpoint's record has a MemoryState without Path"), -1;
-	if (stat(path, &st) < 0)
+	if (stat(path, st) < 0)
 		return fail(r, -errno, "the memory state %s is %s; nothing changed",
 			    path, errno == ENOENT ? "missing" : strerror(errno)), -1;
-	if (bytes > 0 && st.st_size != bytes)
+	if (bytes > 0 && st->st_size != bytes)
 		return fail(r, -EINVAL, "the memory state %s has %lld bytes, the checkpoint recorded %lld: it was cut short or changed; nothing changed",
-			    path, (long long)st.st_size, (long long)bytes), -1;
+			    path, (long long)st->st_size, (long long)bytes), -1;
 	return 0;
 }
 
@@ -1409,7 +1409,8 @@ static void work_sum(uv_work_t *req)
 {
 	struct restore *r = req->data;
 
-	r->sum_rc = memsum_path(json_string_value(json_object_get(r->memory, "Path")), r->sum_got);
+	r->sum_rc = memsum_path(json_string_value(json_object_get(r->memory, "Path")), r->sum_got,
+				NULL);
 }
 
 static void after_sum(uv_work_t *req, int status)
@@ -1428,6 +1429,9 @@ static void after_sum(uv_work_t *req, int status)
 	else if (strcmp(r->sum_got, want) != 0)
 		fail(r, -EINVAL, "the memory state %s does not match the checksum recorded when the checkpoint was taken (%s, now %s): it was changed or damaged since; nothing changed (restore another checkpoint)",
 		     path, want, r->sum_got);
+	else
+		verbose_vm(r->spec.vm, "the memory state matches its checksum (read in %llu ms)",
+			   (unsigned long long)(mono_ms() - r->sum_start_ms));
 	if (r->sum_awaited) {
 		r->sum_awaited = 0;
 		task_arrived(&r->task);
@@ -1435,7 +1439,9 @@ static void after_sum(uv_work_t *req, int status)
 }
 
 /* From the start, beside everything up to the point of no return: QEMU's
- * start takes 30-300 ms, a 1 GiB guest's state 30-200 ms to read. */
+ * start takes 30-300 ms, a 1 GiB guest's state 30-200 ms to read.  Not
+ * read at all when the file still has the stamp it was hashed with
+ * (memsum.h), unless --verify. */
 static void start_sum(struct restore *r)
 {
 	const char *want = json_string_value(json_object_get(r->memory, "Checksum"));
@@ -1450,7 +1456,13 @@ static void start_sum(struct restore *r)
 		warn_vm(r->spec.vm, "the memory state's checksum %s is of a kind this qckpt does not know: not checked", want);
 		return;
 	}
+	if (!r->spec.verify &&
+	    memsum_stamp_matches(json_object_get(r->memory, "ChecksumStamp"), &r->memory_st)) {
+		verbose_vm(r->spec.vm, "the memory state is unchanged since its checksum was taken (same inode, modification and change times): not read again (--verify reads it)");
+		return;
+	}
 	r->sum_work.data = r;
+	r->sum_start_ms = mono_ms();
 	if (uv_queue_work(r->loop, &r->sum_work, work_sum, after_sum) == 0)
 		r->sum_running = r->sum_started = 1;
 }

@@ -120,6 +120,8 @@ struct restore_spec {
 	char *checkpoint;     /* as given: name, Id or Id prefix */
 	char *registry_path;  /* --registry, passed on to run */
 	int no_relaunch;
+	int verify;           /* --verify: read the memory state even if its
+			       * stamp says it is unchanged (memsum.h) */
 };
 
 enum restore_state {
@@ -185,6 +187,8 @@ struct restore {
 	uv_work_t sum_work;
 	int sum_started, sum_running, sum_awaited, sum_rc;
 	char sum_got[MEMSUM_LEN];
+	uint64_t sum_start_ms;
+	struct stat memory_st; /* check_memory's */
 
 	int pidfd;
 	uv_poll_t pidpoll;

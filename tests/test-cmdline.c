@@ -808,7 +808,7 @@ static void put(const char *path, off_t size, off_t off, size_t len, int byte)
 
 static void sum_of(const char *path, char out[MEMSUM_LEN])
 {
-	assert_int_equal(memsum_path(path, out), 0);
+	assert_int_equal(memsum_path(path, out, NULL), 0);
 	assert_true(memsum_known(out));
 }
 
@@ -856,9 +856,53 @@ static void test_memory_checksum_sees_changes_not_holes(void **state)
 	sum_of(b, sb);
 	assert_string_not_equal(sa, sb);
 	assert_false(memsum_known("xxh3-64:12"));
-	assert_int_equal(memsum_path("/nonexistent/qckpt-mem", sa), -ENOENT);
+	assert_int_equal(memsum_path("/nonexistent/qckpt-mem", sa, NULL), -ENOENT);
 	unlink(a);
 	unlink(b);
+	free(a);
+	free(b);
+}
+
+/* The stamp taken with a checksum matches the file until its contents,
+ * its metadata or the file itself (renamed over) change, and a malformed
+ * stamp never does. */
+static void test_memory_checksum_stamp_sees_a_changed_or_replaced_file(void **state)
+{
+	char *a = xasprintf("%s/stamp-a", tmpdir), *b = xasprintf("%s/stamp-b", tmpdir);
+	char sum[MEMSUM_LEN];
+	struct stat st, now;
+	struct timespec times[2];
+	json_t *stamp;
+
+	(void)state;
+	unlink(a);
+	put(a, 1 << 20, 4096, 100, 'x');
+	assert_int_equal(memsum_path(a, sum, &st), 0);
+	stamp = memsum_stamp(&st);
+	assert_int_equal(stat(a, &now), 0);
+	assert_true(memsum_stamp_matches(stamp, &now));
+	/* a write with the modification time put back: the change time moved */
+	times[0] = now.st_atim;
+	times[1] = now.st_mtim;
+	put(a, 1 << 20, 4096, 1, 'y');
+	assert_int_equal(utimensat(AT_FDCWD, a, times, 0), 0);
+	assert_int_equal(stat(a, &now), 0);
+	assert_false(memsum_stamp_matches(stamp, &now));
+	json_decref(stamp);
+	/* a copy renamed over it: another inode */
+	assert_int_equal(stat(a, &st), 0);
+	stamp = memsum_stamp(&st);
+	unlink(b);
+	put(b, 1 << 20, 4096, 100, 'x');
+	assert_int_equal(rename(b, a), 0);
+	assert_int_equal(stat(a, &now), 0);
+	assert_false(memsum_stamp_matches(stamp, &now));
+	json_decref(stamp);
+	assert_false(memsum_stamp_matches(NULL, &now));
+	stamp = json_pack("{s:s}", "Inode", "1");
+	assert_false(memsum_stamp_matches(stamp, &now));
+	json_decref(stamp);
+	unlink(a);
 	free(a);
 	free(b);
 }
@@ -888,6 +932,7 @@ int main(void)
 		cmocka_unit_test(test_what_cannot_run_in_two_qemus_at_once_is_found),
 		cmocka_unit_test(test_the_vm_monitor_moves_to_a_name_beside_it),
 		cmocka_unit_test(test_memory_checksum_sees_changes_not_holes),
+		cmocka_unit_test(test_memory_checksum_stamp_sees_a_changed_or_replaced_file),
 	};
 	int rc;
 

@@ -342,7 +342,17 @@ static void test_restore_refuses_a_damaged_or_truncated_memory_file_or_a_missing
 	struct run r;
 
 	assert_true(strncmp(jstr(json_object_get(c, "MemoryState"), "Checksum"), "xxh3-64:", 8) == 0);
-	damage(cmem, json_integer_value(json_object_get(json_object_get(c, "MemoryState"), "Bytes")));
+	/* the modification time put back: the change time still moved */
+	{
+		struct stat st;
+		struct timespec times[2];
+
+		assert_int_equal(stat(cmem, &st), 0);
+		times[0] = st.st_atim;
+		times[1] = st.st_mtim;
+		damage(cmem, json_integer_value(json_object_get(json_object_get(c, "MemoryState"), "Bytes")));
+		assert_int_equal(utimensat(AT_FDCWD, cmem, times, 0), 0);
+	}
 	r = restore(vm, "flip", NULL);
 	assert_int_equal(r.status, 1);
 	if (strstr(r.err, "does not match the checksum") == NULL || strstr(r.err, cmem) == NULL)
@@ -385,6 +395,58 @@ static void test_restore_refuses_a_damaged_or_truncated_memory_file_or_a_missing
 	json_decref(a);
 	json_decref(b);
 	json_decref(c);
+	rvm_kill_all();
+}
+
+/* A memory state with the stamp it was hashed with is not read again;
+ * --verify reads it, and so does a restore of a file whose stamp moved
+ * (here chmod: only the change time) and whose contents did not.  Each
+ * restore brings the guest back to the checkpoint's counter. */
+static char *restore_checked(struct rvm *vm, json_t *rec, const char *opt)
+{
+	int life = vm->lives + 1;
+	long counter = frozen_counter(rec), tick;
+	struct run r = restore(vm, "kept", opt);
+	char *err;
+
+	if (r.status != 0)
+		fail_msg("qckpt restore %s kept %s: exit %d: %s", vm->name, opt ? opt : "", r.status, r.err);
+	tick = wait_tick(vm, life, WAIT_MS);
+	if (tick != counter && tick != counter + 1)
+		fail_msg("%s restored to kept (counter %ld) printed tick %ld", vm->name, counter, tick);
+	err = xstrdup(r.err);
+	run_free(&r);
+	return err;
+}
+
+static void test_restore_reads_the_memory_state_again_only_when_its_stamp_moved(void **state)
+{
+	struct rvm *vm = rvm_start("stamp", 1, 128);
+	json_t *a = checkpoint_ok(vm->name, save_mode(), "kept", NULL);
+	json_t *mem = json_object_get(a, "MemoryState");
+	const char *path = jstr(mem, "Path");
+	json_t *stamp = json_object_get(mem, "ChecksumStamp");
+	struct stat st;
+	char *err;
+
+	(void)state;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(json_integer_value(json_object_get(stamp, "Inode")), (json_int_t)st.st_ino);
+	assert_int_equal(json_integer_value(json_object_get(stamp, "ChangeTimeNs")),
+			 (json_int_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec);
+	err = restore_checked(vm, a, NULL);
+	assert_non_null(strstr(err, "not read again"));
+	assert_null(strstr(err, "matches its checksum"));
+	free(err);
+	err = restore_checked(vm, a, "--verify");
+	assert_non_null(strstr(err, "matches its checksum"));
+	assert_null(strstr(err, "not read again"));
+	free(err);
+	assert_int_equal(chmod(path, st.st_mode & 0640), 0);
+	err = restore_checked(vm, a, NULL);
+	assert_non_null(strstr(err, "matches its checksum"));
+	free(err);
+	json_decref(a);
 	rvm_kill_all();
 }
 
@@ -849,6 +911,7 @@ int main(void)
 		T(test_disk_only_checkpoint_boots_fresh_on_its_disks),
 		T(test_no_relaunch_then_run_picks_up_the_restore),
 		T(test_restore_refuses_a_damaged_or_truncated_memory_file_or_a_missing_image),
+		T(test_restore_reads_the_memory_state_again_only_when_its_stamp_moved),
 		T(test_qemu_dying_during_the_restore_leaves_it_pending_and_restorable),
 		T(test_three_vms_restored_in_one_command),
 		T(test_save_current_checkpoints_the_state_before),
