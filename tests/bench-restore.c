@@ -42,6 +42,8 @@
  *   QCKPT_BENCH_METHODS "qckpt loadvm bare" (also "qckpt-cold" and
  *   "bare-cold": the same with the memory file dropped from the page cache
  *   first, posix_fadvise DONTNEED; the others read a file just written;
+ *   "bare-many": the bare start with as many multifd channels as qckpt's
+ *   load sets (16 per CPU, 16 to 64) instead of one per CPU;
  *   "qckpt-seq": qckpt with QCKPT_RESTORE_SEQUENTIAL=1, the old QEMU quit
  *   before the new one starts, as before the pre-start, and "ram-file-seq"
  *   with it).
@@ -720,8 +722,8 @@ static void print_table(void)
 	printf("| QEMU | RAM | guest | method | to RESUME min / med / max ms "
 	       "| guest stopped med ms | to first tick med ms | QEMU start med ms | old QEMU gone med ms "
 	       "| load starts med ms | load med ms | memory file MiB (allocated) | read rate MiB/s "
-	       "| vs bare -incoming | vs loadvm |\n");
-	printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+	       "| vs bare -incoming | vs loadvm | vs bare-many |\n");
+	printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
 	for (int i = 0; i < ncells; i++) {
 		const struct cell *c = &cells[i];
 		double mn, med, mx;
@@ -732,7 +734,7 @@ static void print_table(void)
 			printf(" failed");
 			if (c->note)
 				printf(" [%d]", ++notes);
-			printf(" | | | | | | | | | | |\n");
+			printf(" | | | | | | | | | | | |\n");
 			continue;
 		}
 		stats(c, offsetof(struct sample, resume), &mn, &med, &mx);
@@ -768,6 +770,7 @@ static void print_table(void)
 		put_col(rate_med(c));
 		put_ratio(c, "bare");
 		put_ratio(c, "loadvm");
+		put_ratio(c, "bare-many");
 		printf("\n");
 	}
 	printf("\nto RESUME: from the command (bare: QEMU's process start) to the "
@@ -1105,13 +1108,12 @@ static bool has_cap(json_t *caps, const char *name)
 }
 
 /* Set up and start the load on the bare QEMU; its detail for the table. */
-static int bare_load(struct bvm *vm, json_t *mem, char **detail, char **msg)
+static int bare_load(struct bvm *vm, json_t *mem, long cpus, char **detail, char **msg)
 {
 	json_t *rcaps = json_object_get(mem, "Capabilities");
 	const char *path = json_string_value(json_object_get(mem, "Path"));
 	json_t *caps = json_array(), *r = NULL;
 	bool mapped = has_cap(rcaps, "mapped-ram");
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	size_t i;
 	json_t *c;
 	char *uri;
@@ -1157,8 +1159,8 @@ static int bare_load(struct bvm *vm, json_t *mem, char **detail, char **msg)
 }
 
 static int measure_bare(struct bvm *vm, json_t *rec, const char *qemu, unsigned mib,
-			const char *append, bool cold, char **detail, struct sample *s,
-			char **msg)
+			const char *append, bool cold, long channels, char **detail,
+			struct sample *s, char **msg)
 {
 	static int serial;
 	json_t *mem = json_object_get(rec, "MemoryState");
@@ -1186,7 +1188,7 @@ static int measure_bare(struct bvm *vm, json_t *rec, const char *qemu, unsigned 
 		goto out;
 	}
 	s->start = (double)(vm->greet_us[life] - t0) / 1000.0;
-	if (bare_load(vm, mem, detail, msg) != 0)
+	if (bare_load(vm, mem, channels, detail, msg) != 0)
 		goto out;
 	done = wait_event(vm, life, "MIGRATION", "completed failed", 0, WAIT_MS);
 	if (!done || strcmp(done->status, "completed") != 0) {
@@ -1382,17 +1384,22 @@ static void run_config(const char *qemu, const char *label, unsigned mib, const 
 		}
 	}
 	kill_life(vm, vm_pid(vm, NULL));
-	for (int cold = 0; cold < 2; cold++) {
-		const char *method = cold ? "bare-cold" : "bare";
+	for (int variant = 0; variant < 3; variant++) {
+		static const char *const bare_names[] = { "bare", "bare-cold", "bare-many" };
+		const char *method = bare_names[variant];
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN), channels = cpus > 0 ? cpus : 2;
 		struct cell *c;
 
 		if (!want(methods, nm, method) || ramfile_vm)
 			continue;
+		if (variant == 2) /* restore-load.c's load_channels() */
+			channels = cpus * 16 < 16 ? 16 : cpus * 16 > 64 ? 64 : cpus * 16;
 		c = cell_for(ver, mib, load, method);
 		for (int r = 0; r < reps; r++) {
 			struct sample s = { 0 };
 			char *m = NULL;
-			int rc = measure_bare(vm, rec, qemu, mib, app, cold, &c->detail, &s, &m);
+			int rc = measure_bare(vm, rec, qemu, mib, app, variant == 1, channels,
+					      &c->detail, &s, &m);
 
 			record(c, r, rc, &s, m);
 			if (rc != 0)
