@@ -114,7 +114,11 @@ static void on_load_connection(uv_stream_t *server, int status)
 	if (rc < 0) {
 		task_set_error(&load->task, rc, "%s", load->conn.error);
 		task_arrived(&load->task);
+		return;
 	}
+	load->connected = 1;
+	if (load->on_connected != NULL)
+		load->on_connected(load);
 }
 
 static int load_init_handles(struct restore_load *load, uv_loop_t *loop,

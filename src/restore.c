@@ -1190,7 +1190,8 @@ static void on_prestarted_exit(uv_process_t *proc, int64_t status, int signum)
 	}
 }
 
-static void on_preload_ready(struct restore_load *load)
+/* The new QEMU runs: the old one can be let go (PRELOAD ends). */
+static void on_preload_connected(struct restore_load *load)
 {
 	struct restore *r = load->data;
 
@@ -1200,14 +1201,32 @@ static void on_preload_ready(struct restore_load *load)
 	}
 }
 
-/* Until the old QEMU is told to quit, a failed load is the pre-start's
- * failure: the restore goes on one after the other.  After that it is
- * the restore's (pending: `qckpt restore` again completes it). */
+static void switch_go(struct restore *r)
+{
+	r->load_went = 1;
+	restore_load_go(&r->preload);
+}
+
+/* Everything set for the load: it starts if the old QEMU is gone. */
+static void on_preload_ready(struct restore_load *load)
+{
+	struct restore *r = load->data;
+
+	if (r->go_waiting) {
+		r->go_waiting = 0;
+		switch_go(r);
+	}
+}
+
+/* Until the load begins, a failure is the pre-start's: the restore goes
+ * on one after the other (the old QEMU quit first, or already gone).
+ * After that it is the restore's (pending: `qckpt restore` again
+ * completes it). */
 static void on_preload_done(struct restore_load *load)
 {
 	struct restore *r = load->data;
 
-	if (load->task.error_status != 0 && r->past_quit) {
+	if (load->task.error_status != 0 && r->load_went) {
 		fail(r, load->task.error_status, "%s", load->task.error);
 	} else if (load->task.error_status != 0) {
 		if (!r->fallback)
@@ -1273,6 +1292,7 @@ static void enter_prestart(struct restore *r)
 	r->preload.data = r;
 	r->preload.progress = &r->progress;
 	r->preload.on_ready = on_preload_ready;
+	r->preload.on_connected = on_preload_connected;
 	r->preload.warmed = r->sum_started;
 	r->preload_used = 1;
 	rc = restore_load_listen(&r->preload, r->loop, r->presock);
@@ -1293,9 +1313,14 @@ static void enter_prestart(struct restore *r)
 	json_decref(state);
 }
 
+/* Until the new QEMU connects to its restore monitor: it has started
+ * (its command line parsed, its chardevs made); the rest of its start
+ * (the machine, its RAM, its disks) goes on while the old QEMU quits,
+ * in the RAM that one gives back.  A failure from here until the load
+ * begins is still the pre-start's (on_preload_done). */
 static void enter_preload(struct restore *r)
 {
-	if (r->fallback || r->preload.task.finished || r->preload.state == LOAD_READY)
+	if (r->fallback || r->preload.task.finished || r->preload.connected)
 		return;
 	r->preload_awaited = 1;
 	r->task.awaiting++;
@@ -1383,19 +1408,28 @@ static void enter_handover(struct restore *r)
 		move_monitor(r);
 }
 
-/* The old QEMU is gone: the new one loads, and the guest goes on. */
+/* The old QEMU is gone: the new one loads once ready, and the guest goes
+ * on. */
 static void enter_switch(struct restore *r)
 {
 	r->preload_awaited = 1;
 	r->task.awaiting++;
-	restore_load_go(&r->preload);
+	if (r->preload.state == LOAD_READY)
+		switch_go(r);
+	else
+		r->go_waiting = 1;
 }
 
 /* The pre-start failed and its QEMU is gone: one after the other. */
 static void prestart_fall_back(struct restore *r)
 {
-	warn_vm(r->spec.vm, "the new QEMU could not start beside the old one (%s); restoring one after the other",
-		r->fallback_why);
+	if (r->past_quit)
+		warn_vm(r->spec.vm, "the new QEMU failed as it started (%s; its output is in %s); starting it again now that the old one is gone",
+			r->fallback_why, r->log_path ? r->log_path : "the VM's qemu.log");
+	else
+		warn_vm(r->spec.vm, "the new QEMU could not start beside the old one (%s; its output is in %s); restoring one after the other",
+			r->fallback_why, r->log_path ? r->log_path : "the VM's qemu.log");
+	r->go_waiting = 0;
 	if (r->preload_used)
 		restore_load_close(&r->preload);
 	if (r->prestarted)
@@ -1494,8 +1528,8 @@ static enum restore_state restore_next(const struct restore *r)
 				      r->prestart ? RESTORE_PRESTART : RESTORE_QUIT;
 	case RESTORE_PRESTART: return r->fallback ? RESTORE_QUIT : RESTORE_PRELOAD;
 	case RESTORE_PRELOAD:  return r->fallback ? RESTORE_QUIT : RESTORE_HANDOVER;
-	case RESTORE_HANDOVER: return RESTORE_SWITCH;
-	case RESTORE_SWITCH:   return RESTORE_DONE;
+	case RESTORE_HANDOVER: return r->fallback ? RESTORE_LAUNCH : RESTORE_SWITCH;
+	case RESTORE_SWITCH:   return r->fallback ? RESTORE_LAUNCH : RESTORE_DONE;
 	case RESTORE_QUIT:     return r->spec.no_relaunch ? RESTORE_DONE : RESTORE_LAUNCH;
 	case RESTORE_LAUNCH:   return r->memory ? RESTORE_LOAD : RESTORE_DONE;
 	default:               return RESTORE_DONE;

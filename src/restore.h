@@ -89,6 +89,10 @@ struct restore_load {
 	/* Set before restore_load_start to stop before migrate-incoming,
 	 * everything else set: on_ready, then nothing until restore_load_go. */
 	void (*on_ready)(struct restore_load *load);
+	/* Set before it: called once QEMU connects to the restore monitor
+	 * (it runs, its command line parsed, its chardevs made). */
+	void (*on_connected)(struct restore_load *load);
+	int connected;
 };
 
 /* Listen on SOCK_PATH (a unix socket QEMU will connect to) before QEMU
@@ -133,10 +137,11 @@ enum restore_state {
 	RESTORE_COMMIT,   /* vm.json: new overlays, PendingRestore */
 	/* the pre-start: the new QEMU beside the old one */
 	RESTORE_PRESTART, /* qckpt run, detached, its QMP socket aside */
-	RESTORE_PRELOAD,  /* its load (r->preload), until ready to load */
+	RESTORE_PRELOAD,  /* its load (r->preload), until QEMU connects */
 	RESTORE_HANDOVER, /* quit the old QEMU, until its process exits;
 			   * its QMP socket to the new one */
-	RESTORE_SWITCH,   /* the new one loads and goes on: cont, vm.json */
+	RESTORE_SWITCH,   /* the new one, once ready, loads and goes on:
+			   * cont, vm.json */
 	/* one after the other (or the pre-start failed) */
 	RESTORE_QUIT,     /* quit the old QEMU, until its process exits */
 	RESTORE_LAUNCH,   /* qckpt run, detached, QEMU connects back */
@@ -214,6 +219,7 @@ struct restore {
 	int preproc_open, prekilling, prestarted;
 	struct restore_load preload;
 	int preload_used, preload_awaited, switched;
+	int go_waiting, load_went; /* SWITCH: until ready; load begun */
 	char *presockdir, *presock;
 	int fallback;         /* the pre-start failed: one after the other */
 	char fallback_why[1024];

@@ -507,6 +507,64 @@ static void test_qemu_dying_during_the_restore_leaves_it_pending_and_restorable(
 	rvm_kill_all();
 }
 
+/* The pre-started QEMU fails after it has connected to the restore
+ * monitor (the old QEMU already told to quit): here a wrapper adds a
+ * device QEMU does not know, once.  The restore starts it again, one
+ * after the other, and the guest carries on from the checkpoint. */
+static void test_a_new_qemu_failing_as_it_starts_is_started_again(void **state)
+{
+	char *wrapper = fmt("%s/qemu-wrapper-%d", harness_tmpdir(), rvm_serial_no + 1);
+	char *marker = fmt("%s.fail", wrapper);
+	FILE *f = fopen(wrapper, "w");
+	const char *saved = qemu_bin;
+	struct rvm *vm;
+	json_t *a;
+	struct run r;
+	long counter, tick;
+	int life;
+
+	(void)state;
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\nif [ -e '%s' ]; then rm -f '%s'; exec '%s' \"$@\" -device qckpt-no-such-device; fi\nexec '%s' \"$@\"\n",
+		marker, marker, qemu(), qemu());
+	fclose(f);
+	chmod(wrapper, 0755);
+	qemu_bin = wrapper;
+	vm = rvm_start("refail", 1, 128);
+	qemu_bin = saved;
+	a = checkpoint_ok(vm->name, save_mode(), "back", NULL);
+	counter = frozen_counter(a);
+	f = fopen(marker, "w");
+	fclose(f);
+	life = vm->lives + 1;
+	r = restore(vm, "back", NULL);
+	if (r.status != 0)
+		fail_msg("qckpt restore: exit %d: %s", r.status, r.err);
+	if (strstr(r.err, "failed as it started") == NULL && strstr(r.err, "could not start beside") == NULL)
+		fail_msg("want the pre-start's failure said: %s", r.err);
+	/* QEMU's own words are in the log the warning names */
+	{
+		char *log = fmt("%s/%s/qemu.log", catalog_dir, vm->name), *text;
+
+		if (strstr(r.err, log) == NULL)
+			fail_msg("want the log %s named: %s", log, r.err);
+		text = read_file(log);
+		assert_non_null(strstr(text, "qckpt-no-such-device"));
+		free(text);
+		free(log);
+	}
+	run_free(&r);
+	assert_int_not_equal(access(marker, F_OK), 0);
+	tick = wait_tick(vm, life + 1, WAIT_MS);
+	if (tick != counter && tick != counter + 1)
+		fail_msg("restored to counter %ld, printed tick %ld", counter, tick);
+	assert_false(life_printed(vm, life + 1, "qckpt-guest: boot"));
+	json_decref(a);
+	free(wrapper);
+	free(marker);
+	rvm_kill_all();
+}
+
 /* Drop PATH from the page cache. */
 static void uncache(const char *path)
 {
@@ -734,8 +792,8 @@ static void test_restore_starts_the_new_qemu_beside_the_old_one(void **state)
 	rvm_kill_all();
 }
 
-/* A restore killed (SIGKILL: no undo runs) once its pre-started QEMU is
- * ready to load, before the old one is quit, leaves that QEMU waiting
+/* A restore killed (SIGKILL: no undo runs) once its pre-started QEMU has
+ * connected, before the old one is quit, leaves that QEMU waiting
  * beside the old one, whose guest it had paused.
  * The next restore of the VM ends it (and its socket beside the VM's),
  * restores, and the guest carries on from the checkpoint. */
@@ -913,6 +971,7 @@ int main(void)
 		T(test_restore_refuses_a_damaged_or_truncated_memory_file_or_a_missing_image),
 		T(test_restore_reads_the_memory_state_again_only_when_its_stamp_moved),
 		T(test_qemu_dying_during_the_restore_leaves_it_pending_and_restorable),
+		T(test_a_new_qemu_failing_as_it_starts_is_started_again),
 		T(test_three_vms_restored_in_one_command),
 		T(test_save_current_checkpoints_the_state_before),
 		T(test_vm_without_recorded_command_line_gets_the_commands_instead),
@@ -926,6 +985,7 @@ int main(void)
 		T(test_paused_checkpoint_comes_back_paused),
 		T(test_no_relaunch_then_run_picks_up_the_restore),
 		T(test_qemu_dying_during_the_restore_leaves_it_pending_and_restorable),
+		T(test_a_new_qemu_failing_as_it_starts_is_started_again),
 		T(test_three_vms_restored_in_one_command),
 		T(test_the_same_checkpoint_restores_twenty_times),
 		T(test_restore_reads_a_cached_memory_state_through_the_page_cache),
