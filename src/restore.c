@@ -3,23 +3,24 @@
  * restore_step() reads top to bottom like the restore itself:
  *
  *   find the checkpoint and check its files (the memory state's checksum
- *   read in the thread pool meanwhile, memsum.h) -> its monitor: [probe the
- *   QEMU's migration abilities] -> new overlays on the frozen images
- *   (qcow2.c) -> vm.json: new active images + PendingRestore -> then, for a
- *   running VM whose command can run twice at once
- *   (cmdline_prestart_blocker), the pre-start: `qckpt run` the recorded
- *   command beside the old QEMU, its QMP socket aside, the old guest
- *   stopped -> the new QEMU's load set up, up to migrate-incoming -> [the
- *   checksum] -> quit the old QEMU, wait for
- *   its process, rename the new socket onto the VM's -> the load, cont,
- *   vm.json; otherwise (or when the pre-start fails): [the checksum] ->
- *   [quit the old QEMU and wait for its process] -> `qckpt run` the
- *   recorded command, detached, with the restore monitor -> the load
- *   (restore-load.c).
+ *   read in the thread pool meanwhile unless the file has the stamp it
+ *   was hashed with, memsum.h) -> its monitor: [probe the QEMU's
+ *   migration abilities] -> new overlays on the frozen images (qcow2.c)
+ *   -> vm.json: new active images + PendingRestore -> then, for a running
+ *   VM whose command can run twice at once (cmdline_prestart_blocker),
+ *   the pre-start: `qckpt run` the recorded command beside the old QEMU,
+ *   its QMP socket aside, the old guest stopped -> the new QEMU connects
+ *   -> [the checksum] -> quit the old QEMU, wait for its process, rename
+ *   the new socket onto the VM's, while the new QEMU's load is set up, up
+ *   to migrate-incoming -> the load, cont, vm.json; otherwise (or when the
+ *   pre-start fails before its load): [the checksum] -> [quit the old QEMU
+ *   and wait for its process] -> `qckpt run` the recorded command,
+ *   detached, with the restore monitor -> the load (restore-load.c).
  *
- * The pre-start takes QEMU's own start (30-300 ms under TCG) out of the
- * command's time; the load waits for the old QEMU's exit, so that it fills
- * RAM the kernel has just been given back (see enter_handover).
+ * The pre-start takes QEMU's own start (30-300 ms under TCG) mostly out of
+ * the command's time; the rest of it and the load wait for the old QEMU's
+ * exit, so that they fill RAM the kernel has just been given back (see
+ * enter_handover).
  *
  * Non-destructive: the current branch's overlays are kept, the frozen
  * images are only ever backing files.  Until the old QEMU is quit, a
@@ -1373,11 +1374,15 @@ static void on_old_gone(uv_poll_t *poll, int status, int events)
 }
 
 /*
- * The handover: quit the old QEMU and wait for its process to end, so
- * that the kernel has its RAM back before the new QEMU loads into fresh
- * RAM.  Loading beside the running QEMU instead took 3-5x as long on this
+ * The handover, as soon as the new QEMU has connected: quit the old QEMU
+ * and wait for its process to end, so that the kernel has its RAM back
+ * before the new QEMU builds its machine and loads into fresh RAM.
+ * Loading beside the running QEMU instead took 3-5x as long on this
  * project's machines (a VM whose host takes back free memory: a page not
- * touched for a while costs a fault in the host too).  The socket moves once the old QEMU has
+ * touched for a while costs a fault in the host too), and quitting only
+ * once the new QEMU was set up for the load cost an idle 1 GiB guest
+ * 10-20 ms more (its machine's first touches in cold RAM, then the exit
+ * waited for).  The socket moves once the old QEMU has
  * unlinked its own (its chardev cleanup, before the kernel frees its RAM)
  * or has exited, whichever comes first.  A QEMU that bound elsewhere
  * (itself pre-started) never unlinks the real path: it moves at once.

@@ -575,12 +575,13 @@ static void uncache(const char *path)
 	close(fd);
 }
 
-/* Restore VM to REC and want WANT in what -v says of the load. */
-static void restore_saying(struct rvm *vm, json_t *rec, const char *want, const char *not)
+/* Restore VM to REC (with OPT) and want WANT in what -v says of the load. */
+static void restore_saying(struct rvm *vm, json_t *rec, const char *opt, const char *want,
+			   const char *not)
 {
 	int life = vm->lives + 1;
 	long counter = frozen_counter(rec), tick;
-	struct run r = restore(vm, jstr(rec, "Id"), NULL);
+	struct run r = restore(vm, jstr(rec, "Id"), opt);
 
 	if (r.status != 0 || strstr(r.err, want) == NULL || (not && strstr(r.err, not) != NULL))
 		fail_msg("want exit 0 and '%s' (not '%s'): exit %d: %s", want, not ? not : "", r.status, r.err);
@@ -592,8 +593,9 @@ static void restore_saying(struct rvm *vm, json_t *rec, const char *want, const 
 /* QEMU >= 9.1 with mapped-ram: a memory state in the page cache (as one
  * just saved is, or one its checksum was just read from) is read through
  * it; one that is not, with direct-io (O_DIRECT would read from the disk
- * what RAM already holds): a checkpoint without a checksum (an older
- * qckpt's).  All restore the guest. */
+ * what RAM already holds): one whose checksum is not read (its stamp
+ * unchanged, or an older qckpt's checkpoint without one).  All restore
+ * the guest. */
 static void test_restore_reads_a_cached_memory_state_through_the_page_cache(void **state)
 {
 	struct rvm *vm = rvm_start("cache", 1, 256);
@@ -601,18 +603,22 @@ static void test_restore_reads_a_cached_memory_state_through_the_page_cache(void
 	const char *path = jstr(json_object_get(a, "MemoryState"), "Path");
 	char *recpath = fmt("%s/checkpoint.json", jstr(a, "Path"));
 
-	restore_saying(vm, a, "from the page cache", "direct-io");
-	/* out of the cache: the checksum reads it back in, the load uses that */
+	restore_saying(vm, a, NULL, "from the page cache", "direct-io");
+	/* out of the cache, its stamp unchanged: not read again, direct-io
+	 * (the temp dir's file system has O_DIRECT) */
 	uncache(path);
-	restore_saying(vm, a, "from the page cache", "direct-io");
-	/* no checksum to read: direct-io (the temp dir's file system has O_DIRECT) */
+	restore_saying(vm, a, NULL, "direct-io", NULL);
+	/* --verify: the checksum reads it back in, the load uses that */
+	uncache(path);
+	restore_saying(vm, a, "--verify", "from the page cache", "direct-io");
+	/* no checksum to read: direct-io */
 	rec = json_load_file(recpath, 0, NULL);
 	assert_non_null(rec);
 	assert_int_equal(json_object_del(json_object_get(rec, "MemoryState"), "Checksum"), 0);
 	assert_int_equal(json_dump_file(rec, recpath, 0), 0);
 	json_decref(rec);
 	uncache(path);
-	restore_saying(vm, a, "direct-io", NULL);
+	restore_saying(vm, a, NULL, "direct-io", NULL);
 	free(recpath);
 	json_decref(a);
 	rvm_kill_all();
