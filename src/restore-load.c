@@ -47,7 +47,7 @@
 
 static void load_enter(struct restore_load *load, enum load_state state);
 
-static long load_channels(void)
+long restore_load_channels(void)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	long n = cpus > 0 ? cpus * LOAD_CHANNELS_PER_CPU : LOAD_CHANNELS_MIN;
@@ -276,7 +276,7 @@ static void enter_setup(struct restore_load *load)
 							      json_string_value(c), "state", 1));
 	task_send(&load->task, "migrate-set-capabilities", json_pack("{s:o}", "capabilities", caps), NULL);
 	if (load->mapped_ram) {
-		json_object_set_new(params, "multifd-channels", json_integer(load_channels()));
+		json_object_set_new(params, "multifd-channels", json_integer(restore_load_channels()));
 	}
 	if (load->direct_io)
 		json_object_set_new(params, "direct-io", json_true());

@@ -1208,15 +1208,14 @@ static void switch_go(struct restore *r)
 	restore_load_go(&r->preload);
 }
 
-/* Everything set for the load: it starts if the old QEMU is gone. */
+/* Everything set for the load: it starts if the old QEMU is gone (the
+ * switch has begun; otherwise enter_switch starts it). */
 static void on_preload_ready(struct restore_load *load)
 {
 	struct restore *r = load->data;
 
-	if (r->go_waiting) {
-		r->go_waiting = 0;
+	if (r->state == RESTORE_SWITCH && !r->load_went && !r->fallback)
 		switch_go(r);
-	}
 }
 
 /* Until the load begins, a failure is the pre-start's: the restore goes
@@ -1421,20 +1420,19 @@ static void enter_switch(struct restore *r)
 	r->task.awaiting++;
 	if (r->preload.state == LOAD_READY)
 		switch_go(r);
-	else
-		r->go_waiting = 1;
 }
 
 /* The pre-start failed and its QEMU is gone: one after the other. */
 static void prestart_fall_back(struct restore *r)
 {
+	const char *log = r->log_path ? r->log_path : "the VM's qemu.log";
+
 	if (r->past_quit)
 		warn_vm(r->spec.vm, "the new QEMU failed as it started (%s; its output is in %s); starting it again now that the old one is gone",
-			r->fallback_why, r->log_path ? r->log_path : "the VM's qemu.log");
+			r->fallback_why, log);
 	else
 		warn_vm(r->spec.vm, "the new QEMU could not start beside the old one (%s; its output is in %s); restoring one after the other",
-			r->fallback_why, r->log_path ? r->log_path : "the VM's qemu.log");
-	r->go_waiting = 0;
+			r->fallback_why, log);
 	if (r->preload_used)
 		restore_load_close(&r->preload);
 	if (r->prestarted)

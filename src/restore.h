@@ -106,6 +106,8 @@ int restore_load_adopt(struct restore_load *load, uv_loop_t *loop, int fd,
 void restore_load_start(struct restore_load *load, const char *vm,
 			const char *catalog_root, json_t *pending,
 			uint64_t start_ns, void (*on_done)(struct restore_load *));
+/* The multifd channels a mapped-ram load uses (restore-load.c says why). */
+long restore_load_channels(void);
 /* Go on from LOAD_READY: the load, cont (a running checkpoint), settle,
  * record. */
 void restore_load_go(struct restore_load *load);
@@ -219,7 +221,7 @@ struct restore {
 	int preproc_open, prekilling, prestarted;
 	struct restore_load preload;
 	int preload_used, preload_awaited, switched;
-	int go_waiting, load_went; /* SWITCH: until ready; load begun */
+	int load_went;        /* the pre-started QEMU's load begun */
 	char *presockdir, *presock;
 	int fallback;         /* the pre-start failed: one after the other */
 	char fallback_why[1024];

@@ -70,6 +70,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "restore.h"
 #include "util.h"
 
 #define BOOT_MS 300000u
@@ -1392,8 +1393,8 @@ static void run_config(const char *qemu, const char *label, unsigned mib, const 
 
 		if (!want(methods, nm, method) || ramfile_vm)
 			continue;
-		if (variant == 2) /* restore-load.c's load_channels() */
-			channels = cpus * 16 < 16 ? 16 : cpus * 16 > 64 ? 64 : cpus * 16;
+		if (variant == 2)
+			channels = restore_load_channels();
 		c = cell_for(ver, mib, load, method);
 		for (int r = 0; r < reps; r++) {
 			struct sample s = { 0 };

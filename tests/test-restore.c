@@ -450,36 +450,56 @@ static void test_restore_reads_the_memory_state_again_only_when_its_stamp_moved(
 	rvm_kill_all();
 }
 
+/* VM NAME launched through a wrapper around QEMU (*WRAPPER) that, while
+ * its marker (*MARKER, made later by touch()) exists, runs the shell line
+ * MARKED instead: $q is QEMU, $m the marker, "$@" QEMU's arguments. */
+static struct rvm *rvm_start_wrapped(const char *name, const char *marked, char **wrapper,
+				     char **marker)
+{
+	const char *saved = qemu_bin;
+	struct rvm *vm;
+	FILE *f;
+
+	*wrapper = fmt("%s/qemu-wrapper-%d", harness_tmpdir(), rvm_serial_no + 1);
+	*marker = fmt("%s.marked", *wrapper);
+	f = fopen(*wrapper, "w");
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\nq='%s' m='%s'\nif [ -e \"$m\" ]; then %s; fi\nexec \"$q\" \"$@\"\n",
+		qemu(), *marker, marked);
+	fclose(f);
+	chmod(*wrapper, 0755);
+	qemu_bin = *wrapper;
+	vm = rvm_start(name, 1, 128);
+	qemu_bin = saved;
+	return vm;
+}
+
+static void touch(const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fclose(f);
+}
+
 /* The restored QEMU dies before its memory is loaded: here it starts with
  * less RAM than the checkpoint (a wrapper adds -m), so QEMU rejects the
  * stream and exits mid-load, every time.  Nothing is recorded as restored,
  * the restore stays pending, and a second `qckpt restore` completes it. */
 static void test_qemu_dying_during_the_restore_leaves_it_pending_and_restorable(void **state)
 {
-	char *wrapper = fmt("%s/qemu-wrapper-%d", harness_tmpdir(), rvm_serial_no + 1);
-	char *marker = fmt("%s.short", wrapper);
-	FILE *f = fopen(wrapper, "w");
-	struct rvm *vm;
+	char *wrapper, *marker;
+	struct rvm *vm = rvm_start_wrapped("dying", "exec \"$q\" \"$@\" -m 64", &wrapper, &marker);
 	json_t *a, *st;
 	struct run r;
-	const char *saved = qemu_bin;
 	char *current;
 	int life;
 
-	assert_non_null(f);
-	fprintf(f, "#!/bin/sh\nif [ -e '%s' ]; then exec '%s' \"$@\" -m 64; fi\nexec '%s' \"$@\"\n",
-		marker, qemu(), qemu());
-	fclose(f);
-	chmod(wrapper, 0755);
-	qemu_bin = wrapper;
-	vm = rvm_start("dying", 1, 128);
-	qemu_bin = saved;
 	a = checkpoint_ok(vm->name, save_mode(), "again", NULL);
 	st = vm_json(vm);
 	current = xstrdup_or_null(jstr(st, "CurrentCheckpointId"));
 	json_decref(st);
-	f = fopen(marker, "w");
-	fclose(f);
+	touch(marker);
 	/* QEMU 10.0.2 with direct-io does not fail such a load, it hangs:
 	 * qckpt's load deadline ends it (a minute by default) */
 	setenv("QCKPT_RESTORE_LOAD_TIMEOUT", "10", 1);
@@ -513,29 +533,18 @@ static void test_qemu_dying_during_the_restore_leaves_it_pending_and_restorable(
  * after the other, and the guest carries on from the checkpoint. */
 static void test_a_new_qemu_failing_as_it_starts_is_started_again(void **state)
 {
-	char *wrapper = fmt("%s/qemu-wrapper-%d", harness_tmpdir(), rvm_serial_no + 1);
-	char *marker = fmt("%s.fail", wrapper);
-	FILE *f = fopen(wrapper, "w");
-	const char *saved = qemu_bin;
-	struct rvm *vm;
+	char *wrapper, *marker;
+	struct rvm *vm = rvm_start_wrapped("refail",
+		"rm -f \"$m\"; exec \"$q\" \"$@\" -device qckpt-no-such-device", &wrapper, &marker);
 	json_t *a;
 	struct run r;
 	long counter, tick;
 	int life;
 
 	(void)state;
-	assert_non_null(f);
-	fprintf(f, "#!/bin/sh\nif [ -e '%s' ]; then rm -f '%s'; exec '%s' \"$@\" -device qckpt-no-such-device; fi\nexec '%s' \"$@\"\n",
-		marker, marker, qemu(), qemu());
-	fclose(f);
-	chmod(wrapper, 0755);
-	qemu_bin = wrapper;
-	vm = rvm_start("refail", 1, 128);
-	qemu_bin = saved;
 	a = checkpoint_ok(vm->name, save_mode(), "back", NULL);
 	counter = frozen_counter(a);
-	f = fopen(marker, "w");
-	fclose(f);
+	touch(marker);
 	life = vm->lives + 1;
 	r = restore(vm, "back", NULL);
 	if (r.status != 0)
